@@ -1,0 +1,3 @@
+from pycam.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The ``pycam`` command line (floor 5)."""

@@ -1,0 +1,274 @@
+"""The station configuration: one TOML file holds addresses, ports, paths and settings.
+
+Every key is declared here with its type and range; ``load_config`` validates the whole
+file and raises :class:`ConfigError` naming the section, key and the reason.  Nothing is
+read at import time.
+
+Sections own their keys: add a key by adding a :class:`Field` to its section in
+``SCHEMA``.  Paths are expanded (``~``) and, when relative, resolved against the
+directory of the config file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import tomllib
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+#: Length of a generated shared secret in bytes (hex-encoded in the file: 64 chars).
+SECRET_BYTES = 32
+#: Placeholder shipped in ``conf/`` examples; a config still holding it refuses to start.
+SECRET_PLACEHOLDER = "CHANGE-ME-run-pycam-init-config"
+
+
+class ConfigError(ValueError):
+    """A configuration file is missing, unreadable or holds a bad value."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    """One configuration key: its type, default and allowed range."""
+
+    kind: type  # int, float, bool, str, Path, list
+    default: Any = None
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[Any, ...] | None = None
+    required: bool = False
+    check: Callable[[Any], str | None] | None = None  # returns an error message or None
+    doc: str = ""
+
+
+def _secret_check(value: str) -> str | None:
+    if value == "" or value == SECRET_PLACEHOLDER:
+        return "no shared secret set: run `pycam init-config FILE` to generate one"
+    if len(value) < 32:
+        return "shared secret too short (need at least 32 characters)"
+    return None
+
+
+def _host_check(value: str) -> str | None:
+    if not value or any(c.isspace() for c in value):
+        return "must be a host name or IP address"
+    return None
+
+
+#: The schema.  Section -> key -> Field.
+SCHEMA: dict[str, dict[str, Field]] = {
+    "network": {
+        "master_host": Field(str, "127.0.0.1", check=_host_check,
+                             doc="address of the master Pi (devices and clients connect here)"),
+        "bind_host": Field(str, "127.0.0.1", check=_host_check,
+                           doc="address the master listens on (0.0.0.0 for all interfaces)"),
+        "device_port": Field(int, 12345, 1, 65535, doc="port for cameras and spectrometer (PyCam port_comm)"),
+        "client_port": Field(int, 12347, 1, 65535, doc="port for the GUI and scripts (PyCam port_ext)"),
+        "secret": Field(str, required=True, check=_secret_check,
+                        doc="shared secret for HMAC challenge-response authentication"),
+        "max_frame_bytes": Field(int, 64 * 1024 * 1024, 1024, 1 << 31,
+                                 doc="largest frame accepted; larger closes that connection"),
+        "reconnect_max_s": Field(float, 10.0, 0.1, 3600.0, doc="longest wait between reconnect attempts"),
+    },
+    "storage": {
+        "data_dir": Field(Path, "~/pycam_data", doc="where the master stores received images and spectra"),
+        "spool_dir": Field(Path, "~/pycam_spool",
+                           doc="where devices keep captured files until the master confirms them"),
+        "min_free_mb": Field(int, 200, 0, 10_000_000, doc="refuse to store below this free space"),
+    },
+    "camera": {
+        "framerate": Field(float, 0.25, 0.0, 1.0, doc="continuous capture rate, Hz (PyCam FRC)"),
+        "shutter_us": Field(int, 100_000, 1, 6_000_001, doc="initial shutter speed, microseconds"),
+        "analog_gain": Field(float, 1.0, 1.0, 16.0),
+        "auto_exposure": Field(bool, True),
+        "min_saturation": Field(float, 0.7, 0.0, 0.9),
+        "max_saturation": Field(float, 0.9, 0.1, 1.0),
+        "saturation_pixels": Field(int, 1000, 0, 10_000, doc="brightest pixels averaged (PyCam PXC)"),
+        "saturation_rows": Field(int, -1, -486, 486,
+                                 doc="rows checked for saturation; negative counts from the bottom (PyCam RWC)"),
+        "binning": Field(int, 4, 1, 4, doc="area-averaging factor from the 2592x1944 sensor (4 -> 648x486)"),
+    },
+    "spectrometer": {
+        "framerate": Field(float, 0.25, 0.0, 10.0, doc="continuous capture rate, Hz (PyCam FRS)"),
+        "integration_ms": Field(int, 100, 1, 10_001),
+        "coadd": Field(int, 1, 1, 20),
+        "auto_integration": Field(bool, True),
+        "min_saturation": Field(float, 0.6, 0.0, 0.9),
+        "max_saturation": Field(float, 0.9, 0.1, 1.0),
+        "saturation_pixels": Field(int, 2, 0, 2048),
+        "wavelength_min": Field(float, 300.0, 200.0, 450.0, doc="saturation window start, nm (PyCam WMN)"),
+        "wavelength_max": Field(float, 340.0, 200.0, 450.0, doc="saturation window end, nm (PyCam WMX)"),
+    },
+    "simulator": {
+        "seed": Field(int, 1, 0, 2**31 - 1),
+        "emission_rate_kg_s": Field(float, 5.0, 0.0, 1000.0),
+        "wind_speed_m_s": Field(float, 8.0, 0.1, 100.0),
+        "wind_direction_deg": Field(float, 0.0, -360.0, 360.0,
+                                    doc="direction the plume travels in the image, degrees from +x"),
+        "plume_distance_m": Field(float, 5000.0, 100.0, 100_000.0),
+        "reference_dir": Field(Path, "", doc="directory with real cross-sections; empty: synthetic band model"),
+        "full_resolution": Field(bool, False, doc="produce 2592x1944 frames instead of binned 648x486"),
+    },
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """A validated configuration: ``config.section("camera")["framerate"]``."""
+
+    path: Path | None
+    values: Mapping[str, Mapping[str, Any]]
+
+    def section(self, name: str) -> Mapping[str, Any]:
+        return self.values[name]
+
+    def __getitem__(self, name: str) -> Mapping[str, Any]:
+        return self.values[name]
+
+
+def _coerce(section: str, key: str, field: Field, raw: Any, base_dir: Path | None) -> Any:
+    where = f"[{section}] {key}"
+    if field.kind is bool:
+        if isinstance(raw, bool):
+            value: Any = raw
+        elif isinstance(raw, int) and raw in (0, 1):
+            value = bool(raw)
+        else:
+            raise ConfigError(f"{where} = {raw!r}: must be true or false")
+    elif field.kind is int:
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            raise ConfigError(f"{where} = {raw!r}: must be a whole number")
+        value = raw
+    elif field.kind is float:
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+            raise ConfigError(f"{where} = {raw!r}: must be a number")
+        value = float(raw)
+        if value != value:
+            raise ConfigError(f"{where}: NaN is not allowed")
+    elif field.kind is str:
+        if not isinstance(raw, str):
+            raise ConfigError(f"{where} = {raw!r}: must be a string")
+        value = raw
+    elif field.kind is Path:
+        if not isinstance(raw, str):
+            raise ConfigError(f"{where} = {raw!r}: must be a path string")
+        if raw == "":
+            value = None
+        else:
+            p = Path(os.path.expanduser(raw))
+            if not p.is_absolute() and base_dir is not None:
+                p = base_dir / p
+            value = p
+    elif field.kind is list:
+        if not isinstance(raw, list):
+            raise ConfigError(f"{where} = {raw!r}: must be a list")
+        value = raw
+    else:  # pragma: no cover - schema error
+        raise TypeError(f"unsupported field kind {field.kind}")
+    if field.minimum is not None and isinstance(value, (int, float)) and value < field.minimum:
+        raise ConfigError(f"{where} = {raw!r}: must be >= {field.minimum}")
+    if field.maximum is not None and isinstance(value, (int, float)) and value > field.maximum:
+        raise ConfigError(f"{where} = {raw!r}: must be <= {field.maximum}")
+    if field.choices is not None and value not in field.choices:
+        raise ConfigError(f"{where} = {raw!r}: must be one of {', '.join(map(str, field.choices))}")
+    if field.check is not None:
+        problem = field.check(value)
+        if problem:
+            raise ConfigError(f"{where}: {problem}")
+    return value
+
+
+def validate(data: Mapping[str, Any], path: Path | None = None) -> Config:
+    """Validate a parsed mapping against ``SCHEMA``; unknown sections or keys are errors."""
+    base_dir = path.parent if path is not None else None
+    values: dict[str, dict[str, Any]] = {}
+    for section in data:
+        if section not in SCHEMA:
+            raise ConfigError(f"unknown section [{section}] (known: {', '.join(SCHEMA)})")
+        if not isinstance(data[section], Mapping):
+            raise ConfigError(f"[{section}] must be a table")
+    for section, fields in SCHEMA.items():
+        given = dict(data.get(section, {}))
+        for key in given:
+            if key not in fields:
+                raise ConfigError(f"[{section}] {key}: unknown key (known: {', '.join(fields)})")
+        out: dict[str, Any] = {}
+        for key, field in fields.items():
+            if key in given:
+                out[key] = _coerce(section, key, field, given[key], base_dir)
+            elif field.required:
+                raise ConfigError(f"[{section}] {key}: required key is missing")
+            else:
+                out[key] = _coerce(section, key, field, field.default, base_dir) if field.default is not None else None
+        values[section] = out
+    _cross_checks(values)
+    return Config(path=path, values=values)
+
+
+def _cross_checks(values: Mapping[str, Mapping[str, Any]]) -> None:
+    net = values["network"]
+    if net["device_port"] == net["client_port"]:
+        raise ConfigError("[network] client_port: must differ from device_port")
+    for section in ("camera", "spectrometer"):
+        s = values[section]
+        if s["min_saturation"] >= s["max_saturation"]:
+            raise ConfigError(f"[{section}] min_saturation: must be below max_saturation")
+    spec = values["spectrometer"]
+    if spec["wavelength_min"] >= spec["wavelength_max"]:
+        raise ConfigError("[spectrometer] wavelength_min: must be below wavelength_max")
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate a station configuration file."""
+    p = Path(path)
+    try:
+        text = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: configuration file not found (create one with `pycam init-config {p}`)") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read configuration file: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    try:
+        return validate(data, p.resolve())
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc}") from None
+
+
+def generate_secret() -> str:
+    return secrets.token_hex(SECRET_BYTES)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, Path):
+        value = str(value)
+    if value is None:
+        value = ""
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def render_config(overrides: Mapping[str, Mapping[str, Any]] | None = None, secret: str | None = None) -> str:
+    """A complete, commented TOML configuration with defaults and the given overrides."""
+    overrides = overrides or {}
+    lines = ["# PyCam station configuration (validated on load; see `pycam init-config --help`).", ""]
+    for section, fields in SCHEMA.items():
+        lines.append(f"[{section}]")
+        for key, field in fields.items():
+            if field.doc:
+                lines.append(f"# {field.doc}")
+            if section == "network" and key == "secret":
+                value: Any = secret if secret is not None else SECRET_PLACEHOLDER
+            else:
+                value = overrides.get(section, {}).get(key, field.default)
+            lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)

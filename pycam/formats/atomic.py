@@ -1,0 +1,68 @@
+"""Write files so that they appear whole or not at all.
+
+Data is written to a hidden temporary name in the destination directory
+(``.<name>.part-<random>``), flushed and fsynced, then renamed over the final name and the
+directory entry fsynced.  Readers that list a directory must skip names starting with ``.``
+(``is_temporary_name``).
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Callable, BinaryIO
+
+TEMP_MARKER = ".part-"
+
+
+def is_temporary_name(name: str) -> bool:
+    """True for the temporary names used while a file is being written (and PyCam ``.lock`` files)."""
+    return name.startswith(".") or name.endswith(".lock")
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | os.PathLike[str], writer: Callable[[BinaryIO], None], *, fsync: bool = True) -> Path:
+    """Call ``writer(fileobj)`` on a temporary file, then rename it to ``path``.
+
+    On any error the temporary file is removed and the exception propagates; an existing
+    file at ``path`` is left untouched.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}{TEMP_MARKER}{secrets.token_hex(4)}"
+    try:
+        with open(tmp, "xb") as fh:
+            writer(fh)
+            fh.flush()
+            if fsync:
+                os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except FileNotFoundError:
+            pass
+        raise
+    if fsync:
+        _fsync_dir(final.parent)
+    return final
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | bytearray | memoryview, *, fsync: bool = True) -> Path:
+    return atomic_write(path, lambda fh: fh.write(data), fsync=fsync)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str, *, fsync: bool = True) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"), fsync=fsync)

@@ -1,0 +1,141 @@
+"""PyCam file names for images and spectra.
+
+Images: ``<YYYY-mm-ddTHHMMSS>_<fltrA|fltrB>_<gain>ag_<exposure_us>ss_<type>[_darkcorr].png``
+Spectra: ``<YYYY-mm-ddTHHMMSS>_<integration_ms>ss_<coadd>coadd_<type>.npy``
+
+``type`` is ``Plume``, ``Test``, ``Dark``, ``Clear`` or ``<N>ppmm`` (a gas cell of N ppm·m).
+Times are whole seconds, no zone, treated as UTC.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+
+TIME_FORMAT = "%Y-%m-%dT%H%M%S"
+PLAIN_TYPES = ("Plume", "Test", "Dark", "Clear")
+BAND_TO_FILTER = {"on": "fltrA", "off": "fltrB"}
+FILTER_TO_BAND = {v: k for k, v in BAND_TO_FILTER.items()}
+
+_TIME_RE = r"(?P<time>\d{4}-\d{2}-\d{2}T\d{6})"
+_TYPE_RE = r"(?P<type>Plume|Test|Dark|Clear|\d+ppmm)"
+_IMAGE_RE = re.compile(
+    _TIME_RE + r"_(?P<filter>fltrA|fltrB)_(?P<gain>\d+)ag_(?P<exposure>\d+)ss_" + _TYPE_RE
+    + r"(?P<darkcorr>_darkcorr)?\.(?P<ext>png|PNG)$"
+)
+_SPECTRUM_RE = re.compile(
+    _TIME_RE + r"_(?P<integration>\d+)ss_(?P<coadd>\d+)coadd_" + _TYPE_RE + r"\.(?P<ext>npy)$"
+)
+
+
+class FileNameError(ValueError):
+    """A file name does not follow the PyCam convention."""
+
+
+def parse_time(text: str) -> dt.datetime:
+    try:
+        return dt.datetime.strptime(text, TIME_FORMAT).replace(tzinfo=dt.timezone.utc)
+    except ValueError:
+        raise FileNameError(f"bad time field {text!r}: expected {TIME_FORMAT}") from None
+
+
+def format_time(when: dt.datetime) -> str:
+    if when.tzinfo is not None:
+        when = when.astimezone(dt.timezone.utc)
+    return when.strftime(TIME_FORMAT)
+
+
+def check_frame_type(frame_type: str) -> str:
+    """Return ``frame_type`` if it is a valid PyCam type, else raise ValueError."""
+    if frame_type in PLAIN_TYPES or re.fullmatch(r"\d+ppmm", frame_type):
+        return frame_type
+    raise ValueError(f"bad frame type {frame_type!r}: expected one of {', '.join(PLAIN_TYPES)} or <N>ppmm")
+
+
+def cell_ppmm(frame_type: str) -> int | None:
+    """The cell amount in ppm·m for ``<N>ppmm`` types, else None."""
+    m = re.fullmatch(r"(\d+)ppmm", frame_type)
+    return int(m.group(1)) if m else None
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageName:
+    time: dt.datetime
+    band: str  # "on" (fltrA) or "off" (fltrB)
+    gain: int
+    exposure_us: int
+    frame_type: str
+    darkcorr: bool = False
+
+    def __post_init__(self) -> None:
+        if self.band not in BAND_TO_FILTER:
+            raise ValueError(f"bad band {self.band!r}: expected 'on' or 'off'")
+        check_frame_type(self.frame_type)
+
+    @property
+    def filter_id(self) -> str:
+        return BAND_TO_FILTER[self.band]
+
+    @property
+    def time_string(self) -> str:
+        return format_time(self.time)
+
+    @property
+    def cell_ppmm(self) -> int | None:
+        return cell_ppmm(self.frame_type)
+
+    def filename(self) -> str:
+        suffix = "_darkcorr" if self.darkcorr else ""
+        return (f"{self.time_string}_{self.filter_id}_{self.gain}ag_{self.exposure_us}ss_"
+                f"{self.frame_type}{suffix}.png")
+
+    @classmethod
+    def parse(cls, name: str) -> "ImageName":
+        m = _IMAGE_RE.fullmatch(name.rsplit("/", 1)[-1])
+        if not m:
+            raise FileNameError(
+                f"{name!r} is not a PyCam image name "
+                "(<YYYY-mm-ddTHHMMSS>_<fltrA|fltrB>_<gain>ag_<exposure>ss_<type>.png)")
+        return cls(time=parse_time(m["time"]), band=FILTER_TO_BAND[m["filter"]], gain=int(m["gain"]),
+                   exposure_us=int(m["exposure"]), frame_type=m["type"], darkcorr=bool(m["darkcorr"]))
+
+
+@dataclasses.dataclass(frozen=True)
+class SpectrumName:
+    time: dt.datetime
+    integration_ms: int
+    coadd: int
+    frame_type: str
+
+    def __post_init__(self) -> None:
+        check_frame_type(self.frame_type)
+
+    @property
+    def time_string(self) -> str:
+        return format_time(self.time)
+
+    def filename(self) -> str:
+        return f"{self.time_string}_{self.integration_ms}ss_{self.coadd}coadd_{self.frame_type}.npy"
+
+    @classmethod
+    def parse(cls, name: str) -> "SpectrumName":
+        m = _SPECTRUM_RE.fullmatch(name.rsplit("/", 1)[-1])
+        if not m:
+            raise FileNameError(
+                f"{name!r} is not a PyCam spectrum name (<YYYY-mm-ddTHHMMSS>_<ms>ss_<n>coadd_<type>.npy)")
+        return cls(time=parse_time(m["time"]), integration_ms=int(m["integration"]),
+                   coadd=int(m["coadd"]), frame_type=m["type"])
+
+
+def parse_any(name: str) -> ImageName | SpectrumName:
+    """Parse an image or spectrum name."""
+    if name.endswith(".npy"):
+        return SpectrumName.parse(name)
+    return ImageName.parse(name)
+
+
+def day_folder(when: dt.datetime) -> str:
+    """The laptop/master layout's day folder name, ``YYYY-mm-dd``."""
+    if when.tzinfo is not None:
+        when = when.astimezone(dt.timezone.utc)
+    return when.strftime("%Y-%m-%d")

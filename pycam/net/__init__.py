@@ -1,0 +1,1 @@
+"""Sockets, connections, authentication and reconnection over the pure protocol (floor 2)."""
