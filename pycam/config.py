@@ -55,6 +55,35 @@ def _host_check(value: str) -> str | None:
     return None
 
 
+def _clock_check(value: str) -> str | None:
+    """``HH:MM`` on a 24-hour clock (UTC)."""
+    parts = value.split(":")
+    if len(parts) != 2 or not all(p.isdigit() and len(p) == 2 for p in parts):
+        return f"{value!r} is not a time of day: expected HH:MM (UTC), e.g. 00:30"
+    hours, minutes = int(parts[0]), int(parts[1])
+    if hours > 23 or minutes > 59:
+        return f"{value!r} is not a time of day: hours 00-23, minutes 00-59"
+    return None
+
+
+def _ftp_password_check(value: str) -> str | None:
+    if value == "":
+        return None  # generated and saved on the first run of `pycam config-server`
+    if len(value) < 12:
+        return "FTP password too short (need at least 12 characters; leave empty to generate one)"
+    if any(c.isspace() for c in value):
+        return "FTP password must not contain spaces"
+    return None
+
+
+def _user_check(value: str) -> str | None:
+    if not value or not value.isascii() or not all(c.isalnum() or c in "._-" for c in value):
+        return "must be a non-empty user name of letters, digits, '.', '_' or '-'"
+    if value.lower() in ("anonymous", "ftp"):
+        return f"{value!r} is reserved for anonymous FTP, which the config server refuses"
+    return None
+
+
 #: The schema.  Section -> key -> Field.
 SCHEMA: dict[str, dict[str, Field]] = {
     "network": {
@@ -108,6 +137,63 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "plume_distance_m": Field(float, 5000.0, 100.0, 100_000.0),
         "reference_dir": Field(Path, "", doc="directory with real cross-sections; empty: synthetic band model"),
         "full_resolution": Field(bool, False, doc="produce 2592x1944 frames instead of binned 648x486"),
+    },
+    # --- field hardware and deployment (issue 6) ---
+    "hardware": {
+        "camera_index": Field(int, 0, 0, 7, doc="Picamera2 camera number on this Pi"),
+        "raw_format": Field(str, "", doc="Picamera2 raw format, e.g. SGBRG10 or SGBRG10_CSI2P; empty: the "
+                                         "sensor's native format"),
+        "raw_bit_depth": Field(int, 10, 8, 16, doc="significant bits of the raw sensor data (OV5647: 10)"),
+        "settle_timeout_s": Field(float, 1.5, 0.0, 60.0,
+                                  doc="longest wait for a new exposure to reach the sensor (PyCam: 1.5 s)"),
+        "spectrometer_serial": Field(str, "", doc="seabreeze serial number to open; empty: first available"),
+        "electric_dark": Field(bool, False, doc="subtract the electric-dark pixels (PyCam: off)"),
+        "spectrometer_dark_file": Field(Path, "", doc="PyCam dark spectrum (.npy, 2xN) subtracted when its "
+                                                       "integration time matches; empty: none"),
+        "reopen_interval_s": Field(float, 2.0, 0.1, 600.0,
+                                   doc="wait between attempts to reopen an unplugged spectrometer"),
+        "dslr_output_dir": Field(Path, "~/pycam_dslr", doc="gphoto2: dated folders of downloaded DSLR files"),
+        "dslr_kill_process": Field(str, "gvfs-gphoto2-volume-monitor",
+                                   doc="exact name of a process that holds the DSLR, ended before capture "
+                                       "if running; empty: never end anything"),
+        "dslr_keep_on_card": Field(bool, False, doc="gphoto2: do not clear the card after a good download"),
+        "power_gpio_pin": Field(int, 23, 0, 53, doc="BCM pin pulsed to switch the second Pi on/off (PyCam: 23)"),
+        "power_pulse_s": Field(float, 0.5, 0.01, 10.0, doc="length of the power GPIO pulse"),
+    },
+    "usb_config": {
+        "enabled": Field(bool, True, doc="apply the JSON runtime config from a USB drive at start"),
+        "usb_file": Field(Path, "/media/usb/pycam/pycam_config.json",
+                          doc="runtime config on the USB drive (missing drive: not an error)"),
+        "work_dir": Field(Path, "~/pycam_config",
+                          doc="working config directory (the copy in use; the only directory the FTP "
+                              "config server exposes)"),
+    },
+    "config_server": {
+        "bind_host": Field(str, "127.0.0.1", check=_host_check, doc="address the FTP config server listens on"),
+        "port": Field(int, 2121, 1, 65535),
+        "user": Field(str, "pycam", check=_user_check, doc="FTP user (anonymous login is always refused)"),
+        "password": Field(str, "", check=_ftp_password_check,
+                          doc="FTP password; empty: generated and saved here on the first run"),
+        "passive_port_min": Field(int, 0, 0, 65535, doc="first passive-mode port; 0: any free port"),
+        "passive_port_max": Field(int, 0, 0, 65535),
+        "poll_s": Field(float, 1.0, 0.05, 60.0, doc="how often the served config file is checked for changes"),
+    },
+    "schedule": {
+        "enabled": Field(bool, False, doc="the master starts/stops acquisition and takes darks daily by itself"),
+        "start_time": Field(str, "00:30", check=_clock_check, doc="daily acquisition start, HH:MM UTC"),
+        "stop_time": Field(str, "09:00", check=_clock_check, doc="daily acquisition stop, HH:MM UTC"),
+        "dark_time": Field(str, "08:40", check=_clock_check,
+                           doc="daily dark set, HH:MM UTC, inside the start-stop window"),
+        "witty_pi_file": Field(Path, "", doc="Witty Pi schedule file written from these times; empty: none"),
+        "power_on_lead_min": Field(int, 5, 0, 120, doc="Witty Pi powers on this long before start_time"),
+        "power_off_lag_min": Field(int, 10, 0, 120, doc="Witty Pi powers off this long after stop_time"),
+        "watchdog_enabled": Field(bool, True, doc="restart acquisition when no new files arrive"),
+        "watchdog_timeout_s": Field(float, 150.0, 5.0, 86_400.0,
+                                    doc="a device silent this long during acquisition triggers a restart"),
+        "watchdog_check_s": Field(float, 30.0, 0.05, 3600.0, doc="how often the watchdog looks"),
+        "disk_free_mb": Field(int, 1000, 0, 10_000_000,
+                              doc="below this free space, delete files the master has confirmed, oldest first"),
+        "disk_check_s": Field(float, 300.0, 0.05, 86_400.0, doc="how often free space is checked"),
     },
 }
 
