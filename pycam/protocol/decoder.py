@@ -1,0 +1,36 @@
+"""Bytes in, typed messages out: a :class:`FrameDecoder` plus :func:`messages.decode`."""
+from __future__ import annotations
+
+from pycam.protocol.frames import DEFAULT_MAX_PAYLOAD, FrameDecoder
+from pycam.protocol.messages import Message, decode
+
+
+class MessageDecoder:
+    """Feed bytes (or ``recv_into(recv_buffer())`` + ``commit(n)``), pull messages.
+
+    ``next_message()`` returns the next complete message or None; it raises
+    :class:`~pycam.protocol.errors.MessageError` for one bad message (skip it, carry on) and
+    :class:`~pycam.protocol.errors.FrameError` when the stream is unusable (close).
+    """
+
+    def __init__(self, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD) -> None:
+        self.frames = FrameDecoder(max_payload_bytes)
+
+    def feed(self, data) -> None:
+        self.frames.feed(data)
+
+    def recv_buffer(self) -> memoryview:
+        return self.frames.recv_buffer()
+
+    def commit(self, n: int) -> None:
+        self.frames.commit(n)
+
+    @property
+    def in_frame(self) -> bool:
+        return self.frames.in_frame
+
+    def next_message(self) -> Message | None:
+        frame = self.frames.next_frame()
+        if frame is None:
+            return None
+        return decode(frame)

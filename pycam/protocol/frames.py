@@ -1,0 +1,253 @@
+"""Frames: the length-prefixed envelope every message travels in.
+
+Layout (all integers big-endian)::
+
+    offset  size  field
+    0       4     magic  b"\\xffPYC"   (0xFF: never the start of text)
+    4       1     protocol version  (PROTOCOL_VERSION)
+    5       1     flags  (reserved, must be 0)
+    6       4     header length H   (1 .. MAX_HEADER_BYTES)
+    10      8     payload length P  (0 .. max_payload_bytes)
+    18      4     CRC-32 of bytes 0..17 followed by the header
+    22      4     CRC-32 of the payload (0 when P == 0)
+    26      H     header: UTF-8 JSON object (the typed message, see messages.py)
+    26+H    P     payload: raw binary (image pixels, spectrum array), never parsed as text
+
+CRC-32 is zlib's (IEEE 802.3 polynomial).  A bad prefix/header CRC means the lengths can't
+be trusted: :class:`FrameError`, the connection closes.  A bad payload CRC means only that
+frame is damaged: :class:`MessageError` (key ``payload``), the stream stays in sync and the
+sender is told to send it again.
+
+:class:`FrameDecoder` is a pure state machine (bytes in, frames out) with bounded memory:
+at most one prefix+header (<= 26 + MAX_HEADER_BYTES) and one payload (<= max_payload_bytes)
+are held, and every input byte is copied at most once, so decoding is linear in the input.
+The zero-copy path for sockets is ``recv_buffer()`` / ``commit(n)``; ``feed(data)`` is the
+same thing for bytes already in hand.
+"""
+from __future__ import annotations
+
+import dataclasses
+import struct
+import zlib
+
+from pycam.protocol.errors import FrameError, MessageError
+
+MAGIC = b"\xffPYC"
+PROTOCOL_VERSION = 1
+PREFIX = struct.Struct(">4sBBIQII")
+PREFIX_SIZE = PREFIX.size  # 26
+_CRC_COVERED = 18  # prefix bytes covered by the header CRC (everything before the CRCs)
+MAX_HEADER_BYTES = 1 << 20
+DEFAULT_MAX_PAYLOAD = 64 * 1024 * 1024
+_SCRATCH = 1 << 18  # receive chunk while reading prefixes/headers
+
+
+@dataclasses.dataclass(frozen=True)
+class Frame:
+    """One decoded frame: the raw JSON header bytes and the payload."""
+
+    header: bytes
+    payload: bytes | bytearray = b""
+
+
+def encode_frame(header: bytes, payload: bytes | bytearray | memoryview = b"",
+                 payload_crc: int | None = None) -> list[bytes | memoryview]:
+    """The frame for ``header`` + ``payload`` as buffers to send in order (payload not copied).
+
+    ``payload_crc`` may be given when the checksum was computed earlier (e.g. at capture).
+    """
+    if not 0 < len(header) <= MAX_HEADER_BYTES:
+        raise ValueError(f"header length {len(header)} outside 1..{MAX_HEADER_BYTES}")
+    view = memoryview(payload).cast("B") if len(payload) else memoryview(b"")
+    if payload_crc is None:
+        payload_crc = zlib.crc32(view) if len(view) else 0
+    head = struct.pack(">4sBBIQ", MAGIC, PROTOCOL_VERSION, 0, len(header), len(view))
+    header_crc = zlib.crc32(header, zlib.crc32(head))
+    first = head + struct.pack(">II", header_crc, payload_crc) + header
+    return [first, view] if len(view) else [first]
+
+
+def encode_frame_bytes(header: bytes, payload: bytes | bytearray | memoryview = b"") -> bytes:
+    """The whole frame as one bytes object (convenient for tests and small messages)."""
+    return b"".join(bytes(p) for p in encode_frame(header, payload))
+
+
+class FrameDecoder:
+    """Bytes in, :class:`Frame` objects out.
+
+    Usage::
+
+        dec = FrameDecoder(max_payload_bytes)
+        dec.feed(data)                # or: n = sock.recv_into(dec.recv_buffer()); dec.commit(n)
+        while (frame := dec.next_frame()) is not None: ...
+
+    ``next_frame`` raises :class:`MessageError` for a frame whose payload CRC is wrong (the
+    frame is dropped, decoding continues) and :class:`FrameError` when the stream is
+    corrupt; after a FrameError the decoder stays dead and raises it again.
+    """
+
+    def __init__(self, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD) -> None:
+        if max_payload_bytes < 0:
+            raise ValueError("max_payload_bytes must be >= 0")
+        self.max_payload_bytes = max_payload_bytes
+        self._buf = bytearray()         # prefix + header bytes being assembled
+        self._scratch = bytearray(_SCRATCH)
+        self._ready: list[Frame | MessageError] = []
+        self._dead: FrameError | None = None
+        # payload state
+        self._header: bytes | None = None
+        self._payload: bytearray | None = None
+        self._payload_got = 0
+        self._payload_crc_expected = 0
+        self._payload_crc = 0
+        #: total bytes copied inside the decoder (for the linear-time test)
+        self.bytes_copied = 0
+
+    # -- state ---------------------------------------------------------------------------
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes currently held (prefix/header buffer plus a partial payload)."""
+        return len(self._buf) + (self._payload_got if self._payload is not None else 0)
+
+    @property
+    def in_frame(self) -> bool:
+        """True while part of a frame has been received but not all of it."""
+        return bool(self._buf) or self._payload is not None
+
+    # -- input -----------------------------------------------------------------------------
+    def recv_buffer(self) -> memoryview:
+        """A writable buffer for ``sock.recv_into``; follow with ``commit(n)``.
+
+        Inside a payload this is the payload's own storage (no extra copy)."""
+        self._raise_if_dead()
+        if self._payload is not None:
+            return memoryview(self._payload)[self._payload_got:]
+        return memoryview(self._scratch)
+
+    def commit(self, n: int) -> None:
+        """``n`` bytes were written into the last ``recv_buffer()``."""
+        if n <= 0:
+            return
+        if self._payload is not None:
+            start = self._payload_got
+            self._payload_crc = zlib.crc32(memoryview(self._payload)[start:start + n], self._payload_crc)
+            self._payload_got += n
+            if self._payload_got == len(self._payload):
+                self._finish_payload()
+            return
+        self._consume(memoryview(self._scratch)[:n])
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        """Add received bytes."""
+        self._raise_if_dead()
+        self._consume(memoryview(data).cast("B"))
+
+    def next_frame(self) -> Frame | None:
+        """The next complete frame, or None if more bytes are needed."""
+        if self._ready:
+            item = self._ready.pop(0)
+            if isinstance(item, MessageError):
+                raise item
+            return item
+        self._raise_if_dead()
+        return None
+
+    # -- internals ---------------------------------------------------------------------------
+    def _raise_if_dead(self) -> None:
+        if self._dead is not None:
+            raise self._dead
+
+    def _fail(self, key: str, reason: str) -> None:
+        self._dead = FrameError(key, reason)
+        self._buf = bytearray()
+        self._payload = None
+        raise self._dead
+
+    def _consume(self, data: memoryview) -> None:
+        pos = 0
+        total = len(data)
+        while pos < total:
+            if self._dead is not None:
+                raise self._dead
+            if self._payload is not None:
+                need = len(self._payload) - self._payload_got
+                take = min(need, total - pos)
+                chunk = data[pos:pos + take]
+                self._payload[self._payload_got:self._payload_got + take] = chunk
+                self._payload_crc = zlib.crc32(chunk, self._payload_crc)
+                self._payload_got += take
+                self.bytes_copied += take
+                pos += take
+                if self._payload_got == len(self._payload):
+                    self._finish_payload()
+                continue
+            # assembling prefix (+ header)
+            if len(self._buf) < PREFIX_SIZE:
+                take = min(PREFIX_SIZE - len(self._buf), total - pos)
+                self._buf += data[pos:pos + take]
+                self.bytes_copied += take
+                pos += take
+                self._check_partial_magic()
+                if len(self._buf) < PREFIX_SIZE:
+                    continue
+                self._check_prefix()
+            header_len = self._header_len
+            need = PREFIX_SIZE + header_len - len(self._buf)
+            take = min(need, total - pos)
+            self._buf += data[pos:pos + take]
+            self.bytes_copied += take
+            pos += take
+            if len(self._buf) == PREFIX_SIZE + header_len:
+                self._finish_header()
+
+    def _check_partial_magic(self) -> None:
+        n = min(len(self._buf), len(MAGIC))
+        if bytes(self._buf[:n]) != MAGIC[:n]:
+            self._fail("frame", f"bad magic {bytes(self._buf[:n])!r}: not a PyCam protocol stream")
+
+    def _check_prefix(self) -> None:
+        magic, version, flags, header_len, payload_len, _hcrc, _pcrc = PREFIX.unpack_from(self._buf)
+        if version != PROTOCOL_VERSION:
+            self._fail("version", f"protocol version {version} not supported (this side speaks {PROTOCOL_VERSION})")
+        if flags != 0:
+            self._fail("frame", f"unknown flags 0x{flags:02x}")
+        if not 0 < header_len <= MAX_HEADER_BYTES:
+            self._fail("frame", f"header length {header_len} outside 1..{MAX_HEADER_BYTES}")
+        if payload_len > self.max_payload_bytes:
+            self._fail("frame", f"payload of {payload_len} bytes exceeds the limit of {self.max_payload_bytes}")
+        self._header_len = header_len
+        self._payload_len = payload_len
+
+    def _finish_header(self) -> None:
+        buf = self._buf
+        _m, _v, _f, header_len, payload_len, header_crc, payload_crc = PREFIX.unpack_from(buf)
+        header = bytes(buf[PREFIX_SIZE:])
+        crc = zlib.crc32(header, zlib.crc32(memoryview(buf)[:_CRC_COVERED]))
+        if crc != header_crc:
+            self._fail("frame", "header checksum mismatch: stream corrupt")
+        self._buf = bytearray()
+        if payload_len == 0:
+            if payload_crc != 0:
+                self._fail("frame", "payload checksum set on an empty payload")
+            self._ready.append(Frame(header, b""))
+            return
+        self._header = header
+        self._payload = bytearray(payload_len)
+        self._payload_got = 0
+        self._payload_crc_expected = payload_crc
+        self._payload_crc = 0
+
+    def _finish_payload(self) -> None:
+        header, payload = self._header, self._payload
+        ok = self._payload_crc == self._payload_crc_expected
+        self._header = None
+        self._payload = None
+        self._payload_got = 0
+        if ok:
+            self._ready.append(Frame(header, payload))
+        else:
+            err = MessageError(
+                "payload", f"payload checksum mismatch (CRC-32 {self._payload_crc:08x}, "
+                           f"expected {self._payload_crc_expected:08x}): data damaged in transit")
+            err.frame_header = header  # lets the receiver name the damaged file
+            self._ready.append(err)
