@@ -3,7 +3,8 @@
 Written for few parameters (≤ ~16) and an analytic Jacobian.  Each step solves the
 column-scaled normal equations ``(Ĵᵀ Ĵ + λ I) δ̂ = Ĵᵀ r`` (Marquardt's scaling by the
 Jacobian column norms makes the step independent of parameter units, which span 1e-3 to
-1e19 here).  Bounds are enforced by projection.  Iteration stops when the *predicted*
+1e19 here).  Bounds are enforced by projection, and a parameter on a bound whose descent direction
+points outwards is held for that step (a simple active set).  Iteration stops when the *predicted*
 reduction of the sum of squares for the next (undamped-ish) step is below ``ftol`` times
 the current sum of squares: the linear model then says no step can help, so we do not
 spend an evaluation finding out.  Parameter errors come from ``(JᵀJ)⁻¹ · χ²/(m − n)``.
@@ -71,24 +72,31 @@ def levenberg_marquardt(fun: ModelFunction, measured: np.ndarray, x0: np.ndarray
         scale = np.sqrt(np.einsum("ij,ij->j", jac, jac))
         scale[scale == 0] = 1.0
         js = jac / scale
-        jtj = js.T @ js
         gradient = js.T @ residual
+        # Parameters sitting on a bound with the descent direction pointing outwards are held.
+        active = ((x <= lower) & (gradient < 0)) | ((x >= upper) & (gradient > 0))
+        js_free = js[:, ~active]
+        jtj = js_free.T @ js_free
+        gradient_free = gradient[~active]
+        identity = np.eye(jtj.shape[0])
         accepted = False
         while damping < 1e12:
-            a = jtj + damping * np.eye(n)
             try:
-                step_scaled = np.linalg.solve(a, gradient)
+                step_scaled = np.linalg.solve(jtj + damping * identity, gradient_free)
             except np.linalg.LinAlgError:
                 damping *= 10.0
                 continue
-            step = step_scaled / scale
+            # Predicted reduction of the linearised model for the unprojected step.
+            unprojected = float(2.0 * step_scaled @ gradient_free - step_scaled @ (jtj @ step_scaled))
+            if unprojected <= ftol * cost and damping <= initial_damping:
+                converged, message = True, "predicted reduction below tolerance"
+                break
+            step = np.zeros(n)
+            step[~active] = step_scaled / scale[~active]
             x_new = np.clip(x + step, lower, upper)
             actual_step = (x_new - x) * scale
             predicted_residual = residual - js @ actual_step
             predicted = cost - float(predicted_residual @ predicted_residual)
-            if predicted <= ftol * cost and damping <= initial_damping:
-                converged, message = True, "predicted reduction below tolerance"
-                break
             if predicted <= 0:
                 damping *= 10.0
                 continue
