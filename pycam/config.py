@@ -84,6 +84,15 @@ def _user_check(value: str) -> str | None:
     return None
 
 
+def _window_check(value: list, lowest: float, highest: float) -> str | None:
+    if len(value) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        return f"{value!r}: must be [lower, upper] in nm"
+    lo, hi = float(value[0]), float(value[1])
+    if not lowest <= lo < hi <= highest:
+        return f"{value!r}: need {lowest:g} <= lower < upper <= {highest:g} nm"
+    return None
+
+
 #: The schema.  Section -> key -> Field.
 SCHEMA: dict[str, dict[str, Field]] = {
     "network": {
@@ -194,6 +203,41 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "disk_free_mb": Field(int, 1000, 0, 10_000_000,
                               doc="below this free space, delete files the master has confirmed, oldest first"),
         "disk_check_s": Field(float, 300.0, 0.05, 86_400.0, doc="how often free space is checked"),
+    },
+    "doas": {
+        "reference_dir": Field(Path, "", doc="directory with sao2010.txt and the SO2/O3/Ring files; empty: the "
+                               "labelled synthetic band model (demos only)"),
+        "solar_file": Field(Path, "", doc="solar reference replacing the one of reference_dir; empty: none"),
+        "so2_file": Field(Path, "", doc="SO2 cross-section file replacing reference_dir's; empty: none"),
+        "o3_file": Field(Path, "", doc="O3 cross-section file replacing reference_dir's; empty: none"),
+        "ring_file": Field(Path, "", doc="Ring (-ln) pseudo-absorber file replacing reference_dir's; empty: none"),
+        "dark_file": Field(Path, "", doc="dark spectrum; empty: Dark spectra found beside the measurements"),
+        "fit_window": Field(list, [308.0, 318.0], check=lambda v: _window_check(v, 250.0, 450.0),
+                            doc="SO2 fit window [lo, hi] nm (PyCam 308-318, iFit 310-320)"),
+        "stray_window": Field(list, [293.0, 296.0], check=lambda v: _window_check(v, 200.0, 450.0),
+                              doc="stray-light window [lo, hi] nm whose mean is subtracted"),
+        "ld_window": Field(list, [312.0, 322.0], check=lambda v: _window_check(v, 250.0, 450.0),
+                           doc="second fit window [lo, hi] nm for the two-waveband light-dilution correction"),
+        "ils_file": Field(Path, "", doc="measured instrument line shape (offset nm, intensity); empty: super-Gaussian"),
+        "fwem": Field(float, 0.6, 0.05, 5.0, doc="super-Gaussian full width at 1/e maximum, nm (first guess if fitted)"),
+        "fit_ils": Field(bool, False, doc="fit the super-Gaussian line shape (FWEM, k, asymmetries)"),
+        "poly_order": Field(int, 3, 0, 8, doc="order of the multiplicative background polynomial"),
+        "warm_start": Field(bool, True, doc="seed each fit with the previous good result"),
+        "max_residual": Field(float, 0.1, 0.0, 10.0, doc="quality flag when max |residual|/model exceeds this"),
+        "min_intensity": Field(float, 200.0, 0.0, 1e9, doc="quality flag when the window's peak counts fall below"),
+        "use_light_dilution": Field(bool, False, doc="apply the two-waveband light-dilution correction"),
+        "ld_grid_max": Field(float, 1.0e19, 1e16, 1e20, doc="largest SO2 column in the dilution look-up grid, molec/cm2"),
+        "cache_dir": Field(Path, "~/.cache/pycam", doc="where computed light-dilution look-up grids are cached"),
+        "fov_recal_minutes": Field(float, 30.0, 0.0, 10_000.0,
+                                   doc="search the DOAS field of view again this often (0: only once)"),
+        "fov_window_minutes": Field(float, 30.0, 1.0, 10_000.0,
+                                    doc="camera/spectrometer samples used for the FOV search and calibration"),
+        "fov_max_radius": Field(int, 30, 1, 300, doc="largest FOV radius tried, pixels"),
+        "max_time_gap_s": Field(float, 2.0, 0.0, 3600.0,
+                                doc="largest camera-spectrometer time difference accepted when pairing samples"),
+        "time_alignment": Field(str, "nearest", choices=("nearest", "interpolate"),
+                                doc="pair camera images with the nearest spectrum or interpolate the columns"),
+        "calibration_order": Field(int, 1, 1, 3, doc="polynomial order of the column-vs-AA calibration"),
     },
 }
 
