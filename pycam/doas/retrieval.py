@@ -129,18 +129,25 @@ class DoasRetrieval:
             self._models[key] = model
         return model
 
-    def prepare(self, spectrum: MeasuredSpectrum) -> MeasuredSpectrum:
-        """Check the raw spectrum and return it dark- and stray-light-corrected."""
-        s = self.settings
-        windows = [s.fit_window] + ([s.stray_window] if s.stray_window else [])
-        check_spectrum(spectrum, expected_pixels=self.dark.pixels if self.dark is not None else None,
-                       max_counts=s.max_counts * (1.0 - 1e-9), saturation_windows=windows, bad_pixels=s.bad_pixels)
-        return preprocess(spectrum, dark=self.dark, stray_window=s.stray_window, bad_pixels=s.bad_pixels)
+    def prepare(self, spectrum: MeasuredSpectrum, dark: MeasuredSpectrum | None = None) -> MeasuredSpectrum:
+        """Check the raw spectrum and return it dark- and stray-light-corrected.
 
-    def fit(self, spectrum: MeasuredSpectrum, *, prepared: bool = False,
+        ``dark`` replaces the retrieval's own dark for this spectrum.
+        """
+        s = self.settings
+        dark = dark if dark is not None else self.dark
+        windows = [s.fit_window] + ([s.stray_window] if s.stray_window else [])
+        check_spectrum(spectrum, expected_pixels=dark.pixels if dark is not None else None,
+                       max_counts=s.max_counts * (1.0 - 1e-9), saturation_windows=windows, bad_pixels=s.bad_pixels)
+        return preprocess(spectrum, dark=dark, stray_window=s.stray_window, bad_pixels=s.bad_pixels)
+
+    def fit(self, spectrum: MeasuredSpectrum, *, prepared: bool = False, dark: MeasuredSpectrum | None = None,
             start: np.ndarray | None = None) -> FitResult:
-        """Retrieve one spectrum.  Raises :class:`~pycam.doas.spectra.SpectrumError` for unusable input."""
-        corrected = spectrum if prepared else self.prepare(spectrum)
+        """Retrieve one spectrum.  Raises :class:`~pycam.doas.spectra.SpectrumError` for unusable input.
+
+        ``prepared=True``: ``spectrum`` is already dark- and stray-light-corrected.
+        """
+        corrected = spectrum if prepared else self.prepare(spectrum, dark)
         model = self.model_for(corrected.wavelengths)
         measured = corrected.counts[model.pixel_index]
         key = model.wavelengths.tobytes()
