@@ -14,8 +14,8 @@ both windows with the same retrieval settings as the measurements.  The grid is 
 memory and, if a cache directory is given, on disk (``.npz``, no pickle, written atomically).
 Inversion: along each L row, S is found where A1(S) equals the measured A1, then L where the
 predicted A2 crosses the measured A2 (linear interpolation).  With no crossing (usually weak
-absorption, where the method carries no information) L is taken from the closer end of the
-grid and flagged by ``DilutionResult.constrained = False``.
+absorption, where the method carries no information) the column is left uncorrected, L is
+NaN and ``DilutionResult.constrained`` is False.
 """
 from __future__ import annotations
 
@@ -56,7 +56,11 @@ class DilutionResult:
 
 
 def invert(grid: DilutionGrid, apparent_1: float, apparent_2: float) -> tuple[float, float, bool]:
-    """(true column, LDF, constrained) for a pair of apparent columns."""
+    """(true column, LDF, constrained) for a pair of apparent columns.
+
+    When the pair does not constrain the dilution (no crossing on the grid, typically weak
+    absorption or noise), the apparent column is returned uncorrected with LDF = NaN.
+    """
     m = grid.ldf.size
     so2_rows = np.full(m, np.nan)
     predicted_2 = np.full(m, np.nan)
@@ -71,7 +75,7 @@ def invert(grid: DilutionGrid, apparent_1: float, apparent_2: float) -> tuple[fl
         predicted_2[j] = np.interp(so2_rows[j], grid.so2, grid.apparent_2[j])
     valid = np.flatnonzero(np.isfinite(predicted_2))
     if valid.size == 0:
-        return float(apparent_1), 0.0, False
+        return float(apparent_1), float("nan"), False
     diff = predicted_2[valid] - apparent_2
     sign_change = np.flatnonzero(np.sign(diff[:-1]) * np.sign(diff[1:]) <= 0)
     if sign_change.size:
@@ -82,8 +86,7 @@ def invert(grid: DilutionGrid, apparent_1: float, apparent_2: float) -> tuple[fl
         ldf = grid.ldf[j0] + t * (grid.ldf[j1] - grid.ldf[j0])
         so2 = so2_rows[j0] + t * (so2_rows[j1] - so2_rows[j0])
         return float(so2), float(ldf), True
-    best = valid[int(np.argmin(np.abs(diff)))]
-    return float(so2_rows[best]), float(grid.ldf[best]), False
+    return float(apparent_1), float("nan"), False
 
 
 class LightDilutionCorrection:

@@ -91,6 +91,8 @@ def _read_text(path: Path) -> tuple[np.ndarray, dict]:
             continue
         if stripped.startswith("#"):
             body = stripped.lstrip("#").strip()
+            if number == 1 and "line shape" in body.lower():
+                raise SpectrumError(f"{path}: an instrument line shape file, not a spectrum")
             for key, pattern in _HEADER_PATTERNS.items():
                 m = pattern.search(body)
                 if m and key not in meta:

@@ -1,0 +1,314 @@
+"""``pycam doas``: retrieve SO2 slant columns from spectra (iFit-style intensity fitting).
+
+    pycam doas SPEC_DIR --out RESULTS.csv [--config FILE] [--dark FILE] [--solar FILE]
+               [--xs NAME=FILE ...] [--ils FILE | --fwem NM] [--fit-window LO HI] [--stray-window LO HI]
+    pycam doas --plot SPECTRUM [--out FIT.png] [same options]
+
+Settings come from the ``[doas]`` section of ``--config`` (or its defaults); flags override
+them.  Every spectrum of SPEC_DIR (PyCam ``.npy`` or two-column text) is fitted in time or
+file-name order; ``Dark`` spectra in SPEC_DIR serve as darks for spectra with the same
+integration time and co-adds unless ``--dark`` is given.  A bad file is reported and skipped.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+from pathlib import Path
+
+
+def _window(values: list[str]) -> tuple[float, float]:
+    lo, hi = float(values[0]), float(values[1])
+    if not hi > lo:
+        raise argparse.ArgumentTypeError(f"window {lo:g} {hi:g}: the upper limit must exceed the lower")
+    return lo, hi
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec_dir", nargs="?", metavar="SPEC_DIR",
+                        help="directory of spectra (PyCam .npy or two-column text files)")
+    parser.add_argument("--out", metavar="FILE",
+                        help="results CSV (Time, Column density, CD error, LDF, file); with --plot: the PNG "
+                             "(default <spectrum name>_fit.png in the current directory)")
+    parser.add_argument("--plot", metavar="SPECTRUM",
+                        help="fit one spectrum and save a PNG of measured vs model spectrum and the residual")
+    parser.add_argument("--config", metavar="FILE", help="station TOML config; its [doas] section gives the settings")
+    parser.add_argument("--dark", metavar="FILE", help="dark spectrum (same integration time and co-adds)")
+    parser.add_argument("--reference-dir", metavar="DIR",
+                        help="directory of reference spectra (sao2010.txt, SO2, O3, Ring files); without it and "
+                             "without --solar/--xs the labelled synthetic band model is used")
+    parser.add_argument("--solar", metavar="FILE", help="high-resolution solar reference spectrum")
+    parser.add_argument("--xs", metavar="NAME=FILE", action="append", default=[],
+                        help="absorber cross-section, repeatable: --xs SO2=… --xs O3=… --xs Ring=… "
+                             "(Ring as a -ln pseudo-absorber)")
+    shape = parser.add_mutually_exclusive_group()
+    shape.add_argument("--ils", metavar="FILE", help="measured instrument line shape (offset nm, intensity)")
+    shape.add_argument("--fwem", metavar="NM", type=float,
+                       help="super-Gaussian line shape with this full width at 1/e maximum (nm)")
+    parser.add_argument("--fit-ils", action="store_true", help="fit the super-Gaussian line shape (not with --ils)")
+    parser.add_argument("--fit-window", nargs=2, metavar=("LO", "HI"), help="SO2 fit window, nm (default 308 318)")
+    parser.add_argument("--stray-window", nargs=2, metavar=("LO", "HI"),
+                        help="stray-light window whose mean is subtracted, nm (default 293 296)")
+    parser.add_argument("--light-dilution", action="store_true",
+                        help="correct for light dilution with a second fit window (two-waveband method)")
+    parser.add_argument("--ld-window", nargs=2, metavar=("LO", "HI"),
+                        help="second fit window for the light-dilution correction, nm (default 312 322)")
+    parser.add_argument("--no-warm-start", action="store_true",
+                        help="start every fit from the first guess instead of the previous result")
+
+
+class CliError(Exception):
+    pass
+
+
+def _doas_config(path: str | None) -> dict:
+    from pycam.config import SCHEMA, ConfigError, load_config
+
+    if path is None:
+        conf = {}
+        for key, field in SCHEMA["doas"].items():
+            value = None if field.default == "" else field.default
+            conf[key] = Path(value).expanduser() if field.kind is Path and value is not None else value
+        return conf
+    try:
+        return dict(load_config(path)["doas"])
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+
+
+def build_settings(args: argparse.Namespace, conf: dict):
+    from pycam.doas.lineshape import LineShapeError, read_ils_file
+    from pycam.doas.model import LineShapeSpec
+    from pycam.doas.retrieval import RetrievalSettings
+
+    fit_window = _window(args.fit_window) if args.fit_window else tuple(map(float, conf["fit_window"]))
+    stray = _window(args.stray_window) if args.stray_window else tuple(map(float, conf["stray_window"]))
+    ils_path = args.ils if args.ils else (None if args.fwem is not None else conf["ils_file"])
+    fwem = args.fwem if args.fwem is not None else conf["fwem"]
+    fit_ils = bool(args.fit_ils or (conf["fit_ils"] and args.ils is None))
+    try:
+        if ils_path is not None:
+            if args.fit_ils:
+                raise CliError("--fit-ils fits a super-Gaussian; it cannot be combined with a measured --ils file")
+            line_shape = LineShapeSpec(measured=read_ils_file(ils_path))
+        else:
+            line_shape = LineShapeSpec(fwem=float(fwem), fit=fit_ils)
+    except LineShapeError as exc:
+        raise CliError(str(exc)) from None
+    try:
+        return RetrievalSettings(fit_window=fit_window, stray_window=stray, poly_order=int(conf["poly_order"]),
+                                 line_shape=line_shape, warm_start=bool(conf["warm_start"]) and not args.no_warm_start,
+                                 max_residual=float(conf["max_residual"]), min_intensity=float(conf["min_intensity"]))
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
+def build_references(args: argparse.Namespace, conf: dict):
+    from pycam.doas.references import ReferenceError, load_references
+
+    xs: dict[str, str] = {}
+    for key, name in (("so2_file", "SO2"), ("o3_file", "O3"), ("ring_file", "Ring")):
+        if conf.get(key) is not None:
+            xs[name] = str(conf[key])
+    for item in args.xs:
+        if "=" not in item:
+            raise CliError(f"--xs {item!r}: expected NAME=FILE, e.g. --xs SO2=SO2_298K.txt")
+        name, path = item.split("=", 1)
+        if not name.strip() or not path.strip():
+            raise CliError(f"--xs {item!r}: expected NAME=FILE")
+        xs[name.strip()] = path.strip()
+    ref_dir = args.reference_dir or conf.get("reference_dir")
+    solar = args.solar or (str(conf["solar_file"]) if conf.get("solar_file") is not None else None)
+    try:
+        refs = load_references(ref_dir, solar_file=solar, cross_section_files=xs)
+    except (ReferenceError, ValueError, OSError) as exc:
+        raise CliError(str(exc)) from None
+    if "SO2" not in refs.cross_sections:
+        raise CliError("no SO2 cross-section: give --xs SO2=FILE or a reference directory")
+    return refs
+
+
+def _make_retrieval(args, conf, refs, settings, dark):
+    from pycam.doas.dilution import LightDilutionCorrection
+    from pycam.doas.retrieval import DoasRetrieval
+
+    use_ld = args.light_dilution or bool(conf["use_light_dilution"])
+    if not use_ld:
+        return DoasRetrieval(refs, settings, dark)
+    window = _window(args.ld_window) if args.ld_window else tuple(map(float, conf["ld_window"]))
+    return LightDilutionCorrection(refs, settings, window, dark=dark, so2_max=float(conf["ld_grid_max"]),
+                                   cache_dir=conf.get("cache_dir"))
+
+
+def _fit(retrieval, spectrum, dark):
+    from pycam.doas.dilution import LightDilutionCorrection
+
+    if isinstance(retrieval, LightDilutionCorrection):
+        return retrieval.fit(spectrum, dark=dark)[0]
+    return retrieval.fit(spectrum, dark=dark)
+
+
+class DarkFinder:
+    """Darks by (integration time, co-adds): a given dark file, or the Dark spectra of a directory."""
+
+    def __init__(self, fixed=None, candidates=()):
+        from pycam.doas.spectra import mean_spectrum
+
+        self.fixed = fixed
+        groups: dict[tuple, list] = {}
+        for d in candidates:
+            groups.setdefault((d.integration_ms, d.coadd, d.pixels), []).append(d)
+        self.darks = {key: mean_spectrum(items) for key, items in groups.items()}
+        self.warned: set[tuple] = set()
+
+    def for_spectrum(self, spectrum):
+        if self.fixed is not None:
+            return self.fixed
+        key = (spectrum.integration_ms, spectrum.coadd, spectrum.pixels)
+        dark = self.darks.get(key)
+        if dark is None and key not in self.warned:
+            self.warned.add(key)
+            print(f"warning: no dark for {spectrum.integration_ms} ms x {spectrum.coadd} co-adds "
+                  f"({Path(spectrum.source).name}): fitting without dark subtraction (stray-light subtraction "
+                  "still removes the mean offset)", file=sys.stderr)
+        return dark
+
+
+def _read_dark(path):
+    from pycam.doas.spectra import SpectrumError, check_spectrum, read_spectrum
+
+    try:
+        dark = read_spectrum(path)
+        check_spectrum(dark)
+    except SpectrumError as exc:
+        raise CliError(f"dark: {exc}") from None
+    return dark
+
+
+def run_directory(args, conf, refs, settings) -> int:
+    from tqdm import tqdm
+
+    from pycam.doas.results import write_processing_params, write_results_csv
+    from pycam.doas.spectra import SpectrumError, is_dark, list_spectrum_files, read_spectrum
+
+    if not args.out:
+        raise CliError("--out RESULTS.csv is required when fitting a directory")
+    try:
+        files = list_spectrum_files(args.spec_dir)
+    except SpectrumError as exc:
+        raise CliError(str(exc)) from None
+    dark_path = args.dark or (str(conf["dark_file"]) if conf.get("dark_file") is not None else None)
+    fixed_dark = _read_dark(dark_path) if dark_path else None
+    measurements, darks, skipped = [], [], []
+    for path in files:
+        if fixed_dark is not None and Path(path).resolve() == Path(dark_path).resolve():
+            continue
+        try:
+            spectrum = read_spectrum(path)
+        except SpectrumError as exc:
+            skipped.append(str(exc))
+            continue
+        (darks if is_dark(spectrum) else measurements).append(spectrum)
+    finder = DarkFinder(fixed_dark, [] if fixed_dark is not None else darks)
+    retrieval = _make_retrieval(args, conf, refs, settings, None)
+    print(f"pycam doas: {len(measurements)} spectra, references: {refs.label}", file=sys.stderr)
+    results, flagged = [], 0
+    try:
+        for spectrum in tqdm(measurements, desc="fitting", unit="spectrum", file=sys.stderr, disable=None):
+            try:
+                result = _fit(retrieval, spectrum, finder.for_spectrum(spectrum))
+            except (SpectrumError, ValueError) as exc:
+                skipped.append(str(exc))
+                continue
+            if not result.ok:
+                flagged += 1
+                print(f"warning: {Path(spectrum.source).name}: {result.quality}", file=sys.stderr)
+            results.append(result)
+    finally:
+        if results:
+            out = write_results_csv(args.out, results)
+            write_processing_params(out.parent / "doas_processing_params.txt", settings,
+                                    {"References": refs.label, "Dark": dark_path or "Dark spectra in SPEC_DIR"})
+    for message in skipped:
+        print(f"skipped: {message}", file=sys.stderr)
+    print(f"pycam doas: {len(results)} fitted ({flagged} flagged), {len(skipped)} skipped"
+          + (f"; results in {args.out}" if results else "; no results written"), file=sys.stderr)
+    return 0 if results else 1
+
+
+def plot_fit(result, path) -> Path:
+    """Save measured vs model and the residual (percent) of one fit as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from pycam.formats.atomic import atomic_write_bytes
+
+    fig = Figure(figsize=(8, 6), dpi=100)
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1]})
+    top.plot(result.wavelengths, result.measured, ".", ms=3, label="measured (dark and stray corrected)")
+    top.plot(result.wavelengths, result.model, "-", lw=1.2, label="model")
+    top.set_ylabel("counts")
+    top.legend(loc="best", fontsize=8)
+    top.set_title(f"{Path(result.source).name}: SO2 = {result.so2:.3e} ± {result.so2_error:.1e} molec/cm²"
+                  f"  [{result.quality}]", fontsize=9)
+    bottom.plot(result.wavelengths, 100.0 * result.relative_residual, "-", lw=1)
+    bottom.axhline(0.0, color="0.5", lw=0.8)
+    bottom.set_ylabel("residual (%)")
+    bottom.set_xlabel("wavelength (nm)")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def run_plot(args, conf, refs, settings) -> int:
+    from pycam.doas.spectra import SpectrumError, is_dark, list_spectrum_files, read_spectrum
+
+    try:
+        spectrum = read_spectrum(args.plot)
+    except SpectrumError as exc:
+        raise CliError(str(exc)) from None
+    dark_path = args.dark or (str(conf["dark_file"]) if conf.get("dark_file") is not None else None)
+    if dark_path:
+        dark = _read_dark(dark_path)
+    else:
+        candidates = []
+        for path in list_spectrum_files(Path(args.plot).parent):
+            try:
+                s = read_spectrum(path)
+            except SpectrumError:
+                continue
+            if is_dark(s):
+                candidates.append(s)
+        dark = DarkFinder(None, candidates).for_spectrum(spectrum)
+    retrieval = _make_retrieval(args, conf, refs, settings, None)
+    try:
+        result = _fit(retrieval, spectrum, dark)
+    except (SpectrumError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    out = Path(args.out) if args.out else Path.cwd() / f"{Path(args.plot).stem}_fit.png"
+    plot_fit(result, out)
+    print(f"{Path(args.plot).name}: SO2 {result.so2:.4e} ± {result.so2_error:.2e} molec/cm2, "
+          f"quality: {result.quality}; plot: {out}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        if args.plot is None and args.spec_dir is None:
+            raise CliError("give SPEC_DIR (and --out RESULTS.csv), or --plot SPECTRUM")
+        conf = _doas_config(args.config)
+        settings = build_settings(args, conf)
+        refs = build_references(args, conf)
+        if args.plot is not None:
+            return run_plot(args, conf, refs, settings)
+        return run_directory(args, conf, refs, settings)
+    except CliError as exc:
+        print(f"pycam doas: error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # bad numbers in --fit-window etc.
+        print(f"pycam doas: error: {exc}", file=sys.stderr)
+        return 2
+
