@@ -1,0 +1,228 @@
+"""The main window: connection bar, one notebook tab per view, messages pane, shortcuts.
+
+``run_gui(config_path)`` is the entry point used by ``pycam gui``, ``pycam_gui.py`` and
+``pycam demo``.  :class:`PyCamApp` builds everything on a given Tk root so tests can drive
+it.  Threads: the station client's own thread (network), :class:`LiveProcessing` (camera
+chain and DOAS), :class:`TaskRunner` (blocking requests, file work, batch processing).  The
+Tk thread only draws; everything reaches it through :class:`GuiQueue`, polled with ``after``.
+"""
+from __future__ import annotations
+
+import logging
+import tkinter as tk
+from pathlib import Path
+from tkinter import ttk
+
+from pycam.config import Config, ConfigError, load_config
+from pycam.gui.connection import ConnectionPane, StationLink, default_client_factory
+from pycam.gui.forms import ReplyTracker
+from pycam.gui.live import LiveProcessing
+from pycam.gui.worker import GuiQueue, QueuePoller, TaskRunner
+
+log = logging.getLogger(__name__)
+
+THEME = "arc"
+WINDOW_SIZE = "1366x768"
+
+#: keyboard shortcuts (shown in the Help menu): sequence -> (description, method name)
+SHORTCUTS = {
+    "<Control-k>": ("Connect to the station", "connect"),
+    "<Control-d>": ("Disconnect", "disconnect"),
+    "<F5>": ("Start automated acquisition", "start_acquisition"),
+    "<F6>": ("Stop automated acquisition", "stop_acquisition"),
+    "<Control-t>": ("Test image A and B", "test_images"),
+    "<Control-l>": ("Retrieve settings (LOG 1)", "retrieve_settings"),
+    "<Control-s>": ("Save PCS lines", "save_lines"),
+    "<Control-q>": ("Quit", "quit"),
+}
+for _n in range(1, 8):
+    SHORTCUTS[f"<Alt-Key-{_n}>"] = (f"Show tab {_n}", f"show_tab_{_n}")
+
+
+def apply_theme(root: tk.Tk, theme: str = THEME) -> str:
+    """Use a ttkthemes theme; returns the theme in use (a built-in one if ttkthemes is missing)."""
+    try:
+        from ttkthemes import ThemedStyle
+    except ImportError:
+        log.warning("ttkthemes not installed: using the default ttk theme")
+        return ttk.Style(root).theme_use()
+    style = ThemedStyle(root)
+    if theme in style.theme_names() or theme in style.get_themes():
+        style.set_theme(theme)
+    return style.theme_use()
+
+
+def _station_address(config: Config) -> str:
+    net = config["network"]
+    return f"{net['master_host']}:{net['client_port']}"
+
+
+class PyCamApp:
+    """Everything in the window; ``close()`` stops threads and the client."""
+
+    def __init__(self, root: tk.Tk, config: Config, *, client_factory=default_client_factory,
+                 processor_factory=None, retriever_factory=None, autoconnect: bool = True,
+                 poll_interval_ms: int = 25) -> None:
+        from pycam.gui import views  # the tab modules (matplotlib) load with the window
+
+        self.root = root
+        self.config = config
+        self.queue = GuiQueue()
+        self.tasks = TaskRunner(self.queue)
+        if processor_factory is None:
+            processor_factory = views.default_processor_factory(config)
+        if retriever_factory is None:
+            retriever_factory = views.default_retriever_factory(config)
+        self.live = LiveProcessing(self.queue, processor_factory=processor_factory,
+                                   retriever_factory=retriever_factory)
+        self.link = StationLink(self.queue, config, data_sink=self.live, client_factory=client_factory)
+        self.tracker = ReplyTracker()
+        self.queue.subscribe("message", self.tracker.on_message)
+
+        root.title("PyCam")
+        root.geometry(WINDOW_SIZE)
+        root.minsize(1000, 640)
+        self.theme = apply_theme(root)
+
+        panes = ttk.PanedWindow(root, orient="vertical")
+        panes.pack(fill="both", expand=True)
+        self.notebook = ttk.Notebook(panes)
+        panes.add(self.notebook, weight=5)
+        # the connection bar and messages pane sit below the tabs
+        self.connection = ConnectionPane(panes, self.queue, on_connect=self.connect,
+                                         on_disconnect=self.disconnect, on_edit_address=self.edit_address)
+        self.connection.set_address(_station_address(config))
+        panes.add(self.connection, weight=1)
+
+        self.views = views.build_views(self)
+        for title, view in self.views.items():
+            self.notebook.add(view, text=title)
+        self._bind_shortcuts()
+        self._build_menu()
+
+        self.poller = QueuePoller(root, self.queue, interval_ms=poll_interval_ms)
+        self.poller.start()
+        self.live.start()
+        root.protocol("WM_DELETE_WINDOW", self.quit)
+        if autoconnect:
+            self.connect()
+
+    # --- actions (also bound to shortcuts) ----------------------------------------------
+    def send(self, device: str, key: str, value):
+        return self.link.send(device, key, value)
+
+    def connect(self) -> None:
+        try:
+            self.link.connect()
+        except Exception as exc:
+            self.queue.post("error", f"cannot connect to {_station_address(self.config)}: {exc}")
+
+    def disconnect(self) -> None:
+        self.link.disconnect()
+
+    def edit_address(self) -> None:
+        from pycam.gui.dialogs import AddressDialog
+
+        dialog = AddressDialog(self.root, self.config)
+        self.root.wait_window(dialog)
+        if dialog.result is not None:
+            self.config = dialog.result
+            self.link.config = dialog.result
+            self.connection.set_address(_station_address(dialog.result))
+            self.connect()
+
+    def _view_action(self, view_title: str, method: str) -> None:
+        view = self.views.get(view_title)
+        if view is not None:
+            getattr(view, method)()
+
+    def start_acquisition(self) -> None:
+        self._view_action("Acquisition", "start_acquisition")
+
+    def stop_acquisition(self) -> None:
+        self._view_action("Acquisition", "stop_acquisition")
+
+    def test_images(self) -> None:
+        self._view_action("Acquisition", "test_images")
+
+    def retrieve_settings(self) -> None:
+        self._view_action("Acquisition", "retrieve_settings")
+
+    def save_lines(self) -> None:
+        self._view_action("Analysis", "save_lines_dialog")
+
+    def show_tab(self, index: int) -> None:
+        tabs = self.notebook.tabs()
+        if 0 <= index < len(tabs):
+            self.notebook.select(tabs[index])
+
+    def _bind_shortcuts(self) -> None:
+        for sequence, (_description, method) in SHORTCUTS.items():
+            if method.startswith("show_tab_"):
+                index = int(method.rsplit("_", 1)[1]) - 1
+                self.root.bind_all(sequence, lambda _e, i=index: self.show_tab(i))
+            else:
+                self.root.bind_all(sequence, lambda _e, m=method: getattr(self, m)())
+
+    def _build_menu(self) -> None:
+        menu = tk.Menu(self.root)
+        station = tk.Menu(menu, tearoff=False)
+        station.add_command(label="Connect", accelerator="Ctrl+K", command=self.connect)
+        station.add_command(label="Disconnect", accelerator="Ctrl+D", command=self.disconnect)
+        station.add_command(label="Station address…", command=self.edit_address)
+        station.add_separator()
+        station.add_command(label="Quit", accelerator="Ctrl+Q", command=self.quit)
+        menu.add_cascade(label="Station", menu=station)
+        acquisition = tk.Menu(menu, tearoff=False)
+        acquisition.add_command(label="Start acquisition", accelerator="F5", command=self.start_acquisition)
+        acquisition.add_command(label="Stop acquisition", accelerator="F6", command=self.stop_acquisition)
+        acquisition.add_command(label="Test images", accelerator="Ctrl+T", command=self.test_images)
+        acquisition.add_command(label="Retrieve settings", accelerator="Ctrl+L", command=self.retrieve_settings)
+        menu.add_cascade(label="Acquisition", menu=acquisition)
+        help_menu = tk.Menu(menu, tearoff=False)
+        help_menu.add_command(label="Keyboard shortcuts", command=self.show_shortcuts)
+        menu.add_cascade(label="Help", menu=help_menu)
+        self.root.configure(menu=menu)
+
+    def show_shortcuts(self) -> None:
+        from tkinter import messagebox
+
+        text = "\n".join(f"{seq.strip('<>')}: {desc}" for seq, (desc, _m) in SHORTCUTS.items())
+        messagebox.showinfo("Keyboard shortcuts", text, parent=self.root)
+
+    def close(self) -> None:
+        self.poller.stop()
+        try:
+            self.link.disconnect()
+        finally:
+            self.live.stop()
+            self.tasks.shutdown()
+            for view in self.views.values():
+                closer = getattr(view, "close", None)
+                if closer is not None:
+                    closer()
+
+    def quit(self) -> None:
+        self.close()
+        self.root.destroy()
+
+
+def run_gui(config_path: Path) -> int:
+    """Open the GUI connected to the station in ``config_path``; returns the exit code."""
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        print(f"pycam gui: {exc}")
+        return 2
+    try:
+        root = tk.Tk()
+    except tk.TclError as exc:
+        print(f"pycam gui: no display available ({exc}); use `pycam demo --headless` without one")
+        return 2
+    app = PyCamApp(root, config)
+    try:
+        root.mainloop()
+    finally:
+        if app.poller is not None:
+            app.poller.stop()
+    return 0

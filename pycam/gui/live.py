@@ -1,0 +1,183 @@
+"""Live processing off the Tk thread: data frames in, display and result events out.
+
+:class:`LiveProcessing` is the ``data_sink`` of the :class:`~pycam.gui.connection.StationLink`.
+On the client's thread it decodes each data frame and posts it for display (coalesced:
+the window only ever draws the newest A, B and spectrum).  Plume images and spectra are
+queued to its own worker thread, which pairs A with B by time string and runs the
+real-time camera chain (``RealtimeProcessor.process_pair``) and the DOAS retrieval; their
+results come back as ``so2`` and ``doas`` events.  Calibration frames (Dark, Clear,
+``<N>ppmm``) are posted as ``cal_frame`` events for the gas-cell wizard.
+
+The processor and the retriever are built by factories on the worker thread, so the GUI
+can be given stand-ins in tests.  If the processing packages are missing, the live view
+still shows the raw data and one error explains why nothing is processed.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import queue as _queue
+import threading
+import time
+from typing import Any, Callable
+
+from pycam.gui.messages import ImageFrame, SpectrumFrame, decode_data
+from pycam.gui.worker import GuiQueue
+
+log = logging.getLogger(__name__)
+
+CALIBRATION_TYPES = ("Dark", "Clear")
+
+
+def is_calibration_type(frame_type: str) -> bool:
+    return frame_type in CALIBRATION_TYPES or frame_type.endswith("ppmm")
+
+
+class LiveProcessing:
+    """Pairs and processes incoming frames on its own thread; see the module docstring."""
+
+    MAX_UNPAIRED = 20
+
+    def __init__(self, queue: GuiQueue, *, processor_factory: Callable[[], Any] | None = None,
+                 retriever_factory: Callable[[], Callable[[SpectrumFrame], Any]] | None = None,
+                 backlog: int = 8) -> None:
+        self.queue = queue
+        self.processor_factory = processor_factory
+        self.retriever_factory = retriever_factory
+        self._inbox: _queue.Queue = _queue.Queue()
+        self._backlog = backlog
+        self._thread: threading.Thread | None = None
+        self._unpaired: collections.OrderedDict[str, dict[str, ImageFrame]] = collections.OrderedDict()
+        self.processor = None
+        self.retriever = None
+        self._processor_kwargs: dict = {}
+        self.pairs_processed = 0
+        self.pairs_dropped = 0
+        self.spectra_processed = 0
+        self.last_processing_s = 0.0
+
+    # --- lifecycle -------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="pycam-gui-live", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._inbox.put(("stop", None))
+            thread.join(timeout)
+
+    # --- any thread --------------------------------------------------------------------
+    def __call__(self, message) -> None:
+        """The data sink: called on the client thread with each data message."""
+        try:
+            frame = decode_data(message)
+        except Exception as exc:  # a malformed frame is reported, never kills the client thread
+            self.queue.post("error", f"unreadable data frame: {exc}")
+            return
+        if frame is not None:
+            self.feed(frame)
+
+    def feed(self, frame: ImageFrame | SpectrumFrame) -> None:
+        if isinstance(frame, ImageFrame):
+            self.queue.post("image", frame, coalesce=f"image-{frame.band}")
+            if is_calibration_type(frame.frame_type):
+                self.queue.post("cal_frame", frame)
+                return
+        else:
+            self.queue.post("spectrum", frame, coalesce="spectrum")
+            if is_calibration_type(frame.frame_type):
+                self.queue.post("cal_frame", frame)
+                return
+        if frame.frame_type == "Plume" or (isinstance(frame, SpectrumFrame) and frame.frame_type == "Test"):
+            self._inbox.put(("frame", frame))
+
+    def set_pcs_lines(self, lines) -> None:
+        """New PCS lines for the processor (applied on the worker thread)."""
+        self._inbox.put(("lines", tuple(lines)))
+
+    def configure(self, **changes) -> None:
+        """Rebuild the processor with other inputs (e.g. ``calibration=``), on the worker thread."""
+        self._inbox.put(("configure", changes))
+
+    # --- worker thread -----------------------------------------------------------------
+    def _run(self) -> None:
+        pending_lines: tuple | None = None
+        while True:
+            kind, item = self._inbox.get()
+            if kind == "stop":
+                return
+            try:
+                if kind == "lines":
+                    pending_lines = item
+                    if self.processor is not None:
+                        self.processor.set_pcs_lines(item)
+                elif kind == "configure":
+                    self._rebuild(item, pending_lines)
+                elif kind == "frame":
+                    if isinstance(item, SpectrumFrame):
+                        self._process_spectrum(item)
+                    else:
+                        self._add_image(item, pending_lines)
+            except Exception as exc:
+                log.exception("live processing failed")
+                self.queue.post("error", f"live processing: {type(exc).__name__}: {exc}")
+
+    def _rebuild(self, changes: dict, lines) -> None:
+        if self.processor_factory is None:
+            return
+        self._processor_kwargs.update(changes)
+        self.processor = self.processor_factory(**self._processor_kwargs)
+        if lines:
+            self.processor.set_pcs_lines(lines)
+
+    def _ensure_processor(self, lines):
+        if self.processor is None and self.processor_factory is not None:
+            try:
+                self.processor = self.processor_factory(**self._processor_kwargs)
+            except Exception as exc:
+                self.processor_factory = None
+                self.queue.post("error", f"camera processing unavailable, showing raw images only: {exc}")
+                return None
+            if lines:
+                self.processor.set_pcs_lines(lines)
+        return self.processor
+
+    def _add_image(self, frame: ImageFrame, lines) -> None:
+        slot = self._unpaired.setdefault(frame.time_string, {})
+        slot[frame.band] = frame
+        if len(slot) < 2:
+            while len(self._unpaired) > self.MAX_UNPAIRED:
+                self._unpaired.popitem(last=False)
+            return
+        del self._unpaired[frame.time_string]
+        # Behind? Drop the oldest waiting work rather than fall further behind the station.
+        if self._inbox.qsize() > self._backlog:
+            self.pairs_dropped += 1
+            return
+        processor = self._ensure_processor(lines)
+        if processor is None:
+            return
+        meta = {"time": frame.time_string, "type": frame.frame_type,
+                "exposure_a_us": slot["A"].exposure_us, "exposure_b_us": slot["B"].exposure_us,
+                "filename_a": slot["A"].filename, "filename_b": slot["B"].filename}
+        start = time.perf_counter()
+        result = processor.process_pair(slot["A"].pixels, slot["B"].pixels, meta)
+        self.last_processing_s = time.perf_counter() - start
+        self.pairs_processed += 1
+        self.queue.post("so2", result)
+
+    def _process_spectrum(self, frame: SpectrumFrame) -> None:
+        if self.retriever is None and self.retriever_factory is not None:
+            try:
+                self.retriever = self.retriever_factory()
+            except Exception as exc:
+                self.retriever_factory = None
+                self.queue.post("error", f"DOAS retrieval unavailable, showing raw spectra only: {exc}")
+        if self.retriever is None:
+            return
+        result = self.retriever(frame)
+        self.spectra_processed += 1
+        if result is not None:
+            self.queue.post("doas", (frame, result))

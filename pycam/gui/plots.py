@@ -1,0 +1,152 @@
+"""Embedded matplotlib canvases that update by blitting, never by rebuilding the figure.
+
+:class:`BlitCanvas` owns a ``Figure`` on a Tk canvas.  Artists that change with the data are
+registered with :meth:`BlitCanvas.animate` (``set_animated(True)``): a full draw renders the
+static parts once and saves the background; each data update restores that background,
+draws only the animated artists and blits.  A full draw happens only when the layout
+changes (resize, new axis limits, new colour scale): :meth:`request_full_draw`.
+``full_draws`` and ``blits`` count both paths (tests check that updates are blits).
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import numpy as np
+from matplotlib.backends.backend_tkagg import FigureCanvasTkAgg
+from matplotlib.figure import Figure
+
+
+class BlitCanvas:
+    def __init__(self, master, figsize=(5.0, 3.5), dpi: int = 80) -> None:
+        self.figure = Figure(figsize=figsize, dpi=dpi, layout="constrained")
+        self.canvas = FigureCanvasTkAgg(self.figure, master=master)
+        self.widget = self.canvas.get_tk_widget()
+        self._animated: list = []
+        self._background = None
+        self._needs_full = True
+        self.full_draws = 0
+        self.blits = 0
+        self.canvas.mpl_connect("draw_event", self._on_draw)
+        self.canvas.mpl_connect("resize_event", lambda _e: self.request_full_draw())
+
+    def animate(self, *artists) -> None:
+        for artist in artists:
+            artist.set_animated(True)
+            self._animated.append(artist)
+
+    def request_full_draw(self) -> None:
+        self._needs_full = True
+
+    def _on_draw(self, _event) -> None:
+        self.full_draws += 1
+        self._background = self.canvas.copy_from_bbox(self.figure.bbox)
+        self._draw_animated()
+
+    def _draw_animated(self) -> None:
+        renderer = self.canvas.get_renderer()
+        for artist in self._animated:
+            if artist.get_visible() and artist.figure is not None:
+                artist.axes.draw_artist(artist) if artist.axes is not None else artist.draw(renderer)
+
+    def refresh(self) -> None:
+        """Show the current artist data: blit if possible, full draw if the layout changed."""
+        if not self.widget.winfo_ismapped():
+            self._needs_full = True  # drawn when the tab becomes visible
+            return
+        if self._needs_full or self._background is None:
+            self._needs_full = False
+            self.canvas.draw()  # the draw_event saves the background and draws animated artists
+            return
+        self.canvas.restore_region(self._background)
+        self._draw_animated()
+        self.canvas.blit(self.figure.bbox)
+        self.blits += 1
+
+    def forget_artist(self, artist) -> None:
+        if artist in self._animated:
+            self._animated.remove(artist)
+
+
+def nice_limits(lo: float, hi: float) -> tuple[float, float]:
+    """Round a data range outwards to a 'nice' step, so the scale changes rarely."""
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return 0.0, 1.0
+    if hi <= lo:
+        hi = lo + (abs(lo) * 0.1 or 1.0)
+    span = hi - lo
+    step = 10 ** math.floor(math.log10(span))
+    for mult in (1, 2, 5, 10):
+        if span / (step * mult) <= 5:
+            step *= mult
+            break
+    return math.floor(lo / step) * step, math.ceil(hi / step) * step
+
+
+def robust_range(values: np.ndarray, lo_pct: float = 1.0, hi_pct: float = 99.0) -> tuple[float, float]:
+    finite = values[np.isfinite(values)] if values.dtype.kind == "f" else values.ravel()
+    if finite.size == 0:
+        return 0.0, 1.0
+    step = max(1, finite.size // 20_000)  # a subsample is enough for a colour scale
+    sample = finite.ravel()[::step]
+    lo, hi = np.percentile(sample, [lo_pct, hi_pct])
+    return float(lo), float(hi)
+
+
+class GrowingSeries:
+    """Time-series lines whose x-axis grows in steps (one full draw per step, blits between)."""
+
+    def __init__(self, blit: BlitCanvas, ax, window_s: float = 600.0) -> None:
+        self.blit = blit
+        self.ax = ax
+        self.window_s = window_s
+        self.lines: dict[str, object] = {}
+        self.data: dict[str, tuple[list[float], list[float]]] = {}
+        self._xlim = (0.0, 60.0)
+        self._ylim = (0.0, 1.0)
+        ax.set_xlim(*self._xlim)
+        ax.set_ylim(*self._ylim)
+
+    def line(self, name: str, **style):
+        if name not in self.lines:
+            (artist,) = self.ax.plot([], [], label=name, **style)
+            self.blit.animate(artist)
+            self.lines[name] = artist
+            self.data[name] = ([], [])
+            self.blit.request_full_draw()  # the legend changed
+        return self.lines[name]
+
+    def append(self, name: str, x: float, y: float) -> None:
+        if name not in self.data:
+            self.line(name)
+        xs, ys = self.data[name]
+        xs.append(float(x))
+        ys.append(float(y))
+        if len(xs) > 20_000:
+            del xs[:10_000], ys[:10_000]
+        self.lines[name].set_data(xs, ys)
+
+    def fit_limits(self, extra_values: Iterable[float] = ()) -> None:
+        """Extend the axes in coarse steps when data leaves them (then a full draw is due)."""
+        all_x = [x for xs, _ in self.data.values() for x in xs[-1:]]
+        all_y = [y for _, ys in self.data.values() for y in ys if math.isfinite(y)]
+        all_y.extend(v for v in extra_values if math.isfinite(v))
+        if not all_x:
+            return
+        x_hi = max(all_x)
+        x0, x1 = self._xlim
+        if x_hi > x1:
+            width = max(60.0, (x1 - x0))
+            new_x1 = x_hi + width * 0.5
+            new_x0 = max(x0, new_x1 - max(self.window_s, width * 1.5))
+            self._xlim = (new_x0, new_x1)
+            self.ax.set_xlim(*self._xlim)
+            self.blit.request_full_draw()
+        if all_y:
+            lo, hi = min(all_y), max(all_y)
+            y0, y1 = self._ylim
+            if lo < y0 or hi > y1 or (hi - lo) < 0.2 * (y1 - y0) and len(all_y) > 5:
+                margin = 0.15 * ((hi - lo) or abs(hi) or 1.0)
+                self._ylim = nice_limits(lo - margin, hi + margin)
+                self.ax.set_ylim(*self._ylim)
+                self.blit.request_full_draw()
