@@ -146,6 +146,11 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "plume_distance_m": Field(float, 5000.0, 100.0, 100_000.0),
         "reference_dir": Field(Path, "", doc="directory with real cross-sections; empty: synthetic band model"),
         "full_resolution": Field(bool, False, doc="produce 2592x1944 frames instead of binned 648x486"),
+        "noise": Field(bool, True, doc="add shot and read noise to simulated frames and spectra"),
+        "misregistration_x_px": Field(float, 0.0, -20.0, 20.0,
+                                      doc="off-band (B) camera pixel (x, y) views on-band pixel (x+dx, y+dy)"),
+        "misregistration_y_px": Field(float, 0.0, -20.0, 20.0, doc="see misregistration_x_px"),
+        "brightness": Field(float, 1.0, 0.001, 1000.0, doc="scale of the simulated sky brightness"),
     },
     # --- field hardware and deployment (issue 6) ---
     "hardware": {

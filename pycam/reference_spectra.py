@@ -184,7 +184,11 @@ def synthetic_grid() -> np.ndarray:
 
 def synthetic_solar(grid: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """(solar, continuum): a smooth continuum times ~1300 Gaussian absorption lines."""
-    continuum = 3.5e14 * np.exp(-(((grid - 450.0) / 105.0) ** 2))
+    knots = np.array([[250, 3.2e13], [270, 3.5e13], [280, 5.5e13], [290, 1.05e14], [300, 1.02e14],
+                      [310, 1.27e14], [320, 1.66e14], [330, 1.87e14], [340, 1.9e14], [350, 2.05e14],
+                      [360, 2.35e14], [370, 2.5e14], [380, 2.3e14], [390, 2.65e14], [400, 3.9e14],
+                      [420, 4.1e14], [450, 4.7e14]])
+    continuum = _gaussian_smooth(np.interp(grid, knots[:, 0], knots[:, 1]), 3.0 / (grid[1] - grid[0]))
     log_depth = np.zeros_like(grid)
     step = grid[1] - grid[0]
     n_lines = int((grid[-1] - grid[0]) / 0.15)
