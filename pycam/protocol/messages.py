@@ -22,7 +22,8 @@ Commands and answers:
     session id, so a client can tell its own replies from everybody else's: the master
     forwards every reply to every client).
   * :class:`Error` a refused command or malformed message: ``key`` names what was wrong
-    (a command key, a field name, ``auth``, ``payload``, ``frame``…), ``reason`` says why.
+    (a command key, a field name, ``auth``, ``payload``, ``frame``, ``data``…), ``reason``
+    says why; ``filename`` is set when one data file could not be stored.
   * :class:`Event` something happened: ``name`` is ``status``, ``progress``,
     ``file_stored`` (fields: ``filename``, ``path``, ``data_type``, ``frame_type``),
     ``settings`` (fields: the device's settings), ``device_connected`` /
@@ -269,13 +270,15 @@ class Error(Message):
     request_id: int | None = None
     device: str = ""
     session: str = ""
+    filename: str = ""   # set when the error is about one data file (it stays spooled)
 
     @classmethod
     def from_header(cls, d: dict, payload) -> "Error":
         return cls(key=_get(d, "key", (str,)), reason=_get(d, "reason", (str,)),
                    request_id=_get(d, "request_id", (int,), required=False),
                    device=_get(d, "device", (str,), required=False, default=""),
-                   session=_get(d, "session", (str,), required=False, default=""))
+                   session=_get(d, "session", (str,), required=False, default=""),
+                   filename=_get(d, "filename", (str,), required=False, default=""))
 
 
 @dataclasses.dataclass(frozen=True)

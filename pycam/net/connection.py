@@ -1,0 +1,119 @@
+"""A blocking, thread-safe message connection over one TCP socket.
+
+``send`` may be called from any thread (a lock keeps frames whole); ``receive`` from one
+reader thread.  ``close`` from any thread wakes a blocked ``receive`` (it returns
+:class:`ConnectionClosed`).  Payloads are received straight into their final buffer
+(``recv_into``) and sent without concatenation (``sendmsg``).
+"""
+from __future__ import annotations
+
+import select
+import socket
+import threading
+
+from pycam.protocol.decoder import MessageDecoder
+from pycam.protocol.frames import DEFAULT_MAX_PAYLOAD
+from pycam.protocol.messages import Message, encode
+
+
+class ConnectionClosed(ConnectionError):
+    """The peer closed the connection (or it broke); ``mid_frame`` if inside a frame."""
+
+    def __init__(self, message: str = "connection closed", mid_frame: bool = False) -> None:
+        super().__init__(message)
+        self.mid_frame = mid_frame
+
+
+def tune_socket(sock: socket.socket) -> None:
+    """Low latency for small messages, keepalive so dead peers are noticed."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    except OSError:
+        pass
+
+
+class Connection:
+    def __init__(self, sock: socket.socket, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD, name: str = "") -> None:
+        sock.setblocking(True)
+        tune_socket(sock)
+        self.sock = sock
+        self.name = name
+        self.decoder = MessageDecoder(max_payload_bytes)
+        self._send_lock = threading.Lock()
+        self._closed = threading.Event()
+        try:
+            self.peer = "%s:%s" % sock.getpeername()[:2]
+        except OSError:
+            self.peer = "?"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    def send(self, message: Message) -> None:
+        """Send one message; raises ConnectionClosed if the connection is gone."""
+        buffers = encode(message)
+        self.send_buffers(buffers)
+
+    def send_buffers(self, buffers) -> None:
+        views = [memoryview(b).cast("B") for b in buffers]
+        with self._send_lock:
+            if self._closed.is_set():
+                raise ConnectionClosed("connection closed")
+            try:
+                while views:
+                    sent = self.sock.sendmsg(views[:64])
+                    while sent:
+                        if sent >= len(views[0]):
+                            sent -= len(views[0])
+                            views.pop(0)
+                        else:
+                            views[0] = views[0][sent:]
+                            sent = 0
+            except OSError as exc:
+                self.close()
+                raise ConnectionClosed(f"send failed: {exc.strerror or exc}") from None
+
+    def receive(self, timeout: float | None = None) -> Message:
+        """The next message.  Raises ConnectionClosed, TimeoutError (only when ``timeout`` is
+        given and nothing complete arrived), or a ProtocolError from the decoder."""
+        dec = self.decoder
+        while True:
+            msg = dec.next_message()
+            if msg is not None:
+                return msg
+            if self._closed.is_set():
+                raise ConnectionClosed("connection closed", dec.in_frame)
+            if timeout is not None:
+                try:
+                    ready, _, _ = select.select([self.sock], [], [], timeout)
+                except (OSError, ValueError):
+                    raise ConnectionClosed("connection closed", dec.in_frame) from None
+                if not ready:
+                    raise TimeoutError(f"no message within {timeout:g} s")
+            try:
+                n = self.sock.recv_into(dec.recv_buffer())
+            except OSError as exc:
+                self.close()
+                raise ConnectionClosed(f"receive failed: {exc.strerror or exc}", dec.in_frame) from None
+            if n == 0:
+                self.close()
+                raise ConnectionClosed("peer closed the connection", dec.in_frame)
+            dec.commit(n)
+
+    def close(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.name or self.peer}{' closed' if self.closed else ''}>"

@@ -1,0 +1,184 @@
+"""The camera service (``pycam camera --band on|off``): camera A (``CM1``, on-band, fltrA) or
+camera B (``CM2``, off-band, fltrB) behind the master.
+
+Keys handled (see pycam.protocol.commands): SSA/SSB (shutter, us; switches auto exposure
+off), ATA/ATB (auto exposure), FRC (frame rate), SMN/SMX (saturation band), PXC (brightest
+pixels averaged), RWC (rows checked), TPA/TPB (one Test/Dark/Clear/<N>ppmm frame), DKC (dark
+set: one Dark at every shutter value of the auto-exposure list), STC/SPC (start/stop
+continuous capture), RSC (re-open the driver), LOG, IDN, EXT, RST.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pycam.config import Config
+from pycam.drivers.base import CameraDriver
+from pycam.formats.names import ImageName
+from pycam.protocol import commands as vocab
+from pycam.protocol.errors import CommandValueError
+from pycam.station.device_service import DeviceService
+
+log = logging.getLogger(__name__)
+
+
+def _pycam_shutter_list_us() -> list[int]:
+    """PyCam's 40 shutter speeds, 1 ms - 1 s (pycam_compat.md section 6)."""
+    ms = ([x / 2 for x in range(2, 10)] + list(range(5, 10)) + list(range(10, 50, 5)) + list(range(50, 100, 10))
+          + list(range(100, 500, 50)) + list(range(500, 1000, 100)) + [1000])
+    return [int(round(v * 1000)) for v in ms]
+
+
+def exposure_module():
+    """``pycam.station.exposure`` if it is installed, else None (fixed exposure)."""
+    try:
+        return importlib.import_module("pycam.station.exposure")
+    except ImportError:
+        return None
+
+
+class CameraService(DeviceService):
+    start_key, stop_key, dark_key, restart_key, framerate_key = "STC", "SPC", "DKC", "RSC", "FRC"
+
+    def __init__(self, config: Config, band: str, driver: CameraDriver, *, spool_dir: Path | None = None,
+                 framerate: float | None = None) -> None:
+        if band not in vocab.BAND_DEVICE:
+            raise ValueError(f"bad band {band!r}: expected 'on' (camera A) or 'off' (camera B)")
+        self.band = band
+        self.device = vocab.BAND_DEVICE[band]
+        letter = "A" if band == "on" else "B"
+        self.shutter_key, self.auto_key, self.capture_key = f"SS{letter}", f"AT{letter}", f"TP{letter}"
+        self.driver = driver
+        cam = config["camera"]
+        self.shutter_us = cam["shutter_us"]
+        self.gain = cam["analog_gain"]
+        self.auto_exposure = cam["auto_exposure"]
+        self.min_saturation = cam["min_saturation"]
+        self.max_saturation = cam["max_saturation"]
+        self.saturation_pixels = cam["saturation_pixels"]
+        self.saturation_rows = cam["saturation_rows"]
+        self.exposure = exposure_module()
+        super().__init__(config, spool_dir=spool_dir, framerate=framerate)
+        self.last_pixels: np.ndarray | None = None
+
+    def _config_framerate(self) -> float:
+        return self.config["camera"]["framerate"]
+
+    # ------------------------------------------------------------------------------- driver
+    def open_driver(self) -> None:
+        self.driver.open()
+        self.shutter_us = self.driver.set_exposure(self.shutter_us)
+        self.gain = self.driver.set_gain(self.gain)
+
+    def close_driver(self) -> None:
+        try:
+            self.driver.close()
+        except Exception:
+            log.exception("%s: closing the driver failed", self.device)
+
+    # ----------------------------------------------------------------------------- settings
+    def settings(self) -> dict[str, Any]:
+        return {"IDN": self.device, "band": self.band, self.shutter_key: self.shutter_us,
+                self.auto_key: self.auto_exposure, "FRC": self.framerate, "SMN": self.min_saturation,
+                "SMX": self.max_saturation, "PXC": self.saturation_pixels, "RWC": self.saturation_rows,
+                "gain": self.gain, "acquiring": self.acquiring, "backlog": self.link.backlog,
+                "auto_exposure_available": self.exposure is not None}
+
+    def apply_setting(self, key: str, value: Any) -> Any:
+        if key == self.shutter_key:
+            self.auto_exposure = False
+            self.shutter_us = self.driver.set_exposure(value)
+            return self.shutter_us
+        if key == self.auto_key:
+            self.auto_exposure = bool(value)
+            return self.auto_exposure
+        if key == "SMN":
+            if value >= self.max_saturation:
+                raise CommandValueError(key, f"{value} must be below SMX {self.max_saturation}")
+            self.min_saturation = value
+            return value
+        if key == "SMX":
+            if value <= self.min_saturation:
+                raise CommandValueError(key, f"{value} must be above SMN {self.min_saturation}")
+            self.max_saturation = value
+            return value
+        if key == "PXC":
+            self.saturation_pixels = value
+            return value
+        if key == "RWC":
+            self.saturation_rows = value
+            return value
+        return super().apply_setting(key, value)
+
+    # ------------------------------------------------------------------------------ capture
+    def capture(self, when: dt.datetime, frame_type: str) -> str:
+        frame = self.driver.capture(when)
+        exposure = int(frame.exposure_us)
+        gain = int(round(frame.gain))
+
+        def make_name(t: dt.datetime) -> str:
+            return ImageName(time=t, band=self.band, gain=gain, exposure_us=exposure,
+                             frame_type=frame_type).filename()
+
+        t, _ = self.unique_time(when.replace(microsecond=0), make_name)
+        name = ImageName(time=t, band=self.band, gain=gain, exposure_us=exposure, frame_type=frame_type)
+        self.spool.put_image(name, frame.pixels)
+        if frame_type == "Plume":
+            self.last_pixels = frame.pixels
+        return self.spooled(name.filename())
+
+    def after_continuous_frame(self) -> None:
+        if not self.auto_exposure or self.exposure is None or self.last_pixels is None:
+            return
+        new = auto_shutter(self.exposure, self.last_pixels, self.shutter_us, self, self.driver.limits)
+        if new is not None and new != self.shutter_us:
+            with self._state_lock:
+                self.shutter_us = self.driver.set_exposure(int(new))
+            self.link.send_event("settings", **self.settings())
+
+    def shutter_values(self) -> list[int]:
+        values = getattr(self.exposure, "SHUTTER_LIST_US", None) if self.exposure else None
+        return list(values) if values else _pycam_shutter_list_us()
+
+    def run_dark_set(self) -> list[str]:
+        names = []
+        keep = self.shutter_us
+        try:
+            for shutter in self.shutter_values():
+                self.driver.set_exposure(shutter)
+                now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+                names.append(self.capture(now, "Dark"))
+        finally:
+            self.shutter_us = self.driver.set_exposure(keep)
+        return names
+
+
+def auto_shutter(exposure, pixels: np.ndarray, current_us: int, service: CameraService, limits) -> int | None:
+    """Ask ``pycam.station.exposure`` for the next shutter speed (None if it can't say)."""
+    fn = getattr(exposure, "next_shutter_us", None)
+    if fn is None:
+        return None
+    settings = exposure_settings(service)
+    try:
+        return int(fn(pixels, current_us, settings, limits))
+    except TypeError:
+        return None
+
+
+def exposure_settings(service: CameraService):
+    """The camera's auto-exposure settings in the form exposure.py expects."""
+    cls = getattr(service.exposure, "CameraExposureSettings", None) or getattr(service.exposure,
+                                                                               "ExposureSettings", None)
+    values = {"min_saturation": service.min_saturation, "max_saturation": service.max_saturation,
+              "saturation_pixels": service.saturation_pixels, "saturation_rows": service.saturation_rows}
+    if cls is None:
+        return values
+    try:
+        return cls(**values)
+    except TypeError:
+        return values

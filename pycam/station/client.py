@@ -1,0 +1,274 @@
+"""StationClient: the authenticated client the GUI and ``pycam send`` use.
+
+::
+
+    client = StationClient(config, name="gui", on_message=print, on_state=print, subscribe=("image",))
+    client.start()                       # background thread: connect, authenticate, reconnect forever
+    client.wait_connected(10)
+    reply = client.request("CM1", "SSA", 1000)     # blocking; raises CommandFailed on an error reply
+    rid = client.send_command("all", "STC", 1)      # non-blocking; replies arrive in on_message
+    client.stop()
+
+``on_message`` is called from the client's thread with every message the master forwards
+(:class:`~pycam.protocol.messages.Reply`, ``Error``, ``Event``, ``Data`` — see
+pycam.protocol.messages): replies and errors of every client, events of every device, and
+data frames of the subscribed types.  Keep it quick (hand work to your own thread/queue).
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from typing import Any, Callable, Iterable
+
+from pycam.config import Config
+from pycam.net.auth import AuthError, client_handshake
+from pycam.net.connection import Connection, ConnectionClosed
+from pycam.net.reconnect import Backoff, connect
+from pycam.protocol import commands as vocab
+from pycam.protocol.errors import FrameError, MessageError
+from pycam.protocol.messages import Command, Error, Event, Message, Reply, Subscribe
+
+log = logging.getLogger(__name__)
+
+STATES = ("connecting", "connected", "reconnecting", "down")
+
+
+class NotConnected(ConnectionError):
+    """The client is not connected to the master right now."""
+
+
+class CommandFailed(RuntimeError):
+    """A command was refused; ``error`` is the Error message (``key``, ``reason``, ``device``)."""
+
+    def __init__(self, error: Error) -> None:
+        where = f" ({error.device})" if error.device else ""
+        super().__init__(f"{error.key}{where}: {error.reason}")
+        self.error = error
+
+
+class _Pending:
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.answers: list[Message] = []
+        self.targets: list[str] | None = None
+
+
+class StationClient:
+    def __init__(self, config: Config, *, name: str = "client",
+                 on_message: Callable[[object], None] | None = None,
+                 on_state: Callable[[str], None] | None = None,
+                 subscribe: Iterable[str] = ()) -> None:
+        net = config["network"]
+        self.host = net["master_host"]
+        self.port = net["client_port"]
+        self.secret = net["secret"]
+        self.max_payload = net["max_frame_bytes"]
+        self.backoff = Backoff(maximum=net["reconnect_max_s"])
+        self.name = name
+        self.on_message = on_message
+        self.on_state = on_state
+        self.subscribe = tuple(subscribe)
+        self.session = ""
+        self.last_error: str = ""          # why the last connection attempt failed
+        self._state = "down"
+        self._conn: Connection | None = None
+        self._stop = threading.Event()
+        self._connected = threading.Event()
+        self._ids = itertools.count(1)
+        self._pending: dict[int, _Pending] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    # ----------------------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=f"client-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        conn = self._conn
+        if conn is not None:
+            conn.close()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+        self._thread = None
+        self._set_state("down")
+
+    def __enter__(self) -> "StationClient":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def state(self) -> str:
+        """``connecting`` | ``connected`` | ``reconnecting`` | ``down``."""
+        return self._state
+
+    def wait_connected(self, timeout: float | None = None) -> bool:
+        return self._connected.wait(timeout)
+
+    def _set_state(self, state: str) -> None:
+        if state == self._state:
+            return
+        self._state = state
+        if self.on_state is not None:
+            try:
+                self.on_state(state)
+            except Exception:
+                log.exception("on_state callback failed")
+
+    # ------------------------------------------------------------------------------ commands
+    def send_command(self, device: str, key: str, value: Any) -> int:
+        """Send a command without waiting; returns its request id.  Raises NotConnected."""
+        return self._send(device, key, value, None)
+
+    def set_subscription(self, data_types: Iterable[str]) -> None:
+        self.subscribe = tuple(data_types)
+        conn = self._conn
+        if conn is not None and self._connected.is_set():
+            conn.send(Subscribe(data_types=self.subscribe))
+
+    def _send(self, device: str, key: str, value: Any, pending: _Pending | None) -> int:
+        conn = self._conn
+        if conn is None or not self._connected.is_set():
+            raise NotConnected(f"not connected to the master at {self.host}:{self.port} ({self.state})"
+                               + (f": {self.last_error}" if self.last_error else ""))
+        rid = next(self._ids)
+        if pending is not None:
+            with self._lock:
+                self._pending[rid] = pending
+        try:
+            conn.send(Command(request_id=rid, device=device, key=key, value=value))
+        except ConnectionClosed as exc:
+            with self._lock:
+                self._pending.pop(rid, None)
+            raise NotConnected(str(exc)) from None
+        return rid
+
+    def request(self, device: str, key: str, value: Any, timeout: float = 5.0):
+        """Send and wait for the answer.  Returns the Reply (for ``device="all"``: the list of
+        replies of every device the master routed it to).  Raises CommandFailed on an error
+        reply, TimeoutError, or NotConnected."""
+        pending = _Pending()
+        rid = self._send(device, key, value, pending)
+        try:
+            if not pending.done.wait(timeout):
+                raise TimeoutError(f"no reply to {key}={value!r} for {device} within {timeout:g} s")
+        finally:
+            with self._lock:
+                self._pending.pop(rid, None)
+        errors = [a for a in pending.answers if isinstance(a, Error)]
+        if errors:
+            raise CommandFailed(errors[0])
+        if device == vocab.ALL:
+            return list(pending.answers)
+        return pending.answers[0]
+
+    # ---------------------------------------------------------------------------- the thread
+    def _run(self) -> None:
+        first = True
+        while not self._stop.is_set():
+            self._set_state("connecting" if first else "reconnecting")
+            conn = self._connect()
+            if conn is None:
+                continue
+            first = False
+            try:
+                self._read_loop(conn)
+            finally:
+                self._connected.clear()
+                self._conn = None
+                conn.close()
+                self._fail_pending("connection to the master lost")
+            if not self._stop.is_set():
+                self._set_state("reconnecting")
+                self._stop.wait(self.backoff.next_delay())
+        self._set_state("down")
+
+    def _connect(self) -> Connection | None:
+        try:
+            sock = connect(self.host, self.port)
+        except OSError as exc:
+            self.last_error = f"cannot reach {self.host}:{self.port}: {exc.strerror or exc}"
+            self._stop.wait(self.backoff.next_delay())
+            return None
+        conn = Connection(sock, self.max_payload, name=f"{self.name}->master")
+        self._conn = conn
+        try:
+            welcome = client_handshake(conn, self.secret, role="client", name=self.name, subscribe=self.subscribe)
+        except (AuthError, ConnectionClosed, TimeoutError, MessageError, FrameError, OSError) as exc:
+            self.last_error = f"authentication failed: {exc}"
+            log.warning("%s: %s", self.name, self.last_error)
+            conn.close()
+            self._conn = None
+            self._stop.wait(self.backoff.next_delay())
+            return None
+        self.session = welcome.session
+        self.last_error = ""
+        self.backoff.reset()
+        self._connected.set()
+        self._set_state("connected")
+        return conn
+
+    def _read_loop(self, conn: Connection) -> None:
+        while not self._stop.is_set():
+            try:
+                msg = conn.receive()
+            except ConnectionClosed:
+                return
+            except FrameError as exc:
+                log.error("%s: corrupt stream from the master: %s", self.name, exc)
+                return
+            except MessageError as exc:
+                log.error("%s: bad message from the master: %s", self.name, exc)
+                continue
+            self._match(msg)
+            if self.on_message is not None:
+                try:
+                    self.on_message(msg)
+                except Exception:
+                    log.exception("on_message callback failed")
+
+    def _match(self, msg: Message) -> None:
+        if isinstance(msg, Event) and msg.name == "routed":
+            f = msg.fields
+            if f.get("session") == self.session:
+                with self._lock:
+                    pending = self._pending.get(f.get("request_id"))
+                if pending is not None:
+                    pending.targets = list(f.get("targets", []))
+                    self._check_done(pending)
+            return
+        if not isinstance(msg, (Reply, Error)) or msg.session != self.session or msg.request_id is None:
+            return
+        with self._lock:
+            pending = self._pending.get(msg.request_id)
+        if pending is None:
+            return
+        pending.answers.append(msg)
+        self._check_done(pending)
+
+    @staticmethod
+    def _check_done(pending: _Pending) -> None:
+        if pending.targets is None:
+            # single-device request, or an 'all' whose routing was refused outright
+            if pending.answers:
+                pending.done.set()
+            return
+        answered = {a.device for a in pending.answers}
+        if all(t in answered for t in pending.targets):
+            pending.done.set()
+
+    def _fail_pending(self, reason: str) -> None:
+        with self._lock:
+            pending = list(self._pending.values())
+        for p in pending:
+            p.answers.append(Error(key="connection", reason=reason))
+            p.done.set()

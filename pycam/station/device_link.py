@@ -1,0 +1,264 @@
+"""A device's link to the master: connect, authenticate, reconnect with backoff forever;
+answer commands; forward spooled files and delete them only when the master acknowledges.
+
+Two threads: the link thread (connect + read loop) and the sender thread (spool -> master,
+at most ``WINDOW`` files unacknowledged).  Neither polls: they block on the socket, on a
+condition variable, or on a backoff timer.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from typing import Callable
+
+from pycam.config import Config
+from pycam.net.auth import AuthError, client_handshake
+from pycam.net.connection import Connection, ConnectionClosed
+from pycam.net.reconnect import Backoff, connect
+from pycam.protocol.errors import FrameError, MessageError
+from pycam.protocol.messages import Ack, Command, Error, Event, Message, Reply, utc_now_iso
+from pycam.station.spool import Spool, SpoolError
+
+log = logging.getLogger(__name__)
+
+WINDOW = 4               # files sent but not yet acknowledged
+RETRY_AFTER_S = 2.0      # after the master refused a file (disk full, damaged in transit)
+ACK_TIMEOUT_S = 60.0     # resend a file whose acknowledgement never came
+
+
+class DeviceLink:
+    def __init__(self, config: Config, device: str, spool: Spool,
+                 handle_command: Callable[[Command], Message],
+                 on_connected: Callable[[], None] | None = None, name: str | None = None) -> None:
+        net = config["network"]
+        self.host = net["master_host"]
+        self.port = net["device_port"]
+        self.secret = net["secret"]
+        self.max_payload = net["max_frame_bytes"]
+        self.backoff = Backoff(maximum=net["reconnect_max_s"])
+        self.device = device
+        self.name = name or f"pycam-{device}"
+        self.spool = spool
+        self.handle_command = handle_command
+        self.on_connected = on_connected
+        self.connected = threading.Event()
+        self._stop = threading.Event()
+        self._conn: Connection | None = None
+        self._cond = threading.Condition()
+        self._waiting: collections.OrderedDict[str, None] = collections.OrderedDict(
+            (n, None) for n in spool.pending())
+        self._in_flight: dict[str, float] = {}
+        self._retry_at: dict[str, float] = {}
+        self._threads = [threading.Thread(target=self._link_loop, name=f"{device}-link", daemon=True),
+                         threading.Thread(target=self._send_loop, name=f"{device}-sender", daemon=True)]
+        self.files_sent = 0
+        self.files_confirmed = 0
+
+    # ---------------------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        for t in self._threads:
+            t.start()
+
+    def stop(self, drain_timeout: float = 0.0) -> None:
+        """Stop; first wait up to ``drain_timeout`` s for every spooled file to be confirmed."""
+        if drain_timeout > 0:
+            self.wait_drained(drain_timeout)
+        self._stop.set()
+        conn = self._conn
+        if conn is not None:
+            conn.close()
+        with self._cond:
+            self._cond.notify_all()
+        for t in self._threads:
+            if t.is_alive() and t is not threading.current_thread():
+                t.join(timeout=5)
+
+    def wait_drained(self, timeout: float) -> bool:
+        """Block until nothing is waiting or in flight (True) or ``timeout`` passes (False)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._waiting or self._in_flight or self._retry_at:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._stop.is_set():
+                    return False
+                self._cond.wait(min(left, 0.5) if self._retry_at else left)
+        return True
+
+    @property
+    def backlog(self) -> int:
+        with self._cond:
+            return len(self._waiting) + len(self._in_flight) + len(self._retry_at)
+
+    # ----------------------------------------------------------------------------- outbound
+    def file_spooled(self, filename: str) -> None:
+        """A new file is in the spool: send it when connected."""
+        with self._cond:
+            self._waiting[filename] = None
+            self._cond.notify_all()
+
+    def send(self, message: Message) -> bool:
+        """Send a message now if connected (events, unsolicited replies); False otherwise."""
+        conn = self._conn
+        if conn is None or not self.connected.is_set():
+            return False
+        try:
+            conn.send(message)
+            return True
+        except ConnectionClosed:
+            return False
+
+    def send_event(self, name: str, **fields) -> bool:
+        return self.send(Event(name=name, device=self.device, fields=fields, time=utc_now_iso()))
+
+    # --------------------------------------------------------------------------- link loop
+    def _link_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                sock = connect(self.host, self.port)
+            except OSError as exc:
+                log.debug("%s: cannot reach master %s:%d: %s", self.device, self.host, self.port, exc)
+                self._stop.wait(self.backoff.next_delay())
+                continue
+            conn = Connection(sock, self.max_payload, name=f"{self.device}->master")
+            try:
+                client_handshake(conn, self.secret, role="device", name=self.name, device=self.device)
+            except (AuthError, ConnectionClosed, TimeoutError, MessageError, FrameError, OSError) as exc:
+                log.warning("%s: handshake with master failed: %s", self.device, exc)
+                conn.close()
+                self._stop.wait(self.backoff.next_delay())
+                continue
+            self.backoff.reset()
+            log.info("%s: connected to master %s:%d", self.device, self.host, self.port)
+            self._conn = conn
+            self.connected.set()
+            with self._cond:
+                self._cond.notify_all()
+            if self.on_connected is not None:
+                try:
+                    self.on_connected()
+                except Exception:
+                    log.exception("%s: on_connected failed", self.device)
+            try:
+                self._read_loop(conn)
+            finally:
+                self.connected.clear()
+                self._conn = None
+                conn.close()
+                self._requeue_in_flight()
+            if not self._stop.is_set():
+                log.warning("%s: lost the master; reconnecting", self.device)
+                self._stop.wait(self.backoff.next_delay())
+
+    def _read_loop(self, conn: Connection) -> None:
+        while not self._stop.is_set():
+            try:
+                msg = conn.receive()
+            except ConnectionClosed:
+                return
+            except FrameError as exc:
+                log.error("%s: corrupt stream from master (%s); reconnecting", self.device, exc)
+                return
+            except MessageError as exc:
+                log.error("%s: bad message from master: %s", self.device, exc)
+                continue
+            if isinstance(msg, Command):
+                try:
+                    answer = self.handle_command(msg)
+                except Exception as exc:  # a handler bug must not break the link
+                    log.exception("%s: command %s failed", self.device, msg.key)
+                    answer = Error(key=msg.key, reason=f"internal error: {exc}", request_id=msg.request_id,
+                                   device=self.device, session=msg.session)
+                try:
+                    conn.send(answer)
+                except ConnectionClosed:
+                    return
+            elif isinstance(msg, Ack):
+                self._acked(msg.filename)
+            elif isinstance(msg, Error):
+                if msg.filename:
+                    self._refused(msg.filename, f"{msg.key}: {msg.reason}")
+                else:
+                    log.warning("%s: master reports %s: %s", self.device, msg.key, msg.reason)
+            elif not isinstance(msg, Reply):
+                log.debug("%s: ignoring %s from master", self.device, msg.kind)
+
+    # ------------------------------------------------------------------------- send loop
+    def _acked(self, filename: str) -> None:
+        self.spool.confirm(filename)
+        with self._cond:
+            self._in_flight.pop(filename, None)
+            self._retry_at.pop(filename, None)
+            self.files_confirmed += 1
+            self._cond.notify_all()
+
+    def _refused(self, filename: str, reason: str) -> None:
+        log.warning("%s: master refused %s (%s); keeping it, retry in %.0f s", self.device, filename, reason,
+                    RETRY_AFTER_S)
+        with self._cond:
+            if self._in_flight.pop(filename, None) is not None:
+                self._retry_at[filename] = time.monotonic() + RETRY_AFTER_S
+            self._cond.notify_all()
+
+    def _requeue_in_flight(self) -> None:
+        with self._cond:
+            names = sorted(set(self._in_flight) | set(self._retry_at) | set(self._waiting))
+            self._in_flight.clear()
+            self._retry_at.clear()
+            self._waiting = collections.OrderedDict((n, None) for n in names)
+            self._cond.notify_all()
+
+    def _next_to_send(self) -> str | None:
+        """With the condition held: the next file name, or None after waiting a while."""
+        now = time.monotonic()
+        for name, due in list(self._retry_at.items()):
+            if due <= now:
+                del self._retry_at[name]
+                self._waiting[name] = None
+                self._waiting.move_to_end(name, last=False)
+        for name, sent in list(self._in_flight.items()):
+            if now - sent > ACK_TIMEOUT_S:
+                del self._in_flight[name]
+                self._waiting[name] = None
+        if self.connected.is_set() and self._waiting and len(self._in_flight) < WINDOW:
+            name, _ = self._waiting.popitem(last=False)
+            self._in_flight[name] = now
+            return name
+        timeouts = [due - now for due in self._retry_at.values()]
+        timeouts += [ACK_TIMEOUT_S - (now - sent) for sent in self._in_flight.values()]
+        self._cond.wait(max(0.01, min(timeouts)) if timeouts else None)
+        return None
+
+    def _send_loop(self) -> None:
+        while not self._stop.is_set():
+            with self._cond:
+                name = self._next_to_send()
+            if name is None:
+                continue
+            if name not in self.spool:
+                with self._cond:   # confirmed meanwhile (duplicate ack) or removed by hand
+                    self._in_flight.pop(name, None)
+                    self._cond.notify_all()
+                continue
+            try:
+                data = self.spool.load(name)
+            except SpoolError as exc:
+                log.error("%s: cannot read spooled file, leaving it for inspection: %s", self.device, exc)
+                with self._cond:
+                    self._in_flight.pop(name, None)
+                    self._cond.notify_all()
+                continue
+            conn = self._conn
+            try:
+                if conn is None:
+                    raise ConnectionClosed("not connected")
+                conn.send(data)
+                self.files_sent += 1
+            except ConnectionClosed:
+                with self._cond:
+                    if self._in_flight.pop(name, None) is not None:
+                        self._waiting[name] = None
+                        self._waiting.move_to_end(name, last=False)
+                    self._cond.notify_all()
+                self._stop.wait(0.05)   # the link thread is noticing the loss and will reconnect

@@ -1,0 +1,256 @@
+"""What the camera and spectrometer services share: the capture thread, the command handler
+skeleton, the wall-clock trigger and the store-and-forward link.
+
+Timing (PyCam's rule): continuous frames are taken when the UTC second is a multiple of the
+period ``round(1/framerate)`` (at least 1 s), so every device fires in the same second and
+camera A/B files share an identical time string.  Manual jobs (test frames, dark sets) are
+queued to the same thread and run between two triggers: a test frame requested during
+continuous capture is always taken, never dropped, and never changes anything else.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from pycam.config import Config
+from pycam.protocol import commands as vocab
+from pycam.protocol.errors import CommandValueError
+from pycam.protocol.messages import Command, Error, Message, Reply
+from pycam.station.device_link import DeviceLink
+from pycam.station.spool import Spool
+
+log = logging.getLogger(__name__)
+
+_RECENT_NAMES = 4096
+
+
+def period_seconds(framerate: float) -> int | None:
+    """Whole seconds between continuous frames (None: framerate 0 means no frames)."""
+    if framerate <= 0:
+        return None
+    return max(1, round(1.0 / framerate))
+
+
+def next_trigger(now: float, period: int, last: float | None) -> float:
+    """The first wall-clock multiple of ``period`` at or after ``now`` and after ``last``."""
+    slot = math.ceil(now / period - 1e-9) * period
+    if last is not None and slot <= last:
+        slot = last + period
+    return float(slot)
+
+
+class DeviceService:
+    """Base of CameraService and SpectrometerService (see those for the keys they handle)."""
+
+    device: str = ""
+    start_key = stop_key = dark_key = capture_key = restart_key = framerate_key = ""
+
+    def __init__(self, config: Config, *, spool_dir: Path | None = None, framerate: float | None = None) -> None:
+        self.config = config
+        spool_root = Path(spool_dir or config["storage"]["spool_dir"])
+        self.spool = Spool(spool_root, self.device)
+        self.framerate = float(framerate) if framerate is not None else self._config_framerate()
+        self.acquiring = False
+        self.stopped = threading.Event()
+        self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self._state_lock = threading.RLock()
+        self._last_trigger: float | None = None
+        self._recent_names: dict[str, None] = {}
+        self._thread = threading.Thread(target=self._capture_loop, name=f"{self.device}-capture", daemon=True)
+        self.link = DeviceLink(config, self.device, self.spool, self.handle_command,
+                               on_connected=self._announce)
+        self.frames_captured = 0
+
+    # ---------------------------------------------------------------------- to implement
+    def _config_framerate(self) -> float:
+        raise NotImplementedError
+
+    def open_driver(self) -> None:
+        raise NotImplementedError
+
+    def close_driver(self) -> None:
+        raise NotImplementedError
+
+    def settings(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def apply_setting(self, key: str, value: Any) -> Any:
+        """Apply a device-specific key; return the value in force, raise CommandValueError."""
+        raise CommandValueError(key, f"not handled by {self.device}")
+
+    def capture(self, when: dt.datetime, frame_type: str) -> str:
+        """Take one frame, spool it, return its file name."""
+        raise NotImplementedError
+
+    def after_continuous_frame(self) -> None:
+        """Hook run after each continuous frame (auto exposure)."""
+
+    def run_dark_set(self) -> list[str]:
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------------------- lifecycle
+    def start(self, acquire: bool = False) -> None:
+        self.open_driver()
+        self.acquiring = acquire
+        self._thread.start()
+        self.link.start()
+
+    def stop(self, drain_timeout: float = 5.0) -> None:
+        """Stop capturing, give the link ``drain_timeout`` s to deliver the spool, close."""
+        if self.stopped.is_set():
+            return
+        self.stopped.set()
+        self.acquiring = False
+        self._jobs.put(None)
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout=30)
+        self.link.stop(drain_timeout=drain_timeout)
+        self.close_driver()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.stopped.wait(timeout)
+
+    def _announce(self) -> None:
+        self.link.send_event("settings", **self.settings())
+
+    # ------------------------------------------------------------------------------ commands
+    def handle_command(self, cmd: Command) -> Message:
+        def reply(value: Any) -> Reply:
+            return Reply(request_id=cmd.request_id, device=self.device, key=cmd.key, value=value,
+                         session=cmd.session)
+
+        try:
+            if cmd.device not in (self.device, vocab.ALL):
+                raise CommandValueError("device", f"command for {cmd.device} reached {self.device}")
+            value = vocab.parse_value(cmd.key, cmd.value)
+            vocab.route(cmd.key, self.device, (self.device,))
+            key = cmd.key
+            if key == "IDN":
+                return reply(self.device)
+            if key == "LOG":
+                if value == 0:
+                    return reply({"device": self.device, "acquiring": self.acquiring, "backlog": self.link.backlog})
+                if value == 1:
+                    return reply(self.settings())
+                raise CommandValueError(key, f"LOG {value} is not implemented (0 ping, 1 settings)")
+            if key == self.start_key:
+                self._set_acquiring(bool(value))
+                return reply(self.acquiring)
+            if key == self.stop_key:
+                self._set_acquiring(not value)
+                return reply(not self.acquiring)
+            if key == self.capture_key:
+                self._jobs.put(lambda: self._manual_capture(value))
+                return reply(value)
+            if key == self.dark_key:
+                if value:
+                    self._jobs.put(self._dark_job)
+                return reply(bool(value))
+            if key == self.restart_key:
+                if value:
+                    self._jobs.put(self._restart_driver)
+                return reply(bool(value))
+            if key == "EXT":
+                if value:
+                    threading.Thread(target=self.stop, kwargs={"drain_timeout": 5.0}, daemon=True).start()
+                return reply(bool(value))
+            if key == "RST":
+                return reply(bool(value))
+            if key == self.framerate_key:
+                with self._state_lock:
+                    self.framerate = float(value)
+                    self._jobs.put(lambda: None)   # wake the capture thread to re-plan
+                result = self.framerate
+            else:
+                with self._state_lock:
+                    result = self.apply_setting(key, value)
+            self.link.send_event("settings", **self.settings())
+            return reply(result)
+        except CommandValueError as exc:
+            return Error(key=exc.key, reason=exc.reason, request_id=cmd.request_id, device=self.device,
+                         session=cmd.session)
+
+    def _set_acquiring(self, on: bool) -> None:
+        with self._state_lock:
+            changed = on != self.acquiring
+            self.acquiring = on
+            self._jobs.put(lambda: None)   # wake the capture thread
+        if changed:
+            self.link.send_event("acquisition", acquiring=on)
+
+    # ------------------------------------------------------------------------- capture loop
+    def _capture_loop(self) -> None:
+        while not self.stopped.is_set():
+            with self._state_lock:
+                period = period_seconds(self.framerate) if self.acquiring else None
+            trigger = next_trigger(time.time(), period, self._last_trigger) if period else None
+            timeout = None if trigger is None else max(0.0, trigger - time.time())
+            try:
+                job = self._jobs.get(timeout=timeout)
+            except queue.Empty:
+                job = None
+            if self.stopped.is_set():
+                return
+            if job is not None:
+                self._run_job(job)
+                continue
+            if trigger is None or not self.acquiring:
+                continue
+            self._last_trigger = trigger
+            when = dt.datetime.fromtimestamp(trigger, dt.timezone.utc)
+            try:
+                self.capture(when, "Plume")
+                self.frames_captured += 1
+                self.after_continuous_frame()
+            except Exception as exc:
+                log.exception("%s: continuous capture failed", self.device)
+                self.link.send_event("status", level="error", message=f"capture failed: {exc}")
+
+    def _run_job(self, job: Callable[[], None]) -> None:
+        try:
+            job()
+        except Exception as exc:
+            log.exception("%s: job failed", self.device)
+            self.link.send_event("status", level="error", message=str(exc))
+
+    def _manual_capture(self, frame_type: str) -> None:
+        now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+        self.capture(now, frame_type)
+
+    def _dark_job(self) -> None:
+        was = self.acquiring
+        self.acquiring = False
+        self.link.send_event("progress", task="dark_set", state="started")
+        try:
+            names = self.run_dark_set()
+        finally:
+            self.acquiring = was
+        self.link.send_event(vocab.EVENT_DARK_FINISHED["spectrometer" if self.device == vocab.SPECTROMETER
+                                                       else "camera"], files=len(names))
+
+    def _restart_driver(self) -> None:
+        self.close_driver()
+        self.open_driver()
+        self.link.send_event("status", level="info", message="driver restarted")
+
+    def unique_time(self, when: dt.datetime, make_name: Callable[[dt.datetime], str]) -> tuple[dt.datetime, str]:
+        """PyCam names have whole seconds: if ``make_name(when)`` was already used by this
+        device, move to the next free second so no file ever overwrites another."""
+        name = make_name(when)
+        while name in self._recent_names:
+            when += dt.timedelta(seconds=1)
+            name = make_name(when)
+        self._recent_names[name] = None
+        if len(self._recent_names) > _RECENT_NAMES:
+            self._recent_names.pop(next(iter(self._recent_names)))
+        return when, name
+
+    def spooled(self, filename: str) -> str:
+        self.link.file_spooled(filename)
+        return filename

@@ -1,0 +1,390 @@
+"""The master service (``pycam masterpi``): authenticates devices and clients, routes
+addressed commands, forwards every reply/event/error to every client, stores data files.
+
+Threads: one acceptor (selectors over both listening sockets), one reader per connection
+(blocking receive) and one writer per connection (a bounded queue, see peers.py).  Nothing
+polls.  In-process use (tests, the daily schedule, the watchdog)::
+
+    master = Master(config)
+    master.start()
+    master.start_acquisition(); master.start_dark_set(); master.stop_acquisition()
+    master.file_stored_callbacks.append(lambda path, device: ...)
+    master.publish_event("watchdog", state="ok")
+    master.stop()
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import secrets
+import socket
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+from pycam.config import Config
+from pycam.net.auth import AuthError, server_handshake
+from pycam.net.connection import Connection, ConnectionClosed
+from pycam.net.server import Acceptor, listen
+from pycam.protocol import commands as vocab
+from pycam.protocol.errors import CommandValueError, FrameError, MessageError, ProtocolError
+from pycam.protocol.messages import (Ack, Command, Data, Error, Event, Message, Reply, Subscribe,
+                                     header_filename, utc_now_iso)
+from pycam.station.peers import Peer
+from pycam.station.storage import DataStore, StorageError
+
+log = logging.getLogger(__name__)
+
+MASTER_SESSION = "master"   # session of commands the master sends on its own behalf
+
+
+class Master:
+    def __init__(self, config: Config, *, data_dir: Path | None = None, fsync: bool = True) -> None:
+        net = config["network"]
+        self.config = config
+        self.secret: str = net["secret"]
+        self.max_payload = net["max_frame_bytes"]
+        self.bind_host: str = net["bind_host"]
+        self._ports = {"device": net["device_port"], "client": net["client_port"]}
+        storage = config["storage"]
+        self.store = DataStore(Path(data_dir or storage["data_dir"]), storage["min_free_mb"], fsync=fsync)
+        #: callables ``(path, device)`` run after each file is stored (watchdog, processing)
+        self.file_stored_callbacks: list[Callable[[Path, str], None]] = []
+        self.acquiring = False
+        self.stopped = threading.Event()
+        self._lock = threading.RLock()
+        self._devices: dict[str, Peer] = {}
+        self._clients: dict[str, Peer] = {}
+        self._settings: dict[str, dict] = {}
+        self._pending: dict[int, tuple[str, int, str]] = {}   # our request id -> (session, their id, device)
+        self._ids = itertools.count(1)
+        self._acceptor: Acceptor | None = None
+        self.files_stored = 0
+
+    # ---------------------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        listeners = {}
+        try:
+            for tag in ("device", "client"):
+                listeners[tag] = listen(self.bind_host, self._ports[tag])
+        except OSError:
+            for s in listeners.values():
+                s.close()
+            raise
+        self._ports = {tag: s.getsockname()[1] for tag, s in listeners.items()}
+        self._acceptor = Acceptor(listeners, self._on_accept, name="master-accept")
+        self._acceptor.start()
+        log.info("master listening: devices on %s:%d, clients on %s:%d, data in %s", self.bind_host,
+                 self.device_port, self.bind_host, self.client_port, self.store.data_dir)
+
+    @property
+    def device_port(self) -> int:
+        return self._ports["device"]
+
+    @property
+    def client_port(self) -> int:
+        return self._ports["client"]
+
+    def stop(self) -> None:
+        if self.stopped.is_set():
+            return
+        self.stopped.set()
+        if self._acceptor is not None:
+            self._acceptor.stop()
+        with self._lock:
+            peers = list(self._devices.values()) + list(self._clients.values())
+        for peer in peers:
+            peer.close()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.stopped.wait(timeout)
+
+    def __enter__(self) -> "Master":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def connected_devices(self) -> tuple[str, ...]:
+        with self._lock:
+            return tuple(d for d in vocab.DEVICES if d in self._devices)
+
+    # ---------------------------------------------------------------------- in-process API
+    def start_acquisition(self) -> list[str]:
+        """Start continuous capture on every connected device; returns the devices told."""
+        self.store.new_sequence()
+        self.acquiring = True
+        told = self._send_own("STC", True, vocab.CAMERAS) + self._send_own("STS", True, (vocab.SPECTROMETER,))
+        self.publish_event("acquisition", state="started", devices=told)
+        return told
+
+    def stop_acquisition(self) -> list[str]:
+        self.acquiring = False
+        told = self._send_own("SPC", True, vocab.CAMERAS) + self._send_own("SPS", True, (vocab.SPECTROMETER,))
+        self.publish_event("acquisition", state="stopped", devices=told)
+        return told
+
+    def start_dark_set(self) -> list[str]:
+        """Ask cameras (DKC) and spectrometer (DKS) for a dark set; DFC/DFS events follow."""
+        return self._send_own("DKC", True, vocab.CAMERAS) + self._send_own("DKS", True, (vocab.SPECTROMETER,))
+
+    def publish_event(self, kind: str, **fields: Any) -> None:
+        """Send an event from the master to every client."""
+        self._to_clients(Event(name=kind, device=vocab.MASTER, fields=fields, time=utc_now_iso()))
+
+    def _send_own(self, key: str, value: Any, devices: tuple[str, ...]) -> list[str]:
+        told = []
+        for device in devices:
+            if self._forward(device, key, value, MASTER_SESSION, next(self._ids), quiet=True):
+                told.append(device)
+        return told
+
+    # ------------------------------------------------------------------------- connections
+    def _on_accept(self, sock: socket.socket, addr: tuple, tag: str) -> None:
+        threading.Thread(target=self._serve, args=(sock, tag), name=f"master-{tag}-{addr[1]}", daemon=True).start()
+
+    def _serve(self, sock: socket.socket, tag: str) -> None:
+        conn = Connection(sock, self.max_payload, name=tag)
+        session = secrets.token_hex(4)
+        try:
+            hello = server_handshake(conn, self.secret, session, allowed_roles=(tag,),
+                                     devices=self.connected_devices)
+        except (AuthError, ConnectionClosed, TimeoutError, OSError) as exc:
+            log.info("%s connection from %s refused: %s", tag, conn.peer, exc)
+            conn.close()
+            return
+        except ProtocolError as exc:
+            self._refuse(conn, exc)
+            return
+        if tag == "device" and hello.device not in vocab.DEVICES:
+            self._refuse(conn, MessageError("device", f"unknown device id {hello.device[:10]!r} "
+                                                      f"(expected {', '.join(vocab.DEVICES)})"))
+            return
+        peer = Peer(conn, session=session, role=tag, name=hello.name, device=hello.device if tag == "device" else "",
+                    subscribe=hello.subscribe)
+        self._register(peer)
+        try:
+            self._read_loop(peer)
+        finally:
+            self._unregister(peer)
+
+    def _refuse(self, conn: Connection, exc: ProtocolError) -> None:
+        try:
+            conn.send(Error(key=exc.key, reason=exc.reason))
+        except (ConnectionError, OSError):
+            pass
+        conn.close()
+
+    def _register(self, peer: Peer) -> None:
+        old = None
+        with self._lock:
+            if peer.role == "device":
+                old = self._devices.get(peer.device)
+                self._devices[peer.device] = peer
+            else:
+                self._clients[peer.session] = peer
+        peer.start()
+        if old is not None:
+            log.warning("%s reconnected: dropping its previous connection", peer.device)
+            old.close()
+        if peer.role == "device":
+            log.info("device %s connected from %s", peer.device, peer.conn.peer)
+            self.publish_event("device_connected", device=peer.device)
+            if self.acquiring:   # a device that (re)joins follows the station's state
+                key = "STS" if peer.device == vocab.SPECTROMETER else "STC"
+                self._forward(peer.device, key, True, MASTER_SESSION, next(self._ids), quiet=True)
+
+    def _unregister(self, peer: Peer) -> None:
+        peer.close()
+        with self._lock:
+            if peer.role == "device":
+                if self._devices.get(peer.device) is not peer:
+                    return   # already replaced by a newer connection
+                del self._devices[peer.device]
+                lost = [(rid, p) for rid, p in self._pending.items() if p[2] == peer.device]
+                for rid, _ in lost:
+                    del self._pending[rid]
+            else:
+                self._clients.pop(peer.session, None)
+                return
+        log.info("device %s disconnected", peer.device)
+        self.publish_event("device_disconnected", device=peer.device)
+        for _rid, (session, their_id, device) in lost:
+            self._to_clients(Error(key="device", reason=f"{device} disconnected before replying",
+                                   request_id=their_id, device=device, session=session))
+
+    def _read_loop(self, peer: Peer) -> None:
+        conn = peer.conn
+        while not self.stopped.is_set():
+            try:
+                msg = conn.receive()
+            except ConnectionClosed as exc:
+                if exc.mid_frame:
+                    log.warning("%s: connection lost in the middle of a frame (nothing stored)", peer.label)
+                return
+            except FrameError as exc:
+                log.warning("%s: %s; closing this connection", peer.label, exc)
+                self._refuse(conn, exc)
+                return
+            except MessageError as exc:
+                name = header_filename(exc.frame_header)
+                peer.send(Error(key=exc.key, reason=exc.reason, request_id=exc.request_id, device=peer.device,
+                                session=peer.session, filename=name))
+                continue
+            try:
+                if peer.role == "device":
+                    self._from_device(peer, msg)
+                else:
+                    self._from_client(peer, msg)
+            except Exception as exc:  # a bug handling one message must not kill the connection
+                log.exception("%s: error handling %s", peer.label, msg.kind)
+                peer.send(Error(key=getattr(msg, "key", msg.kind), reason=f"internal error: {exc}",
+                                request_id=getattr(msg, "request_id", None), session=peer.session))
+
+    # ------------------------------------------------------------------------------ clients
+    def _from_client(self, peer: Peer, msg: Message) -> None:
+        if isinstance(msg, Command):
+            self._client_command(peer, msg)
+        elif isinstance(msg, Subscribe):
+            peer.subscribe = set(msg.data_types)
+        else:
+            peer.send(Error(key=msg.kind, reason=f"clients may not send {msg.kind} messages", session=peer.session))
+
+    def _client_command(self, peer: Peer, cmd: Command) -> None:
+        try:
+            vocab.check_address(cmd.device)
+            value = vocab.parse_value(cmd.key, cmd.value)
+            targets = vocab.route(cmd.key, cmd.device, self.connected_devices)
+        except CommandValueError as exc:
+            self._to_clients(Error(key=exc.key, reason=exc.reason, request_id=cmd.request_id,
+                                   device=cmd.device if isinstance(cmd.device, str) else "", session=peer.session))
+            return
+        if not targets:
+            self._to_clients(Error(key=cmd.key, reason="no connected device handles this key",
+                                   request_id=cmd.request_id, device=cmd.device, session=peer.session))
+            return
+        if cmd.device == vocab.ALL:
+            peer.send(Event(name="routed", device=vocab.MASTER, time=utc_now_iso(),
+                            fields={"request_id": cmd.request_id, "session": peer.session, "key": cmd.key,
+                                    "targets": targets}))
+        self._note_station_state(cmd.key, value)
+        for target in targets:
+            if target == vocab.MASTER:
+                self._master_command(peer.session, cmd.request_id, cmd.key, value)
+            else:
+                self._forward(target, cmd.key, value, peer.session, cmd.request_id)
+
+    def _note_station_state(self, key: str, value: Any) -> None:
+        if key in ("STC", "STS") and value and not self.acquiring:
+            self.store.new_sequence()
+            self.acquiring = True
+        elif key in ("SPC", "SPS") and value:
+            self.acquiring = False
+
+    def _forward(self, device: str, key: str, value: Any, session: str, their_id: int, quiet: bool = False) -> bool:
+        with self._lock:
+            peer = self._devices.get(device)
+            if peer is not None:
+                our_id = next(self._ids)
+                self._pending[our_id] = (session, their_id, device)
+        if peer is None or not peer.send(Command(request_id=our_id, device=device, key=key, value=value,
+                                                 session=session)):
+            if peer is not None:
+                with self._lock:
+                    self._pending.pop(our_id, None)
+            if not quiet:
+                self._to_clients(Error(key=key, reason=f"device {device} is not connected", request_id=their_id,
+                                       device=device, session=session))
+            return False
+        return True
+
+    def _master_command(self, session: str, rid: int, key: str, value: Any) -> None:
+        def reply(v: Any) -> None:
+            self._to_clients(Reply(request_id=rid, device=vocab.MASTER, key=key, value=v, session=session))
+
+        if key == "IDN":
+            reply(vocab.MASTER)
+        elif key == "LOG":
+            if value == 0:
+                reply({"devices": list(self.connected_devices), "acquiring": self.acquiring,
+                       "clients": len(self._clients), "files_stored": self.files_stored})
+            elif value == 1:
+                with self._lock:
+                    settings = {d: dict(s) for d, s in self._settings.items() if d in self._devices}
+                settings[vocab.MASTER] = {"data_dir": str(self.store.data_dir), "acquiring": self.acquiring,
+                                          "devices": list(self.connected_devices)}
+                reply(settings)
+            else:
+                self._to_clients(Error(key=key, reason=f"LOG {value} is not implemented (0 ping, 1 settings)",
+                                       request_id=rid, device=vocab.MASTER, session=session))
+        elif key == "EXT":
+            reply(bool(value))
+            if value:
+                threading.Timer(0.3, self.stop).start()
+        elif key == "RST":
+            reply(bool(value))   # accepted; a no-op, as in PyCam
+        else:  # pragma: no cover - route() only sends master keys here
+            self._to_clients(Error(key=key, reason="not handled by master", request_id=rid, session=session))
+
+    # ------------------------------------------------------------------------------ devices
+    def _from_device(self, peer: Peer, msg: Message) -> None:
+        if isinstance(msg, Data):
+            self._store(peer, msg)
+        elif isinstance(msg, (Reply, Error)):
+            with self._lock:
+                origin = self._pending.pop(msg.request_id, None) if msg.request_id is not None else None
+            session, their_id = (origin[0], origin[1]) if origin else (msg.session, msg.request_id)
+            if isinstance(msg, Reply):
+                if msg.key == "LOG" and isinstance(msg.value, dict):
+                    with self._lock:
+                        self._settings[peer.device] = msg.value
+                out: Message = Reply(request_id=their_id, device=peer.device, key=msg.key, value=msg.value,
+                                     session=session)
+            else:
+                out = Error(key=msg.key, reason=msg.reason, request_id=their_id, device=peer.device,
+                            session=session, filename=msg.filename)
+            self._to_clients(out)
+        elif isinstance(msg, Event):
+            if msg.name == "settings":
+                with self._lock:
+                    self._settings[peer.device] = dict(msg.fields)
+            self._to_clients(Event(name=msg.name, device=peer.device, fields=msg.fields, time=msg.time))
+        else:
+            peer.send(Error(key=msg.kind, reason=f"devices may not send {msg.kind} messages", device=peer.device))
+
+    def _store(self, peer: Peer, data: Data) -> None:
+        meta = data.meta
+        if meta.device != peer.device:
+            peer.send(Error(key="device", reason=f"{meta.filename}: data from {peer.device} claims to be from "
+                                                 f"{meta.device}", device=peer.device, filename=meta.filename))
+            return
+        try:
+            path = self.store.store(data)
+        except StorageError as exc:
+            log.error("%s: %s", peer.device, exc)
+            error = Error(key="data", reason=str(exc), device=peer.device, filename=meta.filename)
+            peer.send(error)
+            self._to_clients(error)
+            return
+        self.files_stored += 1
+        peer.send(Ack(filename=meta.filename, path=str(path)))
+        self._to_clients(Event(name="file_stored", device=peer.device, time=utc_now_iso(),
+                               fields={"filename": meta.filename, "path": str(path), "data_type": meta.data_type,
+                                       "frame_type": meta.frame_type}))
+        with self._lock:
+            subscribers = [c for c in self._clients.values() if meta.data_type in c.subscribe]
+        for client in subscribers:
+            client.send(data)
+        for callback in list(self.file_stored_callbacks):
+            try:
+                callback(path, peer.device)
+            except Exception:
+                log.exception("file_stored callback %r failed for %s", callback, path)
+
+    def _to_clients(self, message: Message) -> None:
+        with self._lock:
+            clients = list(self._clients.values())
+        for client in clients:
+            client.send(message)

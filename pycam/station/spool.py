@@ -1,0 +1,98 @@
+"""Store-and-forward: a device keeps every captured file on its own disk until the master
+confirms it stored it.
+
+Files are written atomically in the PyCam format (16-bit PNG / (2, N) float64 .npy) under
+``<spool_dir>/<device>/`` with their PyCam names, so a spool is also a readable archive if the
+master is never reached.  ``confirm(name)`` deletes a file once the master's Ack arrives.
+After a crash, everything still in the directory is pending and is sent again.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from pycam.formats.atomic import is_temporary_name
+from pycam.formats.images import read_image, read_spectrum_npy, write_image, write_spectrum_npy
+from pycam.formats.names import ImageName, SpectrumName, parse_any
+from pycam.protocol.messages import IMAGE_DTYPE, SPECTRUM_DTYPE, Data, DataMeta
+
+
+class SpoolError(RuntimeError):
+    """A spooled file cannot be written or read back (the message names it)."""
+
+
+class Spool:
+    def __init__(self, directory: Path, device: str) -> None:
+        self.device = device
+        self.directory = Path(directory) / device
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._cleanup_temporaries()
+
+    def _cleanup_temporaries(self) -> None:
+        """Remove half-written temporaries left by a crash (their data was never confirmed
+        as captured, so nothing is lost)."""
+        for p in self.directory.iterdir():
+            if p.name.startswith(".") and ".part-" in p.name:
+                try:
+                    p.unlink()
+                except OSError:
+                    pass
+
+    # -- writing -------------------------------------------------------------------------
+    def put_image(self, name: ImageName, pixels: np.ndarray) -> Path:
+        try:
+            return write_image(self.directory / name.filename(), np.asarray(pixels, np.uint16))
+        except OSError as exc:
+            raise SpoolError(f"{self.directory / name.filename()}: cannot spool image: {exc.strerror}") from None
+
+    def put_spectrum(self, name: SpectrumName, wavelengths: np.ndarray, counts: np.ndarray) -> Path:
+        try:
+            return write_spectrum_npy(self.directory / name.filename(), wavelengths, counts)
+        except OSError as exc:
+            raise SpoolError(f"{self.directory / name.filename()}: cannot spool spectrum: {exc.strerror}") from None
+
+    # -- reading -------------------------------------------------------------------------
+    def pending(self) -> list[str]:
+        """Names of files not yet confirmed, oldest (by PyCam time, then name) first."""
+        names = [p.name for p in self.directory.iterdir() if not is_temporary_name(p.name) and p.is_file()]
+        return sorted(names)
+
+    def __contains__(self, filename: str) -> bool:
+        return (self.directory / filename).exists()
+
+    def confirm(self, filename: str) -> bool:
+        """The master stored ``filename``: delete the spooled copy.  False if not spooled."""
+        if "/" in filename or filename.startswith("."):
+            return False
+        try:
+            (self.directory / filename).unlink()
+            return True
+        except FileNotFoundError:
+            return False
+
+    def load(self, filename: str, *, capture_time: dt.datetime | None = None) -> Data:
+        """The spooled file as a Data message ready to send."""
+        path = self.directory / filename
+        try:
+            parsed = parse_any(filename)
+        except ValueError as exc:
+            raise SpoolError(f"{path}: {exc}") from None
+        when = (capture_time or parsed.time).isoformat()
+        try:
+            if isinstance(parsed, ImageName):
+                pixels = read_image(path)
+                meta = DataMeta(data_type="image", filename=filename, device=self.device, shape=pixels.shape,
+                                dtype=IMAGE_DTYPE, time=when, frame_type=parsed.frame_type, band=parsed.band,
+                                exposure_us=parsed.exposure_us, gain=float(parsed.gain))
+                return Data.from_array(meta, pixels)
+            arr = read_spectrum_npy(path)
+            meta = DataMeta(data_type="spectrum", filename=filename, device=self.device, shape=arr.shape,
+                            dtype=SPECTRUM_DTYPE, time=when, frame_type=parsed.frame_type,
+                            integration_ms=parsed.integration_ms, coadd=parsed.coadd)
+            return Data.from_array(meta, arr)
+        except ValueError as exc:  # ImageFileError / SpectrumFileError
+            raise SpoolError(str(exc)) from None
