@@ -1,0 +1,199 @@
+"""Gas-cell calibration from a PyCam ``Cal_N`` directory.
+
+The directory holds ``Dark``, ``Clear`` and ``<N>ppmm`` frames for both filters (several
+shots each).  For each band the repeats are averaged and dark-corrected (darks of the
+same exposure, see :class:`~pycam.processing.corrections.DarkLibrary`), then per cell
+
+    tau_band = ln(Clear / Cell),   AA_cell = tau_A - tau_B        (natural logs, as for plumes;
+                                                                  PyCam's cell code uses log10)
+
+The column in each cell is ``N ppm*m * PPMM_TO_MOLEC_CM2`` (2.687e15 molec cm^-2 per ppm*m,
+0 degC and 1 atm; see :mod:`pycam.processing.settings`).  A polynomial ``S(AA)`` (order
+``polyorder_cal``) is fitted to the mean cell AA over the calibration field of view (a disk,
+default: image centre, radius 40 px), with the 0 ppm*m cell included as a point (it carries
+the window losses of the cells).
+
+Sensitivity mask: ``M = AA_cell(x, y) / <AA_cell>_FOV`` of the strongest cell, smoothed by a
+Gaussian (sigma 10 px); ``column_from_aa`` applies ``AA' = AA / M`` before the polynomial when
+``use_mask`` is set (the off-axis change of the filter sensitivity).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from pycam.formats.images import ImageFileError
+from pycam.processing.archive import read_record, scan_directory
+from pycam.processing.corrections import DarkLibrary, subtract_dark, warp_onto
+from pycam.processing.settings import PPMM_TO_MOLEC_CM2
+
+log = logging.getLogger(__name__)
+
+
+class CalibrationError(ValueError):
+    """A calibration cannot be computed from the given data (the message says what is missing)."""
+
+
+def disk_mask(shape: tuple[int, int], x: float, y: float, radius: float) -> np.ndarray:
+    h, w = shape
+    yy, xx = np.ogrid[:h, :w]
+    mask = (xx - x) ** 2 + (yy - y) ** 2 <= radius ** 2
+    if not mask.any():
+        raise CalibrationError(f"calibration FOV (x={x}, y={y}, r={radius}) contains no pixel")
+    return mask
+
+
+def fit_polynomial(aa: np.ndarray, column: np.ndarray, order: int, weights: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, float, float]:
+    """Fit ``column = sum_k c_k AA^k``; returns (coefficients ascending, MSE, r^2 = 1 - MSE/var)."""
+    aa = np.asarray(aa, float)
+    column = np.asarray(column, float)
+    if len(aa) < order + 1:
+        raise CalibrationError(f"need at least {order + 1} calibration points for order {order}, got {len(aa)}")
+    coeffs_desc = np.polyfit(aa, column, order, w=weights)
+    resid = column - np.polyval(coeffs_desc, aa)
+    mse = float(np.mean(resid ** 2))
+    var = float(np.var(column))
+    r2 = 1.0 - mse / var if var > 0 else float("nan")
+    return coeffs_desc[::-1].copy(), mse, r2
+
+
+def eval_polynomial(coeffs_asc: np.ndarray, aa: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Horner evaluation in float32 into ``out`` (coefficients ascending)."""
+    aa = np.asarray(aa)
+    if out is None:
+        out = np.empty(aa.shape, np.float32)
+    c = [np.float32(v) for v in coeffs_asc]
+    if len(c) == 2:  # the usual linear case: one fused multiply-add pass
+        np.multiply(aa, c[1], out=out)
+        np.add(out, c[0], out=out)
+        return out
+    out.fill(c[-1])
+    for k in range(len(c) - 2, -1, -1):
+        np.multiply(out, aa, out=out)
+        np.add(out, c[k], out=out)
+    return out
+
+
+@dataclasses.dataclass
+class CellCalibration:
+    """Result of a cell calibration; ``column_from_aa`` maps AA to molec cm^-2."""
+
+    ppmm: np.ndarray          # cell amounts, ppm*m
+    columns: np.ndarray       # molec cm^-2
+    aa: np.ndarray            # mean cell AA in the FOV
+    tau_on: np.ndarray
+    tau_off: np.ndarray
+    coeffs: np.ndarray        # ascending: coeff 0 (intercept), coeff 1 (slope) ...
+    mse: float
+    r_squared: float
+    fov: tuple[float, float, float]
+    sensitivity_mask: np.ndarray | None = None
+    aa_images: dict | None = None     # ppmm -> AA image (float32)
+    use_mask: bool = True
+
+    @property
+    def slope(self) -> float:
+        return float(self.coeffs[1])
+
+    @property
+    def column_error(self) -> float:
+        """Residual standard deviation of the fit, molec cm^-2."""
+        return float(np.sqrt(self.mse))
+
+    def column_from_aa(self, aa: np.ndarray, out: np.ndarray | None = None, time=None) -> np.ndarray:
+        src = aa
+        if self.use_mask and self.sensitivity_mask is not None and np.shape(aa) == self.sensitivity_mask.shape:
+            src = np.divide(aa, self.sensitivity_mask, dtype=np.float32)
+        return eval_polynomial(self.coeffs, src, out)
+
+    def summary(self) -> str:
+        rows = [f"{p:8.0f} ppm*m  {c:10.3e} molec/cm2  AA={a:.5f}  tau_on={ton:.5f} tau_off={toff:.5f}"
+                for p, c, a, ton, toff in zip(self.ppmm, self.columns, self.aa, self.tau_on, self.tau_off)]
+        rows.append(f"fit: S = {self.coeffs[0]:.4e} + {self.coeffs[1]:.4e} * AA"
+                    + "".join(f" + {c:.3e} * AA^{k}" for k, c in enumerate(self.coeffs[2:], 2))
+                    + f"  (MSE {self.mse:.3e}, r^2 {self.r_squared:.5f})")
+        return "\n".join(rows)
+
+
+def _mean_frames(records, darks: DarkLibrary, problems: list[str]) -> np.ndarray | None:
+    total, n = None, 0
+    for rec in records:
+        try:
+            img = read_record(rec)
+        except ImageFileError as exc:
+            log.warning("skipping %s", exc)
+            problems.append(str(exc))
+            continue
+        corr = subtract_dark(img, darks.get(rec.band, rec.exposure_us)).astype(np.float64)
+        total = corr if total is None else total + corr
+        n += 1
+    return None if total is None else (total / n).astype(np.float32)
+
+
+def calibrate_cells(cal_dir: str | os.PathLike[str], *, order: int = 1, fov: tuple[float, float, float] | None = None,
+                    warp: np.ndarray | None = None, darks: DarkLibrary | None = None, mask_sigma: float = 10.0,
+                    problems: list[str] | None = None) -> CellCalibration:
+    """Run the cell calibration on a ``Cal_N`` directory (see the module docstring)."""
+    import cv2
+
+    problems = problems if problems is not None else []
+    d = Path(cal_dir)
+    records = scan_directory(d)
+    if darks is None:
+        darks = DarkLibrary.from_records(records, problems=problems)
+    for band in ("on", "off"):
+        if band not in darks.bands():
+            log.warning("calibration %s: no %s-band Dark frames: cell images are not dark-corrected", d, band)
+    clear = {}
+    for band in ("on", "off"):
+        clear[band] = _mean_frames([r for r in records if r.frame_type == "Clear" and r.band == band],
+                                   darks, problems)
+        if clear[band] is None:
+            raise CalibrationError(f"{d}: no readable {band}-band Clear frame (needed as cell background)")
+    amounts = sorted({r.name.cell_ppmm for r in records if r.name.cell_ppmm is not None})
+    if len(amounts) < order + 1:
+        raise CalibrationError(f"{d}: {len(amounts)} cell amount(s) found ({amounts}); need at least "
+                               f"{order + 1} for an order-{order} fit")
+    shape = clear["on"].shape
+    if fov is None:
+        fov = (shape[1] / 2.0, shape[0] / 2.0, min(40.0, min(shape) / 4.0))
+    mask = disk_mask(shape, *fov)
+    bg_off = warp_onto(clear["off"], warp) if warp is not None else clear["off"]
+    ppmm, aa_means, ton, toff, images = [], [], [], [], {}
+    for amount in amounts:
+        cells = {}
+        for band in ("on", "off"):
+            cells[band] = _mean_frames([r for r in records if r.name.cell_ppmm == amount and r.band == band],
+                                       darks, problems)
+        if cells["on"] is None or cells["off"] is None:
+            log.warning("calibration %s: %d ppm*m cell lacks a readable frame in one band: skipped", d, amount)
+            problems.append(f"{d}: {amount} ppm*m cell incomplete")
+            continue
+        cell_off = warp_onto(cells["off"], warp) if warp is not None else cells["off"]
+        tau_on = np.log(clear["on"] / cells["on"])
+        tau_off = np.log(bg_off / cell_off)
+        aa = (tau_on - tau_off).astype(np.float32)
+        ppmm.append(amount)
+        aa_means.append(float(np.mean(aa[mask])))
+        ton.append(float(np.mean(tau_on[mask])))
+        toff.append(float(np.mean(tau_off[mask])))
+        images[amount] = aa
+    if len(ppmm) < order + 1:
+        raise CalibrationError(f"{d}: only {len(ppmm)} complete cell(s); need {order + 1}")
+    ppmm_arr = np.asarray(ppmm, float)
+    columns = ppmm_arr * PPMM_TO_MOLEC_CM2
+    aa_arr = np.asarray(aa_means)
+    coeffs, mse, r2 = fit_polynomial(aa_arr, columns, order)
+    strongest = images[ppmm[int(np.argmax(ppmm_arr))]]
+    sens = None
+    mean_fov = float(np.mean(strongest[mask]))
+    if abs(mean_fov) > 1e-6:
+        sens = cv2.GaussianBlur(strongest, (0, 0), mask_sigma) / np.float32(mean_fov)
+        sens = np.clip(sens, 0.2, 5.0).astype(np.float32)
+    return CellCalibration(ppmm_arr, columns, aa_arr, np.asarray(ton), np.asarray(toff), coeffs, mse, r2,
+                           tuple(float(v) for v in fov), sens, images)

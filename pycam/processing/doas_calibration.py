@@ -1,0 +1,249 @@
+"""DOAS calibration of AA images, and the preloaded calibration CSV.
+
+Interface for the DOAS FOV search (``pycam.doas.fov``): it finds the spectrometer's field
+of view in the image (centre, radius) and the matched series of (time, mean AA in that
+FOV, DOAS column, column error); it hands them over with::
+
+    cal = DoasCalibration(order=1, remove_doas_mins=30, doas_fov_recal_mins=30)
+    cal.set_fov(x, y, radius)                         # optional, recorded in the CSV header
+    cal.add_samples(times, aa_in_fov, columns, column_errors)
+    cal.fit()                                          # or cal.update(now) from a live loop
+    so2 = cal.column_from_aa(aa_image)                 # molec cm^-2
+    cal.write_csv(out_dir / "full_calibration.csv")
+
+Fitting: ``S = sum_k a_k AA^k`` (``polyorder_cal``) by weighted least squares with weights
+``1 / column_error`` (numpy's polyfit convention: residuals are multiplied by the weights).
+The calibration error of a column is the residual standard deviation (``sqrt(MSE)``);
+``r^2 = 1 - MSE / var(S)``.
+
+Sliding window: :meth:`DoasCalibration.update` drops samples older than
+``remove_doas_mins`` before the given time (None keeps all) and refits when
+``doas_fov_recal_mins`` have passed since the last fit (None: only the first fit).  Every fit
+is kept in :attr:`fits`; the CSV row of each sample carries the latest fit at or before its
+time, as PyCam writes it (samples before the first fit carry the first fit).
+
+:class:`PreloadedCalibration` reads such a CSV back (``cal_type_int`` 3) and applies, for an
+image at time t, the latest fit at or before t (the first one before that).
+"""
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from pycam.formats.pycam_outputs import (CalibrationRecord, CalibrationTable, read_full_calibration,
+                                         write_full_calibration)
+from pycam.processing.cell_calibration import CalibrationError, eval_polynomial, fit_polynomial
+
+
+@dataclasses.dataclass(frozen=True)
+class CalibrationFit:
+    time: dt.datetime          # when the fit was made (the latest sample time used)
+    coeffs: np.ndarray         # ascending
+    mse: float
+    r_squared: float
+    n_samples: int
+
+    @property
+    def column_error(self) -> float:
+        return float(np.sqrt(self.mse))
+
+
+def _utc(t: dt.datetime) -> dt.datetime:
+    return t.replace(tzinfo=dt.timezone.utc) if t.tzinfo is None else t.astimezone(dt.timezone.utc)
+
+
+class DoasCalibration:
+    """Weighted polynomial AA -> column calibration on a sliding window of DOAS samples."""
+
+    def __init__(self, order: int = 1, remove_doas_mins: float | None = 30.0,
+                 doas_fov_recal_mins: float | None = 30.0, min_samples: int | None = None) -> None:
+        if order < 1:
+            raise ValueError("calibration polynomial order must be >= 1")
+        self.order = order
+        self.remove_doas_mins = remove_doas_mins
+        self.doas_fov_recal_mins = doas_fov_recal_mins
+        self.min_samples = max(order + 1, min_samples or order + 2)
+        self.fov: tuple[float, float, float] | None = None
+        self._times: list[dt.datetime] = []
+        self._aa: list[float] = []
+        self._cd: list[float] = []
+        self._err: list[float] = []
+        self.fits: list[CalibrationFit] = []
+        self._all: list[tuple[dt.datetime, float, float, float]] = []   # every sample ever (for the CSV)
+
+    @classmethod
+    def from_settings(cls, settings) -> "DoasCalibration":
+        return cls(settings["polyorder_cal"], settings["remove_doas_mins"], settings["doas_fov_recal_mins"])
+
+    # --- samples -------------------------------------------------------------------------
+    def set_fov(self, x: float, y: float, radius: float) -> None:
+        self.fov = (float(x), float(y), float(radius))
+
+    def add_sample(self, time: dt.datetime, aa_in_fov: float, column: float, column_err: float) -> None:
+        self.add_samples([time], [aa_in_fov], [column], [column_err])
+
+    def add_samples(self, times: Sequence[dt.datetime], aa_in_fov: Iterable[float], columns: Iterable[float],
+                    column_errors: Iterable[float]) -> int:
+        """Append samples (non-finite ones and errors <= 0 are dropped); returns how many were kept."""
+        aa = np.asarray(list(aa_in_fov), float)
+        cd = np.asarray(list(columns), float)
+        err = np.asarray(list(column_errors), float)
+        if not (len(times) == len(aa) == len(cd) == len(err)):
+            raise ValueError(f"sample arrays differ in length: {len(times)}, {len(aa)}, {len(cd)}, {len(err)}")
+        kept = 0
+        for t, a, c, e in zip(times, aa, cd, err):
+            if not (np.isfinite(a) and np.isfinite(c) and np.isfinite(e) and e > 0):
+                continue
+            t = _utc(t)
+            i = bisect.bisect_right(self._times, t)
+            self._times.insert(i, t)
+            self._aa.insert(i, float(a))
+            self._cd.insert(i, float(c))
+            self._err.insert(i, float(e))
+            self._all.append((t, float(a), float(c), float(e)))
+            kept += 1
+        return kept
+
+    @property
+    def n_samples(self) -> int:
+        return len(self._times)
+
+    def samples(self) -> tuple[list[dt.datetime], np.ndarray, np.ndarray, np.ndarray]:
+        return list(self._times), np.array(self._aa), np.array(self._cd), np.array(self._err)
+
+    def drop_older_than(self, cutoff: dt.datetime) -> None:
+        i = bisect.bisect_left(self._times, _utc(cutoff))
+        del self._times[:i], self._aa[:i], self._cd[:i], self._err[:i]
+
+    # --- fitting -------------------------------------------------------------------------
+    def fit(self, time: dt.datetime | None = None) -> CalibrationFit:
+        """Fit the current window; raises CalibrationError with too few samples."""
+        if len(self._times) < self.min_samples:
+            raise CalibrationError(f"DOAS calibration needs at least {self.min_samples} samples, "
+                                   f"has {len(self._times)}")
+        aa = np.array(self._aa)
+        if np.ptp(aa) <= 0:
+            raise CalibrationError("DOAS calibration: all AA samples are equal (no plume in the FOV?)")
+        coeffs, mse, r2 = fit_polynomial(aa, np.array(self._cd), self.order, 1.0 / np.array(self._err))
+        fit = CalibrationFit(_utc(time) if time else self._times[-1], coeffs, mse, r2, len(aa))
+        self.fits.append(fit)
+        return fit
+
+    def update(self, now: dt.datetime) -> CalibrationFit | None:
+        """Apply the sliding window at ``now`` and refit if due; returns the new fit or None."""
+        now = _utc(now)
+        if self.remove_doas_mins is not None:
+            self.drop_older_than(now - dt.timedelta(minutes=self.remove_doas_mins))
+        due = not self.fits or (self.doas_fov_recal_mins is not None and
+                                now - self.fits[-1].time >= dt.timedelta(minutes=self.doas_fov_recal_mins))
+        if not due or len(self._times) < self.min_samples:
+            return None
+        try:
+            return self.fit(now)
+        except CalibrationError:
+            return None
+
+    @property
+    def current(self) -> CalibrationFit | None:
+        return self.fits[-1] if self.fits else None
+
+    def fit_at(self, time: dt.datetime | None) -> CalibrationFit:
+        if not self.fits:
+            raise CalibrationError("DOAS calibration has not been fitted yet")
+        if time is None:
+            return self.fits[-1]
+        return _fit_at(self.fits, _utc(time))
+
+    @property
+    def column_error(self) -> float:
+        return self.fit_at(None).column_error
+
+    def column_from_aa(self, aa, out: np.ndarray | None = None, time: dt.datetime | None = None):
+        """Column density (molec cm^-2) for AA (scalar or array), with the fit valid at ``time``
+        (default: the latest)."""
+        fit = self.fit_at(time)
+        if np.isscalar(aa):
+            return float(np.polyval(fit.coeffs[::-1], aa))
+        return eval_polynomial(fit.coeffs, aa, out)
+
+    # --- CSV -----------------------------------------------------------------------------
+    def to_table(self) -> CalibrationTable:
+        records = []
+        for t, a, c, e in sorted(self._all, key=lambda s: s[0]):
+            fit = _fit_at(self.fits, t) if self.fits else None
+            records.append(CalibrationRecord(
+                t, a, c, e, tuple(fit.coeffs) if fit else (float("nan"),) * (self.order + 1),
+                fit.mse if fit else float("nan"), fit.r_squared if fit else float("nan")))
+        x, y, r = self.fov if self.fov else (None, None, None)
+        return CalibrationTable(x, y, r, self.remove_doas_mins, self.doas_fov_recal_mins, records)
+
+    def write_csv(self, path: str | os.PathLike[str]) -> Path:
+        return write_full_calibration(path, self.to_table())
+
+
+def _fit_at(fits: Sequence[CalibrationFit], t: dt.datetime) -> CalibrationFit:
+    chosen = fits[0]
+    for f in fits:
+        if f.time <= t:
+            chosen = f
+        else:
+            break
+    return chosen
+
+
+class PreloadedCalibration:
+    """A calibration read from ``full_calibration.csv`` (``cal_type_int`` 3)."""
+
+    def __init__(self, table: CalibrationTable, source: Path | None = None) -> None:
+        fits: list[CalibrationFit] = []
+        for rec in table.records:
+            coeffs = np.asarray(rec.coeffs, float)
+            if not np.all(np.isfinite(coeffs)):
+                continue
+            if fits and np.array_equal(fits[-1].coeffs, coeffs):
+                continue
+            fits.append(CalibrationFit(rec.time, coeffs, rec.mse, rec.r_squared, 0))
+        if not fits:
+            raise CalibrationError(f"{source or 'calibration table'}: no row holds a complete fit")
+        fits.sort(key=lambda f: f.time)
+        self.fits = fits
+        self.table = table
+        self.source = source
+
+    @classmethod
+    def from_csv(cls, path: str | os.PathLike[str]) -> "PreloadedCalibration":
+        p = Path(path)
+        return cls(read_full_calibration(p), p)
+
+    @property
+    def column_error(self) -> float:
+        return self.fits[-1].column_error
+
+    def column_from_aa(self, aa, out: np.ndarray | None = None, time: dt.datetime | None = None):
+        fit = self.fits[-1] if time is None else _fit_at(self.fits, _utc(time))
+        if np.isscalar(aa):
+            return float(np.polyval(fit.coeffs[::-1], aa))
+        return eval_polynomial(fit.coeffs, aa, out)
+
+
+class SensitivityCorrected:
+    """Cell sensitivity mask in front of another calibration (``cal_type_int`` 2: cell + DOAS)."""
+
+    def __init__(self, mask: np.ndarray, calibration) -> None:
+        self.mask = np.asarray(mask, np.float32)
+        self.calibration = calibration
+
+    @property
+    def column_error(self) -> float:
+        return self.calibration.column_error
+
+    def column_from_aa(self, aa, out=None, time=None):
+        if not np.isscalar(aa) and np.shape(aa) == self.mask.shape:
+            aa = np.divide(aa, self.mask, dtype=np.float32)
+        return self.calibration.column_from_aa(aa, out=out, time=time)

@@ -1,0 +1,135 @@
+"""Histogram analysis of the flow field near a PCS line, and the hybrid replacement of vectors.
+
+Orientation convention (pyplis): ``phi = atan2(dx, -dy)`` in degrees, 0 = up (towards
+negative y), 90 = right.
+
+:func:`analyse_flow_histogram` takes the flow vectors in a band around the line (``band_px``
+either side, sampled every pixel along the line) where the column is at least ``min_cd``
+and the vector longer than ``min_length``:
+
+1. orientation histogram with ``hist_dir_binres`` bins; the main peak is the fullest bin;
+2. a Gaussian is fitted to the main peak by moments: mean and standard deviation of the
+   orientations within +-45 deg of the peak, then iterated twice within +-3 sigma (a robust
+   stand-in for pyplis's multi-Gaussian fit; circular, so peaks near +-180 deg work);
+3. vectors within ``mu +- hist_sigma_tol * sigma`` form the main flow; the length mean and
+   standard deviation come from them;
+4. the analysis is rejected (``ok = False``) if vectors outside the main peak are more than
+   20 % of the long vectors, or if fewer than ``min_count_frac`` of all candidate vectors
+   remain in the main peak.
+
+The hybrid mode then keeps each vector along the line whose orientation lies within
+``mu +- tol * sigma`` and whose length exceeds ``max(len_mu - len_sigma, min_length)``, and
+replaces every other one by the mean displacement vector ``len_mu * (sin mu, -cos mu)``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+SIDE_PEAK_MAX_FRAC = 0.2
+
+
+@dataclasses.dataclass(frozen=True)
+class FlowHistogram:
+    ok: bool
+    dir_mu: float          # degrees
+    dir_sigma: float       # degrees
+    len_mu: float          # pixels per image step
+    len_sigma: float
+    n_candidates: int
+    n_main: int
+    reason: str = ""
+
+    def displacement(self) -> np.ndarray:
+        """Mean displacement vector (dx, dy) in pixels."""
+        r = math.radians(self.dir_mu)
+        return np.array([self.len_mu * math.sin(r), -self.len_mu * math.cos(r)])
+
+
+def orientation_deg(dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    return np.degrees(np.arctan2(dx, -dy))
+
+
+def _wrap(angle: np.ndarray | float) -> np.ndarray | float:
+    return (np.asarray(angle) + 180.0) % 360.0 - 180.0
+
+
+def band_points(sampler, band_px: int) -> tuple[np.ndarray, np.ndarray]:
+    """Integer pixel positions in a band of +-``band_px`` around the line (along its normal)."""
+    nx, ny = sampler.normal
+    offs = np.arange(-band_px, band_px + 1, dtype=float)
+    xs = (sampler.x[None, :] + offs[:, None] * nx).ravel()
+    ys = (sampler.y[None, :] + offs[:, None] * ny).ravel()
+    return np.rint(xs).astype(np.intp), np.rint(ys).astype(np.intp)
+
+
+def analyse_flow_histogram(dx: np.ndarray, dy: np.ndarray, *, binres: float = 10.0, sigma_tol: float = 2.0,
+                           min_length: float = 1.0, min_count_frac: float = 0.1) -> FlowHistogram:
+    """Main flow direction and length from candidate vectors ``dx, dy`` (already masked by column)."""
+    dx = np.asarray(dx, float).ravel()
+    dy = np.asarray(dy, float).ravel()
+    n_cand = dx.size
+    if n_cand == 0:
+        return FlowHistogram(False, math.nan, math.nan, math.nan, math.nan, 0, 0, "no pixel above min_cd")
+    length = np.hypot(dx, dy)
+    long_ = length > min_length
+    n_long = int(long_.sum())
+    if n_long < 3:
+        return FlowHistogram(False, math.nan, math.nan, math.nan, math.nan, n_cand, 0,
+                             "fewer than 3 vectors longer than min_length")
+    phi = orientation_deg(dx[long_], dy[long_])
+    bins = np.arange(-180.0, 180.0 + binres, binres)
+    counts, edges = np.histogram(phi, bins=bins)
+    peak = int(np.argmax(counts))
+    mu = 0.5 * (edges[peak] + edges[peak + 1])
+    half = 45.0
+    sigma = half
+    for _ in range(3):
+        rel = _wrap(phi - mu)
+        sel = np.abs(rel) <= half
+        if sel.sum() < 3:
+            break
+        mu = float(_wrap(mu + rel[sel].mean()))
+        sigma = float(max(rel[sel].std(), binres / math.sqrt(12.0) / 2.0))
+        half = min(90.0, 3.0 * sigma)
+    rel = _wrap(phi - mu)
+    main = np.abs(rel) <= sigma_tol * sigma
+    n_main = int(main.sum())
+    lengths = length[long_][main]
+    len_mu = float(lengths.mean()) if n_main else math.nan
+    len_sigma = float(lengths.std()) if n_main else math.nan
+    ok, reason = True, ""
+    outside = 1.0 - n_main / n_long
+    if outside > SIDE_PEAK_MAX_FRAC:
+        ok, reason = False, f"{outside:.0%} of the vectors lie outside the main orientation peak"
+    elif n_main < min_count_frac * n_cand:
+        ok, reason = False, f"only {n_main} of {n_cand} vectors in the main peak (< min_count_frac)"
+    return FlowHistogram(ok, mu, sigma, len_mu, len_sigma, n_cand, n_main, reason)
+
+
+def hybrid_vectors(dx: np.ndarray, dy: np.ndarray, hist: FlowHistogram, sigma_tol: float,
+                   min_length: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Replace ill-constrained vectors; returns (dx, dy, bad) with ``bad`` True where replaced."""
+    phi = orientation_deg(dx, dy)
+    mag = np.hypot(dx, dy)
+    min_len = max(hist.len_mu - hist.len_sigma, min_length)
+    lo = hist.dir_mu - sigma_tol * hist.dir_sigma
+    hi = hist.dir_mu + sigma_tol * hist.dir_sigma
+    rel = _wrap(phi - hist.dir_mu)
+    in_dir = (rel > lo - hist.dir_mu) & (rel < hi - hist.dir_mu)
+    bad = ~(in_dir & (mag > min_len))
+    vx, vy = hist.displacement()
+    return np.where(bad, vx, dx), np.where(bad, vy, dy), bad
+
+
+def histogram_velocity_error(hist: FlowHistogram, normal: np.ndarray, footprint_m: float, dt_s: float) -> float:
+    """1-sigma error of the histogram velocity through the line: length spread along the
+    normal plus the direction spread across it."""
+    theta = math.radians(hist.dir_mu)
+    u = np.array([math.sin(theta), -math.cos(theta)])
+    cos_t = float(np.dot(u, normal))
+    sin_t = math.sqrt(max(0.0, 1 - cos_t ** 2))
+    err_px = math.hypot(hist.len_sigma * cos_t, hist.len_mu * sin_t * math.radians(hist.dir_sigma))
+    return err_px * footprint_m / dt_s

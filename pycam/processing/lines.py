@@ -1,0 +1,116 @@
+"""Plume cross-section (PCS) lines on the image: sampling points, normals, offsets.
+
+Conventions follow pyplis's ``LineOnImage`` so results compare one to one:
+
+* a line from (x0, y0) to (x1, y1) is sampled at ``n = round(length)`` points evenly spaced
+  from start to stop (inclusive), values by bilinear interpolation (``map_coordinates``
+  order 1);
+* the two normals are ``(-dy, dx)`` and ``(dy, -dx)`` (normalised); ``left`` is the first
+  and ``right`` the second, swapped when ``dx * dy < 0`` (pyplis's rule);
+* flux through the line counts positive along the chosen normal.
+
+Lines are given in the coordinates of a 648x486 frame (PyCam's line files); for other
+image sizes they are scaled by ``width / 648``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from pycam.formats.geometry import PCSLine
+
+REFERENCE_WIDTH = 648
+
+
+@dataclasses.dataclass
+class LineSampler:
+    """Sampling points of one PCS line on an image of a given shape."""
+
+    line: PCSLine
+    shape: tuple[int, int]
+    x: np.ndarray = dataclasses.field(init=False)
+    y: np.ndarray = dataclasses.field(init=False)
+    normal: np.ndarray = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        h, w = self.shape
+        scale = w / REFERENCE_WIDTH
+        x0, y0, x1, y1 = (self.line.x0 * scale, self.line.y0 * scale, self.line.x1 * scale, self.line.y1 * scale)
+        dx, dy = x1 - x0, y1 - y0
+        n = int(round(math.hypot(dx, dy)))
+        if n < 2:
+            raise ValueError(f"PCS line {self.line.name!r} is shorter than 2 pixels")
+        self.x = np.linspace(x0, x1, n)
+        self.y = np.linspace(y0, y1, n)
+        if (self.x.min() < 0 or self.y.min() < 0 or self.x.max() > w - 1 or self.y.max() > h - 1):
+            raise ValueError(f"PCS line {self.line.name!r} ({self.line.x0},{self.line.y0})-"
+                             f"({self.line.x1},{self.line.y1}) leaves the {w}x{h} image")
+        v1 = np.array([-dy, dx]) / math.hypot(dx, dy)
+        v2 = -v1
+        left, right = (v2, v1) if dx * dy < 0 else (v1, v2)
+        self.normal = left if self.line.orientation == "left" else right
+        self._prepare(0, 0)
+
+    @property
+    def name(self) -> str:
+        return self.line.name
+
+    @property
+    def n(self) -> int:
+        return len(self.x)
+
+    def _prepare(self, ox: int, oy: int) -> None:
+        xs = self.x - ox
+        ys = self.y - oy
+        self._ix = np.floor(xs).astype(np.intp)
+        self._iy = np.floor(ys).astype(np.intp)
+        self._fx = xs - self._ix
+        self._fy = ys - self._iy
+        self._origin = (ox, oy)
+
+    def bbox(self) -> tuple[int, int, int, int]:
+        """Integer box ``(x0, y0, x1, y1)`` (exclusive end) holding all sampling points and their neighbours."""
+        return (int(math.floor(self.x.min())), int(math.floor(self.y.min())),
+                int(math.floor(self.x.max())) + 2, int(math.floor(self.y.max())) + 2)
+
+    def sample(self, array: np.ndarray, origin: tuple[int, int] = (0, 0)) -> np.ndarray:
+        """Bilinear values along the line; ``array`` may be a crop whose top-left is ``origin``."""
+        if origin != self._origin:
+            self._prepare(*origin)
+        h, w = array.shape[:2]
+        ix, iy, fx, fy = self._ix, self._iy, self._fx, self._fy
+        ix1 = np.minimum(ix + 1, w - 1)
+        iy1 = np.minimum(iy + 1, h - 1)
+        a = array[iy, ix].astype(np.float64)
+        b = array[iy, ix1].astype(np.float64)
+        c = array[iy1, ix].astype(np.float64)
+        d = array[iy1, ix1].astype(np.float64)
+        return (a * (1 - fx) + b * fx) * (1 - fy) + (c * (1 - fx) + d * fx) * fy
+
+
+def offset_line(line: PCSLine, pixels: float, name: str | None = None) -> PCSLine:
+    """A parallel line shifted ``pixels`` along its positive normal (pyplis ``LineOnImage.offset``:
+    the shift is truncated to whole pixels)."""
+    dx, dy = _normal(line) * pixels
+    return PCSLine(line.x0 + int(dx), line.y0 + int(dy), line.x1 + int(dx), line.y1 + int(dy),
+                   line.orientation, name or f"{line.name}_offset{int(pixels)}")
+
+
+def _normal(line: PCSLine) -> np.ndarray:
+    dx, dy = float(line.x1 - line.x0), float(line.y1 - line.y0)
+    v1 = np.array([-dy, dx]) / math.hypot(dx, dy)
+    left, right = (-v1, v1) if dx * dy < 0 else (v1, -v1)
+    return left if line.orientation == "left" else right
+
+
+def lines_bbox(samplers, shape: tuple[int, int], margin: int) -> tuple[int, int, int, int]:
+    """Bounding box of several lines plus ``margin`` pixels, clipped to the image."""
+    h, w = shape
+    boxes = [s.bbox() for s in samplers]
+    x0 = max(0, min(b[0] for b in boxes) - margin)
+    y0 = max(0, min(b[1] for b in boxes) - margin)
+    x1 = min(w, max(b[2] for b in boxes) + margin)
+    y1 = min(h, max(b[3] for b in boxes) + margin)
+    return x0, y0, x1, y1
