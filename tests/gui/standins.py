@@ -24,7 +24,14 @@ def image_message(band: str, when: dt.datetime, frame_type: str = "Plume", shift
     sky = 500 + 300 * (1 - yy / h)
     plume = np.exp(-((yy - 240) / 40.0) ** 2) * (0.5 + 0.5 * np.sin((xx - 40 * shift) / 50.0)) ** 2
     absorb = 0.35 if band == "on" else 0.05
-    pixels = np.clip(sky * np.exp(-absorb * plume), 0, 1023).astype("<u2")
+    if frame_type == "Dark":
+        pixels = np.full((h, w), 16, dtype="<u2")
+    elif frame_type.endswith("ppmm"):  # a uniform gas cell: on-band absorbs ~1.5e-4 per ppm*m
+        ppmm = int(frame_type[:-4])
+        cell = np.exp(-(1.5e-4 if band == "on" else 2e-5) * ppmm)
+        pixels = np.clip(sky * cell, 0, 1023).astype("<u2")
+    else:
+        pixels = np.clip(sky * np.exp(-absorb * plume), 0, 1023).astype("<u2")
     stamp = when.strftime("%Y-%m-%dT%H%M%S")
     name = f"{stamp}_{'fltrA' if band == 'on' else 'fltrB'}_1ag_{exposure_us}ss_{frame_type}.png"
     meta = DataMeta("image", name, "CM1" if band == "on" else "CM2", (h, w), "<u2",
