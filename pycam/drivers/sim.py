@@ -3,8 +3,8 @@ looking at one seeded, deterministic :class:`~pycam.drivers.sim_scene.Scene`.
 
 * :class:`SimCamera` returns 10-bit frames (648x486, or 2592x1944 with
   ``[simulator] full_resolution``) whose counts scale linearly with exposure and gain like a
-  real sensor; exposures are quantised like the OV5647 (32 µs lines minus 3 lines of overhead:
-  a 1 s request reports 999904 µs).
+  real sensor; exposures are quantised to whole 32 µs sensor lines (rounded down, idempotent:
+  re-requesting the reported value gives the same value).
 * :class:`SimSpectrometer` returns 2048-pixel Flame-S-like spectra whose SO2 column is the
   plume column averaged over its field of view.
 
@@ -30,7 +30,6 @@ from pycam.drivers.sim_scene import Scene, posix_time
 from pycam.drivers.sim_spectra import MAX_COUNTS, PIXELS
 
 LINE_TIME_US = 32
-OVERHEAD_LINES = 3
 MIN_SHUTTER_US = LINE_TIME_US
 MAX_SHUTTER_US = 6_000_000
 MIN_GAIN, MAX_GAIN = 1.0, 16.0
@@ -42,7 +41,7 @@ _SPECTRUM_TYPES = ("Plume", "Test", "Dark", "Clear")
 
 def quantise_shutter(shutter_us: int) -> int:
     """The exposure the simulated OV5647 really uses for a request (µs)."""
-    lines = int(shutter_us) // LINE_TIME_US - OVERHEAD_LINES
+    lines = int(shutter_us) // LINE_TIME_US
     return int(min(MAX_SHUTTER_US, max(MIN_SHUTTER_US, lines * LINE_TIME_US)))
 
 
