@@ -22,7 +22,7 @@ from pycam.drivers.base import CameraDriver
 from pycam.formats.names import ImageName
 from pycam.protocol import commands as vocab
 from pycam.protocol.errors import CommandValueError
-from pycam.station.device_service import DeviceService
+from pycam.station.device_service import DeviceService, accepts_frame_type
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,10 @@ class CameraService(DeviceService):
 
     # ------------------------------------------------------------------------------ capture
     def capture(self, when: dt.datetime, frame_type: str) -> str:
-        frame = self.driver.capture(when)
+        if accepts_frame_type(self.driver.capture):
+            frame = self.driver.capture(when, frame_type=frame_type)
+        else:
+            frame = self.driver.capture(when)
         exposure = int(frame.exposure_us)
         gain = int(round(frame.gain))
 

@@ -153,9 +153,10 @@ class StationClient:
         return rid
 
     def request(self, device: str, key: str, value: Any, timeout: float = 5.0):
-        """Send and wait for the answer.  Returns the Reply (for ``device="all"``: the list of
-        replies of every device the master routed it to).  Raises CommandFailed on an error
-        reply, TimeoutError, or NotConnected."""
+        """Send and wait for the answer.  Returns the Reply, or raises CommandFailed on an
+        error reply, TimeoutError, or NotConnected.  For ``device="all"`` it returns the list of
+        answers (Reply or Error) of every device the master routed it to, and raises
+        CommandFailed only when the master refused the command outright."""
         pending = _Pending()
         rid = self._send(device, key, value, pending)
         try:
@@ -164,11 +165,11 @@ class StationClient:
         finally:
             with self._lock:
                 self._pending.pop(rid, None)
+        if device == vocab.ALL and pending.targets is not None:
+            return list(pending.answers)
         errors = [a for a in pending.answers if isinstance(a, Error)]
         if errors:
             raise CommandFailed(errors[0])
-        if device == vocab.ALL:
-            return list(pending.answers)
         return pending.answers[0]
 
     # ---------------------------------------------------------------------------- the thread

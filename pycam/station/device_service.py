@@ -10,6 +10,7 @@ continuous capture is always taken, never dropped, and never changes anything el
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import logging
 import math
 import queue
@@ -37,6 +38,15 @@ def period_seconds(framerate: float) -> int | None:
     return max(1, round(1.0 / framerate))
 
 
+def accepts_frame_type(capture: Callable) -> bool:
+    """True if a driver's ``capture`` takes a ``frame_type`` keyword (the simulator does: a
+    covered lens for Dark, no plume for Clear, a gas cell for <N>ppmm)."""
+    try:
+        return "frame_type" in inspect.signature(capture).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def next_trigger(now: float, period: int, last: float | None) -> float:
     """The first wall-clock multiple of ``period`` at or after ``now`` and after ``last``."""
     slot = math.ceil(now / period - 1e-9) * period
@@ -57,7 +67,8 @@ class DeviceService:
         self.spool = Spool(spool_root, self.device)
         self.framerate = float(framerate) if framerate is not None else self._config_framerate()
         self.acquiring = False
-        self.stopped = threading.Event()
+        self.stopped = threading.Event()    # set when stopping begins
+        self.finished = threading.Event()   # set when stop() has completed
         self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self._state_lock = threading.RLock()
         self._last_trigger: float | None = None
@@ -104,6 +115,7 @@ class DeviceService:
     def stop(self, drain_timeout: float = 5.0) -> None:
         """Stop capturing, give the link ``drain_timeout`` s to deliver the spool, close."""
         if self.stopped.is_set():
+            self.finished.wait(60)
             return
         self.stopped.set()
         self.acquiring = False
@@ -112,9 +124,11 @@ class DeviceService:
             self._thread.join(timeout=30)
         self.link.stop(drain_timeout=drain_timeout)
         self.close_driver()
+        self.finished.set()
 
     def wait(self, timeout: float | None = None) -> bool:
-        return self.stopped.wait(timeout)
+        """Block until the service has stopped completely (after stop(), EXT or a signal)."""
+        return self.finished.wait(timeout)
 
     def _announce(self) -> None:
         self.link.send_event("settings", **self.settings())

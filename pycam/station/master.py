@@ -59,6 +59,8 @@ class Master:
         self._pending: dict[int, tuple[str, int, str]] = {}   # our request id -> (session, their id, device)
         self._ids = itertools.count(1)
         self._acceptor: Acceptor | None = None
+        self._readers: set[threading.Thread] = set()
+        self.finished = threading.Event()
         self.files_stored = 0
 
     # ---------------------------------------------------------------------------- lifecycle
@@ -87,6 +89,7 @@ class Master:
 
     def stop(self) -> None:
         if self.stopped.is_set():
+            self.finished.wait(30)
             return
         self.stopped.set()
         if self._acceptor is not None:
@@ -95,9 +98,15 @@ class Master:
             peers = list(self._devices.values()) + list(self._clients.values())
         for peer in peers:
             peer.close()
+        with self._lock:
+            readers = [t for t in self._readers if t is not threading.current_thread()]
+        for thread in readers:   # lets a file being written finish (no temporaries left)
+            thread.join(timeout=10)
+        self.finished.set()
 
     def wait(self, timeout: float | None = None) -> bool:
-        return self.stopped.wait(timeout)
+        """Block until the master has stopped completely."""
+        return self.finished.wait(timeout)
 
     def __enter__(self) -> "Master":
         self.start()
@@ -143,9 +152,19 @@ class Master:
 
     # ------------------------------------------------------------------------- connections
     def _on_accept(self, sock: socket.socket, addr: tuple, tag: str) -> None:
-        threading.Thread(target=self._serve, args=(sock, tag), name=f"master-{tag}-{addr[1]}", daemon=True).start()
+        thread = threading.Thread(target=self._serve, args=(sock, tag), name=f"master-{tag}-{addr[1]}", daemon=True)
+        with self._lock:
+            self._readers.add(thread)
+        thread.start()
 
     def _serve(self, sock: socket.socket, tag: str) -> None:
+        try:
+            self._serve_connection(sock, tag)
+        finally:
+            with self._lock:
+                self._readers.discard(threading.current_thread())
+
+    def _serve_connection(self, sock: socket.socket, tag: str) -> None:
         conn = Connection(sock, self.max_payload, name=tag)
         session = secrets.token_hex(4)
         try:

@@ -19,7 +19,7 @@ from pycam.formats.names import SpectrumName
 from pycam.protocol import commands as vocab
 from pycam.protocol.errors import CommandValueError
 from pycam.station.camera_service import exposure_module
-from pycam.station.device_service import DeviceService
+from pycam.station.device_service import DeviceService, accepts_frame_type
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,10 @@ class SpectrometerService(DeviceService):
         return super().apply_setting(key, value)
 
     def capture(self, when: dt.datetime, frame_type: str) -> str:
-        frame = self.driver.capture(when, self.coadd)
+        if accepts_frame_type(self.driver.capture):
+            frame = self.driver.capture(when, self.coadd, frame_type=frame_type)
+        else:
+            frame = self.driver.capture(when, self.coadd)
         integration = int(frame.integration_ms)
         coadd = int(frame.coadd)
 

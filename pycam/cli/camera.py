@@ -1,0 +1,57 @@
+"""``pycam camera --config FILE --band on|off [--driver sim]``: a camera service."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pycam.drivers.base import DriverError
+from pycam.drivers.registry import CAMERA_DRIVERS
+from pycam.station.camera_service import CameraService
+from pycam.station.runtime import load_or_exit, on_termination, resolve_driver, setup_logging
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, required=True, help="station configuration file (TOML)")
+    parser.add_argument("--band", required=True, choices=["on", "off"],
+                        help="on: camera A (CM1, fltrA, ~310 nm); off: camera B (CM2, fltrB, ~330 nm)")
+    parser.add_argument("--driver", default="sim",
+                        help=f"camera driver: {', '.join(CAMERA_DRIVERS)} or module:Class (default sim)")
+    parser.add_argument("--framerate", type=float, help="frame rate in Hz (default [camera] framerate)")
+    parser.add_argument("--spool-dir", type=Path, help="keep unconfirmed files here (default [storage] spool_dir)")
+    parser.add_argument("--start", action="store_true", help="start continuous capture at once (else wait for STC)")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="logging level (default INFO)")
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_device(args, "camera")
+
+
+def run_device(args: argparse.Namespace, kind: str) -> int:
+    """Shared by ``pycam camera`` and ``pycam spectrometer``."""
+    prog = f"pycam {kind}"
+    setup_logging(args.log_level)
+    config = load_or_exit(args.config, prog)
+    if args.framerate is not None and not 0 <= args.framerate <= (1.0 if kind == "camera" else 10.0):
+        print(f"{prog}: --framerate {args.framerate} out of range", file=sys.stderr)
+        return 2
+    try:
+        driver_class = resolve_driver(kind, args.driver)
+        if kind == "camera":
+            service = CameraService(config, args.band, driver_class(config, args.band), spool_dir=args.spool_dir,
+                                    framerate=args.framerate)
+        else:
+            from pycam.station.spectrometer_service import SpectrometerService
+
+            service = SpectrometerService(config, driver_class(config), spool_dir=args.spool_dir,
+                                          framerate=args.framerate)
+        service.start(acquire=args.start)
+    except (DriverError, OSError) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+    print(f"{service.device}: {args.driver} driver, connecting to {config['network']['master_host']}:"
+          f"{config['network']['device_port']}, spool {service.spool.directory}", flush=True)
+    on_termination(service.stop)
+    service.wait()
+    return 0

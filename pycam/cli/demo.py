@@ -1,0 +1,143 @@
+"""``pycam demo``: a whole simulated station (master, cameras A/B, spectrometer) as separate
+processes on loopback, continuous acquisition, the GUI (or progress lines when headless)."""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from pycam.protocol.messages import Event
+from pycam.station.launcher import StationError, start_simulated_station, write_station_config
+from pycam.station.runtime import demo_config_path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Start a simulated PyCam station on 127.0.0.1 (master, camera A, camera B, spectrometer as "
+        "separate processes), start continuous acquisition and open the GUI (or, with --headless or no "
+        "DISPLAY, print progress).  The demo writes its configuration (fresh secret, free ports) to "
+        f"$PYCAM_DEMO_CONFIG, else $XDG_RUNTIME_DIR/pycam/demo.toml, else ~/.cache/pycam/demo.toml, where "
+        "`pycam send` finds it; the file is removed when the demo ends.")
+    parser.add_argument("--headless", action="store_true", help="no GUI: print progress lines instead")
+    parser.add_argument("--duration", type=float,
+                        help="stop after this many seconds (default: headless runs until Ctrl-C; "
+                             "with the GUI, until the window is closed)")
+    parser.add_argument("--data-dir", type=Path, default=Path("pycam_demo_data"),
+                        help="where the master stores images and spectra (default ./pycam_demo_data)")
+    parser.add_argument("--framerate", type=float, default=1.0,
+                        help="frames per second for cameras and spectrometer, 0 < HZ <= 1 (default 1)")
+    parser.add_argument("--config-file", type=Path,
+                        help="write the demo configuration here instead of the well-known location")
+
+
+def _gui_runner():
+    """``pycam.gui.app.run_gui`` or a reason why the GUI cannot run."""
+    if not os.environ.get("DISPLAY"):
+        return None, "no DISPLAY is set"
+    try:
+        from pycam.gui.app import run_gui
+    except ImportError as exc:
+        return None, f"the GUI is not available ({exc})"
+    return run_gui, ""
+
+
+class _Progress:
+    def __init__(self) -> None:
+        self.images = {"on": set(), "off": set()}
+        self.spectra = 0
+        self.errors: list[str] = []
+        self.lock = threading.Lock()
+
+    def on_message(self, msg) -> None:
+        if isinstance(msg, Event) and msg.name == "file_stored" and msg.fields.get("frame_type") == "Plume":
+            name = str(msg.fields.get("filename", ""))
+            with self.lock:
+                if msg.fields.get("data_type") == "spectrum":
+                    self.spectra += 1
+                elif "_fltrA_" in name:
+                    self.images["on"].add(name.split("_")[0])
+                elif "_fltrB_" in name:
+                    self.images["off"].add(name.split("_")[0])
+        elif getattr(msg, "kind", "") == "error":
+            with self.lock:
+                self.errors.append(f"{msg.device} {msg.key}: {msg.reason}")
+
+    def summary(self) -> str:
+        with self.lock:
+            pairs = len(self.images["on"] & self.images["off"])
+            return (f"{pairs} A/B pairs, {len(self.images['on'])} A, {len(self.images['off'])} B, "
+                    f"{self.spectra} spectra stored")
+
+
+def run(args: argparse.Namespace) -> int:
+    if not 0 < args.framerate <= 1:
+        print("pycam demo: --framerate must be in (0, 1] Hz", file=sys.stderr)
+        return 2
+    run_gui, why = (None, "--headless") if args.headless else _gui_runner()
+    if not args.headless and run_gui is None:
+        print(f"pycam demo: {why}: running headless", file=sys.stderr)
+    config_path = args.config_file or demo_config_path()
+    data_dir = args.data_dir.resolve()
+    spool_dir = Path(tempfile.mkdtemp(prefix="pycam-demo-spool-"))
+    write_station_config(config_path, data_dir=data_dir, spool_dir=spool_dir, framerate=args.framerate)
+    print(f"demo: configuration {config_path}; data in {data_dir}", flush=True)
+    progress = _Progress()
+    station = None
+    try:
+        station = start_simulated_station(config_path, framerate=args.framerate,
+                                          log_dir=spool_dir.parent / f"{spool_dir.name}-logs")
+        print(f"demo: station up (logs in {station.log_dir}); `pycam send LOG=1` talks to it", flush=True)
+        client = station.client(name="pycam-demo", on_message=progress.on_message)
+        if not client.wait_connected(10):
+            raise StationError(f"cannot connect to the demo master: {client.last_error}")
+        client.request("all", "STC", True)
+        client.request("all", "STS", True)
+        if run_gui is not None:
+            code = run_gui(config_path)
+        else:
+            code = _headless(args.duration, progress)
+        client.request("all", "SPC", True)
+        client.request("all", "SPS", True)
+        return int(code or 0)
+    except StationError as exc:
+        print(f"pycam demo: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("demo: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if station is not None:
+            print("demo: stopping (devices deliver their spooled files first)", flush=True)
+            codes = station.stop()
+            bad = {k: v for k, v in codes.items() if v not in (0, None)}
+            if bad:
+                print(f"demo: processes exited with {bad}", file=sys.stderr)
+        print(f"demo: {progress.summary()} in {data_dir}", flush=True)
+        config_path.unlink(missing_ok=True)
+        _remove_if_empty(spool_dir)
+
+
+def _headless(duration: float | None, progress: _Progress) -> int:
+    start = time.monotonic()
+    next_report = start + 5
+    while duration is None or time.monotonic() - start < duration:
+        left = None if duration is None else duration - (time.monotonic() - start)
+        time.sleep(max(0.0, min(next_report - time.monotonic(), left if left is not None else 5)))
+        if time.monotonic() >= next_report:
+            print(f"demo: t={time.monotonic() - start:.0f}s: {progress.summary()}", flush=True)
+            next_report += 5
+    return 0
+
+
+def _remove_if_empty(spool_dir: Path) -> None:
+    """Remove the demo spool if every file was delivered (never delete undelivered data)."""
+    leftovers = [p for p in spool_dir.rglob("*") if p.is_file()]
+    if leftovers:
+        print(f"demo: {len(leftovers)} undelivered files kept in {spool_dir}", file=sys.stderr)
+        return
+    shutil.rmtree(spool_dir, ignore_errors=True)
