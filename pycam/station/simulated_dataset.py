@@ -1,0 +1,302 @@
+"""Write a complete synthetic PyCam data set from the simulated station (no network).
+
+Layout of ``OUT`` (all files in PyCam formats; times are whole seconds UTC)::
+
+    OUT/truth.json                 ground truth (schema "pycam-sim-truth/1", see below)
+    OUT/Seq_1/                     plume pairs: <time>_fltrA_1ag_<exp>ss_Plume.png + <time>_fltrB_…
+    OUT/Dark/                      darks (covered lens) for every (filter, exposure) used in
+                                   Seq_1, Clear and Cal_1: <time>_fltrX_1ag_<exp>ss_Dark.png
+    OUT/Clear/                     clear-sky (no plume) pairs at the plume exposures, taken
+                                   before the sequence: …_Clear.png
+    OUT/Cal_1/                     gas-cell calibration at one fixed exposure per filter:
+                                   Dark, Clear, 0ppmm and <N>ppmm frames for both filters
+    OUT/Spectra/                   <time>_<ms>ss_<n>coadd_{Plume,Dark,Clear}.npy (2x2048 float64),
+                                   one Plume spectrum at each pair time
+    OUT/cam_geom.txt               camera geometry (pycam.formats.geometry)
+    OUT/pcs_line_0.txt, pcs_line_1.txt   two parallel lines perpendicular to the flow (line 1
+                                   is downstream of line 0; use both for cross-correlation)
+    OUT/doas_fov.txt               the spectrometer field of view (x_pos, y_pos, radius)
+
+Exposures follow the auto-exposure of :mod:`pycam.station.exposure` (settled on pre-roll
+frames, then updated after every frame, as a station does), so they normally stay constant.
+Pairs are ``period = max(1, round(1/framerate))`` seconds apart.  The puff (mass) modulation
+of the plume has period ``N·period`` in time so that the mean true flux over the N pairs
+equals the emission rate exactly (up to the pixel-sum error, < 1e-4).
+
+``truth.json`` keys: ``emission_rate_kg_s``, ``plume_speed_m_s``, ``plume_speed_px_s`` (binned
+648x486 px; ``…_full_resolution`` too), ``wind_direction_deg``, ``flow_direction_xy``,
+``plume_distance_m``, ``pixel_pitch_m``, ``focal_length_m``, ``pixel_size_m`` (Δx),
+``spectrometer_fov`` {x, y, radius_px}, ``aa_per_column`` (small-column slope),
+``column_per_aa_fit_0_2e18`` (S = slope·AA fit), ``aa_curve`` {column_molec_cm2, aa},
+``cell_column_per_ppmm_molec_cm2``, ``cells`` [{ppmm, column_molec_cm2, aa}], ``pcs_lines``
+[{name, x0, y0, x1, y1, orientation, normal_xy, normal_speed_m_s, samples, sample_spacing_px}],
+``pairs`` [{time, posix_time, fov_column_molec_cm2, files {A, B, spectrum},
+exposure_us {A, B}, lines {name: {flux_kg_s, mean_column_molec_cm2, ica_molec_cm2_m,
+columns_molec_cm2 [...]}}}], ``mean_flux_kg_s`` {line: mean over pairs},
+``mean_fov_column_molec_cm2``, ``spectrometer`` (forward-model constants: wavelength
+formula, ILS super-Gaussian FWEM/k, O3, Ring, polynomial, dark, noise), ``misregistration_px``,
+``reference_set``, ``dataset`` (layout, counts, framerate, period, exposures, cal exposure).
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import math
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from pycam.drivers.sim import SimCamera, SimSpectrometer
+from pycam.drivers.sim_plume import SceneParameters
+from pycam.drivers.sim_scene import Scene, perpendicular_line
+from pycam.formats.atomic import atomic_write_text
+from pycam.formats.geometry import CameraGeometry, DoasFov, write_camera_geometry, write_doas_fov, write_pcs_line
+from pycam.formats.images import write_image, write_spectrum_npy
+from pycam.formats.names import ImageName, SpectrumName
+from pycam.reference_spectra import reference_set_for
+from pycam.station.exposure import next_camera_shutter, next_integration_time
+
+DEFAULT_START = dt.datetime(2026, 3, 15, 12, 0, 0, tzinfo=dt.timezone.utc)
+BANDS = ("on", "off")
+PREROLL_FRAMES = 6
+
+
+class DatasetError(ValueError):
+    """Bad options for a simulated data set (the message names the option)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetOptions:
+    pairs: int = 20
+    emission_rate_kg_s: float = 5.0
+    wind_speed_m_s: float = 8.0
+    wind_direction_deg: float = 0.0
+    plume_distance_m: float = 5000.0
+    seed: int = 1
+    framerate_hz: float = 0.25
+    start: dt.datetime = DEFAULT_START
+    full_resolution: bool = False
+    reference_dir: Path | None = None
+    noise: bool = True
+    misregistration_px: tuple[float, float] = (0.0, 0.0)
+    cells_ppmm: tuple[int, ...] = (304, 600, 1257)
+    dark_frames: int = 2
+    coadd: int = 1
+    line_gap_px: float = 40.0
+
+    def validate(self) -> None:
+        checks = [
+            (1 <= self.pairs <= 100_000, "--pairs must be between 1 and 100000"),
+            (0 <= self.emission_rate_kg_s <= 1000, "--emission-rate must be between 0 and 1000 kg/s"),
+            (0.1 <= self.wind_speed_m_s <= 100, "--wind-speed must be between 0.1 and 100 m/s"),
+            (100 <= self.plume_distance_m <= 100_000, "--plume-distance must be between 100 and 100000 m"),
+            (0 < self.framerate_hz <= 1, "--framerate must be > 0 and <= 1 Hz"),
+            (0 <= self.seed < 2**31, "--seed must be between 0 and 2^31-1"),
+            (len(self.cells_ppmm) >= 1 and all(0 < c <= 100_000 for c in self.cells_ppmm),
+             "--cells must be positive ppm·m values"),
+            (1 <= self.dark_frames <= 20, "--dark-frames must be between 1 and 20"),
+            (1 <= self.coadd <= 20, "--coadd must be between 1 and 20"),
+            (all(abs(v) <= 20 for v in self.misregistration_px), "--misregistration must be within ±20 px"),
+            (5 <= self.line_gap_px <= 200, "--line-gap must be between 5 and 200 px"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise DatasetError(message)
+
+    @property
+    def period_s(self) -> int:
+        return max(1, int(round(1.0 / self.framerate_hz)))
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSummary:
+    out_dir: Path
+    files: int
+    pairs: int
+    truth_path: Path
+    exposures_us: dict[str, list[int]]
+    integration_ms: int
+
+
+def build_scene(options: DatasetOptions) -> Scene:
+    """The scene for a data set: puffs periodic over the run (exact mean flux, see module doc)."""
+    references = reference_set_for(options.reference_dir)
+    probe = SceneParameters(seed=options.seed, emission_rate_kg_s=options.emission_rate_kg_s,
+                            wind_speed_m_s=options.wind_speed_m_s, wind_direction_deg=options.wind_direction_deg,
+                            plume_distance_m=options.plume_distance_m,
+                            misregistration_px=tuple(options.misregistration_px))
+    extra = {}
+    if options.pairs >= 2:
+        from pycam.drivers.sim_plume import PIXEL_PITCH_M, focal_length_m
+
+        speed_px_s = options.wind_speed_m_s / (options.plume_distance_m * PIXEL_PITCH_M / focal_length_m())
+        extra = {"puff_length_px": max(8.0, options.pairs * options.period_s * speed_px_s),
+                 "puff_max_harmonic": options.pairs - 1}
+    params = dataclasses.replace(probe, **extra)
+    return Scene(params, references, full_resolution=options.full_resolution, noise=options.noise)
+
+
+def _settle_camera(cam: SimCamera, when: dt.datetime, period: int) -> None:
+    limits = cam.limits
+    for i in range(PREROLL_FRAMES):
+        frame = cam.capture(when - dt.timedelta(seconds=period * (PREROLL_FRAMES - i)))
+        d = next_camera_shutter(frame.pixels, frame.exposure_us, min_shutter_us=limits.min_shutter_us,
+                                max_shutter_us=limits.max_shutter_us, max_dn=limits.max_dn)
+        cam.set_exposure(d.value)
+
+
+def _settle_spectrometer(spec: SimSpectrometer, when: dt.datetime, period: int, coadd: int) -> None:
+    wl = spec.wavelengths()
+    for i in range(PREROLL_FRAMES):
+        s = spec.capture(when - dt.timedelta(seconds=period * (PREROLL_FRAMES - i)), coadd)
+        d = next_integration_time(wl, s.counts, s.integration_ms)
+        spec.set_integration_time(d.value)
+
+
+def write_dataset(out_dir: str | Path, options: DatasetOptions,
+                  progress: Callable[[str, int, int], None] | None = None) -> DatasetSummary:
+    """Write the data set described in the module docstring; returns a summary."""
+    options.validate()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    scene = build_scene(options)
+    cams = {band: SimCamera(None, band, scene=scene) for band in BANDS}
+    for cam in cams.values():
+        cam.open()
+    spec = SimSpectrometer(None, scene=scene)
+    spec.open()
+    period = options.period_s
+    start = options.start.astimezone(dt.timezone.utc).replace(microsecond=0)
+    times = [start + dt.timedelta(seconds=period * i) for i in range(options.pairs)]
+    files = 0
+    report = progress or (lambda stage, done, total: None)
+
+    def save_image(folder: str, when: dt.datetime, band: str, frame_type: str) -> str:
+        nonlocal files
+        cam = cams[band]
+        frame = cam.capture(when, frame_type=frame_type)
+        name = ImageName(when, band, int(round(frame.gain)), frame.exposure_us, frame_type).filename()
+        write_image(out / folder / name, frame.pixels, fsync=False)
+        files += 1
+        return name
+
+    def save_spectrum(when: dt.datetime, frame_type: str) -> str:
+        nonlocal files
+        s = spec.capture(when, options.coadd, frame_type=frame_type)
+        name = SpectrumName(when, s.integration_ms, s.coadd, frame_type).filename()
+        write_spectrum_npy(out / "Spectra" / name, s.wavelengths, s.counts, fsync=False)
+        files += 1
+        return name
+
+    # --- plume sequence (auto-exposure on, as a station runs it) ---
+    for cam in cams.values():
+        _settle_camera(cam, start, period)
+    _settle_spectrometer(spec, start, period, options.coadd)
+    used: dict[str, set[int]] = {band: set() for band in BANDS}
+    pair_records = []
+    for i, when in enumerate(times):
+        record = {"files": {}, "exposure_us": {}}
+        for band, key in (("on", "A"), ("off", "B")):
+            cam = cams[band]
+            frame = cam.capture(when)
+            name = ImageName(when, band, int(round(frame.gain)), frame.exposure_us, "Plume").filename()
+            write_image(out / "Seq_1" / name, frame.pixels, fsync=False)
+            files += 1
+            used[band].add(frame.exposure_us)
+            record["files"][key] = f"Seq_1/{name}"
+            record["exposure_us"][key] = frame.exposure_us
+            limits = cam.limits
+            d = next_camera_shutter(frame.pixels, frame.exposure_us, min_shutter_us=limits.min_shutter_us,
+                                    max_shutter_us=limits.max_shutter_us, max_dn=limits.max_dn)
+            cam.set_exposure(d.value)
+        record["files"]["spectrum"] = "Spectra/" + save_spectrum(when, "Plume")
+        wl = spec.wavelengths()
+        pair_records.append(record)
+        report("pairs", i + 1, options.pairs)
+    integration_ms = spec.integration_ms
+    plume_exposure = {band: pair_records[0]["exposure_us"][key] for band, key in (("on", "A"), ("off", "B"))}
+
+    # --- clear sky, before the sequence, at the first plume exposures ---
+    clear_files = []
+    for k in range(2):
+        when = start - dt.timedelta(seconds=600 - 10 * k)
+        for band in BANDS:
+            cams[band].set_exposure(plume_exposure[band])
+            clear_files.append("Clear/" + save_image("Clear", when, band, "Clear"))
+    clear_spectrum = "Spectra/" + save_spectrum(start - dt.timedelta(seconds=600), "Clear")
+
+    # --- gas-cell calibration: fixed exposure (the clear-sky exposure), Dark, Clear, cells ---
+    cal_start = start - dt.timedelta(seconds=1800)
+    cal_exposure = dict(plume_exposure)
+    cal_files = []
+    step = 0
+    for frame_type in ["Dark", "Clear", "0ppmm"] + [f"{c}ppmm" for c in options.cells_ppmm]:
+        for band in BANDS:
+            cams[band].set_exposure(cal_exposure[band])
+            when = cal_start + dt.timedelta(seconds=5 * step)
+            step += 1
+            cal_files.append("Cal_1/" + save_image("Cal_1", when, band, frame_type))
+        report("calibration", step // 2, 3 + len(options.cells_ppmm))
+
+    # --- darks for every exposure used (plume, clear and cal exposures) ---
+    dark_start = times[-1] + dt.timedelta(seconds=120)
+    dark_files = []
+    step = 0
+    for band in BANDS:
+        for exposure in sorted(used[band] | {plume_exposure[band], cal_exposure[band]}):
+            cams[band].set_exposure(exposure)
+            for _ in range(options.dark_frames):
+                when = dark_start + dt.timedelta(seconds=2 * step)
+                step += 1
+                dark_files.append("Dark/" + save_image("Dark", when, band, "Dark"))
+    dark_spectrum = "Spectra/" + save_spectrum(dark_start, "Dark")
+    report("darks", 1, 1)
+
+    # --- geometry, lines, FOV, truth ---
+    field = scene.field
+    half = 0.5 * (scene.image_shape[0] if not options.full_resolution else 486) - 13
+    line0 = perpendicular_line(field, -0.5 * options.line_gap_px - 40.0, half, "0")
+    line1 = perpendicular_line(field, 0.5 * options.line_gap_px - 40.0, half, "1")
+    write_pcs_line(out / "pcs_line_0.txt", line0, )
+    write_pcs_line(out / "pcs_line_1.txt", line1)
+    fov_x, fov_y = field.fov_centre
+    write_doas_fov(out / "doas_fov.txt", DoasFov(float(fov_x), float(fov_y), float(scene.params.fov_radius_px)))
+    elev = 10.0
+    write_camera_geometry(out / "cam_geom.txt", CameraGeometry(
+        volcano="Simulated", lat=-39.42, lon=-71.94, altitude=1500.0, elev=elev, azim=90.0, alt_offset=1.5))
+    files += 5
+    truth = scene.truth(times, [line0, line1], [0, *options.cells_ppmm])
+    for entry, record in zip(truth["pairs"], pair_records):
+        entry.update(record)
+    truth["dataset"] = {
+        "layout": {"plume": "Seq_1", "dark": "Dark", "clear": "Clear", "cell_calibration": "Cal_1",
+                   "spectra": "Spectra", "pcs_lines": ["pcs_line_0.txt", "pcs_line_1.txt"],
+                   "camera_geometry": "cam_geom.txt", "doas_fov": "doas_fov.txt"},
+        "pairs": options.pairs,
+        "framerate_hz": options.framerate_hz,
+        "period_s": period,
+        "start": times[0].strftime("%Y-%m-%dT%H%M%S"),
+        "plume_exposures_us": {"A": sorted(used["on"]), "B": sorted(used["off"])},
+        "calibration_exposure_us": {"A": cal_exposure["on"], "B": cal_exposure["off"]},
+        "integration_ms": integration_ms,
+        "coadd": options.coadd,
+        "noise": options.noise,
+        "dark_frames_per_exposure": options.dark_frames,
+        "files": {"clear": clear_files, "calibration": cal_files, "dark": dark_files,
+                  "clear_spectrum": clear_spectrum, "dark_spectrum": dark_spectrum},
+        "camera_geometry_note": "cam_geom.txt is nominal; use plume_distance_m for the footprint",
+    }
+    truth_path = atomic_write_text(out / "truth.json", json.dumps(truth, indent=1, allow_nan=False) + "\n")
+    files += 1
+    return DatasetSummary(out, files, options.pairs, truth_path,
+                          {"A": sorted(used["on"]), "B": sorted(used["off"])}, integration_ms)
+
+
+def flux_check(truth: dict) -> dict[str, float]:
+    """Relative deviation of each line's mean true flux from the emission rate (diagnostic)."""
+    rate = truth["emission_rate_kg_s"]
+    if rate == 0 or math.isclose(rate, 0.0):
+        return {k: float("nan") for k in truth["mean_flux_kg_s"]}
+    return {k: float(np.float64(v) / rate - 1.0) for k, v in truth["mean_flux_kg_s"].items()}
