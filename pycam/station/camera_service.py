@@ -10,7 +10,6 @@ continuous capture), RSC (re-open the driver), LOG, IDN, EXT, RST.
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from pycam.drivers.base import CameraDriver
 from pycam.formats.names import ImageName
 from pycam.protocol import commands as vocab
 from pycam.protocol.errors import CommandValueError
+from pycam.station import exposure
 from pycam.station.device_service import DeviceService, accepts_frame_type
 
 log = logging.getLogger(__name__)
@@ -32,14 +32,6 @@ def _pycam_shutter_list_us() -> list[int]:
     ms = ([x / 2 for x in range(2, 10)] + list(range(5, 10)) + list(range(10, 50, 5)) + list(range(50, 100, 10))
           + list(range(100, 500, 50)) + list(range(500, 1000, 100)) + [1000])
     return [int(round(v * 1000)) for v in ms]
-
-
-def exposure_module():
-    """``pycam.station.exposure`` if it is installed, else None (fixed exposure)."""
-    try:
-        return importlib.import_module("pycam.station.exposure")
-    except ImportError:
-        return None
 
 
 class CameraService(DeviceService):
@@ -62,7 +54,6 @@ class CameraService(DeviceService):
         self.max_saturation = cam["max_saturation"]
         self.saturation_pixels = cam["saturation_pixels"]
         self.saturation_rows = cam["saturation_rows"]
-        self.exposure = exposure_module()
         super().__init__(config, spool_dir=spool_dir, framerate=framerate)
         self.last_pixels: np.ndarray | None = None
 
@@ -86,8 +77,7 @@ class CameraService(DeviceService):
         return {"IDN": self.device, "band": self.band, self.shutter_key: self.shutter_us,
                 self.auto_key: self.auto_exposure, "FRC": self.framerate, "SMN": self.min_saturation,
                 "SMX": self.max_saturation, "PXC": self.saturation_pixels, "RWC": self.saturation_rows,
-                "gain": self.gain, "acquiring": self.acquiring, "backlog": self.link.backlog,
-                "auto_exposure_available": self.exposure is not None}
+                "gain": self.gain, "acquiring": self.acquiring, "backlog": self.link.backlog}
 
     def apply_setting(self, key: str, value: Any) -> Any:
         if key == self.shutter_key:
@@ -121,32 +111,40 @@ class CameraService(DeviceService):
             frame = self.driver.capture(when, frame_type=frame_type)
         else:
             frame = self.driver.capture(when)
-        exposure = int(frame.exposure_us)
+        exposure_us = int(frame.exposure_us)
         gain = int(round(frame.gain))
 
         def make_name(t: dt.datetime) -> str:
-            return ImageName(time=t, band=self.band, gain=gain, exposure_us=exposure,
+            return ImageName(time=t, band=self.band, gain=gain, exposure_us=exposure_us,
                              frame_type=frame_type).filename()
 
         t, _ = self.unique_time(when.replace(microsecond=0), make_name)
-        name = ImageName(time=t, band=self.band, gain=gain, exposure_us=exposure, frame_type=frame_type)
+        name = ImageName(time=t, band=self.band, gain=gain, exposure_us=exposure_us, frame_type=frame_type)
         self.spool.put_image(name, frame.pixels)
         if frame_type == "Plume":
             self.last_pixels = frame.pixels
         return self.spooled(name.filename())
 
     def after_continuous_frame(self) -> None:
-        if not self.auto_exposure or self.exposure is None or self.last_pixels is None:
+        """Auto exposure (ATA/ATB): one proportional step per frame, see station/exposure.py."""
+        if not self.auto_exposure or self.last_pixels is None:
             return
-        new = auto_shutter(self.exposure, self.last_pixels, self.shutter_us, self, self.driver.limits)
-        if new is not None and new != self.shutter_us:
-            with self._state_lock:
-                self.shutter_us = self.driver.set_exposure(int(new))
-            self.link.send_event("settings", **self.settings())
+        limits = self.driver.limits
+        with self._state_lock:
+            decision = exposure.next_camera_shutter(
+                self.last_pixels, self.shutter_us, min_saturation=self.min_saturation,
+                max_saturation=self.max_saturation, pixels=self.saturation_pixels, rows=self.saturation_rows,
+                min_shutter_us=limits.min_shutter_us, max_shutter_us=limits.max_shutter_us, max_dn=limits.max_dn)
+            changed = decision.value != self.shutter_us
+            if changed:
+                self.shutter_us = self.driver.set_exposure(decision.value)
+        if changed:
+            self.link.send_event("exposure", saturation=round(decision.saturation, 4), action=decision.action,
+                                 **{self.shutter_key: self.shutter_us})
 
     def shutter_values(self) -> list[int]:
-        values = getattr(self.exposure, "SHUTTER_LIST_US", None) if self.exposure else None
-        return list(values) if values else _pycam_shutter_list_us()
+        """The shutter speeds of a dark set (PyCam's list)."""
+        return _pycam_shutter_list_us()
 
     def run_dark_set(self) -> list[str]:
         names = []
@@ -159,29 +157,3 @@ class CameraService(DeviceService):
         finally:
             self.shutter_us = self.driver.set_exposure(keep)
         return names
-
-
-def auto_shutter(exposure, pixels: np.ndarray, current_us: int, service: CameraService, limits) -> int | None:
-    """Ask ``pycam.station.exposure`` for the next shutter speed (None if it can't say)."""
-    fn = getattr(exposure, "next_shutter_us", None)
-    if fn is None:
-        return None
-    settings = exposure_settings(service)
-    try:
-        return int(fn(pixels, current_us, settings, limits))
-    except TypeError:
-        return None
-
-
-def exposure_settings(service: CameraService):
-    """The camera's auto-exposure settings in the form exposure.py expects."""
-    cls = getattr(service.exposure, "CameraExposureSettings", None) or getattr(service.exposure,
-                                                                               "ExposureSettings", None)
-    values = {"min_saturation": service.min_saturation, "max_saturation": service.max_saturation,
-              "saturation_pixels": service.saturation_pixels, "saturation_rows": service.saturation_rows}
-    if cls is None:
-        return values
-    try:
-        return cls(**values)
-    except TypeError:
-        return values

@@ -18,7 +18,7 @@ from pycam.drivers.base import SpectrometerDriver, SpectrumFrame
 from pycam.formats.names import SpectrumName
 from pycam.protocol import commands as vocab
 from pycam.protocol.errors import CommandValueError
-from pycam.station.camera_service import exposure_module
+from pycam.station import exposure
 from pycam.station.device_service import DeviceService, accepts_frame_type
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,6 @@ class SpectrometerService(DeviceService):
         self.saturation_pixels = spec["saturation_pixels"]
         self.wavelength_min = spec["wavelength_min"]
         self.wavelength_max = spec["wavelength_max"]
-        self.exposure = exposure_module()
         super().__init__(config, spool_dir=spool_dir, framerate=framerate)
         self.last_frame: SpectrumFrame | None = None
 
@@ -67,8 +66,7 @@ class SpectrometerService(DeviceService):
         return {"IDN": self.device, "SSS": self.integration_ms, "ATS": self.auto_integration, "FRS": self.framerate,
                 "CAD": self.coadd, "SNS": self.min_saturation, "SXS": self.max_saturation,
                 "PXS": self.saturation_pixels, "WMN": self.wavelength_min, "WMX": self.wavelength_max,
-                "acquiring": self.acquiring, "backlog": self.link.backlog,
-                "auto_exposure_available": self.exposure is not None}
+                "acquiring": self.acquiring, "backlog": self.link.backlog}
 
     def apply_setting(self, key: str, value: Any) -> Any:
         if key == "SSS":
@@ -125,27 +123,27 @@ class SpectrometerService(DeviceService):
         return self.spooled(name.filename())
 
     def after_continuous_frame(self) -> None:
-        fn = getattr(self.exposure, "next_integration_ms", None) if self.exposure else None
-        if not self.auto_integration or fn is None or self.last_frame is None:
+        """Auto integration (ATS): one proportional step per spectrum, see station/exposure.py."""
+        if not self.auto_integration or self.last_frame is None:
             return
-        try:
-            new = int(fn(self.last_frame.wavelengths, self.last_frame.counts, self.integration_ms,
-                         self.exposure_settings(), self.driver.limits))
-        except TypeError:
-            return
-        if new != self.integration_ms:
-            with self._state_lock:
-                self.integration_ms = self.driver.set_integration_time(new)
-            self.link.send_event("settings", **self.settings())
-
-    def exposure_settings(self):
-        return {"min_saturation": self.min_saturation, "max_saturation": self.max_saturation,
-                "saturation_pixels": self.saturation_pixels, "wavelength_min": self.wavelength_min,
-                "wavelength_max": self.wavelength_max}
+        limits = self.driver.limits
+        with self._state_lock:
+            decision = exposure.next_integration_time(
+                self.last_frame.wavelengths, self.last_frame.counts, self.integration_ms,
+                min_saturation=self.min_saturation, max_saturation=self.max_saturation,
+                pixels=self.saturation_pixels, wavelength_min=self.wavelength_min,
+                wavelength_max=self.wavelength_max, min_integration_ms=int(limits.min_integration_ms),
+                max_integration_ms=int(limits.max_integration_ms), max_counts=limits.max_counts)
+            changed = decision.value != self.integration_ms
+            if changed:
+                self.integration_ms = self.driver.set_integration_time(decision.value)
+        if changed:
+            self.link.send_event("exposure", saturation=round(decision.saturation, 4), action=decision.action,
+                                 SSS=self.integration_ms)
 
     def integration_values(self) -> list[int]:
-        values = getattr(self.exposure, "INTEGRATION_LIST_MS", None) if self.exposure else None
-        return list(values) if values else _pycam_integration_list_ms()
+        """The integration times of a dark set."""
+        return _pycam_integration_list_ms()
 
     def run_dark_set(self) -> list[str]:
         names = []
