@@ -20,7 +20,7 @@ from pathlib import Path
 def _window(values: list[str]) -> tuple[float, float]:
     lo, hi = float(values[0]), float(values[1])
     if not hi > lo:
-        raise argparse.ArgumentTypeError(f"window {lo:g} {hi:g}: the upper limit must exceed the lower")
+        raise CliError(f"window {lo:g} {hi:g}: the upper limit must exceed the lower")
     return lo, hi
 
 
@@ -189,7 +189,7 @@ def run_directory(args, conf, refs, settings) -> int:
     from tqdm import tqdm
 
     from pycam.doas.results import write_processing_params, write_results_csv
-    from pycam.doas.spectra import SpectrumError, is_dark, list_spectrum_files, read_spectrum
+    from pycam.doas.spectra import SpectrumError, check_spectrum, is_dark, list_spectrum_files, read_spectrum
 
     if not args.out:
         raise CliError("--out RESULTS.csv is required when fitting a directory")
@@ -210,12 +210,16 @@ def run_directory(args, conf, refs, settings) -> int:
             continue
         (darks if is_dark(spectrum) else measurements).append(spectrum)
     finder = DarkFinder(fixed_dark, [] if fixed_dark is not None else darks)
+    # The instrument's pixel count: the dark's, else the most common one among the spectra.
+    sizes = [s.pixels for s in measurements]
+    expected = fixed_dark.pixels if fixed_dark is not None else (max(set(sizes), key=sizes.count) if sizes else None)
     retrieval = _make_retrieval(args, conf, refs, settings, None)
     print(f"pycam doas: {len(measurements)} spectra, references: {refs.label}", file=sys.stderr)
     results, flagged = [], 0
     try:
         for spectrum in tqdm(measurements, desc="fitting", unit="spectrum", file=sys.stderr, disable=None):
             try:
+                check_spectrum(spectrum, expected_pixels=expected, bad_pixels=settings.bad_pixels)
                 result = _fit(retrieval, spectrum, finder.for_spectrum(spectrum))
             except (SpectrumError, ValueError) as exc:
                 skipped.append(str(exc))

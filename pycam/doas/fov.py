@@ -1,8 +1,9 @@
 """Where the spectrometer looks in the camera image, and the AA → column calibration.
 
 1. **Time alignment** (:func:`align_columns`): each camera image gets the DOAS column of the
-   nearest spectrum, or the column interpolated between the spectra before and after it;
-   a pair further apart than ``max_gap_s`` is not used.
+   nearest spectrum, or the column interpolated between the spectra before and after it
+   (the nearest one when only one of them is within ``max_gap_s``); an image with no
+   spectrum within ``max_gap_s`` is not used.
 2. **FOV search** (:func:`search_fov`): the Pearson correlation r(x, y) between each pixel's
    AA time series and the DOAS column series, computed for all pixels at once (one matrix
    product on the centred stack), blurred with a Gaussian (σ = 4 px); its maximum (refined to sub-pixel by a
@@ -91,12 +92,14 @@ def align_columns(image_times, doas_times, columns, errors, *, mode: str = "near
             & (gap_before <= max_gap_s) & (gap_after <= max_gap_s)
         span = np.where(bracket, td[after] - td[before], 1.0)
         w = np.where(bracket, (ti - td[before]) / span, 0.0)
-        ok = bracket | exact
+        single = ~bracket & (nearest_gap <= max_gap_s)     # only one neighbour close enough: use it
+        use_nearest = exact | single
+        ok = bracket | use_nearest
         interp_col = col[before] * (1 - w) + col[after] * w
         interp_err = err[before] * (1 - w) + err[after] * w
-        out_col[ok] = np.where(exact, col[nearest], interp_col)[ok]
-        out_err[ok] = np.where(exact, err[nearest], interp_err)[ok]
-        gaps[ok] = np.where(exact, 0.0, np.maximum(gap_before, gap_after))[ok]
+        out_col[ok] = np.where(use_nearest, col[nearest], interp_col)[ok]
+        out_err[ok] = np.where(use_nearest, err[nearest], interp_err)[ok]
+        gaps[ok] = np.where(use_nearest, nearest_gap, np.maximum(gap_before, gap_after))[ok]
     return Alignment(ok, out_col, out_err, gaps)
 
 
