@@ -116,8 +116,32 @@ class ProcessingChain:
         mean = float(np.mean(so2[roi], dtype=np.float64))
         return s["ref_check_lower"] <= mean <= s["ref_check_upper"]
 
-    def flow(self, aa_prev: np.ndarray, aa_next: np.ndarray, dt_s: float) -> FlowField:
-        return self.flow_engine.compute(aa_prev, aa_next, dt_s)
+    def flow_box(self, so2: np.ndarray | None) -> tuple[int, int, int, int] | None:
+        """The box flow is needed on for this image: PCS samples with ``S >= min_cd`` (+ margin),
+        or the engine's fixed box; None means the whole frame."""
+        s = self.settings
+        if s["flow_full_frame"] or not self.lines:
+            return None
+        if so2 is None or not s["flow_crop_to_plume"]:
+            return self.flow_engine.box
+        xs, ys = [], []
+        for le in self.lines:
+            keep = le.sampler.sample(so2) >= s["min_cd"]
+            xs.append(le.sampler.x[keep])
+            ys.append(le.sampler.y[keep])
+        x = np.concatenate(xs)
+        if x.size == 0:
+            return self.flow_engine.box
+        y = np.concatenate(ys)
+        m = s["flow_roi_margin"]
+        h, w = self.shape
+        return (max(0, int(x.min()) - m), max(0, int(y.min()) - m), min(w, int(x.max()) + 2 + m),
+                min(h, int(y.max()) + 2 + m))
+
+    def flow(self, aa_prev: np.ndarray, aa_next: np.ndarray, dt_s: float, so2: np.ndarray | None = None
+             ) -> FlowField:
+        """Flow from ``aa_prev`` to ``aa_next`` on :meth:`flow_box` of ``so2`` (this image's columns)."""
+        return self.flow_engine.compute(aa_prev, aa_next, dt_s, self.flow_box(so2))
 
     def cross_correlation_icas(self, so2: np.ndarray) -> dict[str, tuple[float, float]]:
         """ICA (kg/m) on each PCS line and its downstream twin."""

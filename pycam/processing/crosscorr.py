@@ -11,7 +11,8 @@ three highest points::
     v = gap[px] * mean(dx) / lag
 
 The quoted error is the change of v for a lag error of a quarter step (a sub-sample
-refinement is not better than that on noisy series) - an estimate, not a fit statistic.
+refinement is not trusted further on noisy, undersampled series) - an estimate, not a fit
+statistic.
 """
 from __future__ import annotations
 
@@ -52,6 +53,34 @@ def pearson_lags(up: np.ndarray, down: np.ndarray, max_lag: int) -> np.ndarray:
     return r
 
 
+def _refine_lag(up: np.ndarray, down: np.ndarray, k: int, max_lag: int, step: float = 0.02) -> tuple[float, float]:
+    """Sub-sample refinement of the integer lag ``k``: Pearson r of ``up`` against the
+    cubic-spline interpolated ``down`` at lags ``k-1 ... k+1`` in ``step`` increments; returns
+    (offset from k, r at the best lag)."""
+    from scipy.interpolate import CubicSpline
+
+    n = len(up)
+    grid = np.arange(n, dtype=float)
+    spline = CubicSpline(grid, down)
+    best_off, best_r = 0.0, -np.inf
+    for off in np.arange(-1.0, 1.0 + 1e-9, step):
+        lag = k + off
+        if lag <= 0 or lag > max_lag:
+            continue
+        m = int(np.floor(n - 1 - lag)) + 1          # samples t with t + lag <= n - 1
+        if m < 3:
+            continue
+        a = up[:m]
+        b = spline(grid[:m] + lag)
+        sa, sb = a.std(), b.std()
+        if sa == 0 or sb == 0:
+            continue
+        r = float(np.mean((a - a.mean()) * (b - b.mean())) / (sa * sb))
+        if r > best_r:
+            best_off, best_r = float(off), r
+    return best_off, best_r
+
+
 def cross_correlation_velocity(times: Sequence[dt.datetime] | np.ndarray, ica_up: Sequence[float],
                                ica_down: Sequence[float], gap_m: float, max_lag_s: float | None = None
                                ) -> CrossCorrelation | None:
@@ -90,18 +119,13 @@ def cross_correlation_velocity(times: Sequence[dt.datetime] | np.ndarray, ica_up
     k = int(np.nanargmax(r))
     if not r[k] > 0:
         return None
-    frac = 0.0
-    if 1 <= k < max_lag and np.isfinite(r[k - 1]) and np.isfinite(r[k + 1]):
-        denom = r[k - 1] - 2 * r[k] + r[k + 1]
-        if denom < 0:
-            frac = 0.5 * (r[k - 1] - r[k + 1]) / denom
-            frac = max(-0.5, min(0.5, frac))
+    frac, r_best = _refine_lag(u, d, k, max_lag)
     lag = (k + frac) * step
     if lag <= 0:
         return None
     v = gap_m / lag
     v_err = abs(gap_m / max(lag - 0.25 * step, 1e-9) - v)
-    return CrossCorrelation(v, v_err, lag, float(r[k]), len(ts))
+    return CrossCorrelation(v, v_err, lag, float(r_best), len(ts))
 
 
 class CrossCorrelationTracker:

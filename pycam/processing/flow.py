@@ -7,16 +7,23 @@ pyplis's auto-update; or a fixed ``flow_contrast: [aa_min, aa_max]``), then
 ``pyr_scale, levels, winsize, iterations, poly_n, poly_sigma`` (pyplis defaults 0.5, 4, 20, 5,
 5, 1.1).  Raw float AA would give zero flow.
 
-Speed: unless ``flow_full_frame`` is set, the flow is computed only on the bounding box of
-the PCS lines (and the cross-correlation lines) plus ``flow_roi_margin`` pixels.  The
-contrast range is still taken from the whole frame, so the 8-bit input inside the box is
-the same as pyplis's.  On the Villarrica data a 16-48 px margin keeps the emission rate
-within about 1 % of the full-frame result (docs/performance_notes.md); a crop changes the
-effective pyramid slightly.
+Speed: unless ``flow_full_frame`` is set, the flow is computed only on a box: the line
+samples that need it (all PCS line samples, or with ``flow_crop_to_plume`` only those whose
+column reaches ``min_cd``) plus ``flow_roi_margin`` pixels.  The contrast range is still
+taken from the whole frame, so the 8-bit input inside the box is the same as pyplis's.
+
+OpenCV drops pyramid levels whose image would be narrower than 32 px, so a thin crop loses
+the coarse levels and with them the capture range for large displacements (a 100 px wide
+box round two close vertical lines tracks 8 px per frame but fails at 12).  The box is
+therefore grown to at least ``32 / pyr_scale**L`` px in both directions, L being the depth
+OpenCV uses on the full frame (3 on 648x486, so 257 px; 4 on 2592x1944).  Within that, the
+result differs from full-frame flow only through the border treatment (~1 % on the
+emission rate, see benchmarks/pipeline.py).
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
@@ -81,6 +88,49 @@ def contrast_range(aa: np.ndarray, contrast) -> tuple[float, float]:
     return float(contrast[0]), float(contrast[1])
 
 
+#: OpenCV stops adding pyramid levels when the next level would be narrower than this.
+OPENCV_MIN_PYRAMID_SIZE = 32
+
+
+def effective_levels(shape: tuple[int, int], params: "FarnebackParams") -> int:
+    """The number of pyramid levels OpenCV really uses on an image of ``shape``."""
+    h, w = shape
+    scale, k = 1.0, 0
+    while k < params.levels:
+        scale *= params.pyr_scale
+        if w * scale < OPENCV_MIN_PYRAMID_SIZE or h * scale < OPENCV_MIN_PYRAMID_SIZE:
+            break
+        k += 1
+    return k
+
+
+def min_crop_side(full_shape: tuple[int, int], params: "FarnebackParams") -> int:
+    """Smallest crop side that keeps the full frame's pyramid depth (and so its capture range)."""
+    levels = effective_levels(full_shape, params)
+    return int(math.ceil(OPENCV_MIN_PYRAMID_SIZE / params.pyr_scale ** levels)) + 1
+
+
+def expand_box(box: tuple[int, int, int, int], min_side: int, shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Grow ``box`` symmetrically to at least ``min_side`` in both directions, inside the image."""
+    h, w = shape
+    x0, y0, x1, y1 = box
+
+    def grow(a: int, b: int, limit: int) -> tuple[int, int]:
+        need = min(min_side, limit) - (b - a)
+        if need > 0:
+            a -= need // 2
+            b += need - need // 2
+            if a < 0:
+                b, a = b - a, 0
+            if b > limit:
+                a, b = max(0, a - (b - limit)), limit
+        return max(0, a), min(limit, b)
+
+    x0, x1 = grow(x0, x1, w)
+    y0, y1 = grow(y0, y1, h)
+    return x0, y0, x1, y1
+
+
 def farneback(prev_u8: np.ndarray, next_u8: np.ndarray, params: FarnebackParams) -> np.ndarray:
     import cv2
 
@@ -105,21 +155,25 @@ class FlowEngine:
     def set_box(self, box: tuple[int, int, int, int] | None) -> None:
         self.box = box
 
-    def prepare(self, aa_prev: np.ndarray, aa_next: np.ndarray):
+    def prepare(self, aa_prev: np.ndarray, aa_next: np.ndarray, box=None):
         """The two uint8 images (cropped) fed to Farneback and the crop origin."""
         cmin, cmax = contrast_range(aa_prev, self.contrast)
-        if self.box is None:
+        box = box if box is not None else self.box
+        if box is None:
             x0, y0, x1, y1 = 0, 0, aa_prev.shape[1], aa_prev.shape[0]
         else:
-            x0, y0, x1, y1 = self.box
+            x0, y0, x1, y1 = expand_box(box, min_crop_side(aa_prev.shape, self.params), aa_prev.shape)
         a = bytescale(aa_prev[y0:y1, x0:x1], cmin, cmax)
         b = bytescale(aa_next[y0:y1, x0:x1], cmin, cmax)
         return a, b, (x0, y0)
 
-    def compute(self, aa_prev: np.ndarray, aa_next: np.ndarray, dt_s: float) -> FlowField:
+    def compute(self, aa_prev: np.ndarray, aa_next: np.ndarray, dt_s: float,
+                box: tuple[int, int, int, int] | None = None) -> FlowField:
+        """Flow on ``box`` (default: the engine's box), grown so that OpenCV keeps the full
+        frame's pyramid depth."""
         if aa_prev.shape != aa_next.shape:
             raise ValueError(f"flow: image shapes differ {aa_prev.shape} vs {aa_next.shape}")
         if not dt_s > 0:
             raise ValueError(f"flow: time step must be positive, got {dt_s}")
-        a, b, origin = self.prepare(aa_prev, aa_next)
+        a, b, origin = self.prepare(aa_prev, aa_next, box)
         return FlowField(farneback(a, b, self.params), origin, float(dt_s))

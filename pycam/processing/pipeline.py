@@ -162,7 +162,7 @@ class BatchProcessor:
                      if "flow_glob" in modes and chain.crosscorr is not None else None)
 
     def _job(self, time, aa_prev, aa, so2, dt_s):
-        flow = self.chain.flow(aa_prev, aa, dt_s) if (aa_prev is not None and dt_s > 0) else None
+        flow = self.chain.flow(aa_prev, aa, dt_s, so2) if (aa_prev is not None and dt_s > 0) else None
         return time, self.chain.emission_rates(so2, flow, None, modes=self.flow_modes)
 
     def _write_glob(self, rows) -> None:

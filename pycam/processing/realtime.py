@@ -186,7 +186,7 @@ class RealtimeProcessor:
         if self._prev is not None and chain.lines:
             dt_s = (time - self._prev[0]).total_seconds()
             if dt_s > 0:
-                flow = chain.flow(self._prev[1], aa, dt_s)
+                flow = chain.flow(self._prev[1], aa, dt_s, so2)
         self._prev = (time, aa)
         rates_by_mode: dict[str, dict[str, EmissionRate]] = {}
         if so2 is not None and chain.lines and ref_ok:

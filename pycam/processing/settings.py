@@ -110,6 +110,8 @@ SETTINGS_SCHEMA: dict[str, Setting] = {
                         doc="'auto' (min/max of the first AA image, as pyplis) or [aa_min, aa_max] for "
                             "the uint8 bytescale fed to Farneback"),
     "flow_roi_margin": _s("int", 32, 0, 1000, doc="flow is computed on the PCS bounding box plus this, px"),
+    "flow_crop_to_plume": _s("bool", True,
+                             doc="restrict the flow box to PCS samples with column >= min_cd (plus margin)"),
     "flow_full_frame": _s("bool", False, doc="compute flow on the whole frame (pyplis behaviour, slow)"),
     "optflow_err_rel_veff": _s("float", 0.15, 0.0, 10.0, doc="relative error of flow velocities"),
     # --- cross-correlation (PyCam) ---
