@@ -1,0 +1,193 @@
+"""Daily acquisition schedule applied by the master itself (no cron edits), and the Witty Pi
+power schedule written from the same settings.
+
+``[schedule]`` gives ``start_time``, ``stop_time`` and ``dark_time`` (``HH:MM``, UTC).  Rules:
+the stop is later than the start on the same UTC day, and the dark set lies inside the
+window (``start <= dark < stop``).  :class:`StationSchedule` calls the master's
+``start_acquisition()``, ``start_dark_set()`` and ``stop_acquisition()`` at those times every
+day and reports each as a ``schedule`` event; started inside the window (a reboot), it starts
+acquisition at once.
+
+The Witty Pi 3 schedule (``schedule.wpi``) powers the master on ``power_on_lead_min`` before the
+start and off ``power_off_lag_min`` after the stop::
+
+    BEGIN 2024-05-01 00:25:00
+    END   2099-12-31 23:59:59
+    ON    H8 M45
+    OFF   H15 M15
+
+The Witty Pi keeps the Pi's clock, so the Pi should run on UTC (as PyCam stations do).
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from pycam.config import ConfigError
+from pycam.formats.atomic import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+Action = Callable[[], Any]
+Publish = Callable[..., None]
+WITTY_END = "2099-12-31 23:59:59"
+
+
+def _clock(value: str) -> dt.time:
+    hours, minutes = value.split(":")
+    return dt.time(int(hours), int(minutes))
+
+
+@dataclasses.dataclass(frozen=True)
+class DailyTimes:
+    start: dt.time
+    stop: dt.time
+    dark: dt.time
+
+    def window_contains(self, t: dt.time) -> bool:
+        return self.start <= t < self.stop
+
+
+def daily_times(section: Mapping[str, Any]) -> DailyTimes:
+    """Validated times of a ``[schedule]`` section; ConfigError names the offending key."""
+    times = DailyTimes(_clock(section["start_time"]), _clock(section["stop_time"]), _clock(section["dark_time"]))
+    if times.stop <= times.start:
+        raise ConfigError(f"[schedule] stop_time = {section['stop_time']!r}: must be after start_time "
+                          f"{section['start_time']!r} on the same UTC day")
+    if not times.window_contains(times.dark):
+        raise ConfigError(f"[schedule] dark_time = {section['dark_time']!r}: must lie inside the acquisition "
+                          f"window {section['start_time']}-{section['stop_time']}")
+    return times
+
+
+def _minutes(t: dt.time) -> int:
+    return t.hour * 60 + t.minute
+
+
+def witty_pi_schedule(section: Mapping[str, Any], today: dt.date) -> str:
+    """The text of a Witty Pi schedule file for ``[schedule]`` (see the module docstring)."""
+    times = daily_times(section)
+    lead, lag = int(section["power_on_lead_min"]), int(section["power_off_lag_min"])
+    on_minutes = _minutes(times.stop) + lag - (_minutes(times.start) - lead)
+    if on_minutes >= 24 * 60:
+        raise ConfigError("[schedule] power_off_lag_min: the window plus lead and lag covers the whole day, so "
+                          "the Witty Pi would never switch the station off")
+    begin = dt.datetime.combine(today, times.start) - dt.timedelta(minutes=lead)
+    off_minutes = 24 * 60 - on_minutes
+
+    def duration(total: int) -> str:
+        hours, minutes = divmod(total, 60)
+        return " ".join(part for part in (f"H{hours}" if hours else "", f"M{minutes}" if minutes else "") if part)
+
+    return (f"# PyCam Witty Pi schedule, generated from [schedule] (times UTC): acquisition "
+            f"{section['start_time']}-{section['stop_time']}, darks {section['dark_time']}\n"
+            f"BEGIN {begin:%Y-%m-%d %H:%M:%S}\n"
+            f"END   {WITTY_END}\n"
+            f"ON    {duration(on_minutes)}\n"
+            f"OFF   {duration(off_minutes)}\n")
+
+
+def write_witty_pi_schedule(section: Mapping[str, Any], path: Path, today: dt.date | None = None) -> Path:
+    today = today or dt.datetime.now(dt.timezone.utc).date()
+    return atomic_write_text(path, witty_pi_schedule(section, today))
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class StationSchedule:
+    """Runs the daily start / dark / stop actions (see the module docstring)."""
+
+    def __init__(self, section: Mapping[str, Any], *, start_acquisition: Action, stop_acquisition: Action,
+                 start_dark_set: Action, publish_event: Publish | None = None,
+                 clock: Callable[[], dt.datetime] = _utcnow, max_wait_s: float = 60.0) -> None:
+        self.times = daily_times(section)
+        self.section = dict(section)
+        self._actions = {"start": start_acquisition, "dark": start_dark_set, "stop": stop_acquisition}
+        self._publish = publish_event or (lambda kind, **fields: None)
+        self._clock = clock
+        self._max_wait = max_wait_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_fired: dict[str, dt.date] = {}
+        self._since: dt.datetime | None = None
+
+    def next_action(self, now: dt.datetime) -> tuple[dt.datetime, str]:
+        """The next (time, action) not yet fired.  Actions due since the schedule started but
+        missed (the loop was late, the clock jumped) come first, so a stop is never skipped."""
+        if self._since is None:
+            self._since = now.replace(second=0, microsecond=0)
+        first_day = max(self._since.date(), now.date() - dt.timedelta(days=1))
+        candidates = []
+        for offset in range((now.date() - first_day).days + 2):
+            day = first_day + dt.timedelta(days=offset)
+            for name, t in (("start", self.times.start), ("dark", self.times.dark), ("stop", self.times.stop)):
+                when = dt.datetime.combine(day, t, tzinfo=dt.timezone.utc)
+                fired = self._last_fired.get(name)
+                if when < self._since or (fired is not None and fired >= day):
+                    continue
+                candidates.append((when, name))
+        return min(candidates)
+
+    def fire(self, name: str, when: dt.datetime) -> None:
+        self._last_fired[name] = when.date()
+        log.info("schedule: %s at %s", name, when.isoformat())
+        try:
+            result = self._actions[name]()
+        except Exception as exc:
+            log.exception("schedule: %s failed", name)
+            self._publish("schedule", action=name, state="failed", message=str(exc), time=when.isoformat())
+            return
+        self._publish("schedule", action=name, state="done", time=when.isoformat(),
+                      devices=list(result) if isinstance(result, (list, tuple)) else None)
+
+    def catch_up(self, now: dt.datetime) -> bool:
+        """Started inside today's window (e.g. after a reboot): start acquisition now."""
+        if self._since is None:
+            self._since = now.replace(second=0, microsecond=0)
+        if self.times.window_contains(now.time().replace(tzinfo=None)):
+            self.fire("start", now)
+            return True
+        return False
+
+    def run_pending(self, now: dt.datetime) -> list[str]:
+        """Fire every action whose time has come (the loop calls this; tests call it directly)."""
+        fired = []
+        while True:
+            when, name = self.next_action(now)
+            if when > now:
+                return fired
+            self.fire(name, when)
+            fired.append(name)
+
+    def _loop(self) -> None:
+        self.catch_up(self._clock())
+        while not self._stop.is_set():
+            now = self._clock()
+            self.run_pending(now)
+            when, _ = self.next_action(self._clock())
+            wait = max(0.05, min(self._max_wait, (when - self._clock()).total_seconds()))
+            self._stop.wait(wait)
+
+    def start(self) -> None:
+        path = self.section.get("witty_pi_file")
+        if path:
+            try:
+                write_witty_pi_schedule(self.section, Path(path))
+            except OSError as exc:
+                log.error("schedule: cannot write the Witty Pi schedule %s: %s", path, exc)
+                self._publish("schedule", action="witty_pi", state="failed", message=f"{path}: {exc}")
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="station-schedule", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None

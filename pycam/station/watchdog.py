@@ -1,0 +1,132 @@
+"""Acquisition watchdog: restart acquisition when files stop arriving (PyCam's watchdog, in the master).
+
+Feed it from the master: ``master.file_stored_callbacks.append(watchdog.file_stored)``.  While
+the master is acquiring, every ``[schedule] watchdog_check_s`` it looks at each expected device
+(the connected ones, or every device seen since acquisition started): one silent for
+``watchdog_timeout_s`` (PyCam: 150 s) triggers ``stop_acquisition()`` then
+``start_acquisition()`` and a ``watchdog`` event naming the silent devices.  If
+``max_restarts`` restarts in a row did not help, ``escalate()`` runs (e.g. power-cycle the
+second Pi, as PyCam did) and is reported too.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+log = logging.getLogger(__name__)
+
+Publish = Callable[..., None]
+
+
+class AcquisitionWatchdog:
+    def __init__(self, *, timeout_s: float, check_s: float, is_acquiring: Callable[[], bool],
+                 start_acquisition: Callable[[], Any], stop_acquisition: Callable[[], Any],
+                 publish_event: Publish | None = None,
+                 expected_devices: Callable[[], Iterable[str]] | None = None,
+                 escalate: Callable[[], Any] | None = None, max_restarts: int = 2,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if timeout_s <= 0 or check_s <= 0:
+            raise ValueError("watchdog timeout and check interval must be positive")
+        self.timeout_s = float(timeout_s)
+        self.check_s = float(check_s)
+        self._is_acquiring = is_acquiring
+        self._start = start_acquisition
+        self._stop_acq = stop_acquisition
+        self._publish = publish_event or (lambda kind, **fields: None)
+        self._expected = expected_devices
+        self._escalate = escalate
+        self.max_restarts = int(max_restarts)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._armed_at: float | None = None
+        self._last: dict[str, float] = {}
+        self.restarts_in_a_row = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- inputs ---------------------------------------------------------------------------
+    def file_stored(self, path: Path, device: str) -> None:
+        """A ``file_stored_callbacks`` entry: ``device`` just delivered ``path``."""
+        with self._lock:
+            self._last[device] = self._clock()
+            if self.restarts_in_a_row and not self._silent_locked(self._clock()):
+                self.restarts_in_a_row = 0
+
+    # -- the check ------------------------------------------------------------------------
+    def _silent_locked(self, now: float) -> list[str]:
+        if self._armed_at is None:
+            return []
+        expected = set(self._expected()) if self._expected is not None else set()
+        expected |= set(self._last)
+        silent = []
+        for device in sorted(expected):
+            since = max(self._last.get(device, self._armed_at), self._armed_at)
+            if now - since >= self.timeout_s:
+                silent.append(device)
+        if not expected and now - self._armed_at >= self.timeout_s:
+            silent.append("all devices")
+        return silent
+
+    def check(self) -> list[str]:
+        """One look; returns the silent devices that caused a restart ([] when all is well)."""
+        now = self._clock()
+        with self._lock:
+            if not self._is_acquiring():
+                self._armed_at = None
+                self._last.clear()
+                self.restarts_in_a_row = 0
+                return []
+            if self._armed_at is None:
+                self._armed_at = now  # grace: every device gets a full timeout after the start
+                return []
+            silent = self._silent_locked(now)
+            if not silent:
+                return []
+            self.restarts_in_a_row += 1
+            attempt = self.restarts_in_a_row
+        log.warning("watchdog: no new files from %s for %.0f s: restarting acquisition (attempt %d)",
+                    ", ".join(silent), self.timeout_s, attempt)
+        if self._escalate is not None and attempt > self.max_restarts:
+            try:
+                self._escalate()
+                self._publish("watchdog", action="escalate", silent=silent, restarts=attempt - 1)
+            except Exception as exc:
+                log.exception("watchdog: escalation failed")
+                self._publish("watchdog", action="escalate", state="failed", silent=silent, message=str(exc))
+            with self._lock:
+                self.restarts_in_a_row = 0
+        try:
+            self._stop_acq()
+            self._start()
+        except Exception as exc:
+            log.exception("watchdog: restart failed")
+            self._publish("watchdog", action="restart", state="failed", silent=silent, message=str(exc))
+        else:
+            self._publish("watchdog", action="restart", state="done", silent=silent,
+                          timeout_s=self.timeout_s, attempt=attempt)
+        with self._lock:
+            self._armed_at = self._clock()
+            self._last = {d: self._armed_at for d in self._last}
+        return silent
+
+    # -- the thread -----------------------------------------------------------------------
+    def _loop(self) -> None:
+        while not self._stop.wait(self.check_s):
+            try:
+                self.check()
+            except Exception:
+                log.exception("watchdog: check failed")
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="acquisition-watchdog", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
