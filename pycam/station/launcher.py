@@ -88,11 +88,15 @@ class StationProcesses:
             return None
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        return self._reap(name, timeout)
+
+    def _reap(self, name: str, timeout: float) -> int | None:
+        proc = self.processes[name]
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
         return proc.returncode
 
     def restart(self, name: str) -> subprocess.Popen:
@@ -112,8 +116,8 @@ class StationProcesses:
             proc = self.processes[name]
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        for name in devices:
-            codes[name] = self.terminate(name, timeout)
+        for name in devices:   # signalled once only: a second SIGTERM could hit interpreter shutdown
+            codes[name] = self._reap(name, timeout)
         if "master" in self.processes:
             codes["master"] = self.terminate("master", timeout)
         return codes
