@@ -211,6 +211,23 @@ class IntensityModel:
         p[self._slice_poly] = coeffs
         return p
 
+    def rescale_intensity(self, params: np.ndarray, measured: np.ndarray) -> np.ndarray:
+        """Return ``params`` with polynomial and offset scaled to ``measured`` (one model evaluation).
+
+        A cheap warm start: the previous spectrum's shape, this spectrum's brightness.
+        """
+        p = np.array(params, dtype=np.float64)
+        model, _ = self.evaluate(p, jacobian=False)
+        denominator = float(model @ model)
+        if denominator <= 0 or not np.isfinite(denominator):
+            return self.fit_polynomial(p, measured)
+        factor = float(model @ measured) / denominator
+        if not np.isfinite(factor) or factor <= 0:
+            return self.fit_polynomial(p, measured)
+        p[self._slice_poly] *= factor
+        p[self._slice_offset] *= factor
+        return p
+
     # ------------------------------------------------------------------ evaluation
     def _kernel_fft(self, params: np.ndarray, derivatives: bool) -> tuple[np.ndarray, np.ndarray | None]:
         if self.fixed_kernel_fft is not None:
@@ -251,45 +268,53 @@ class IntensityModel:
         params = np.asarray(params, dtype=np.float64)
         a = params[self._slice_abs]
         ldf = float(params[self._i_ldf])
-        poly = params[self._slice_poly] @ self.poly_basis
+        coeffs = params[self._slice_poly]
+        poly = coeffs @ self.poly_basis
         spectrum, base, t_so2, dilution = self._transmissions(a, ldf, poly)
         want = self.free if not all_columns else np.ones(len(self.names), dtype=bool)
         fit_ils = jacobian and self.fixed_kernel_fft is None and bool(want[self._slice_ils].any())
-        rows = [spectrum]
+        n_abs, n_poly = len(self.absorbers), self.poly_order + 1
+        k_fft, dk_fft = self._kernel_fft(params, fit_ils)
         if jacobian:
-            n_abs = len(self.absorbers)
+            # Rows: d/dpoly_k = I0*·T·D·x^k (F itself is Σ p_k of these rows, so it needs no row
+            # of its own), d/da_i = −σ_i·F, and d/dL.
+            rows = [self.poly_basis * (base * dilution)]
             d_abs = -self.sigma * spectrum
             if self.so2_index >= 0 and ldf != 0.0:
                 d_abs[self.so2_index] = -self.sigma[self.so2_index] * base * poly * (1.0 - ldf) * t_so2
             rows.append(d_abs)
-            rows.append(self.poly_basis * (base * dilution))
             if want[self._i_ldf]:
                 rows.append((base * poly * (1.0 - t_so2))[None, :])
-        stack = np.vstack(rows) if len(rows) > 1 else spectrum[None, :]
-        spec_fft = sp_fft.rfft(stack, self.n_fft, axis=-1)
-        k_fft, dk_fft = self._kernel_fft(params, fit_ils)
-        products = spec_fft * k_fft
-        if fit_ils:
-            products = np.vstack([products, spec_fft[0] * dk_fft])
-        conv = sp_fft.irfft(products, self.n_fft, axis=-1)[:, self.kernel_half:self.kernel_half + self._n_grid]
+            spec_fft = sp_fft.rfft(np.vstack(rows), self.n_fft, axis=-1)
+            products = spec_fft * k_fft
+            if fit_ils:
+                products = np.vstack([products, (coeffs @ spec_fft[:n_poly]) * dk_fft])
+            conv = sp_fft.irfft(products, self.n_fft, axis=-1)
+        else:
+            conv = sp_fft.irfft(sp_fft.rfft(spectrum, self.n_fft) * k_fft, self.n_fft)[None, :]
+        conv = conv[:, self.kernel_half:self.kernel_half + self._n_grid]
 
+        # Catmull-Rom (C1 cubic) interpolation at the shifted pixel wavelengths, so that the
+        # shift/stretch derivatives are exact derivatives of the sampled model.
         shift, stretch = params[self._i_shift], params[self._i_stretch]
         positions = (self.wavelengths + shift + stretch * self._pixel_rel - self._grid0) / self.step
         idx = np.clip(np.floor(positions).astype(np.intp), 1, self._n_grid - 3)
-        w = positions - idx
-        sampled = conv[:, idx] * (1.0 - w) + conv[:, idx + 1] * w
+        t = positions - idx
+        t2, t3 = t * t, t * t * t
+        weights = (-0.5 * t + t2 - 0.5 * t3, 1.0 - 2.5 * t2 + 1.5 * t3, 0.5 * t + 2.0 * t2 - 1.5 * t3,
+                   -0.5 * t2 + 0.5 * t3)
+        sampled = (conv[:, idx - 1] * weights[0] + conv[:, idx] * weights[1] + conv[:, idx + 1] * weights[2]
+                   + conv[:, idx + 2] * weights[3])
         offset = params[self._slice_offset] @ self.offset_basis if self.offset_basis.size else 0.0
-        model = sampled[0] + offset
         if not jacobian:
-            return model, None
+            return sampled[0] + offset, None
+        model = coeffs @ sampled[:n_poly] + offset
 
         jac = np.zeros((self.n_pixels, len(self.names)))
-        row = 1
+        jac[:, self._slice_poly] = sampled[:n_poly].T
+        row = n_poly
         jac[:, self._slice_abs] = sampled[row:row + n_abs].T
         row += n_abs
-        n_poly = self.poly_order + 1
-        jac[:, self._slice_poly] = sampled[row:row + n_poly].T
-        row += n_poly
         if want[self._i_ldf]:
             jac[:, self._i_ldf] = sampled[row]
             row += 1
@@ -297,8 +322,10 @@ class IntensityModel:
             jac[:, self._slice_ils] = sampled[row:row + 4].T
         if self.offset_basis.size:
             jac[:, self._slice_offset] = self.offset_basis.T
-        c0 = conv[0]
-        slope = 0.5 * ((c0[idx + 1] - c0[idx - 1]) * (1.0 - w) + (c0[idx + 2] - c0[idx]) * w) / self.step
+        d_weights = (-0.5 + 2.0 * t - 1.5 * t2, -5.0 * t + 4.5 * t2, 0.5 + 4.0 * t - 4.5 * t2, -t + 1.5 * t2)
+        local = [coeffs @ conv[:n_poly, idx + k] for k in (-1, 0, 1, 2)]
+        slope = (local[0] * d_weights[0] + local[1] * d_weights[1] + local[2] * d_weights[2]
+                 + local[3] * d_weights[3]) / self.step
         jac[:, self._i_shift] = slope
         jac[:, self._i_stretch] = slope * self._pixel_rel
         if all_columns:

@@ -159,7 +159,7 @@ class DoasRetrieval:
             first = self._previous
         else:
             first = model.default_parameters(self.settings.first_guess)
-        result = self._solve(model, measured, first)
+        result = self._solve(model, measured, first, rescale_only=warm)
         if warm and not result[1]:
             result = self._solve(model, measured, model.default_parameters(self.settings.first_guess))
         params, converged, fit = result
@@ -175,9 +175,9 @@ class DoasRetrieval:
                          measured=measured, model=fit.model, residual=fit.residual, chi2=fit.cost / dof,
                          iterations=fit.iterations, converged=converged, quality=quality, message=fit.message)
 
-    def _solve(self, model: IntensityModel, measured: np.ndarray, first: np.ndarray):
+    def _solve(self, model: IntensityModel, measured: np.ndarray, first: np.ndarray, rescale_only: bool = False):
         s = self.settings
-        start = model.fit_polynomial(first, measured)
+        start = model.rescale_intensity(first, measured) if rescale_only else model.fit_polynomial(first, measured)
         free = model.free
         lower, upper = model.bounds()
         full = start.copy()
