@@ -23,6 +23,7 @@ import dataclasses
 import logging
 import os
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -137,8 +138,11 @@ def _mean_frames(records, darks: DarkLibrary, problems: list[str]) -> np.ndarray
 
 def calibrate_cells(cal_dir: str | os.PathLike[str], *, order: int = 1, fov: tuple[float, float, float] | None = None,
                     warp: np.ndarray | None = None, darks: DarkLibrary | None = None, mask_sigma: float = 10.0,
-                    problems: list[str] | None = None) -> CellCalibration:
-    """Run the cell calibration on a ``Cal_N`` directory (see the module docstring)."""
+                    cells: Sequence[int] | None = None, problems: list[str] | None = None) -> CellCalibration:
+    """Run the cell calibration on a ``Cal_N`` directory (see the module docstring).
+
+    ``cells`` restricts the fit to these ppm*m amounts (default: every cell found).
+    """
     import cv2
 
     problems = problems if problems is not None else []
@@ -156,6 +160,11 @@ def calibrate_cells(cal_dir: str | os.PathLike[str], *, order: int = 1, fov: tup
         if clear[band] is None:
             raise CalibrationError(f"{d}: no readable {band}-band Clear frame (needed as cell background)")
     amounts = sorted({r.name.cell_ppmm for r in records if r.name.cell_ppmm is not None})
+    if cells is not None:
+        missing = sorted(set(cells) - set(amounts))
+        if missing:
+            raise CalibrationError(f"{d}: no frames for the requested cell(s) {missing} ppm*m (found {amounts})")
+        amounts = sorted(set(cells))
     if len(amounts) < order + 1:
         raise CalibrationError(f"{d}: {len(amounts)} cell amount(s) found ({amounts}); need at least "
                                f"{order + 1} for an order-{order} fit")

@@ -1,0 +1,32 @@
+"""Fixtures for the processing tests: simulated data sets (``pycam simulate`` layout) made once per session."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+#: (seed, emission rate kg/s, wind speed m/s) of the acceptance data sets
+SIM_CASES = [(1, 5.0, 8.0), (2, 10.0, 5.0), (3, 3.0, 12.0)]
+SIM_PAIRS = 20
+
+
+@pytest.fixture(scope="session")
+def sim_datasets(tmp_path_factory):
+    """Simulated data sets keyed by (seed, rate, wind); each value is (directory, truth dict)."""
+    sim = pytest.importorskip("pycam.station.simulated_dataset")
+    out = {}
+    for seed, rate, wind in SIM_CASES:
+        d = tmp_path_factory.mktemp(f"sim_{seed}")
+        sim.write_dataset(d, sim.DatasetOptions(pairs=SIM_PAIRS, seed=seed, emission_rate_kg_s=rate,
+                                                wind_speed_m_s=wind))
+        out[(seed, rate, wind)] = (d, json.loads((d / "truth.json").read_text()))
+    return out
+
+
+@pytest.fixture(scope="session")
+def sim_dataset(sim_datasets):
+    return sim_datasets[SIM_CASES[0]]

@@ -1,0 +1,32 @@
+"""Run the batch chain on a simulated data set through the library API (as ``pycam process`` does)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pycam.formats.pycam_outputs import read_emission_rates
+from pycam.processing.archive import find_plume_pairs
+from pycam.processing.chain import ProcessingChain
+from pycam.processing.outputs import RunOutputs
+from pycam.processing.pipeline import BatchProcessor, iter_pair_inputs
+from pycam.processing.settings import default_settings
+from pycam.processing.setup import prepare_run
+
+
+def process_sim(d: Path, truth: dict, out: Path, **overrides):
+    """Process ``d/Seq_1`` with its Cal_1 cells and both PCS lines; returns (chain, summary)."""
+    settings = default_settings(plume_distance_m=truth["plume_distance_m"], polyorder_cal=2, **overrides)
+    pairs = find_plume_pairs(d / "Seq_1").pairs
+    inputs = prepare_run(d / "Seq_1", settings, cal_dir=d / "Cal_1",
+                         pcs_files=[d / "pcs_line_0.txt", d / "pcs_line_1.txt"], pairs=pairs)
+    first = next(iter_pair_inputs(pairs[:1]))
+    chain = ProcessingChain(settings, first.img_a.shape, darks=inputs.darks, clear=inputs.clear,
+                            calibration=inputs.calibration, pcs_lines=inputs.pcs_lines)
+    outputs = RunOutputs(out)
+    summary = BatchProcessor(chain, outputs).run(iter_pair_inputs(pairs))
+    outputs.close()
+    return chain, summary
+
+
+def rows_of(out: Path, line: str, mode: str):
+    (path,) = list((out / f"line_{line}").glob(f"*_EmissionRates_{mode}.txt"))
+    return read_emission_rates(path)
