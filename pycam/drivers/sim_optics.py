@@ -131,7 +131,7 @@ class CameraModel:
         rng = frame_rng(self.seed, "fixed-pattern", band, rows)
         self.offset = (15.0 + 0.6 * rng.standard_normal(self.shape)).astype(np.float32)
         dark = 3.0 * np.exp(0.3 * rng.standard_normal(self.shape))
-        hot = rng.choice(dark.size, size=int(40 * scale ** 2), replace=False)
+        hot = rng.integers(0, dark.size, size=int(40 * scale ** 2))
         dark.flat[hot] = rng.uniform(50.0, 150.0, hot.size)
         self.dark_rate = dark.astype(np.float32)
         self.registration_offset = field.params.misregistration_px if band == "off" else (0.0, 0.0)

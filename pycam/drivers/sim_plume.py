@@ -27,8 +27,8 @@ Column field (molec cm⁻²), rigid advection::
 Hence the flux through any line perpendicular to the flow is ``Φ·q(ξ_line − u·t)`` at every
 instant (Σ S·v·Δx over the line's pixels; the pixel sum equals the integral to better than
 1e-4), and its time average is exactly Φ: over a whole period ``L_q/u`` for any run, and
-over a run of N samples spaced ``dt`` when ``L_q = N·u·dt`` (``pycam simulate`` sets this),
-because every harmonic m of q is below N.  t is POSIX time (s).
+over a run of N samples spaced ``dt`` when ``L_q = N·u·dt / j`` for an integer j and no
+harmonic m of q has m·j divisible by N (``pycam simulate`` sets this up).  t is POSIX time (s).
 
 Everything is a pure function of the parameters (seeded); nothing happens at import.
 """
@@ -76,7 +76,11 @@ class SceneParameters:
     texture_amplitude: float = 0.25       # relative turbulent texture (std)
     puff_amplitude: float = 0.2           # std of the mass modulation q
     puff_length_px: float = 1300.0        # spatial period of q (L_q)
-    puff_max_harmonic: int = 40           # highest harmonic of q (keep < N for an exact N-sample mean)
+    puff_max_harmonic: int = 40           # highest harmonic of q
+    # Exact run mean: with N samples spanning j whole puff periods (L_q = N·u·dt / j), harmonics
+    # m with m·j divisible by N are left out, so the N-sample mean of q is exactly 1.
+    puff_balance_samples: int = 0         # N (0: off)
+    puff_balance_periods: int = 1         # j
     body_period_px: float = 1300.0        # spatial period of the body A (P)
     fov_xy: tuple[float, float] | None = None   # spectrometer FOV centre; None: on the axis at x=0.62·W
     fov_radius_px: float = 10.0
@@ -93,6 +97,7 @@ class SceneParameters:
             (0 <= self.width_variation < 0.5, "width_variation must be in [0, 0.5)"),
             (self.puff_length_px >= 8, "puff_length_px must be >= 8"),
             (self.puff_max_harmonic >= 1, "puff_max_harmonic must be >= 1"),
+            (self.puff_balance_samples >= 0 and self.puff_balance_periods >= 1, "bad puff balance"),
             (self.body_period_px >= 64, "body_period_px must be >= 64"),
             (self.fov_radius_px > 0, "fov_radius_px must be > 0"),
         ]
@@ -137,6 +142,9 @@ class PlumeField:
         # Harmonics m = 1..M of L_q with wavelengths >= 12 px and M <= puff_max_harmonic.
         m_max = int(max(1, min(p.puff_max_harmonic, p.puff_length_px // 12)))
         harmonics = np.arange(1, m_max + 1)
+        if p.puff_balance_samples > 1:
+            harmonics = harmonics[(harmonics * p.puff_balance_periods) % p.puff_balance_samples != 0]
+        m_max = harmonics.size
         weights = 1.0 / (1.0 + (harmonics / 4.0) ** 2)
         amplitudes = rng.normal(size=m_max) * weights
         rms = math.sqrt(0.5 * float(np.sum(amplitudes ** 2))) or 1.0
@@ -187,13 +195,13 @@ class PlumeField:
 
     def _texture(self, rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
         """Zero-mean, unit-std random field with structure on ~12–60 px scales (periodic)."""
-        white = rng.normal(size=(rows, cols))
         ky = np.fft.fftfreq(rows, d=self.STEP)[:, None]
         kx = np.fft.rfftfreq(cols, d=self._xi_step)[None, :]
         k = np.hypot(kx, ky)
-        # band-pass: wavelengths between ~12 and ~60 px
+        # band-pass: wavelengths between ~12 and ~60 px; random complex (white) spectrum
         shape = np.exp(-0.5 * (k / (1 / 20.0)) ** 2) * (1 - np.exp(-0.5 * (k / (1 / 80.0)) ** 2))
-        field = np.fft.irfft2(np.fft.rfft2(white) * shape, s=(rows, cols))
+        spectrum = (rng.standard_normal(shape.shape) + 1j * rng.standard_normal(shape.shape)) * shape
+        field = np.fft.irfft2(spectrum, s=(rows, cols))
         field -= field.mean()
         std = field.std()
         return field / std if std > 0 else field

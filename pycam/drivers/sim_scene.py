@@ -13,7 +13,6 @@ footprint and ``K = 1e4·M_SO2/N_A/1000``.
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import math
 from typing import Any, Iterable, Mapping, Sequence
@@ -183,7 +182,7 @@ class Scene:
             "plume_axis_xy": list(p.plume_axis_xy),
             "plume_sigma_px": p.plume_sigma_px,
             "puff_length_px": p.puff_length_px,
-            "puff_max_harmonic": p.puff_max_harmonic,
+            "puff_balance": {"samples": p.puff_balance_samples, "periods": p.puff_balance_periods},
             "misregistration_px": {"dx": p.misregistration_px[0], "dy": p.misregistration_px[1],
                                    "meaning": "off-band (B) pixel (x, y) shows the scene of on-band (A) pixel "
                                               "(x+dx, y+dy)"},

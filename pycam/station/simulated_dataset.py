@@ -20,8 +20,9 @@ Layout of ``OUT`` (all files in PyCam formats; times are whole seconds UTC)::
 Exposures follow the auto-exposure of :mod:`pycam.station.exposure` (settled on pre-roll
 frames, then updated after every frame, as a station does), so they normally stay constant.
 Pairs are ``period = max(1, round(1/framerate))`` seconds apart.  The puff (mass) modulation
-of the plume has period ``N·period`` in time so that the mean true flux over the N pairs
-equals the emission rate exactly (up to the pixel-sum error, < 1e-4).
+of the plume is periodic so that the N pairs span a whole number of its periods with no
+aliased harmonic: the mean true flux over the N pairs equals the emission rate exactly (up
+to the pixel-sum error, < 1e-4).
 
 ``truth.json`` keys: ``emission_rate_kg_s``, ``plume_speed_m_s``, ``plume_speed_px_s`` (binned
 648x486 px; ``…_full_resolution`` too), ``wind_direction_deg``, ``flow_direction_xy``,
@@ -49,7 +50,7 @@ from typing import Callable
 import numpy as np
 
 from pycam.drivers.sim import SimCamera, SimSpectrometer
-from pycam.drivers.sim_plume import SceneParameters
+from pycam.drivers.sim_plume import BINNED_SHAPE, PIXEL_PITCH_M, SceneParameters, focal_length_m
 from pycam.drivers.sim_scene import Scene, perpendicular_line
 from pycam.formats.atomic import atomic_write_text
 from pycam.formats.geometry import CameraGeometry, DoasFov, write_camera_geometry, write_doas_fov, write_pcs_line
@@ -129,11 +130,11 @@ def build_scene(options: DatasetOptions) -> Scene:
                             misregistration_px=tuple(options.misregistration_px))
     extra = {}
     if options.pairs >= 2:
-        from pycam.drivers.sim_plume import PIXEL_PITCH_M, focal_length_m
-
         speed_px_s = options.wind_speed_m_s / (options.plume_distance_m * PIXEL_PITCH_M / focal_length_m())
-        extra = {"puff_length_px": max(8.0, options.pairs * options.period_s * speed_px_s),
-                 "puff_max_harmonic": options.pairs - 1}
+        run_px = options.pairs * options.period_s * speed_px_s
+        periods = max(1, int(round(run_px / probe.puff_length_px)))
+        extra = {"puff_length_px": max(8.0, run_px / periods), "puff_balance_samples": options.pairs,
+                 "puff_balance_periods": periods}
     params = dataclasses.replace(probe, **extra)
     return Scene(params, references, full_resolution=options.full_resolution, noise=options.noise)
 
@@ -212,7 +213,6 @@ def write_dataset(out_dir: str | Path, options: DatasetOptions,
                                     max_shutter_us=limits.max_shutter_us, max_dn=limits.max_dn)
             cam.set_exposure(d.value)
         record["files"]["spectrum"] = "Spectra/" + save_spectrum(when, "Plume")
-        wl = spec.wavelengths()
         pair_records.append(record)
         report("pairs", i + 1, options.pairs)
     integration_ms = spec.integration_ms
@@ -256,16 +256,15 @@ def write_dataset(out_dir: str | Path, options: DatasetOptions,
 
     # --- geometry, lines, FOV, truth ---
     field = scene.field
-    half = 0.5 * (scene.image_shape[0] if not options.full_resolution else 486) - 13
+    half = BINNED_SHAPE[0] / 2 - 13     # lines span the image height (binned px), 13 px margin
     line0 = perpendicular_line(field, -0.5 * options.line_gap_px - 40.0, half, "0")
     line1 = perpendicular_line(field, 0.5 * options.line_gap_px - 40.0, half, "1")
-    write_pcs_line(out / "pcs_line_0.txt", line0, )
+    write_pcs_line(out / "pcs_line_0.txt", line0)
     write_pcs_line(out / "pcs_line_1.txt", line1)
     fov_x, fov_y = field.fov_centre
     write_doas_fov(out / "doas_fov.txt", DoasFov(float(fov_x), float(fov_y), float(scene.params.fov_radius_px)))
-    elev = 10.0
     write_camera_geometry(out / "cam_geom.txt", CameraGeometry(
-        volcano="Simulated", lat=-39.42, lon=-71.94, altitude=1500.0, elev=elev, azim=90.0, alt_offset=1.5))
+        volcano="Simulated", lat=-39.42, lon=-71.94, altitude=1500.0, elev=10.0, azim=90.0, alt_offset=1.5))
     files += 5
     truth = scene.truth(times, [line0, line1], [0, *options.cells_ppmm])
     for entry, record in zip(truth["pairs"], pair_records):

@@ -1,6 +1,7 @@
 """The simulated plume: mass conservation, rigid advection, column range, geometry."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -41,18 +42,24 @@ def test_instantaneous_flux_through_perpendicular_lines_is_rate_times_puff(field
             assert _line_flux(field, line, t) == pytest.approx(expected, rel=2e-4)
 
 
-def test_mean_flux_over_a_run_equals_the_emission_rate():
-    """With L_q = N·u·dt and harmonics < N, the mean over N equally spaced samples is exactly Φ."""
-    n, dt_s = 12, 4.0
+@pytest.mark.parametrize("n, periods", [(12, 1), (30, 3)])
+def test_mean_flux_over_a_run_equals_the_emission_rate(n, periods):
+    """N equally spaced samples spanning j puff periods, harmonics with m·j ≡ 0 (mod N) left
+    out: the N-sample mean flux is exactly Φ through any perpendicular line."""
+    dt_s = 4.0
     probe = PlumeField(SceneParameters(seed=5, wind_speed_m_s=9.0))
-    params = SceneParameters(seed=5, wind_speed_m_s=9.0, puff_length_px=n * dt_s * probe.speed_px_s,
-                             puff_max_harmonic=n - 1)
+    params = SceneParameters(seed=5, wind_speed_m_s=9.0, puff_length_px=n * dt_s * probe.speed_px_s / periods,
+                             puff_balance_samples=n, puff_balance_periods=periods)
     field = PlumeField(params)
     lines = [perpendicular_line(field, -120.0, 235, "0"), perpendicular_line(field, 160.0, 235, "1")]
     for line in lines:
         fluxes = [_line_flux(field, line, T0 + dt_s * i) for i in range(n)]
         assert np.std(fluxes) > 0.05 * params.emission_rate_kg_s      # puffs: the flux really fluctuates
         assert np.mean(fluxes) == pytest.approx(params.emission_rate_kg_s, rel=5e-4)
+    # without the balance the same sampling would not average to Φ exactly (the test can fail)
+    unbalanced = PlumeField(dataclasses.replace(params, puff_balance_samples=0, puff_length_px=700.0))
+    fluxes = [_line_flux(unbalanced, lines[0], T0 + dt_s * i) for i in range(n)]
+    assert abs(np.mean(fluxes) / params.emission_rate_kg_s - 1) > 5e-4
 
 
 def test_oblique_flow_still_conserves_mass():
