@@ -38,7 +38,7 @@ def bytescale(data: np.ndarray, cmin: float, cmax: float, out: np.ndarray | None
         out.fill(0)
         return out
     scale = 255.0 / (float(cmax) - float(cmin))
-    tmp = (data * 1.0 - cmin) * scale + 0.4999
+    tmp = (np.asarray(data, np.float64) - cmin) * scale + 0.4999
     np.clip(tmp, 0, 255, out=tmp)
     np.copyto(out, tmp, casting="unsafe")
     return out
