@@ -54,6 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--coadd", type=int, default=1, help="spectrometer co-adds (default 1)")
     parser.add_argument("--line-gap", type=float, default=40.0, metavar="PX",
                         help="distance between the two PCS lines along the flow, binned px (default 40)")
+    parser.add_argument("--compact-truth", action="store_true",
+                        help="leave the per-sample PCS-line columns out of truth.json (for very long runs)")
     parser.add_argument("--force", action="store_true", help="write into a non-empty output directory")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
@@ -73,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         reference_dir=args.reference_dir, noise=not args.no_noise,
         misregistration_px=(args.misregistration[0], args.misregistration[1]),
         cells_ppmm=tuple(args.cells), dark_frames=args.dark_frames, coadd=args.coadd, line_gap_px=args.line_gap,
+        line_columns=not args.compact_truth,
     )
 
     def progress(stage: str, done: int, total: int) -> None:

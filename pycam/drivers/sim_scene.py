@@ -115,17 +115,19 @@ class Scene:
         return FULL_SHAPE if self.full_resolution else BINNED_SHAPE
 
     # ------------------------------------------------------------------ truth
-    def line_truth(self, line: PCSLine, t: float) -> dict[str, Any]:
+    def line_truth(self, line: PCSLine, t: float, columns_per_pixel: bool = True) -> dict[str, Any]:
         xs, ys, spacing = line_samples(line)
         columns = self.field.columns(xs, ys, t)
         v_normal = self.params.wind_speed_m_s * float(np.dot(self.field.along, line_normal(line)))
         flux = float(np.sum(columns) * spacing * v_normal * self.field.pixel_size_m * KG_M2_PER_MOLEC_CM2)
-        return {
+        out = {
             "flux_kg_s": flux,
             "mean_column_molec_cm2": float(np.mean(columns)),
             "ica_molec_cm2_m": float(np.sum(columns) * spacing * self.field.pixel_size_m),
-            "columns_molec_cm2": [float(c) for c in columns],
         }
+        if columns_per_pixel:
+            out["columns_molec_cm2"] = [float(c) for c in columns]
+        return out
 
     def aa_curve(self, columns: np.ndarray | None = None) -> dict[str, list[float]]:
         if columns is None:
@@ -134,8 +136,10 @@ class Scene:
         return {"column_molec_cm2": [float(c) for c in columns], "aa": [float(a) for a in aa]}
 
     def truth(self, times: Iterable[dt.datetime], lines: Sequence[PCSLine] = (),
-              cell_ppmm: Sequence[int] = (), extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """The ground truth for plume frames taken at ``times`` (see ``pycam.station.simulated_dataset``)."""
+              cell_ppmm: Sequence[int] = (), extra: Mapping[str, Any] | None = None,
+              columns_per_pixel: bool = True) -> dict[str, Any]:
+        """The ground truth for plume frames taken at ``times`` (see ``pycam.station.simulated_dataset``);
+        ``columns_per_pixel=False`` leaves out the per-sample PCS-line columns."""
         p, f = self.params, self.field
         on, off = self.camera("on").transmission, self.camera("off").transmission
         fit_cols = np.linspace(0.0, 2e18, 41)
@@ -149,7 +153,7 @@ class Scene:
                 "time": when.strftime("%Y-%m-%dT%H%M%S"),
                 "posix_time": t,
                 "fov_column_molec_cm2": self.field.fov_column(t),
-                "lines": {line.name: self.line_truth(line, t) for line in lines},
+                "lines": {line.name: self.line_truth(line, t, columns_per_pixel) for line in lines},
             }
             pairs.append(entry)
         mean_flux = {line.name: float(np.mean([e["lines"][line.name]["flux_kg_s"] for e in pairs]))

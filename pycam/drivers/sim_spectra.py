@@ -63,9 +63,10 @@ def super_gaussian_kernel(step_nm: float, fwem: float = ILS_FWEM_NM, k: float = 
 
 
 class SpectrometerModel:
-    """Spectra of a :class:`PlumeField` scene (see the module docstring)."""
+    """Spectra of a :class:`PlumeField` scene (see the module docstring); ``field=None`` gives a
+    model that only makes spectra for given columns (:meth:`spectrum_for_column`)."""
 
-    def __init__(self, field: PlumeField, references: ReferenceSet, seed: int, noise: bool = True) -> None:
+    def __init__(self, field: PlumeField | None, references: ReferenceSet, seed: int = 1, noise: bool = True) -> None:
         self.field = field
         self.references = references
         self.seed = int(seed)
@@ -116,18 +117,32 @@ class SpectrometerModel:
         light = PEAK_RATE * t_s * illumination(t, brightness) * self._convolved(column) / self.norm
         return dark + light
 
-    def spectrum(self, t: float, integration_ms: int, coadd: int = 1, frame_type: str = "Plume",
-                 brightness: float = 1.0) -> tuple[np.ndarray, float]:
-        """(counts, S_fov): a pure function of (seed, t, integration, coadd, type, brightness)."""
-        column = self.field.fov_column(t) if frame_type in ("Plume", "Test") else 0.0
-        mean = self.expected_counts(column, integration_ms, brightness, t, frame_type)
+    def _add_noise(self, mean: np.ndarray, coadd: int, rng: np.random.Generator) -> np.ndarray:
         if self.noise:
-            rng = frame_rng(self.seed, "spectrum", frame_type, int(round(t * 1000)), integration_ms, coadd,
-                            int(round(brightness * 1e6)))
             signal = np.maximum(mean - self.dark_pattern, 0.0)
             std = np.sqrt(signal / E_PER_COUNT + READ_NOISE ** 2) / math.sqrt(max(1, coadd))
             mean = mean + std * rng.standard_normal(PIXELS)
-        return np.clip(mean, 0.0, MAX_COUNTS), column
+        return np.clip(mean, 0.0, MAX_COUNTS)
+
+    def spectrum(self, t: float, integration_ms: int, coadd: int = 1, frame_type: str = "Plume",
+                 brightness: float = 1.0) -> tuple[np.ndarray, float]:
+        """(counts, S_fov): a pure function of (seed, t, integration, coadd, type, brightness)."""
+        if self.field is None:
+            raise ValueError("this spectrometer model has no scene: use spectrum_for_column")
+        column = self.field.fov_column(t) if frame_type in ("Plume", "Test") else 0.0
+        mean = self.expected_counts(column, integration_ms, brightness, t, frame_type)
+        rng = frame_rng(self.seed, "spectrum", frame_type, int(round(t * 1000)), integration_ms, coadd,
+                        int(round(brightness * 1e6)))
+        return self._add_noise(mean, coadd, rng), column
+
+    def spectrum_for_column(self, column: float, integration_ms: int = 1000, coadd: int = 1,
+                            frame_type: str = "Plume", realisation: int = 0) -> np.ndarray:
+        """Counts for a given SO2 column (no scene needed), e.g. to test a retrieval over a range
+        of columns; with noise, ``realisation`` selects the (deterministic) noise draw."""
+        mean = self.expected_counts(float(column), integration_ms, 1.0, 0.0, frame_type)
+        rng = frame_rng(self.seed, "column-spectrum", frame_type, int(realisation), integration_ms, coadd,
+                        int(round(float(column) / 1e12)))
+        return self._add_noise(mean, coadd, rng)
 
     def describe(self) -> dict:
         """The forward-model constants, for truth.json."""

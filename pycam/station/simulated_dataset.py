@@ -33,7 +33,7 @@ to the pixel-sum error, < 1e-4).
 [{name, x0, y0, x1, y1, orientation, normal_xy, normal_speed_m_s, samples, sample_spacing_px}],
 ``pairs`` [{time, posix_time, fov_column_molec_cm2, files {A, B, spectrum},
 exposure_us {A, B}, lines {name: {flux_kg_s, mean_column_molec_cm2, ica_molec_cm2_m,
-columns_molec_cm2 [...]}}}], ``mean_flux_kg_s`` {line: mean over pairs},
+columns_molec_cm2 [...] (omitted with --compact-truth)}}}], ``mean_flux_kg_s`` {line: mean over pairs},
 ``mean_fov_column_molec_cm2``, ``spectrometer`` (forward-model constants: wavelength
 formula, ILS super-Gaussian FWEM/k, O3, Ring, polynomial, dark, noise), ``misregistration_px``,
 ``reference_set``, ``dataset`` (layout, counts, framerate, period, exposures, cal exposure).
@@ -86,6 +86,7 @@ class DatasetOptions:
     dark_frames: int = 2
     coadd: int = 1
     line_gap_px: float = 40.0
+    line_columns: bool = True   # per-sample PCS-line columns in truth.json (large for long runs)
 
     def validate(self) -> None:
         checks = [
@@ -266,7 +267,7 @@ def write_dataset(out_dir: str | Path, options: DatasetOptions,
     write_camera_geometry(out / "cam_geom.txt", CameraGeometry(
         volcano="Simulated", lat=-39.42, lon=-71.94, altitude=1500.0, elev=10.0, azim=90.0, alt_offset=1.5))
     files += 5
-    truth = scene.truth(times, [line0, line1], [0, *options.cells_ppmm])
+    truth = scene.truth(times, [line0, line1], [0, *options.cells_ppmm], columns_per_pixel=options.line_columns)
     for entry, record in zip(truth["pairs"], pair_records):
         entry.update(record)
     truth["dataset"] = {

@@ -197,3 +197,19 @@ def test_noise_free_spectrum_matches_the_documented_forward_model(quiet_scene):
     assert lit.sum() > 1200
     ratio = counts[lit] / pix[lit]
     assert np.ptp(ratio) / ratio.mean() < 1e-9   # identical up to the documented scale factor
+
+
+def test_spectra_for_given_columns_without_a_scene(references):
+    from pycam.drivers.sim_spectra import SpectrometerModel
+
+    noisy = SpectrometerModel(None, references, seed=3)
+    quiet = SpectrometerModel(None, references, seed=3, noise=False)
+    a = noisy.spectrum_for_column(5e17, 800, realisation=1)
+    np.testing.assert_array_equal(a, noisy.spectrum_for_column(5e17, 800, realisation=1))
+    assert not np.array_equal(a, noisy.spectrum_for_column(5e17, 800, realisation=2))
+    clean = quiet.spectrum_for_column(5e17, 800)
+    lit = clean > 5000
+    assert 0.002 < np.std((a - clean)[lit] / clean[lit]) < 0.02
+    assert (quiet.spectrum_for_column(2e18, 800) <= clean + 1e-9).all()   # more SO2, never more light
+    with pytest.raises(ValueError, match="no scene"):
+        noisy.spectrum(0.0, 100)
