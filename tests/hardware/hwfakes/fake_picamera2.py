@@ -61,8 +61,9 @@ def scene(width: int, height: int) -> np.ndarray:
 
 
 class _Request:
-    def __init__(self, cam: "Picamera2", meta: dict, raw: np.ndarray, config: dict) -> None:
-        self._cam, self._meta, self._raw, self.config = cam, meta, raw, config
+    def __init__(self, cam: "Picamera2", meta: dict, make_raw, config: dict) -> None:
+        self._cam, self._meta, self._make_raw, self.config = cam, meta, make_raw, config
+        self._raw: np.ndarray | None = None
         self.ref_count = 1
 
     def _alive(self) -> None:
@@ -78,6 +79,8 @@ class _Request:
         if self.config.get(name) is None:
             raise RuntimeError(f"Stream {name!r} is not defined")
         if name == "raw":
+            if self._raw is None:  # pixels are made only when someone looks (cheap skipped frames)
+                self._raw = self._make_raw()
             return self._raw.reshape(-1).copy()
         w, h = self.config[name]["size"]
         return np.zeros(h * w * 3, np.uint8)
@@ -155,6 +158,7 @@ class Picamera2:
         self._frame = 0
         self._rng = np.random.default_rng(1234 + camera_num)
         self._scene_cache: np.ndarray | None = None
+        self._noise: list[np.ndarray] = []
         self.set_controls_calls: list[dict] = []
         INSTANCES.append(self)
 
@@ -268,15 +272,21 @@ class Picamera2:
             raise RuntimeError("fake picamera2 does not produce compressed frames")
         exposure = int(int(self._values["ExposureTime"] / LINE_TIME_US) * LINE_TIME_US)
         gain = float(self._values["AnalogueGain"])
-        if self._scene_cache is None or self._scene_cache.shape != (h, w):
-            self._scene_cache = scene(w, h)
-        signal = self._scene_cache * np.float32(exposure * 1e-6 * gain)
-        noise = self._rng.normal(0.0, 2.0, size=(h, w)).astype(np.float32)
-        values = np.clip(np.rint(signal + noise + 16.0), 0, 1023).astype(np.uint16)
-        TRUE_PIXELS[:] = [values]
+        frame_no = self._frame
+
+        def make_raw() -> np.ndarray:
+            if self._scene_cache is None or self._scene_cache.shape != (h, w):
+                self._scene_cache = scene(w, h)
+                self._noise = [self._rng.normal(0.0, 2.0, size=(h, w)).astype(np.float32) for _ in range(3)]
+            signal = self._scene_cache * np.float32(exposure * 1e-6 * gain)
+            signal += self._noise[frame_no % len(self._noise)]
+            signal += np.float32(16.0)
+            values = np.clip(np.rint(signal), 0, 1023).astype(np.uint16)
+            TRUE_PIXELS[:] = [values]
+            return _pack(values, raw_cfg["format"], raw_cfg["stride"])
+
         meta = {"ExposureTime": exposure, "AnalogueGain": gain, "DigitalGain": 1.0,
                 "SensorTimestamp": time.monotonic_ns(),
                 "FrameDuration": max(exposure, self._values["FrameDurationLimits"][0]),
                 "Lux": 400.0, "AeLocked": False}
-        return _Request(self, meta, _pack(values, raw_cfg["format"], raw_cfg["stride"]),
-                        self.camera_configuration())
+        return _Request(self, meta, make_raw, self.camera_configuration())
