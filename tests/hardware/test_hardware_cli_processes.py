@@ -1,0 +1,109 @@
+"""The systemd ExecStart commands with the real drivers, as separate processes: ``pycam masterpi``,
+``pycam camera --driver picamera2`` and ``pycam spectrometer --driver seabreeze``.  The libraries
+are replaced by shims on PYTHONPATH: a ``picamera2`` package re-exporting the fake, and a
+``sitecustomize`` that switches the real seabreeze to the fake backend with one device plugged.
+
+Library calls relied on: those listed in test_picamera2_driver.py and test_seabreeze_driver.py.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pycam.config import generate_secret, load_config, render_config
+from pycam.formats.images import read_image, read_spectrum_npy
+from pycam.formats.names import ImageName
+from pycam.station.client import StationClient
+
+HW_TESTS = Path(__file__).resolve().parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_shims(directory: Path) -> Path:
+    (directory / "picamera2").mkdir(parents=True)
+    (directory / "picamera2" / "__init__.py").write_text(
+        "from hwfakes.fake_picamera2 import Picamera2  # test shim: the fake stands in for picamera2\n")
+    (directory / "sitecustomize.py").write_text(
+        "import os\n"
+        "serial = os.environ.get('PYCAM_TEST_FAKE_SEABREEZE')\n"
+        "if serial:\n"
+        "    from hwfakes import fake_seabreeze\n"
+        "    fake_seabreeze.install_permanently()\n"
+        "    fake_seabreeze.plug(serial)\n")
+    return directory
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+    return value
+
+
+def test_unit_commands_run_the_real_drivers_on_the_fakes(tmp_path):
+    config_path = tmp_path / "station.toml"
+    config_path.write_text(render_config({
+        "network": {"device_port": free_port(), "client_port": free_port(), "reconnect_max_s": 1.0},
+        "storage": {"data_dir": str(tmp_path / "data"), "spool_dir": str(tmp_path / "spool")},
+        "camera": {"auto_exposure": False, "shutter_us": 50_000},
+        "spectrometer": {"auto_integration": False, "integration_ms": 20},
+    }, secret=generate_secret()))
+    config = load_config(config_path)
+    shims = make_shims(tmp_path / "shims")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(shims), str(HW_TESTS)]),
+               PYCAM_TEST_FAKE_SEABREEZE="FLMS09999", PYTHONUNBUFFERED="1")
+    base = [sys.executable, "-m", "pycam"]
+    commands = {
+        "master": base + ["masterpi", "--config", str(config_path), "--no-fsync"],
+        "CM1": base + ["camera", "--config", str(config_path), "--band", "on", "--driver", "picamera2"],
+        "SPC": base + ["spectrometer", "--config", str(config_path), "--driver", "seabreeze"],
+    }
+    logs = {name: open(tmp_path / f"{name}.log", "w") for name in commands}
+    procs = {name: subprocess.Popen(cmd, env=env, stdout=logs[name], stderr=subprocess.STDOUT)
+             for name, cmd in commands.items()}
+    client = StationClient(config, name="test")
+    try:
+        client.start()
+        assert client.wait_connected(30)
+
+        def devices():
+            try:
+                return set(client.request("master", "LOG", 0, timeout=5).value["devices"]) >= {"CM1", "SPC"}
+            except Exception:
+                return False
+
+        wait_for(devices, 40, "CM1 and SPC to connect")
+        client.request("CM1", "TPA", "Test", timeout=10)
+        client.request("SPC", "TPS", "Test", timeout=10)
+        data = Path(config["storage"]["data_dir"])
+        image = wait_for(lambda: sorted(data.rglob("*_fltrA_*_Test.png")), 30, "the test image")[0]
+        spectrum = wait_for(lambda: sorted(data.rglob("*_Test.npy")), 30, "the test spectrum")[0]
+    finally:
+        client.stop()
+        for proc in procs.values():
+            proc.terminate()
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for fh in logs.values():
+            fh.close()
+    log_text = {name: (tmp_path / f"{name}.log").read_text() for name in commands}
+    assert "picamera2 driver" in log_text["CM1"], log_text["CM1"]
+    assert read_image(image).shape == (486, 648)
+    assert 0.93 * 50_000 <= ImageName.parse(image.name).exposure_us <= 50_000
+    assert read_spectrum_npy(spectrum).shape == (2, 2048)
+    assert "_20ss_1coadd_Test.npy" in spectrum.name
