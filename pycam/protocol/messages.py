@@ -450,7 +450,7 @@ def decode(frame: Frame) -> Message:
     cls = MESSAGE_TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise MessageError("kind", f"unknown message kind {str(kind)[:20]!r}", _request_id(d))
-    if cls is not Data and frame.payload:
+    if cls is not Data and len(frame.payload):
         raise MessageError("payload", f"{kind} messages carry no payload", _request_id(d))
     try:
         return cls.from_header(d, frame.payload)

@@ -209,9 +209,23 @@ def test_decoding_is_linear_and_memory_bounded():
     assert peak <= len(wire)
 
 
-def test_crc_is_zlib_crc32_of_payload():
-    wire = encode_frame_bytes(b'{"kind":"ack","filename":"a"}', b"")
+@pytest.mark.parametrize("use_c", [False, True])
+def test_payload_checksum_algorithms(use_c):
+    from pycam.protocol.frames import HAVE_CRC32C
+
+    if use_c and not HAVE_CRC32C:
+        pytest.skip("crc32c package not installed")
+    payload = b"123456789"
+    wire = encode_frame_bytes(b'{"kind":"ack","filename":"a"}', b"", crc32c=use_c)
     assert int.from_bytes(wire[22:26], "big") == 0
-    payload = b"abc"
-    wire = encode_frame_bytes(b"{}", payload)
-    assert int.from_bytes(wire[22:26], "big") == zlib.crc32(payload)
+    wire = bytearray(encode_frame_bytes(b"{}", payload, crc32c=use_c))
+    expected = 0xE3069283 if use_c else zlib.crc32(payload)   # CRC-32C check value of "123456789"
+    assert int.from_bytes(wire[22:26], "big") == expected and wire[5] == (1 if use_c else 0)
+    dec = FrameDecoder()
+    dec.feed(bytes(wire))
+    assert bytes(dec.next_frame().payload) == payload
+    wire[-1] ^= 1
+    dec = FrameDecoder()
+    dec.feed(bytes(wire))
+    with pytest.raises(MessageError, match="CRC-32C" if use_c else "CRC-32 "):
+        dec.next_frame()
