@@ -70,10 +70,10 @@ class SceneParameters:
     wind_direction_deg: float = 0.0
     plume_distance_m: float = 5000.0
     plume_axis_xy: tuple[float, float] = (324.0, 243.0)
-    plume_sigma_px: float = 50.0          # mean cross-wind standard deviation
-    meander_px: float = 8.0               # rms-ish centre-line meander amplitude
-    width_variation: float = 0.12         # relative width modulation
-    texture_amplitude: float = 0.25       # relative turbulent texture (std)
+    plume_sigma_px: float = 40.0          # mean cross-wind standard deviation
+    meander_px: float = 6.0               # rms-ish centre-line meander amplitude
+    width_variation: float = 0.1          # relative width modulation
+    texture_amplitude: float = 0.2        # relative turbulent texture (std)
     puff_amplitude: float = 0.2           # std of the mass modulation q
     puff_length_px: float = 1300.0        # spatial period of q (L_q)
     puff_max_harmonic: int = 40           # highest harmonic of q
@@ -82,7 +82,7 @@ class SceneParameters:
     puff_balance_samples: int = 0         # N (0: off)
     puff_balance_periods: int = 1         # j
     body_period_px: float = 1300.0        # spatial period of the body A (P)
-    fov_xy: tuple[float, float] | None = None   # spectrometer FOV centre; None: on the axis at x=0.62·W
+    fov_xy: tuple[float, float] | None = None   # spectrometer FOV centre; None: on the axis, 78 px downstream
     fov_radius_px: float = 10.0
     misregistration_px: tuple[float, float] = (0.0, 0.0)  # B views the scene point of A's pixel (x+dx, y+dy)
 
@@ -274,13 +274,9 @@ class PlumeField:
     def fov_centre(self) -> tuple[float, float]:
         if self.params.fov_xy is not None:
             return (float(self.params.fov_xy[0]), float(self.params.fov_xy[1]))
-        x = 0.62 * BINNED_SHAPE[1]
-        # the axis point at this x (for flows that are not vertical)
-        if abs(self.along[0]) > 1e-6:
-            y = self.axis[1] + (x - self.axis[0]) * self.along[1] / self.along[0]
-        else:
-            y = self.axis[1]
-        return (round(x), round(float(np.clip(y, 20, BINNED_SHAPE[0] - 20))))
+        # on the plume axis, 78 px downstream of the axis point (402, 243 for the defaults)
+        x, y = self.axis + 78.0 * self.along
+        return (float(round(np.clip(x, 20, BINNED_SHAPE[1] - 20))), float(round(np.clip(y, 20, BINNED_SHAPE[0] - 20))))
 
     def fov_column(self, t: float) -> float:
         """The plume column averaged over the spectrometer FOV disk (binned pixels)."""

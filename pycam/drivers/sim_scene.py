@@ -129,6 +129,19 @@ class Scene:
             out["columns_molec_cm2"] = [float(c) for c in columns]
         return out
 
+    def plume_free_rows(self, times: Sequence[float], threshold: float = 1e16) -> dict[str, Any]:
+        """Top and bottom row ranges [first, last] (binned px) where the column stays below
+        ``threshold`` at the given POSIX times (sky reference regions)."""
+        peak = np.zeros(BINNED_SHAPE[0])
+        for t in times:
+            peak = np.maximum(peak, self.field.column_image(t).max(axis=1))
+        rows = np.nonzero(peak >= threshold)[0]
+        if rows.size == 0:
+            return {"top": [0, BINNED_SHAPE[0] - 1], "bottom": None, "threshold_molec_cm2": threshold}
+        top = [0, int(rows[0]) - 1] if rows[0] > 0 else None
+        bottom = [int(rows[-1]) + 1, BINNED_SHAPE[0] - 1] if rows[-1] < BINNED_SHAPE[0] - 1 else None
+        return {"top": top, "bottom": bottom, "threshold_molec_cm2": threshold}
+
     def aa_curve(self, columns: np.ndarray | None = None) -> dict[str, list[float]]:
         if columns is None:
             columns = np.linspace(0.0, 5e18, 101)
@@ -140,6 +153,7 @@ class Scene:
               columns_per_pixel: bool = True) -> dict[str, Any]:
         """The ground truth for plume frames taken at ``times`` (see ``pycam.station.simulated_dataset``);
         ``columns_per_pixel=False`` leaves out the per-sample PCS-line columns."""
+        times = list(times)
         p, f = self.params, self.field
         on, off = self.camera("on").transmission, self.camera("off").transmission
         fit_cols = np.linspace(0.0, 2e18, 41)
@@ -156,6 +170,8 @@ class Scene:
                 "lines": {line.name: self.line_truth(line, t, columns_per_pixel) for line in lines},
             }
             pairs.append(entry)
+        times_list = [posix_time(w) for w in times]
+        plume_free = self.plume_free_rows(times_list[:: max(1, len(times_list) // 10)] or [0.0])
         mean_flux = {line.name: float(np.mean([e["lines"][line.name]["flux_kg_s"] for e in pairs]))
                      for line in lines} if pairs else {}
         fov_x, fov_y = f.fov_centre
@@ -203,6 +219,7 @@ class Scene:
                        "aa": float(aa_of_column(on, off, np.array([n * MOLEC_CM2_PER_PPMM]))[0])}
                       for n in cell_ppmm],
             "spectrometer": self.spectrometer().describe(),
+            "plume_free_rows": plume_free,
             "pcs_lines": [{"name": line.name, "x0": line.x0, "y0": line.y0, "x1": line.x1, "y1": line.y1,
                            "orientation": line.orientation,
                            "normal_xy": [float(v) for v in line_normal(line)],
