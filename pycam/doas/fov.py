@@ -6,9 +6,12 @@
    spectrum within ``max_gap_s`` is not used.
 2. **FOV search** (:func:`search_fov`): the Pearson correlation r(x, y) between each pixel's
    AA time series and the DOAS column series, computed for all pixels at once (one matrix
-   product on the centred stack), blurred with a Gaussian (σ = 4 px); its maximum (refined to sub-pixel by a
-   parabola) is the FOV centre.  For radii 1…``max_radius`` the mean AA inside the disk is correlated with the
-   columns (all radii at once from per-ring sums) and the best radius is kept.
+   product on the centred stack).  Because the spectrometer averages the plume texture over
+   its FOV, the images are first box-averaged over trial FOV sizes (coarse search on a 4×4
+   averaged stack, then full resolution around the best position); the blurred maximum,
+   refined to sub-pixel by a parabola, is the FOV centre.  For radii 1…``max_radius`` the mean
+   AA inside the disk is correlated with the columns (all radii at once from per-ring sums)
+   and the best radius is kept.
 3. **Calibration** (:func:`fit_calibration`): a polynomial column = Σ c_k·AA^k (order 1 by
    default) weighted by the DOAS errors; the column error of the calibration is the residual
    standard deviation.
@@ -169,22 +172,88 @@ class FovSearch:
     aa_in_fov: np.ndarray         # (T,) mean AA inside the best disk
 
 
+def _downsample(stack: np.ndarray, factor: int) -> np.ndarray:
+    """Mean over factor×factor blocks (strided adds: several times faster than a reshaped mean)."""
+    t, h, w = stack.shape
+    hh, ww = h // factor, w // factor
+    cropped = stack[:, :hh * factor, :ww * factor]
+    columns = np.zeros((t, hh * factor, ww), np.float32)
+    for k in range(factor):
+        columns += cropped[:, :, k::factor]
+    blocks = np.zeros((t, hh, ww), np.float32)
+    for k in range(factor):
+        blocks += columns[:, k::factor, :]
+    blocks *= 1.0 / (factor * factor)
+    return blocks
+
+
+def _radius_scales(max_radius: int, factor: int) -> list[int]:
+    """Trial FOV radii (full-resolution px) for the coarse search: about 1.5x apart."""
+    radii, r = [], float(max(1, factor // 2))
+    while r < max_radius:
+        radii.append(int(round(r)))
+        r *= 1.5
+    radii.append(max_radius)
+    return sorted(set(radii))
+
+
+def _peak(r_map: np.ndarray) -> tuple[float, float]:
+    cy_i, cx_i = np.unravel_index(int(np.argmax(r_map)), r_map.shape)
+    return (float(cx_i) + _vertex(r_map[cy_i, max(cx_i - 1, 0):cx_i + 2]),
+            float(cy_i) + _vertex(r_map[max(cy_i - 1, 0):cy_i + 2, cx_i]))
+
+
 def search_fov(aa_stack: np.ndarray, columns: np.ndarray, *, max_radius: int = 30, blur_sigma: float = 4.0,
-               fixed_centre: tuple[float, float] | None = None, fixed_radius: int | None = None) -> FovSearch:
-    """Find the spectrometer's FOV in a stack of AA images whose DOAS columns are ``columns``."""
+               fixed_centre: tuple[float, float] | None = None, fixed_radius: int | None = None,
+               coarse_factor: int = 4) -> FovSearch:
+    """Find the spectrometer's FOV in a stack of AA images whose DOAS columns are ``columns``.
+
+    A single pixel's AA carries plume texture the spectrometer averages away, so the r-map is
+    computed on images box-averaged over each trial FOV size: first on the stack averaged
+    ``coarse_factor``×``coarse_factor`` (all trial radii), then at full resolution in a window
+    around the best coarse position with the best radius, blurred with ``blur_sigma``
+    (scaled to that radius) and refined to sub-pixel.  Last, the disk radius with the highest
+    correlation of its mean AA is kept.
+    """
     stack = np.asarray(aa_stack)
     if stack.ndim != 3 or stack.shape[0] != len(columns):
         raise FovError(f"AA stack shape {stack.shape} does not match {len(columns)} columns")
-    r_map = correlation_map(stack, columns)
-    if blur_sigma > 0:
-        r_map = ndimage.gaussian_filter(r_map, blur_sigma, mode="nearest")
+    t, h, w = stack.shape
+    y = np.asarray(columns, dtype=np.float64)
+    factor = max(1, min(int(coarse_factor), h // 8, w // 8))
+    coarse = _downsample(stack, factor) if factor > 1 else stack.astype(np.float32, copy=False)
+    best = (-np.inf, 0, None)
+    for radius in ([fixed_radius] if fixed_radius is not None else _radius_scales(max_radius, factor)):
+        size = max(1, 2 * int(round(radius / factor)) + 1)
+        smooth = ndimage.uniform_filter(coarse, size=(1, size, size), mode="nearest") if size > 1 else coarse
+        r_coarse = correlation_map(smooth, y)
+        peak = float(r_coarse.max())
+        if peak > best[0]:
+            best = (peak, radius, r_coarse)
+    _, scale_radius, r_coarse = best
+    r_full = np.kron(r_coarse, np.ones((factor, factor)))
+    r_map = np.zeros((h, w))
+    r_map[:r_full.shape[0], :r_full.shape[1]] = r_full
     if fixed_centre is not None:
         cx, cy = float(fixed_centre[0]), float(fixed_centre[1])
     else:
-        cy_i, cx_i = np.unravel_index(int(np.argmax(r_map)), r_map.shape)
-        cx, cy = float(cx_i) + _vertex(r_map[cy_i, cx_i - 1:cx_i + 2]), float(cy_i) + _vertex(r_map[cy_i - 1:cy_i + 2, cx_i])
+        ccx, ccy = _peak(r_coarse)
+        gx, gy = (ccx + 0.5) * factor - 0.5, (ccy + 0.5) * factor - 0.5
+        margin = 2 * factor + scale_radius + 2
+        x0, x1 = max(int(gx - margin), 0), min(int(gx + margin) + 1, w)
+        y0, y1 = max(int(gy - margin), 0), min(int(gy + margin) + 1, h)
+        pad = scale_radius + 1
+        px0, px1, py0, py1 = max(x0 - pad, 0), min(x1 + pad, w), max(y0 - pad, 0), min(y1 + pad, h)
+        crop = stack[:, py0:py1, px0:px1].astype(np.float32)
+        size = 2 * int(scale_radius) + 1
+        smooth = ndimage.uniform_filter(crop, size=(1, size, size), mode="nearest") if size > 1 else crop
+        r_fine = correlation_map(smooth, y)[y0 - py0:y1 - py0, x0 - px0:x1 - px0]
+        if blur_sigma > 0:
+            r_fine = ndimage.gaussian_filter(r_fine, min(blur_sigma, max(1.0, scale_radius / 4.0)), mode="nearest")
+        fx, fy = _peak(r_fine)
+        cx, cy = fx + x0, fy + y0
+        r_map[y0:y1, x0:x1] = r_fine
     series = disk_series(stack, (cx, cy), max_radius)
-    y = np.asarray(columns, dtype=np.float64)
     yc = y - y.mean()
     sc = series - series.mean(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
