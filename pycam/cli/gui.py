@@ -16,11 +16,11 @@ def find_config(explicit: Path | None) -> Path | None:
     if explicit is not None:
         return explicit
     try:
-        from pycam.station import launcher
+        from pycam.station.runtime import demo_config_path
     except ImportError:
         return None
-    finder = getattr(launcher, "find_running_demo_config", None)
-    return finder() if finder is not None else None
+    path = demo_config_path()
+    return path if path.is_file() else None
 
 
 def run(args: argparse.Namespace) -> int:

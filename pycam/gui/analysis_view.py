@@ -43,7 +43,10 @@ class AnalysisView(ttk.Frame):
                                           interpolation="nearest")
         self.colourbar = self.image_plot.figure.colorbar(self.image, ax=self.image_ax, fraction=0.04, pad=0.02)
         self.colourbar.set_label(UNITS["AA"], fontsize=8)
-        self.image_title = self.image_ax.set_title("SO2 image: waiting for image pairs", fontsize=9)
+        self.image_ax.set_title("live SO2 image", fontsize=9)
+        self.image_title = self.image_ax.text(0.01, 0.99, "waiting for image pairs", transform=self.image_ax.transAxes,
+                                              fontsize=8, va="top", ha="left", color="#ffffff",
+                                              bbox=dict(facecolor="#000000", alpha=0.5, lw=0, pad=1.5))
         self.image_plot.animate(self.image, self.image_title)
         x0, y0, x1, y1 = ambient_roi
         self.roi_patch = Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="#ff9800", lw=1.2, ls="--")
@@ -147,14 +150,18 @@ class AnalysisView(ttk.Frame):
             return
         self.image.set_data(image)
         if self.auto_scale.get() or new_unit:
-            lo, hi = nice_limits(*robust_range(image, 1, 99.5))
-            if (lo, hi) != self.image.get_clim():
-                self.image.set_clim(lo, hi)
+            lo, hi = robust_range(image, 1, 99.5)
+            c0, c1 = self.image.get_clim()
+            span = c1 - c0
+            # hysteresis: rescale (a full redraw, the colour bar changes) only when the data
+            # leave the scale or use less than half of it
+            if new_unit or lo < c0 - 0.05 * span or hi > c1 + 0.05 * span or (hi - lo) < 0.5 * span:
+                self.image.set_clim(*nice_limits(lo, hi))
                 self.image_plot.request_full_draw()
         if new_unit or self.colourbar.ax.get_ylabel() != UNITS.get(unit, unit):
             self.colourbar.set_label(UNITS.get(unit, unit), fontsize=8)
             self.image_plot.request_full_draw()
-        self.image_plot.refresh()
+        self.image_plot.refresh_axes(self.image_ax)
 
     def show_result(self, result: So2Display) -> None:
         self.last_result = result

@@ -207,8 +207,10 @@ class PyCamApp:
         self.root.destroy()
 
 
-def run_gui(config_path: Path) -> int:
-    """Open the GUI connected to the station in ``config_path``; returns the exit code."""
+def run_gui(config_path: Path, duration_s: float | None = None) -> int:
+    """Open the GUI connected to the station in ``config_path``; returns the exit code.
+
+    ``duration_s`` closes the window after that many seconds (for scripted demos)."""
     try:
         config = load_config(config_path)
     except ConfigError as exc:
@@ -220,6 +222,8 @@ def run_gui(config_path: Path) -> int:
         print(f"pycam gui: no display available ({exc}); use `pycam demo --headless` without one")
         return 2
     app = PyCamApp(root, config)
+    if duration_s is not None:
+        root.after(int(duration_s * 1000), app.quit)
     try:
         root.mainloop()
     finally:

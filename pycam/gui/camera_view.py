@@ -47,7 +47,10 @@ class CameraView(ttk.Frame):
         for band, ax in self.axes.items():
             self.images[band] = ax.imshow(blank, cmap="gray", vmin=0, vmax=FULL_SCALE, interpolation="nearest")
             self.overlays[band] = ax.imshow(empty_overlay, interpolation="nearest")
-            self.titles[band] = ax.set_title(f"{BANDS[band][1]}: waiting", fontsize=9)
+            ax.set_title(BANDS[band][1], fontsize=9)
+            self.titles[band] = ax.text(0.01, 0.99, "waiting for images", transform=ax.transAxes, fontsize=8,
+                                        va="top", ha="left", color="#ffffff",
+                                        bbox=dict(facecolor="#000000", alpha=0.5, lw=0, pad=1.5))
             (self.markers[band],) = ax.plot([], [], color="#00c0ff", lw=0.8)
             ax.set_xticks([])
             ax.set_yticks([])
@@ -138,23 +141,31 @@ class CameraView(ttk.Frame):
         self.frames[frame.band] = frame
         if self.auto_scale.get():
             lo, hi = robust_range(frame.pixels, 0.5, 99.8)
-            self._set_clim(*nice_limits(lo, hi))
+            c0, c1 = self.images["A"].get_clim()
+            span = c1 - c0
+            if lo < c0 - 0.05 * span or hi > c1 + 0.05 * span or (hi - lo) < 0.5 * span:  # hysteresis
+                self._set_clim(*nice_limits(lo, hi))
         self._update_band(frame.band, frame)
         self.frames_shown += 1
-        self.plot.refresh()
+        if self.profile_index is None:
+            self.plot.refresh_axes(self.axes[frame.band])
+        else:
+            self.plot.refresh_axes(self.axes[frame.band], self.profile_ax)
 
     def _update_band(self, band: str, frame: ImageFrame) -> None:
         pixels = frame.pixels
         self.images[band].set_data(pixels)
-        if self.saturation_overlay.get():
+        saturated_mask = pixels >= SATURATION_LEVEL
+        n_saturated = int(np.count_nonzero(saturated_mask))
+        if self.saturation_overlay.get() and n_saturated:
             overlay = np.zeros(pixels.shape + (4,), dtype=np.uint8)
-            overlay[pixels >= SATURATION_LEVEL] = (255, 0, 0, 200)
+            overlay[saturated_mask] = (255, 0, 0, 200)
             self.overlays[band].set_data(overlay)
             self.overlays[band].set_visible(True)
         else:
             self.overlays[band].set_visible(False)
-        saturated = float(np.count_nonzero(pixels >= SATURATION_LEVEL)) / pixels.size
-        self.titles[band].set_text(f"{band} {frame.time_string} {frame.frame_type} {frame.exposure_us} µs"
+        saturated = n_saturated / pixels.size
+        self.titles[band].set_text(f"{frame.time_string} {frame.frame_type} {frame.exposure_us} µs"
                                    f"  sat {100 * saturated:.1f}%")
         self._update_profile(band)
 

@@ -11,6 +11,7 @@ address, and the messages pane listing every reply, event and error with time an
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import tkinter as tk
 from tkinter import ttk
@@ -49,7 +50,15 @@ class StationLink:
 
     # client thread ----------------------------------------------------------------------
     def _on_message(self, message) -> None:
+        if getattr(message, "kind", "") == "event" and getattr(message, "name", "") == "routed":
+            return  # the master's routing receipt: internal to request()
         summary = summarize_message(message)
+        session = getattr(message, "session", "")
+        client = self.client
+        if summary.request_id is not None and session and client is not None \
+                and session != getattr(client, "session", session):
+            # another client's reply: shown, but never matched against our request ids
+            summary = dataclasses.replace(summary, request_id=None, text=f"{summary.text} (other client)")
         if summary.is_data and self.data_sink is not None:
             self.data_sink(message)
         if summary.is_data:
@@ -86,7 +95,11 @@ class StationLink:
         if self.client is None:
             self.queue.post("error", f"not connected: {device} {key}={value!r} not sent")
             return None
-        request_id = self.client.send_command(device, key, value)
+        try:
+            request_id = self.client.send_command(device, key, value)
+        except (ConnectionError, OSError) as exc:  # NotConnected is a ConnectionError
+            self.queue.post("error", f"{device} {key}={value!r} not sent: {exc}")
+            return None
         when = _dt.datetime.now().strftime("%H:%M:%S")
         self.queue.post("message", MessageSummary(when, device, "sent", f"{key} = {value!r}",
                                                   request_id=str(request_id)))

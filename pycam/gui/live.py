@@ -21,6 +21,9 @@ import threading
 import time
 from typing import Any, Callable
 
+import numpy as np
+
+from pycam.formats.names import parse_time
 from pycam.gui.messages import ImageFrame, SpectrumFrame, decode_data
 from pycam.gui.worker import GuiQueue
 
@@ -51,6 +54,8 @@ class LiveProcessing:
         self.processor = None
         self.retriever = None
         self._processor_kwargs: dict = {}
+        self.darks: dict[tuple[str, int], np.ndarray] = {}
+        self._stale = False
         self.pairs_processed = 0
         self.pairs_dropped = 0
         self.spectra_processed = 0
@@ -82,6 +87,8 @@ class LiveProcessing:
     def feed(self, frame: ImageFrame | SpectrumFrame) -> None:
         if isinstance(frame, ImageFrame):
             self.queue.post("image", frame, coalesce=f"image-{frame.band}")
+            if frame.frame_type == "Dark":
+                self._inbox.put(("dark", frame))
             if is_calibration_type(frame.frame_type):
                 self.queue.post("cal_frame", frame)
                 return
@@ -115,6 +122,8 @@ class LiveProcessing:
                         self.processor.set_pcs_lines(item)
                 elif kind == "configure":
                     self._rebuild(item, pending_lines)
+                elif kind == "dark":
+                    self._add_dark(item, pending_lines)
                 elif kind == "frame":
                     if isinstance(item, SpectrumFrame):
                         self._process_spectrum(item)
@@ -128,11 +137,25 @@ class LiveProcessing:
         if self.processor_factory is None:
             return
         self._processor_kwargs.update(changes)
+        old = self.processor
         self.processor = self.processor_factory(**self._processor_kwargs)
+        self._stale = False
         if lines:
             self.processor.set_pcs_lines(lines)
+        carry = getattr(self.processor, "carry_over", None)
+        if old is not None and carry is not None and "calibration" not in changes:
+            carry(old)  # keep the live DOAS calibration across a rebuild (e.g. new darks)
+
+    def _add_dark(self, frame: ImageFrame, lines) -> None:
+        """Keep the newest dark per band and exposure; the processor is rebuilt with them."""
+        band = "on" if frame.band == "A" else "off"
+        self.darks[(band, frame.exposure_us)] = np.asarray(frame.pixels)
+        self._processor_kwargs["darks"] = dict(self.darks)
+        self._stale = True  # rebuilt at the next pair, so a dark set costs one rebuild
 
     def _ensure_processor(self, lines):
+        if self._stale and self.processor is not None and self.processor_factory is not None:
+            self._rebuild({}, lines)
         if self.processor is None and self.processor_factory is not None:
             try:
                 self.processor = self.processor_factory(**self._processor_kwargs)
@@ -159,7 +182,7 @@ class LiveProcessing:
         processor = self._ensure_processor(lines)
         if processor is None:
             return
-        meta = {"time": frame.time_string, "type": frame.frame_type,
+        meta = {"time": parse_time(frame.time_string), "time_string": frame.time_string, "type": frame.frame_type,
                 "exposure_a_us": slot["A"].exposure_us, "exposure_b_us": slot["B"].exposure_us,
                 "filename_a": slot["A"].filename, "filename_b": slot["B"].filename}
         start = time.perf_counter()
@@ -179,5 +202,9 @@ class LiveProcessing:
             return
         result = self.retriever(frame)
         self.spectra_processed += 1
-        if result is not None:
-            self.queue.post("doas", (frame, result))
+        if result is None:
+            return
+        self.queue.post("doas", (frame, result))
+        add = getattr(self.processor, "add_doas", None)
+        if add is not None and frame.frame_type == "Plume":
+            add(parse_time(frame.time_string), result.column, result.column_err, result.ok)

@@ -24,11 +24,13 @@ class BlitCanvas:
         self.widget = self.canvas.get_tk_widget()
         self._animated: list = []
         self._background = None
+        self._axes_backgrounds: dict = {}
         self._needs_full = True
         self.full_draws = 0
         self.blits = 0
         self.canvas.mpl_connect("draw_event", self._on_draw)
-        self.canvas.mpl_connect("resize_event", lambda _e: self.request_full_draw())
+        self.canvas.mpl_connect("resize_event", lambda _e: self._relayout())
+        self._layout_done = False
 
     def animate(self, *artists) -> None:
         for artist in artists:
@@ -38,16 +40,43 @@ class BlitCanvas:
     def request_full_draw(self) -> None:
         self._needs_full = True
 
+    def _relayout(self) -> None:
+        """After a resize the next full draw runs the (slow) constrained layout once more."""
+        self._layout_done = False
+        self.figure.set_layout_engine("constrained")
+        self._needs_full = True
+
     def _on_draw(self, _event) -> None:
         self.full_draws += 1
         self._background = self.canvas.copy_from_bbox(self.figure.bbox)
+        self._axes_backgrounds = {ax: self.canvas.copy_from_bbox(ax.bbox) for ax in self.figure.axes}
         self._draw_animated()
 
-    def _draw_animated(self) -> None:
+    def _draw_animated(self, only_axes=None) -> None:
         renderer = self.canvas.get_renderer()
         for artist in self._animated:
-            if artist.get_visible() and artist.figure is not None:
-                artist.axes.draw_artist(artist) if artist.axes is not None else artist.draw(renderer)
+            if not artist.get_visible() or artist.figure is None:
+                continue
+            if only_axes is not None and artist.axes not in only_axes:
+                continue
+            artist.axes.draw_artist(artist) if artist.axes is not None else artist.draw(renderer)
+
+    def refresh_axes(self, *axes) -> None:
+        """Redraw only the animated artists inside ``axes`` (each blitted within its own box).
+
+        Artists drawn outside their axes box would leave traces, so per-axes refresh is for
+        artists that stay inside (images, lines, in-axes text).
+        """
+        if self._needs_full or self._background is None or not self.widget.winfo_ismapped() \
+                or any(ax not in self._axes_backgrounds for ax in axes):
+            self.refresh()
+            return
+        for ax in axes:
+            self.canvas.restore_region(self._axes_backgrounds[ax])
+        self._draw_animated(set(axes))
+        for ax in axes:
+            self.canvas.blit(ax.bbox)
+        self.blits += 1
 
     def refresh(self) -> None:
         """Show the current artist data: blit if possible, full draw if the layout changed."""
@@ -57,6 +86,10 @@ class BlitCanvas:
         if self._needs_full or self._background is None:
             self._needs_full = False
             self.canvas.draw()  # the draw_event saves the background and draws animated artists
+            if not self._layout_done:
+                # freeze the layout: later full draws (new axis limits) skip the layout solver
+                self._layout_done = True
+                self.figure.set_layout_engine("none")
             return
         self.canvas.restore_region(self._background)
         self._draw_animated()
@@ -145,8 +178,11 @@ class GrowingSeries:
         if all_y:
             lo, hi = min(all_y), max(all_y)
             y0, y1 = self._ylim
-            if lo < y0 or hi > y1 or (hi - lo) < 0.2 * (y1 - y0) and len(all_y) > 5:
-                margin = 0.15 * ((hi - lo) or abs(hi) or 1.0)
-                self._ylim = nice_limits(lo - margin, hi + margin)
+            margin = max(0.15 * (hi - lo), 0.05 * max(abs(lo), abs(hi)), 1e-12)
+            target = nice_limits(lo - margin, hi + margin)
+            outside = lo < y0 or hi > y1
+            too_loose = len(all_y) > 5 and (y1 - y0) > 5 * (target[1] - target[0])
+            if outside or too_loose:
+                self._ylim = target
                 self.ax.set_ylim(*self._ylim)
                 self.blit.request_full_draw()

@@ -29,6 +29,8 @@ class So2Display:
     images: dict[str, np.ndarray]        # "tau_A", "AA", "column" (molec cm^-2) when calibrated
     rates: dict[str, LineRate]           # line name (and "total") -> rate
     processing_s: float = 0.0
+    fov: tuple[float, float, float] | None = None   # DOAS field of view (x, y, radius) in pixels
+    note: str = ""                                    # calibration state and processing warnings
 
 
 @dataclasses.dataclass(frozen=True)

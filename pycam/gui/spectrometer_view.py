@@ -44,7 +44,8 @@ class SpectrometerView(ttk.Frame):
         self.spec_ax.axvspan(*fit_window, color="#4caf50", alpha=0.15, label="fit window")
         self.spec_ax.axvspan(*stray_window, color="#ff9800", alpha=0.2, label="stray light")
         (self.spectrum_line,) = self.spec_ax.plot([], [], lw=0.8, color="#1f4e9e", label="spectrum")
-        self.spec_title = self.spec_ax.set_title("spectrum: waiting", fontsize=9)
+        self.spec_title = self.spec_ax.text(0.99, 0.97, "spectrum: waiting", transform=self.spec_ax.transAxes,
+                                            fontsize=8, ha="right", va="top")
         self.spec_ax.set_xlim(250, 405)
         self.spec_ax.set_ylim(0, SPECTRUM_FULL_SCALE)
         self.spec_ax.set_xlabel("wavelength (nm)", fontsize=8)
@@ -60,7 +61,8 @@ class SpectrometerView(ttk.Frame):
         self.resid_ax.set_xlim(*fit_window)
         self.resid_ax.set_ylim(-0.05, 0.05)
         self.resid_ax.axhline(0, color="#999999", lw=0.5)
-        self.fit_title = self.resid_ax.set_title("residual", fontsize=9)
+        self.resid_ax.set_title("residual (measured − model) / model", fontsize=9)
+        self.fit_title = self.resid_ax.text(0.02, 0.95, "", transform=self.resid_ax.transAxes, fontsize=8, va="top")
         self.series_ax.set_ylabel("SO2 (molec/cm²)", fontsize=8)
         self.series_ax.set_xlabel("time since start (s)", fontsize=8)
         self.series = GrowingSeries(self.plot, self.series_ax)
@@ -103,7 +105,7 @@ class SpectrometerView(ttk.Frame):
             self.spec_ax.set_xlim(lo, hi)
             self.plot.request_full_draw()
         self.spectra_shown += 1
-        self.plot.refresh()
+        self.plot.refresh_axes(self.spec_ax)
 
     def show_fit(self, item) -> None:
         _frame, fit = item
@@ -128,7 +130,7 @@ class SpectrometerView(ttk.Frame):
                 limit = nice_limits(0, max(bound, 1e-4))[1]
                 self.resid_ax.set_ylim(-limit, limit)
                 self.plot.request_full_draw()
-        self.fit_title.set_text(f"residual ({'ok' if fit.ok else 'flagged'})")
+        self.fit_title.set_text("fit ok" if fit.ok else f"flagged: {fit.note}"[:60])
         if self._t0 is None:
             self._t0 = fit.seconds
         self.series.append("SO2 column", fit.seconds - self._t0, fit.column)
@@ -136,4 +138,4 @@ class SpectrometerView(ttk.Frame):
         self.column_var.set(f"{fit.time_string}: SO2 = {fit.column:.3e} ± {fit.column_err:.1e} molec/cm²"
                             + (f"\n{fit.note}" if fit.note else ""))
         self.fits_shown += 1
-        self.plot.refresh()
+        self.plot.refresh_axes(self.fit_ax, self.resid_ax, self.series_ax)

@@ -78,7 +78,8 @@ def _field(obj, *names, default=float("nan")):
         if isinstance(obj, dict) and name in obj:
             return obj[name]
         if hasattr(obj, name):
-            return getattr(obj, name)
+            value = getattr(obj, name)
+            return default if value is None else value
     return default
 
 
@@ -87,10 +88,10 @@ def line_rate(rate) -> LineRate:
                     float(_field(rate, "velo_eff", "velo_eff_m_s")), float(_field(rate, "velo_eff_err")))
 
 
-def so2_display(result, time_string: str, processing_s: float) -> So2Display:
+def so2_display(result, time_string: str, processing_s: float, fov=None, note: str = "") -> So2Display:
     """Reduce a ``PairResult`` to what the analysis view draws."""
     images: dict[str, np.ndarray] = {}
-    for unit, names in (("AA", ("aa",)), ("tau_A", ("tau_a",)), ("column", ("so2", "column"))):
+    for unit, names in (("AA", ("aa",)), ("tau_A", ("tau_a",)), ("column", ("so2",))):
         image = _field(result, *names, default=None)
         if image is not None:
             images[unit] = np.asarray(image, dtype=np.float32)
@@ -101,31 +102,99 @@ def so2_display(result, time_string: str, processing_s: float) -> So2Display:
         err = math.sqrt(sum(r.flux_err_kg_s ** 2 for r in lines if math.isfinite(r.flux_err_kg_s)))
         velo = float(np.nanmean([r.velo_eff_m_s for r in lines]))
         rates["total"] = LineRate(flux, err, velo)
-    return So2Display(time_string, seconds_of(time_string), images, rates, processing_s)
+    warnings = _field(result, "warnings", default=[]) or []
+    notes = [note] if note else []
+    notes += [str(w) for w in warnings]
+    return So2Display(time_string, seconds_of(time_string), images, rates, processing_s, fov, "; ".join(notes))
 
 
 class ProcessorAdapter:
-    """Wraps ``RealtimeProcessor``: ``process_pair`` returns a :class:`So2Display`."""
+    """Wraps ``RealtimeProcessor``; ``process_pair`` returns a :class:`So2Display`.
 
-    def __init__(self, processor) -> None:
+    Without a fixed calibration it calibrates itself from the DOAS columns (PyCam's default,
+    ``cal_type_int`` 1): AA images and DOAS columns feed a :class:`pycam.doas.fov.FovCalibrator`;
+    when the FOV search succeeds (≥ 15 matched samples) the resulting samples become a
+    :class:`pycam.processing.doas_calibration.DoasCalibration` for the processor.
+    """
+
+    def __init__(self, processor, *, doas_calibration: bool = True, recal_minutes: float = 1.0,
+                 window_minutes: float = 30.0, max_gap_s: float = 2.0, min_samples: int = 20) -> None:
         self.processor = processor
+        self.fov = None
+        self.calibrator = None
+        self.calibration_text = ""
+        if doas_calibration and getattr(processor, "calibration", None) is None:
+            from pycam.doas.fov import FovCalibrator
+
+            self.calibrator = FovCalibrator(recal_minutes=recal_minutes, window_minutes=window_minutes,
+                                            max_gap_s=max_gap_s, max_images=120, min_samples=min_samples)
 
     def set_pcs_lines(self, lines) -> None:
         self.processor.set_pcs_lines(tuple(lines))
 
+    def carry_over(self, old: "ProcessorAdapter") -> None:
+        """Take the live DOAS calibration state of the adapter this one replaces."""
+        if self.calibrator is None or getattr(old, "calibrator", None) is None:
+            return
+        self.calibrator, self.fov = old.calibrator, old.fov
+        self.calibration_text = old.calibration_text
+        calibration = getattr(old.processor, "calibration", None)
+        if calibration is not None:
+            self.processor.set_calibration(calibration)
+
+    def add_doas(self, when, column: float, error: float, ok: bool) -> None:
+        if self.calibrator is not None:
+            self.calibrator.add_column(when, column, error, ok)
+
+    def _recalibrate(self, when) -> str:
+        from pycam.processing.doas_calibration import DoasCalibration
+
+        calibration = self.calibrator.update(when)
+        if calibration is None:
+            return self.calibration_text or f"waiting for DOAS calibration: {self.calibrator.last_error}"
+        doas_cal = DoasCalibration(order=1, remove_doas_mins=None, doas_fov_recal_mins=None)
+        doas_cal.set_fov(calibration.centre_x, calibration.centre_y, calibration.radius)
+        doas_cal.add_samples(*calibration.samples)
+        doas_cal.fit(when)
+        self.processor.set_calibration(doas_cal)
+        self.fov = (calibration.centre_x, calibration.centre_y, float(calibration.radius))
+        self.calibration_text = (f"DOAS FOV ({calibration.centre_x:.0f}, {calibration.centre_y:.0f}) "
+                                 f"r={calibration.radius} px, S = {calibration.intercept:.2e} + "
+                                 f"{calibration.slope:.3e}·AA (corr {calibration.max_correlation:.2f}, "
+                                 f"{len(calibration.times)} samples)")
+        return self.calibration_text
+
     def process_pair(self, img_a, img_b, meta) -> So2Display:
         start = time.perf_counter()
         result = self.processor.process_pair(img_a, img_b, meta)
-        return so2_display(result, meta["time"], time.perf_counter() - start)
+        note = self.calibration_text
+        if self.calibrator is not None and meta.get("type", "Plume") == "Plume":
+            self.calibrator.add_image(meta["time"], result.aa)
+            note = self._recalibrate(meta["time"])
+        return so2_display(result, meta["time_string"], time.perf_counter() - start, self.fov, note)
+
+
+def live_settings(config, overrides: dict | None = None):
+    """Processing settings for live use: defaults, the simulator's plume distance when the
+    config describes a simulated station, then ``overrides``."""
+    from pycam.processing.settings import settings_from_mapping
+
+    values: dict[str, Any] = {}
+    try:
+        values["plume_distance_m"] = float(config["simulator"]["plume_distance_m"])
+    except (KeyError, TypeError):
+        pass
+    values.update(overrides or {})
+    return settings_from_mapping(values)
 
 
 def default_processor_factory(config):
     def factory(**changes: Any) -> ProcessorAdapter:
         from pycam.processing.realtime import RealtimeProcessor
-        from pycam.processing.settings import default_settings
 
-        settings = changes.pop("settings", None) or default_settings()
-        return ProcessorAdapter(RealtimeProcessor(settings, **changes))
+        settings = changes.pop("settings", None) or live_settings(config)
+        processor = RealtimeProcessor(settings, **changes)
+        return ProcessorAdapter(processor, doas_calibration=changes.get("calibration") is None)
 
     return factory
 

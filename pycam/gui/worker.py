@@ -49,6 +49,8 @@ class GuiQueue:
         self.dropped = 0
         self.delivered = 0
         self.handler_errors: list[str] = []
+        #: longest time the handlers of one event took, per kind (seconds, Tk thread)
+        self.slowest: dict[str, float] = {}
 
     # --- any thread -------------------------------------------------------------------
     def post(self, kind: str, payload: Any = None, *, coalesce: str | None = None) -> None:
@@ -93,6 +95,7 @@ class GuiQueue:
             if event is None:
                 break
             count += 1
+            started = time.monotonic()
             for handler in list(self._handlers.get(event.kind, ())):
                 try:
                     handler(event.payload)
@@ -100,6 +103,9 @@ class GuiQueue:
                     message = f"{event.kind}: {type(exc).__name__}: {exc}"
                     log.exception("GUI handler failed for %s", event.kind)
                     self.handler_errors.append(message)
+            spent = time.monotonic() - started
+            if spent > self.slowest.get(event.kind, 0.0):
+                self.slowest[event.kind] = spent
         self.delivered += count
         return count
 
