@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from typing import Callable
 
 from pycam.net.connection import Connection
 from pycam.protocol.frames import PROTOCOL_VERSION
@@ -56,8 +57,13 @@ def _refuse(conn: Connection, msg: Message | None, reason: str) -> None:
 
 
 def server_handshake(conn: Connection, secret: str, session: str, *, allowed_roles: tuple[str, ...],
-                     devices: tuple[str, ...] = (), timeout: float = HANDSHAKE_TIMEOUT_S) -> Hello:
-    """Authenticate the peer on ``conn``; returns its Hello or raises AuthError (closed)."""
+                     devices: tuple[str, ...] = (), timeout: float = HANDSHAKE_TIMEOUT_S,
+                     before_welcome: Callable[[Hello], str | None] | None = None) -> Hello:
+    """Authenticate the peer on ``conn``; returns its Hello or raises AuthError (closed).
+
+    ``before_welcome(hello)`` runs once the peer is authenticated and before it is told so
+    (register it there, so nothing sent to it afterwards can be missed); a returned string
+    refuses the peer with that reason."""
     nonce = new_nonce()
     conn.send(Challenge(nonce=nonce, version=PROTOCOL_VERSION))
     msg = conn.receive(timeout=timeout)
@@ -70,6 +76,10 @@ def server_handshake(conn: Connection, secret: str, session: str, *, allowed_rol
         _refuse(conn, msg, "authentication failed: wrong shared secret")
     if msg.role not in allowed_roles:
         _refuse(conn, msg, f"role {msg.role!r} not accepted on this port (expected {' or '.join(allowed_roles)})")
+    if before_welcome is not None:
+        problem = before_welcome(msg)
+        if problem:
+            _refuse(conn, msg, problem)
     conn.send(Welcome(session=session, mac=welcome_mac(secret, msg.nonce, nonce, session), devices=devices))
     return msg
 

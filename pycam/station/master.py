@@ -167,23 +167,33 @@ class Master:
     def _serve_connection(self, sock: socket.socket, tag: str) -> None:
         conn = Connection(sock, self.max_payload, name=tag)
         session = secrets.token_hex(4)
+        peers: list[Peer] = []
+
+        def admit(hello) -> str | None:
+            if tag == "device" and hello.device not in vocab.DEVICES:
+                return f"unknown device id {hello.device[:10]!r} (expected {', '.join(vocab.DEVICES)})"
+            peer = Peer(conn, session=session, role=tag, name=hello.name,
+                        device=hello.device if tag == "device" else "", subscribe=hello.subscribe)
+            peers.append(peer)
+            self._register(peer)   # before the welcome: nothing sent to it from now on is missed
+            return None
+
         try:
-            hello = server_handshake(conn, self.secret, session, allowed_roles=(tag,),
-                                     devices=self.connected_devices)
+            server_handshake(conn, self.secret, session, allowed_roles=(tag,), devices=self.connected_devices,
+                             before_welcome=admit)
         except (AuthError, ConnectionClosed, TimeoutError, OSError) as exc:
             log.info("%s connection from %s refused: %s", tag, conn.peer, exc)
             conn.close()
+            for peer in peers:
+                self._unregister(peer)
             return
         except ProtocolError as exc:
             self._refuse(conn, exc)
+            for peer in peers:
+                self._unregister(peer)
             return
-        if tag == "device" and hello.device not in vocab.DEVICES:
-            self._refuse(conn, MessageError("device", f"unknown device id {hello.device[:10]!r} "
-                                                      f"(expected {', '.join(vocab.DEVICES)})"))
-            return
-        peer = Peer(conn, session=session, role=tag, name=hello.name, device=hello.device if tag == "device" else "",
-                    subscribe=hello.subscribe)
-        self._register(peer)
+        peer = peers[0]
+        peer.start()   # the queued messages follow the welcome
         try:
             self._read_loop(peer)
         finally:
@@ -204,7 +214,6 @@ class Master:
                 self._devices[peer.device] = peer
             else:
                 self._clients[peer.session] = peer
-        peer.start()
         if old is not None:
             log.warning("%s reconnected: dropping its previous connection", peer.device)
             old.close()

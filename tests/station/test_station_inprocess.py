@@ -157,9 +157,13 @@ def test_dark_set_on_command(station):
     client.request("SPC", "DKS", 1)
     wait_for(lambda: {e.name for e in events if isinstance(e, m.Event)} >= {"DFC", "DFS"}, 20,
              what="dark-set finished events")
-    darks = stored_files(station.data_dir, "*fltrA*Dark.png")
+    # DFC/DFS mean "all captured and spooled"; delivery to the master follows
+    darks = wait_for(lambda: (lambda f: f if len(f) >= 40 else None)(stored_files(station.data_dir,
+                                                                                  "*fltrA*Dark.png")),
+                     20, what="40 camera darks stored")
     assert len(darks) == 40 and len({p.name.split("_")[3] for p in darks}) == 40   # one per shutter value
-    spectra = stored_files(station.data_dir, "*Dark.npy")
+    spectra = wait_for(lambda: (lambda f: f if len(f) >= 48 else None)(stored_files(station.data_dir, "*Dark.npy")),
+                       20, what="48 dark spectra stored")
     assert len({p.name.split("_")[1] for p in spectra}) == 48
 
 
