@@ -16,6 +16,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output directory (emission-rate CSVs per line and mode, process_config.yml, "
                              "calibration CSVs, summary.json)")
     parser.add_argument("--cal-dir", type=Path, help="cell-calibration directory Cal_N (Dark, Clear, <N>ppmm frames)")
+    parser.add_argument("--dark-dir", type=Path,
+                        help="more Dark frames (used with those in IMG_DIR and --cal-dir; overrides dark_img_dir)")
+    parser.add_argument("--clear-dir", type=Path,
+                        help="Clear (sky, no plume) frames for the background and vignetting (default: IMG_DIR, "
+                             "then --cal-dir)")
     parser.add_argument("--geometry", type=Path,
                         help="PyCam camera geometry file (lat, lon, altitude, elev, azim); needs source_lat/lon "
                              "in the config unless plume_distance_m is set")
@@ -30,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="keep running and process pairs as their files appear (Ctrl-C stops)")
     parser.add_argument("--poll", type=float, default=1.0, metavar="SECONDS",
                         help="with --watch: how often to look for new files (default 1 s)")
+    parser.add_argument("--idle-exit", type=float, default=None, metavar="SECONDS",
+                        help="with --watch: stop after this long without a new pair (default: run until Ctrl-C)")
     parser.add_argument("--workers", type=int, default=None,
                         help="threads for optical flow (default: the 'workers' setting, 2)")
     parser.add_argument("--save-images", action="store_true",
@@ -37,15 +44,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _watch_source(img_dir: Path, tolerance: float, poll: float, problems: list[str]):
+def _watch_source(img_dir: Path, tolerance: float, poll: float, problems: list[str], idle_exit: float | None):
     from pycam.processing.archive import DirectoryWatcher, iter_pair_images
 
     watcher = DirectoryWatcher(img_dir, tolerance)
+    last_new = time.monotonic()
     while True:
         new = watcher.poll()
         if not new:
+            if idle_exit is not None and time.monotonic() - last_new > idle_exit:
+                return
             time.sleep(poll)
             continue
+        last_new = time.monotonic()
         yield from iter_pair_images(new, problems)
 
 
@@ -78,9 +89,14 @@ def run(args: argparse.Namespace) -> int:
     if not pairing.pairs and not args.watch:
         print(f"pycam process: no A/B Plume pairs in {args.img_dir}", file=sys.stderr)
         return 1
+    if args.watch and settings["cal_type_int"] in (1, 2):
+        print("pycam process: --watch supports cal_type_int 0 and 3 only (DOAS needs the pairs up front)",
+              file=sys.stderr)
+        return 2
     try:
         inputs = prepare_run(args.img_dir, settings, cal_dir=args.cal_dir, geometry_file=args.geometry,
-                             pcs_files=args.pcs, doas_results=args.doas_results, pairs=pairing.pairs)
+                             pcs_files=args.pcs, doas_results=args.doas_results, pairs=pairing.pairs,
+                             dark_dir=args.dark_dir, clear_dir=args.clear_dir)
     except (CalibrationError, GeometryFileError, OutputFormatError, ValueError, OSError) as exc:
         print(f"pycam process: {exc}", file=sys.stderr)
         return 2
@@ -89,8 +105,8 @@ def run(args: argparse.Namespace) -> int:
     if not inputs.pcs_lines:
         print("pycam process: WARNING no PCS line (--pcs): no emission rates", file=sys.stderr)
     problems = inputs.problems
-    source = (_watch_source(args.img_dir, settings["pair_tolerance_s"], args.poll, problems) if args.watch
-              else iter_pair_images(pairing.pairs, problems))
+    source = (_watch_source(args.img_dir, settings["pair_tolerance_s"], args.poll, problems, args.idle_exit)
+              if args.watch else iter_pair_images(pairing.pairs, problems))
     outputs = RunOutputs(args.out, settings["save_images"], settings["save_formats"])
     outputs.write_setup(settings, inputs.pcs_lines, inputs.camera, inputs.warp)
     if inputs.cell_calibration is not None:
@@ -107,18 +123,12 @@ def run(args: argparse.Namespace) -> int:
     workers = args.workers or settings["workers"]
     processor = None
     try:
-        first = next(iter(source), None) if not args.watch else None
-        stream = source
-        if not args.watch:
-            if first is None:
-                print("pycam process: no readable pair", file=sys.stderr)
-                return 1
-            stream = _chain_first(first, source)
-            shape = first[1].shape
-        else:
-            first = next(source)
-            stream = _chain_first(first, source)
-            shape = first[1].shape
+        first = next(source, None)
+        if first is None:
+            print("pycam process: no readable pair", file=sys.stderr)
+            return 1
+        stream = _chain_first(first, source)
+        shape = first[1].shape
         chain = ProcessingChain(settings, shape, darks=inputs.darks, clear=inputs.clear,
                                 calibration=inputs.calibration, pcs_lines=inputs.pcs_lines,
                                 geometry=inputs.camera, warp=inputs.warp)

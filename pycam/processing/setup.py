@@ -2,10 +2,11 @@
 
 Inputs and where they come from:
 
-* darks: ``Dark`` frames in ``dark_img_dir`` (settings) or the image directory, plus those
-  of the calibration directory;
+* darks: ``Dark`` frames of the image directory, the dark directory (``--dark-dir`` or
+  ``dark_img_dir``) and the calibration directory, all together (matched by exposure);
 * clear sky (background and vignetting): ``bg_A_path``/``bg_B_path``, else ``Clear`` frames in
-  the image directory, else those of the calibration directory;
+  the clear directory (``--clear-dir``), else the image directory, else the calibration
+  directory;
 * calibration by ``cal_type_int``: 0 cells (``--cal-dir`` or ``cell_cal_dir``); 1 DOAS and
   2 cells + DOAS from a DOAS results CSV (``Time,Column density,CD error``): the first
   ``doas_pairs`` image pairs are turned into AA, handed to the FOV search of
@@ -101,22 +102,26 @@ def read_pcs_files(files: Sequence[os.PathLike | str]) -> list[PCSLine]:
 def prepare_run(img_dir: str | os.PathLike[str], settings: ProcessingSettings, *,
                 cal_dir: str | os.PathLike[str] | None = None, geometry_file: str | os.PathLike[str] | None = None,
                 pcs_files: Sequence = (), doas_results: str | os.PathLike[str] | None = None,
-                pairs: Sequence[ImagePair] = (), doas_pairs: int = 120) -> RunInputs:
+                pairs: Sequence[ImagePair] = (), doas_pairs: int = 120,
+                dark_dir: str | os.PathLike[str] | None = None, clear_dir: str | os.PathLike[str] | None = None
+                ) -> RunInputs:
     """Everything a :class:`~pycam.processing.chain.ProcessingChain` needs (see the module docstring)."""
     problems: list[str] = []
     img_dir = Path(img_dir)
     cal_dir = Path(cal_dir) if cal_dir is not None else settings["cell_cal_dir"]
     img_records = scan_directory(img_dir)
-    dark_dir = settings["dark_img_dir"]
-    dark_records = scan_directory(dark_dir, frame_types=("Dark",)) if dark_dir else \
-        [r for r in img_records if r.frame_type == "Dark"]
+    dark_dir = dark_dir if dark_dir is not None else settings["dark_img_dir"]
+    dark_records = [r for r in img_records if r.frame_type == "Dark"]
+    if dark_dir is not None:
+        dark_records += scan_directory(dark_dir, frame_types=("Dark",))
+    clear_records = scan_directory(clear_dir, frame_types=("Clear",)) if clear_dir is not None else []
     cal_records = scan_directory(cal_dir) if cal_dir is not None else []
     darks = DarkLibrary.from_records(list(dark_records) + [r for r in cal_records if r.frame_type == "Dark"],
                                      settings["dark_sig_figs"], problems)
     if len(darks) == 0:
         log.warning("NO DARK FRAMES found (image dir, dark_img_dir, cal dir): images are not dark-corrected")
         problems.append("no dark frames: images not dark-corrected")
-    clear = load_clear(settings, darks, [img_records, cal_records], problems)
+    clear = load_clear(settings, darks, [clear_records, img_records, cal_records], problems)
     warp = None
     if settings["reg_mode"] == "file":
         warp = load_warp(settings["image_reg_path"])
@@ -133,7 +138,11 @@ def prepare_run(img_dir: str | os.PathLike[str], settings: ProcessingSettings, *
     cal_type = settings["cal_type_int"]
     cell = doas = None
     calibration = None
-    if cal_type in (0, 2):
+    if cal_type == 0 and cal_dir is None:
+        log.warning("NO CALIBRATION: cal_type_int 0 without a cell calibration directory (--cal-dir or "
+                    "cell_cal_dir): only AA images, no SO2 columns or emission rates")
+        problems.append("no calibration: AA only")
+    elif cal_type in (0, 2):
         if cal_dir is None:
             raise CalibrationError(f"cal_type_int {cal_type} needs a cell calibration directory (--cal-dir or "
                                    "cell_cal_dir)")

@@ -1,0 +1,253 @@
+"""The real-time contract, the CLI (batch, --watch, interruption), bounded memory, and real plume pairs."""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from synthetic import SLOPE, Scene
+
+from pycam.formats.geometry import PCSLine
+from pycam.formats.pycam_outputs import read_emission_rates
+from pycam.processing.chain import ProcessingChain
+from pycam.processing.doas_calibration import DoasCalibration
+from pycam.processing.outputs import RunOutputs
+from pycam.processing.pipeline import BatchProcessor, PairInput
+from pycam.processing.realtime import PairResult, RealtimeProcessor
+from pycam.processing.settings import default_settings
+
+T0 = dt.datetime(2024, 1, 1, 12, tzinfo=dt.timezone.utc)
+PYCAM = str(Path(sys.executable).parent / "pycam")
+
+
+def _linear_calibration():
+    cal = DoasCalibration(order=1)
+    aa = np.linspace(0, 0.5, 20)
+    cal.add_samples([T0 + dt.timedelta(seconds=i) for i in range(20)], aa, aa * SLOPE, np.full(20, 1e16))
+    cal.fit()
+    return cal
+
+
+def test_realtime_runs_without_darks_or_calibration_and_warns_once(caplog):
+    sc = Scene()
+    proc = RealtimeProcessor(None, pcs_lines=[PCSLine(400, 100, 400, 400, "right", "0")])
+    with caplog.at_level(logging.WARNING):
+        results = [proc.process_pair(*sc.frames(i), {"time": T0 + dt.timedelta(seconds=4 * i),
+                                                      "exposure_a_us": 1000, "exposure_b_us": 1000})
+                   for i in range(3)]
+    assert all(isinstance(r, PairResult) and np.isfinite(r.aa).all() and r.so2 is None for r in results)
+    assert results[0].tau_a is not None and results[0].tau_b is not None
+    assert results[0].emission_rates == {} and results[0].total is None
+    assert any("NO CALIBRATION" in w for w in results[0].warnings) and not results[1].warnings
+    assert sum("NO DARK FRAMES" in r.message for r in caplog.records) == 1
+
+
+def test_realtime_emission_rates_and_runtime_lines():
+    sc = Scene(speed_px=6.0)
+    ca, cb = sc.clear()
+    lines = [PCSLine(400, 100, 400, 400, "right", "east"), PCSLine(250, 100, 250, 400, "right", "west")]
+    proc = RealtimeProcessor({"plume_distance_m": 5000, "min_cd": 1e16}, darks={"on": sc.dark(), "off": sc.dark()},
+                             clear={"on": ca, "off": cb}, calibration=_linear_calibration(), pcs_lines=lines)
+    footprint = 5000 * 5.6e-6 / proc.settings.focal_length
+    first = proc.process_pair(*sc.frames(0), {"time": T0, "exposure_a_us": 1, "exposure_b_us": 1})
+    assert first.flow is None and np.isnan(first.emission_rates["east"].flux_kg_s)
+    res = proc.process_pair(*sc.frames(1), {"time": T0 + dt.timedelta(seconds=4), "exposure_a_us": 1,
+                                            "exposure_b_us": 1})
+    assert res.flow is not None and set(res.emission_rates) == {"east", "west", "total"}
+    true = sc.true_flux(1, 400, footprint, 4.0)
+    assert res.emission_rates["east"].flux_kg_s == pytest.approx(true, rel=0.2)
+    assert res.total.flux_kg_s == pytest.approx(res.emission_rates["east"].flux_kg_s
+                                                + res.emission_rates["west"].flux_kg_s)
+    assert set(res.rates_by_mode) == {"flow_raw", "flow_histo", "flow_hybrid", "flow_glob"}
+    proc.set_pcs_lines([PCSLine(400, 100, 400, 400, "left", "east")])     # flipped normal
+    res2 = proc.process_pair(*sc.frames(2), {"time": T0 + dt.timedelta(seconds=8), "exposure_a_us": 1,
+                                             "exposure_b_us": 1})
+    assert set(res2.emission_rates) == {"east", "total"} and res2.emission_rates["east"].flux_kg_s < 0
+    with pytest.raises(ValueError, match="leaves"):
+        proc.set_pcs_lines([PCSLine(600, 10, 900, 10)])
+    with pytest.raises(ValueError, match="time"):
+        proc.process_pair(*sc.frames(3), {"exposure_a_us": 1})
+
+
+def _pairs(scene, n, frames=8):
+    """A cheap stream: ``frames`` rendered frames reused cyclically, times advancing."""
+    cache = [scene.frames(i) for i in range(frames)]
+    for i in range(n):
+        a, b = cache[i % frames]
+        yield PairInput(T0 + dt.timedelta(seconds=4 * i), a, b, 1, 1)
+
+
+def test_batch_memory_is_flat(tmp_path):
+    sc = Scene()
+    ca, cb = sc.clear()
+    from pycam.processing.absorbance import ClearSky
+    from pycam.processing.corrections import DarkLibrary
+
+    darks = DarkLibrary.from_arrays({"on": sc.dark(), "off": sc.dark()})
+    settings = default_settings(plume_distance_m=5000, min_cd=1e16, cross_corr_recal=2.0)
+    chain = ProcessingChain(settings, sc.shape, darks=darks, clear=ClearSky.from_raw(ca, cb, darks=darks),
+                            calibration=_linear_calibration(), pcs_lines=[PCSLine(400, 100, 400, 400, "right", "0")])
+    outputs = RunOutputs(tmp_path)
+    marks = {}
+
+    def stream():
+        for i, p in enumerate(_pairs(sc, 400)):
+            if i in (60, 399):
+                marks[i] = tracemalloc.get_traced_memory()[0]
+            yield p
+
+    tracemalloc.start()
+    try:
+        summary = BatchProcessor(chain, outputs, workers=2).run(stream())
+    finally:
+        tracemalloc.stop()
+        outputs.close()
+    assert summary.pairs_processed == 400
+    growth = marks[399] - marks[60]
+    print(f"traced memory after 60 pairs {marks[60] / 1e6:.1f} MB, after 399 pairs {marks[399] / 1e6:.1f} MB")
+    assert growth < 1_000_000, f"memory grew by {growth / 1e6:.2f} MB over 339 pairs"
+    rows = read_emission_rates(next((tmp_path / "line_0").glob("*flow_glob.txt")))
+    assert len(rows) == 400 and sum(r.flux is not None for r in rows) >= 390
+
+
+def test_interrupted_batch_leaves_complete_outputs(tmp_path):
+    sc = Scene()
+
+    def stream():
+        for i, p in enumerate(_pairs(sc, 100)):
+            if i == 25:
+                raise KeyboardInterrupt
+            yield p
+
+    settings = default_settings(plume_distance_m=5000, min_cd=1e16)
+    chain = ProcessingChain(settings, sc.shape, calibration=_linear_calibration(),
+                            pcs_lines=[PCSLine(400, 100, 400, 400, "right", "0")])
+    outputs = RunOutputs(tmp_path)
+    summary = BatchProcessor(chain, outputs).run(stream())
+    outputs.close()
+    assert summary.interrupted and summary.pairs_processed == 25
+    for mode in ("flow_hybrid", "flow_raw", "flow_histo", "flow_glob"):
+        rows = read_emission_rates(next((tmp_path / "line_0").glob(f"*_{mode}.txt")))
+        assert [r.time for r in rows] == [T0 + dt.timedelta(seconds=4 * i) for i in range(25)]
+
+
+@pytest.fixture
+def small_sim(sim_dataset):
+    return sim_dataset
+
+
+def _cli(*args, timeout=120):
+    return subprocess.run([PYCAM, "process", *map(str, args)], capture_output=True, text=True, timeout=timeout)
+
+
+def test_cli_batch_on_simulated_data(small_sim, tmp_path):
+    d, truth = small_sim
+    cfg = tmp_path / "proc.yml"
+    cfg.write_text(f"plume_distance_m: {truth['plume_distance_m']}\npolyorder_cal: 2\nsave_formats: [npy, fts]\n")
+    out = tmp_path / "out"
+    r = _cli(d / "Seq_1", "--out", out, "--cal-dir", d / "Cal_1", "--dark-dir", d / "Dark", "--clear-dir",
+             d / "Clear", "--pcs", d / "pcs_line_0.txt", d / "pcs_line_1.txt", "--config", cfg, "--save-images",
+             "--geometry", d / "cam_geom.txt")
+    assert r.returncode == 0, r.stderr
+    assert "flow_hybrid" in r.stdout and f"{len(truth['pairs'])} pair(s) processed" in r.stdout
+    for name in ("process_config.yml", "pcs_line_0.txt", "pcs_line_1.txt", "cam_geom.txt", "cell_calibration.csv",
+                 "summary.json"):
+        assert (out / name).is_file(), name
+    for line in ("0", "1", "total"):
+        assert len(list((out / f"line_{line}").glob("*_EmissionRates_*.txt"))) == 4
+    saved = sorted((out / "saved_images").iterdir())
+    assert len(saved) == 4 * len(truth["pairs"])           # aa + cal, npy + fts
+    from astropy.io import fits
+
+    cal = np.load(next(p for p in saved if p.name.endswith("_SO2_cal.npy")))
+    with fits.open(next(p for p in saved if p.name.endswith("_SO2_cal.fts"))) as hdul:
+        np.testing.assert_array_equal(hdul[0].data, cal)
+    assert cal.max() > 5e17
+    rows = read_emission_rates(next((out / "line_total").glob("*flow_hybrid.txt")))
+    mean_total = np.mean([r.flux for r in rows if r.flux is not None])
+    assert mean_total == pytest.approx(2 * truth["emission_rate_kg_s"], rel=0.1)
+
+
+def test_cli_bad_inputs_give_clear_errors(tmp_path, small_sim):
+    d, _ = small_sim
+    bad = tmp_path / "bad.yml"
+    bad.write_text("min_cd: -5e30\n")
+    r = _cli(d / "Seq_1", "--out", tmp_path / "o", "--config", bad)
+    assert r.returncode == 2 and "min_cd" in r.stderr
+    r = _cli(tmp_path / "nope", "--out", tmp_path / "o")
+    assert r.returncode == 2 and "not a directory" in r.stderr
+    (tmp_path / "empty").mkdir()
+    r = _cli(tmp_path / "empty", "--out", tmp_path / "o")
+    assert r.returncode == 1 and "no A/B Plume pairs" in r.stderr
+    r = _cli(d / "Seq_1", "--out", tmp_path / "o", "--cal-dir", d / "Clear")
+    assert r.returncode == 2 and "cell amount" in r.stderr
+
+
+def test_cli_watch_processes_pairs_as_they_arrive(small_sim, tmp_path):
+    d, truth = small_sim
+    watch = tmp_path / "incoming"
+    watch.mkdir()
+    files = sorted((d / "Seq_1").iterdir())
+    cfg = tmp_path / "proc.yml"
+    cfg.write_text(f"plume_distance_m: {truth['plume_distance_m']}\npolyorder_cal: 2\n")
+    out = tmp_path / "out"
+
+    def feed():
+        for f in files[:12]:                       # six pairs, copied atomically (temp name + rename)
+            tmp = watch / f".{f.name}.part"
+            shutil.copyfile(f, tmp)
+            tmp.rename(watch / f.name)
+            time.sleep(0.05)
+
+    proc = subprocess.Popen([PYCAM, "process", str(watch), "--out", str(out), "--cal-dir", str(d / "Cal_1"),
+                             "--pcs", str(d / "pcs_line_0.txt"), "--config", str(cfg), "--watch", "--poll", "0.2",
+                             "--idle-exit", "3", "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    feeder = threading.Thread(target=feed)
+    time.sleep(1.0)
+    feeder.start()
+    feeder.join()
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    rows = read_emission_rates(next((out / "line_0").glob("*flow_hybrid.txt")))
+    assert len(rows) == 6 and len({r.time for r in rows}) == 6
+
+
+def test_real_plume_pairs_give_finite_aa(data_dir, artifacts_dir):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pycam.processing.archive import find_plume_pairs, read_pair
+    from pycam.processing.corrections import estimate_registration, subtract_dark
+
+    folder = data_dir / "pycam_images" / "2019-09-18_pairs"
+    pairs = find_plume_pairs(folder).pairs
+    assert len(pairs) == 2
+    a, b = read_pair(pairs[0])
+    warp = estimate_registration(subtract_dark(a, None), subtract_dark(b, None))
+    shift = np.hypot(warp[0, 2], warp[1, 2])
+    assert 10 < shift < 100              # README: tens of pixels plus a slight rotation
+    settings = {"bg_mode": 0, "surface_fit_rois": [[0, 0, 500, 40], [0, 0, 40, 486], [0, 446, 500, 486]]}
+    proc = RealtimeProcessor(settings, warp=warp)
+    results = [proc.process_pair(*read_pair(p), p.meta) for p in pairs]
+    fig, axs = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, r in zip(axs, results):
+        assert r.aa.shape == (486, 648) and np.isfinite(r.aa).all()
+        sky = r.aa[:, :500]
+        assert 0.005 < np.std(sky) < 0.2
+        im = ax.imshow(r.aa, vmin=np.percentile(sky, 2), vmax=np.percentile(sky, 98))
+        ax.set_title(f"AA {r.time:%Y-%m-%d %H:%M:%S} (ECC registered, bg mode 0)")
+        fig.colorbar(im, ax=ax)
+    fig.savefig(artifacts_dir / "processing_real_pairs_aa.png", dpi=70)
+    plt.close(fig)
