@@ -207,6 +207,11 @@ class ConfigWatcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def reset(self) -> None:
+        """Take the current content as seen (after the owner itself rewrote the file)."""
+        with self._lock:
+            self._seen, self._candidate = _digest(self.path), None
+
     def trigger(self, path: Path | None = None) -> None:
         """An upload finished: check now (other files than ours are ignored)."""
         if path is None or Path(path).name == self.path.name:
@@ -260,6 +265,9 @@ class ConfigReloader:
 
     def __call__(self, path: Path) -> None:
         try:
+            wanted = self.runtime_config.read_file(path)
+            if wanted == self.runtime_config.last_values:
+                return  # only another device's section changed (shared file): nothing to do here
             applied = self.runtime_config.apply_file(path)
         except RuntimeConfigError as exc:
             log.error("config reload: %s (previous settings stay in force)", exc)
@@ -310,4 +318,77 @@ class ConfigService:
 
     def stop(self) -> None:
         self.server.stop()
+        self.watcher.stop()
+
+
+class DeviceRuntimeConfig:
+    """USB runtime config + config-file watcher for a camera or spectrometer service.
+
+    At start the USB file (or the last good working copy) is applied; afterwards every change
+    of the working copy (an FTP upload through ``pycam config-server``, which runs as its own
+    unit, or any other edit) is validated, applied and followed by a test photo; the outcome is
+    sent as a ``config_reload`` event through the service's link to the master and clients.
+
+    Settings are applied on the service's capture thread (``service.run_in_capture_thread``)
+    so they never race a capture; ``ExposureTime`` / ``IntegrationTime`` switch automatic
+    exposure off, like SSA/SSB/SSS do.  Drivers without ``control_specs`` (the simulator) have
+    no runtime config: :meth:`attach` returns None for them.
+    """
+
+    def __init__(self, service: Any, config: Any) -> None:
+        self.service = service
+        section = "camera" if hasattr(service, "band") else "spectrometer"
+        usb = config["usb_config"]
+        self.runtime = RuntimeConfig(usb["usb_file"], usb["work_dir"], section, service.driver.control_specs,
+                                     self._apply, publish=self._publish, device=service.device)
+        self.watcher = ConfigWatcher(self.runtime.work_file,
+                                     ConfigReloader(self.runtime, self._test_photo, self._publish),
+                                     poll_s=config["config_server"]["poll_s"])
+
+    @classmethod
+    def attach(cls, service: Any, config: Any) -> "DeviceRuntimeConfig | None":
+        if not config["usb_config"]["enabled"] or not hasattr(service.driver, "control_specs"):
+            return None
+        try:
+            return cls(service, config).start()
+        except (OSError, RuntimeConfigError, TimeoutError) as exc:  # never stops acquisition
+            log.error("%s: runtime config disabled: %s", service.device, exc)
+            service.link.send_event("status", level="error", message=f"runtime config disabled: {exc}")
+            return None
+
+    def _publish(self, kind: str, **fields: Any) -> None:
+        self.service.link.send_event(kind, **fields)
+
+    def _apply_now(self, values: dict) -> dict:
+        service = self.service
+        applied = service.driver.apply_controls(values)
+        if "ExposureTime" in applied:
+            service.auto_exposure = False
+            service.shutter_us = applied["ExposureTime"]
+        if "AnalogueGain" in applied:
+            service.gain = applied["AnalogueGain"]
+        if "IntegrationTime" in applied:
+            service.auto_integration = False
+            service.integration_ms = applied["IntegrationTime"]
+        service.link.send_event("settings", **service.settings())
+        return applied
+
+    def _apply(self, values: dict) -> dict:
+        return self.service.run_in_capture_thread(lambda: self._apply_now(values))
+
+    def _test_photo(self) -> str:
+        import datetime as dt
+
+        def take() -> str:
+            return self.service.capture(dt.datetime.now(dt.timezone.utc).replace(microsecond=0), "Test")
+
+        return self.service.run_in_capture_thread(take)
+
+    def start(self) -> "DeviceRuntimeConfig":
+        self.runtime.startup()
+        self.watcher.reset()  # startup may have copied the USB file over the working copy
+        self.watcher.start()
+        return self
+
+    def stop(self) -> None:
         self.watcher.stop()

@@ -2,8 +2,9 @@
 
 A file is *confirmed* when the master stored it and acknowledged it (``file_stored``).  The
 :class:`ConfirmedFiles` ledger records those paths (fed by
-``master.file_stored_callbacks.append(ledger.file_stored)``) in an append-only hidden file
-``.pycam_confirmed`` in the data directory, so confirmations survive restarts.  Nothing
+``master.file_stored_callbacks.append(ledger.file_stored)``) in an append-only file (by default
+``.pycam_confirmed`` in the data directory; the master keeps it beside its spool), so
+confirmations survive restarts.  Nothing
 else is ever deleted: unconfirmed files, processing results, users' files and anything
 outside the managed directory stay.
 
@@ -32,9 +33,9 @@ Publish = Callable[..., None]
 class ConfirmedFiles:
     """Paths (under ``root``) the master confirmed; persisted in ``root/.pycam_confirmed``."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, ledger: Path | None = None) -> None:
         self.root = Path(root).resolve()
-        self.ledger = self.root / LEDGER_NAME
+        self.ledger = Path(ledger) if ledger is not None else self.root / LEDGER_NAME
         self._lock = threading.Lock()
         self._paths: set[str] = set()
         self._load()
@@ -56,7 +57,7 @@ class ConfirmedFiles:
         existing = {line for line in lines if line and (self.root / line).is_file()}
         self._paths = existing
         if len(existing) < len(lines):  # compact: forget files that are gone
-            tmp = self.ledger.with_name(LEDGER_NAME + ".tmp")
+            tmp = self.ledger.with_name(self.ledger.name + ".tmp")
             tmp.write_text("".join(p + "\n" for p in sorted(existing)), encoding="utf-8")
             os.replace(tmp, self.ledger)
 
@@ -67,7 +68,7 @@ class ConfirmedFiles:
         with self._lock:
             if rel in self._paths:
                 return True
-            self.root.mkdir(parents=True, exist_ok=True)
+            self.ledger.parent.mkdir(parents=True, exist_ok=True)
             with open(self.ledger, "a", encoding="utf-8") as fh:
                 fh.write(rel + "\n")
                 fh.flush()

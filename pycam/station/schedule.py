@@ -191,3 +191,58 @@ class StationSchedule:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+
+
+class MasterHousekeeping:
+    """What the master runs besides routing: the daily schedule (``[schedule] enabled``), the
+    acquisition watchdog (``watchdog_enabled``) and the disk manager (``disk_free_mb`` > 0).
+
+    ``master`` needs ``start_acquisition``, ``stop_acquisition``, ``start_dark_set``,
+    ``publish_event``, ``acquiring``, ``connected_devices``, ``file_stored_callbacks`` and
+    ``store.data_dir`` (pycam.station.master.Master).  When ``RPi.GPIO`` is available, a watchdog
+    whose restarts did not help power-cycles the second Pi (PyCam's last resort).
+    """
+
+    def __init__(self, master: Any, config: Any) -> None:
+        from pycam.station.disk_manager import ConfirmedFiles, DiskManager
+        from pycam.station.power import PowerError, SecondPiPower
+        from pycam.station.watchdog import AcquisitionWatchdog
+
+        section = config["schedule"]
+        publish = master.publish_event
+        self.schedule = None
+        if section["enabled"]:
+            self.schedule = StationSchedule(section, start_acquisition=master.start_acquisition,
+                                            stop_acquisition=master.stop_acquisition,
+                                            start_dark_set=master.start_dark_set, publish_event=publish)
+        self.watchdog = None
+        if section["watchdog_enabled"]:
+            try:
+                escalate = SecondPiPower.from_config(config).power_cycle
+            except PowerError:
+                escalate = None  # not on a Pi: restarts only
+            self.watchdog = AcquisitionWatchdog(
+                timeout_s=section["watchdog_timeout_s"], check_s=section["watchdog_check_s"],
+                is_acquiring=lambda: master.acquiring, start_acquisition=master.start_acquisition,
+                stop_acquisition=master.stop_acquisition, publish_event=publish,
+                expected_devices=lambda: master.connected_devices, escalate=escalate)
+            master.file_stored_callbacks.append(self.watchdog.file_stored)
+        self.disk = None
+        if section["disk_free_mb"] > 0:
+            ledger = ConfirmedFiles(master.store.data_dir,
+                                    Path(config["storage"]["spool_dir"]) / "master_confirmed_files.txt")
+            master.file_stored_callbacks.append(ledger.file_stored)
+            self.disk = DiskManager(master.store.data_dir, section["disk_free_mb"], ledger, publish_event=publish,
+                                    check_s=section["disk_check_s"])
+
+    def parts(self) -> list:
+        return [p for p in (self.schedule, self.watchdog, self.disk) if p is not None]
+
+    def start(self) -> "MasterHousekeeping":
+        for part in self.parts():
+            part.start()
+        return self
+
+    def stop(self) -> None:
+        for part in self.parts():
+            part.stop()

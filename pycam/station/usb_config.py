@@ -9,15 +9,16 @@ At start the device service calls :meth:`RuntimeConfig.startup`:
   the working directory, generated from the driver's own controls: each control's ``min``,
   ``max``, ``default`` and ``type``.
 
-File format (one section per device kind, ``camera`` or ``spectrometer``; top-level keys that
-start with ``_`` are comments)::
+File format: one section per device kind, ``camera`` and ``spectrometer`` (camera B and the
+spectrometer share the second Pi, its USB drive and this file; each service applies its own
+section); top-level keys that start with ``_`` are comments::
 
-    {"camera": {"ExposureTime": 20000, "AnalogueGain": 1.0}}
+    {"camera": {"ExposureTime": 20000, "AnalogueGain": 1.0}, "spectrometer": {"IntegrationTime": 100}}
 
 Invalid JSON, an unknown key or an out-of-range / wrongly typed value raises
 :class:`RuntimeConfigError` whose message names the key; nothing is applied and the previous
-good settings stay in force (a copy of the last good file is kept as ``.<name>.good`` in the
-working directory, so they also survive a restart).
+good settings stay in force (a copy of the last good file is kept as ``.<name>.<section>.good``
+in the working directory, so they also survive a restart).
 """
 from __future__ import annotations
 
@@ -74,13 +75,20 @@ def _check_value(where: str, key: str, value: Any, spec: Mapping[str, Any]) -> A
     return value
 
 
+#: Sections of the shared file: the camera B and spectrometer services of one Pi share it.
+KNOWN_SECTIONS = ("camera", "spectrometer")
+
+
 def validate(data: Any, section: str, specs: Specs, source: str = "runtime config") -> dict[str, Any]:
-    """The values of ``section`` checked against ``specs`` (see the module docstring)."""
+    """The values of ``section`` checked against ``specs`` (see the module docstring).
+
+    Other known sections are left to their own device; an absent section means nothing to set.
+    """
     if not isinstance(data, dict):
         raise RuntimeConfigError(f"{source}: must be a JSON object with a {section!r} section")
     for key in data:
-        if key != section and not str(key).startswith("_"):
-            raise RuntimeConfigError(f"{source}: unknown key {key!r} (known: {section})", key)
+        if key not in KNOWN_SECTIONS and not str(key).startswith("_"):
+            raise RuntimeConfigError(f"{source}: unknown key {key!r} (known: {', '.join(KNOWN_SECTIONS)})", key)
     values = data.get(section, {})
     if not isinstance(values, dict):
         raise RuntimeConfigError(f"{source}: {section} must be a JSON object", section)
@@ -93,15 +101,19 @@ def validate(data: Any, section: str, specs: Specs, source: str = "runtime confi
     return out
 
 
-def template(section: str, specs: Specs, device: str = "") -> dict[str, Any]:
-    who = f" the {device}" if device else ""
-    return {
-        "_comment": (f"PyCam runtime settings template generated from{who} driver's controls. Copy it to "
-                     f"the config file name (without .default) and keep only the keys you want to set; "
-                     f"keys starting with _ are ignored."),
-        "_controls": {name: dict(spec) for name, spec in specs.items()},
-        section: {name: spec.get("default") for name, spec in specs.items()},
-    }
+def template(section: str, specs: Specs, device: str = "", existing: Mapping[str, Any] | None = None) -> dict:
+    """The template, merged into ``existing`` (the other device's sections are kept)."""
+    out: dict[str, Any] = {}
+    if isinstance(existing, Mapping):
+        out.update({k: v for k, v in existing.items() if k in KNOWN_SECTIONS or k == "_controls"})
+    controls = dict(out.get("_controls", {})) if isinstance(out.get("_controls"), Mapping) else {}
+    controls[section] = {name: dict(spec) for name, spec in specs.items()}
+    out["_controls"] = controls
+    out[section] = {name: spec.get("default") for name, spec in specs.items()}
+    out["_comment"] = ("PyCam runtime settings template generated from the drivers' controls (min, max, default, "
+                       "type under _controls). Copy it to the config file name (without .default) and keep only "
+                       "the keys you want to set; keys starting with _ are ignored.")
+    return {"_comment": out.pop("_comment"), **out}
 
 
 class RuntimeConfig:
@@ -123,7 +135,8 @@ class RuntimeConfig:
         self._apply = apply
         self._publish = publish or (lambda kind, **fields: None)
         self.device = device
-        self.settings: dict[str, Any] = {}     # the values last applied successfully
+        self.settings: dict[str, Any] = {}     # the values in force after the last good file
+        self.last_values: dict[str, Any] | None = None  # what the last good file asked for
 
     @property
     def work_file(self) -> Path:
@@ -131,7 +144,7 @@ class RuntimeConfig:
 
     @property
     def good_copy(self) -> Path:
-        return self.work_dir / f".{self.usb_file.name}.good"
+        return self.work_dir / f".{self.usb_file.name}.{self.section}.good"
 
     def template_paths(self) -> list[Path]:
         paths = [self.work_dir / f"{self.usb_file.name}.default"]
@@ -140,15 +153,26 @@ class RuntimeConfig:
         return paths
 
     def write_templates(self) -> list[Path]:
-        text = json.dumps(template(self.section, self._specs(), self.device), indent=2) + "\n"
         written = []
         for path in self.template_paths():
             try:
-                atomic_write_text(path, text)
+                self._merge_template(path)
                 written.append(path)
             except OSError as exc:  # a read-only USB drive: the work-dir template still exists
                 log.warning("cannot write the runtime config template %s: %s", path, exc.strerror)
         return written
+
+    def _merge_template(self, path: Path) -> None:
+        import fcntl
+
+        with open(path.parent / f".{path.name}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # the other service of this Pi may write it too
+            try:
+                existing = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                existing = None
+            text = json.dumps(template(self.section, self._specs(), self.device, existing), indent=2) + "\n"
+            atomic_write_text(path, text)
 
     def read_file(self, path: Path) -> dict[str, Any]:
         """Validated values of ``path`` (nothing applied)."""
@@ -168,6 +192,7 @@ class RuntimeConfig:
         except Exception as exc:
             raise RuntimeConfigError(f"{path}: applying failed: {exc}") from None
         self.settings.update(in_force)
+        self.last_values = dict(values)
         try:
             self.work_dir.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, self.good_copy)

@@ -201,3 +201,20 @@ def test_cli_serves_with_generated_password(hw_config, tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
+
+
+def test_reloader_ignores_a_change_of_the_other_devices_section(tmp_path):
+    from pycam.station.config_server import ConfigReloader
+
+    applied, photos, events = [], [], []
+    rc = RuntimeConfig(tmp_path / "usb" / "c.json", tmp_path / "work", "spectrometer",
+                       lambda: {"IntegrationTime": {"min": 1, "max": 1000, "default": 100, "type": "int"}},
+                       lambda v: applied.append(v) or v)
+    reload = ConfigReloader(rc, lambda: photos.append(1) or "x.npy", lambda k, **f: events.append(f))
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "c.json").write_text('{"spectrometer": {"IntegrationTime": 50}, "camera": {"ExposureTime": 1}}')
+    reload(work / "c.json")
+    (work / "c.json").write_text('{"spectrometer": {"IntegrationTime": 50}, "camera": {"ExposureTime": 2}}')
+    reload(work / "c.json")
+    assert applied == [{"IntegrationTime": 50}] and len(photos) == 1 and len(events) == 1

@@ -58,6 +58,7 @@ def test_unit_commands_run_the_real_drivers_on_the_fakes(tmp_path):
         "storage": {"data_dir": str(tmp_path / "data"), "spool_dir": str(tmp_path / "spool")},
         "camera": {"auto_exposure": False, "shutter_us": 50_000},
         "spectrometer": {"auto_integration": False, "integration_ms": 20},
+        "usb_config": {"usb_file": str(tmp_path / "usb" / "pycam_config.json"), "work_dir": str(tmp_path / "work")},
     }, secret=generate_secret()))
     config = load_config(config_path)
     shims = make_shims(tmp_path / "shims")
@@ -103,6 +104,9 @@ def test_unit_commands_run_the_real_drivers_on_the_fakes(tmp_path):
             fh.close()
     log_text = {name: (tmp_path / f"{name}.log").read_text() for name in commands}
     assert "picamera2 driver" in log_text["CM1"], log_text["CM1"]
+    # the camera process attached its runtime config: template from the driver's controls
+    template = (tmp_path / "work" / "pycam_config.json.default").read_text()
+    assert '"ExposureTime"' in template and "3066985" in template
     assert read_image(image).shape == (486, 648)
     assert 0.93 * 50_000 <= ImageName.parse(image.name).exposure_us <= 50_000
     assert read_spectrum_npy(spectrum).shape == (2, 2048)

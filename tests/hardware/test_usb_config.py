@@ -33,7 +33,8 @@ def test_missing_drive_is_not_an_error(setup, tmp_path):
     assert rc.startup() == {}
     assert events == []
     template = json.loads((tmp_path / "work" / "pycam_config.json.default").read_text())
-    assert template["_controls"]["ExposureTime"] == {"min": 130, "max": 3066985, "default": 20000, "type": "int"}
+    assert template["_controls"]["camera"]["ExposureTime"] == {"min": 130, "max": 3066985, "default": 20000,
+                                                               "type": "int"}
     assert template["camera"] == {"ExposureTime": 20000, "AnalogueGain": 1.0}
 
 
@@ -90,3 +91,26 @@ def test_integer_valued_float_accepted_for_int(setup):
         validate({"camera": {"ExposureTime": 1000.5}}, "camera", rc._specs())
     with pytest.raises(RuntimeConfigError, match="must be a number"):
         validate({"camera": {"ExposureTime": True}}, "camera", rc._specs())
+
+
+def test_shared_file_and_merged_template(setup, tmp_path):
+    """Camera B and the spectrometer share one file: each applies its own section only."""
+    rc, usb, events = setup
+    applied = []
+    spectro = RuntimeConfig(usb, tmp_path / "work", "spectrometer",
+                            lambda: {"IntegrationTime": {"min": 1, "max": 655349, "default": 100, "type": "int"}},
+                            lambda values: applied.append(values) or values)
+    usb.parent.mkdir(parents=True)
+    usb.write_text(json.dumps({"camera": {"ExposureTime": 6000}, "spectrometer": {"IntegrationTime": 250}}))
+    assert rc.startup() == {"ExposureTime": 6000}
+    assert spectro.startup() == {"IntegrationTime": 250} and applied == [{"IntegrationTime": 250}]
+    for template_path in (tmp_path / "work" / "pycam_config.json.default", usb.parent / "pycam_config.json.default"):
+        merged = json.loads(template_path.read_text())
+        assert set(merged["_controls"]) == {"camera", "spectrometer"}
+        assert merged["camera"]["ExposureTime"] == 20000 and merged["spectrometer"]["IntegrationTime"] == 100
+        assert validate(merged, "spectrometer", spectro._specs()) == {"IntegrationTime": 100}
+    bad_camera = tmp_path / "work" / "pycam_config.json"
+    bad_camera.write_text(json.dumps({"camera": {"Nope": 1}, "spectrometer": {"IntegrationTime": 250}}))
+    assert spectro.read_file(bad_camera) == {"IntegrationTime": 250}  # not the spectrometer's problem
+    with pytest.raises(RuntimeConfigError, match="camera.Nope"):
+        rc.read_file(bad_camera)
