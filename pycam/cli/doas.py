@@ -17,13 +17,6 @@ import sys
 from pathlib import Path
 
 
-def _window(values: list[str]) -> tuple[float, float]:
-    lo, hi = float(values[0]), float(values[1])
-    if not hi > lo:
-        raise CliError(f"window {lo:g} {hi:g}: the upper limit must exceed the lower")
-    return lo, hi
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec_dir", nargs="?", metavar="SPEC_DIR",
                         help="directory of spectra (PyCam .npy or two-column text files)")
@@ -46,12 +39,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     shape.add_argument("--fwem", metavar="NM", type=float,
                        help="super-Gaussian line shape with this full width at 1/e maximum (nm)")
     parser.add_argument("--fit-ils", action="store_true", help="fit the super-Gaussian line shape (not with --ils)")
-    parser.add_argument("--fit-window", nargs=2, metavar=("LO", "HI"), help="SO2 fit window, nm (default 308 318)")
-    parser.add_argument("--stray-window", nargs=2, metavar=("LO", "HI"),
+    parser.add_argument("--fit-window", nargs=2, type=float, metavar=("LO", "HI"),
+                        help="SO2 fit window, nm (default 308 318)")
+    parser.add_argument("--stray-window", nargs=2, type=float, metavar=("LO", "HI"),
                         help="stray-light window whose mean is subtracted, nm (default 293 296)")
     parser.add_argument("--light-dilution", action="store_true",
                         help="correct for light dilution with a second fit window (two-waveband method)")
-    parser.add_argument("--ld-window", nargs=2, metavar=("LO", "HI"),
+    parser.add_argument("--ld-window", nargs=2, type=float, metavar=("LO", "HI"),
                         help="second fit window for the light-dilution correction, nm (default 312 322)")
     parser.add_argument("--no-warm-start", action="store_true",
                         help="start every fit from the first guess instead of the previous result")
@@ -62,14 +56,11 @@ class CliError(Exception):
 
 
 def _doas_config(path: str | None) -> dict:
-    from pycam.config import SCHEMA, ConfigError, load_config
+    from pycam.config import ConfigError, load_config
+    from pycam.doas.configure import default_doas_section
 
     if path is None:
-        conf = {}
-        for key, field in SCHEMA["doas"].items():
-            value = None if field.default == "" else field.default
-            conf[key] = Path(value).expanduser() if field.kind is Path and value is not None else value
-        return conf
+        return default_doas_section()
     try:
         return dict(load_config(path)["doas"])
     except ConfigError as exc:
@@ -77,39 +68,26 @@ def _doas_config(path: str | None) -> dict:
 
 
 def build_settings(args: argparse.Namespace, conf: dict):
-    from pycam.doas.lineshape import LineShapeError, read_ils_file
-    from pycam.doas.model import LineShapeSpec
-    from pycam.doas.retrieval import RetrievalSettings
+    from pycam.doas.configure import DoasConfigError, settings_from_config
 
-    fit_window = _window(args.fit_window) if args.fit_window else tuple(map(float, conf["fit_window"]))
-    stray = _window(args.stray_window) if args.stray_window else tuple(map(float, conf["stray_window"]))
-    ils_path = args.ils if args.ils else (None if args.fwem is not None else conf["ils_file"])
-    fwem = args.fwem if args.fwem is not None else conf["fwem"]
-    fit_ils = bool(args.fit_ils or (conf["fit_ils"] and args.ils is None))
+    overrides = {
+        "fit_window": args.fit_window, "stray_window": args.stray_window, "ils_file": args.ils,
+        "fwem": args.fwem, "fit_ils": True if args.fit_ils else None,
+        "warm_start": False if args.no_warm_start else None,
+    }
+    if args.fit_ils and args.ils:
+        raise CliError("--fit-ils fits a super-Gaussian; it cannot be combined with a measured --ils file")
     try:
-        if ils_path is not None:
-            if args.fit_ils:
-                raise CliError("--fit-ils fits a super-Gaussian; it cannot be combined with a measured --ils file")
-            line_shape = LineShapeSpec(measured=read_ils_file(ils_path))
-        else:
-            line_shape = LineShapeSpec(fwem=float(fwem), fit=fit_ils)
-    except LineShapeError as exc:
-        raise CliError(str(exc)) from None
-    try:
-        return RetrievalSettings(fit_window=fit_window, stray_window=stray, poly_order=int(conf["poly_order"]),
-                                 line_shape=line_shape, warm_start=bool(conf["warm_start"]) and not args.no_warm_start,
-                                 max_residual=float(conf["max_residual"]), min_intensity=float(conf["min_intensity"]))
-    except ValueError as exc:
+        return settings_from_config(conf, overrides)
+    except DoasConfigError as exc:
         raise CliError(str(exc)) from None
 
 
 def build_references(args: argparse.Namespace, conf: dict):
-    from pycam.doas.references import ReferenceError, load_references
+    from pycam.doas.configure import DoasConfigError, references_from_config
+    from pycam.doas.references import ReferenceError
 
     xs: dict[str, str] = {}
-    for key, name in (("so2_file", "SO2"), ("o3_file", "O3"), ("ring_file", "Ring")):
-        if conf.get(key) is not None:
-            xs[name] = str(conf[key])
     for item in args.xs:
         if "=" not in item:
             raise CliError(f"--xs {item!r}: expected NAME=FILE, e.g. --xs SO2=SO2_298K.txt")
@@ -117,15 +95,10 @@ def build_references(args: argparse.Namespace, conf: dict):
         if not name.strip() or not path.strip():
             raise CliError(f"--xs {item!r}: expected NAME=FILE")
         xs[name.strip()] = path.strip()
-    ref_dir = args.reference_dir or conf.get("reference_dir")
-    solar = args.solar or (str(conf["solar_file"]) if conf.get("solar_file") is not None else None)
     try:
-        refs = load_references(ref_dir, solar_file=solar, cross_section_files=xs)
-    except (ReferenceError, ValueError, OSError) as exc:
+        return references_from_config(conf, {"reference_dir": args.reference_dir, "solar_file": args.solar}, xs)
+    except (DoasConfigError, ReferenceError, ValueError, OSError) as exc:
         raise CliError(str(exc)) from None
-    if "SO2" not in refs.cross_sections:
-        raise CliError("no SO2 cross-section: give --xs SO2=FILE or a reference directory")
-    return refs
 
 
 def _make_retrieval(args, conf, refs, settings, dark):
@@ -135,7 +108,12 @@ def _make_retrieval(args, conf, refs, settings, dark):
     use_ld = args.light_dilution or bool(conf["use_light_dilution"])
     if not use_ld:
         return DoasRetrieval(refs, settings, dark)
-    window = _window(args.ld_window) if args.ld_window else tuple(map(float, conf["ld_window"]))
+    from pycam.doas.configure import DoasConfigError, window_from_config
+
+    try:
+        window = window_from_config({"ld_window": args.ld_window or conf["ld_window"]}, "ld_window")
+    except DoasConfigError as exc:
+        raise CliError(f"--ld-window: {exc}") from None
     return LightDilutionCorrection(refs, settings, window, dark=dark, so2_max=float(conf["ld_grid_max"]),
                                    cache_dir=conf.get("cache_dir"))
 

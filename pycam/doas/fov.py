@@ -346,6 +346,12 @@ class FovCalibration:
         """(time, aa_in_fov, column, column_err) for ``DoasCalibration.add_samples``."""
         return list(self.times), self.aa_in_fov, self.columns, self.column_errors
 
+    def to_doas_fov(self):
+        """The FOV as :class:`pycam.formats.geometry.DoasFov` (PyCam's ``x_pos``/``y_pos``/``radius`` file)."""
+        from pycam.formats.geometry import DoasFov
+
+        return DoasFov(x=float(self.centre_x), y=float(self.centre_y), radius=float(self.radius))
+
 
 def calibrate_fov(image_times: Sequence, aa_stack: np.ndarray, doas_times: Sequence, columns, errors, *,
                   frame_types: Sequence[str] | None = None, mode: str = "nearest", max_gap_s: float = 2.0,

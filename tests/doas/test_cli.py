@@ -92,3 +92,28 @@ def test_real_masaya_run_with_named_references(data_dir, tmp_path):
     assert set(rows) == {"spectrum_00000.txt", "spectrum_00420.txt", "spectrum_00448.txt"}
     assert abs(rows["spectrum_00000.txt"]) < 5e16
     assert rows["spectrum_00448.txt"] == pytest.approx(9.6e17, rel=0.1)
+
+
+def test_config_file_and_flag_precedence(spec_dir, tmp_path, station_config):
+    text = station_config.read_text()
+    assert "fit_window = [308.0, 318.0]" in text
+    station_config.write_text(text.replace("fit_window = [308.0, 318.0]", "fit_window = [309.0, 319.0]")
+                              .replace("stray_window = [293.0, 296.0]", "stray_window = [252.0, 255.0]"))
+    out = tmp_path / "a" / "res.csv"
+    assert main(["doas", str(spec_dir), "--out", str(out), "--config", str(station_config)]) == 0
+    assert "Fit window=309:319" in (out.parent / "doas_processing_params.txt").read_text()
+    out = tmp_path / "b" / "res.csv"
+    assert main(["doas", str(spec_dir), "--out", str(out), "--config", str(station_config),
+                 "--fit-window", "310", "320"]) == 0
+    assert "Fit window=310:320" in (out.parent / "doas_processing_params.txt").read_text()
+
+
+def test_settings_from_config_section():
+    from pycam.doas.configure import DoasConfigError, default_doas_section, settings_from_config
+
+    section = default_doas_section()
+    settings = settings_from_config(section, {"fwem": 0.7, "fit_ils": True})
+    assert settings.fit_window == (308.0, 318.0) and settings.stray_window == (293.0, 296.0)
+    assert settings.line_shape.fwem == 0.7 and settings.line_shape.fit
+    with pytest.raises(DoasConfigError, match="upper limit"):
+        settings_from_config(section, {"fit_window": [318, 308]})

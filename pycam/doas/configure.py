@@ -1,0 +1,94 @@
+"""Retrieval settings and references from the ``[doas]`` section of the station config.
+
+Shared by ``pycam doas``, the station and the GUI so that every user of the retrieval reads
+the configuration the same way.  ``overrides`` (e.g. command-line flags) take precedence;
+keys are those of ``[doas]`` (see :data:`pycam.config.SCHEMA`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from pycam.doas.lineshape import LineShapeError, read_ils_file
+from pycam.doas.model import LineShapeSpec, ReferenceArrays
+from pycam.doas.references import load_references
+from pycam.doas.retrieval import RetrievalSettings
+
+
+class DoasConfigError(ValueError):
+    """The ``[doas]`` settings (or their overrides) cannot be used; the message names the key."""
+
+
+def default_doas_section() -> dict[str, Any]:
+    """The ``[doas]`` defaults of the schema (paths expanded; empty paths are None)."""
+    from pycam.config import SCHEMA
+
+    section: dict[str, Any] = {}
+    for key, field in SCHEMA["doas"].items():
+        value = None if field.default == "" else field.default
+        section[key] = Path(value).expanduser() if field.kind is Path and value is not None else value
+    return section
+
+
+def _window(value, key: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise DoasConfigError(f"{key}: expected two numbers [lower, upper] in nm, got {value!r}") from None
+    if not hi > lo:
+        raise DoasConfigError(f"{key}: window {lo:g} {hi:g}: the upper limit must exceed the lower")
+    return lo, hi
+
+
+def settings_from_config(section: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> RetrievalSettings:
+    """:class:`RetrievalSettings` from a ``[doas]`` section plus overrides.
+
+    The line shape: ``ils_file`` (a measured ILS) unless ``fwem`` is overridden, else a
+    super-Gaussian of FWEM ``fwem``, fitted when ``fit_ils``.
+    """
+    conf = dict(section)
+    over = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if "fwem" in over and "ils_file" not in over:
+        conf["ils_file"] = None             # an explicit width replaces a configured ILS file
+    conf.update(over)
+    ils_path = conf.get("ils_file")
+    try:
+        if ils_path is not None:
+            if over.get("fit_ils"):
+                raise DoasConfigError("fit_ils: a measured ILS file cannot be fitted; give a FWEM to fit a super-Gaussian")
+            line_shape = LineShapeSpec(measured=read_ils_file(ils_path))
+        else:
+            line_shape = LineShapeSpec(fwem=float(conf["fwem"]), fit=bool(conf.get("fit_ils")))
+    except LineShapeError as exc:
+        raise DoasConfigError(str(exc)) from None
+    try:
+        return RetrievalSettings(fit_window=_window(conf["fit_window"], "fit_window"),
+                                 stray_window=_window(conf["stray_window"], "stray_window"),
+                                 poly_order=int(conf["poly_order"]), line_shape=line_shape,
+                                 warm_start=bool(conf["warm_start"]), max_residual=float(conf["max_residual"]),
+                                 min_intensity=float(conf["min_intensity"]))
+    except ValueError as exc:
+        raise DoasConfigError(str(exc)) from None
+
+
+def references_from_config(section: Mapping[str, Any], overrides: Mapping[str, Any] | None = None,
+                           cross_sections: Mapping[str, str] | None = None) -> ReferenceArrays:
+    """References: ``reference_dir`` (else the labelled synthetic set), then ``solar_file``,
+    ``so2_file``/``o3_file``/``ring_file`` and finally ``cross_sections`` ({name: path})."""
+    conf = dict(section)
+    conf.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    files: dict[str, str] = {}
+    for key, name in (("so2_file", "SO2"), ("o3_file", "O3"), ("ring_file", "Ring")):
+        if conf.get(key) is not None:
+            files[name] = str(conf[key])
+    files.update(cross_sections or {})
+    solar = conf.get("solar_file")
+    references = load_references(conf.get("reference_dir"), solar_file=str(solar) if solar is not None else None,
+                                 cross_section_files=files)
+    if "SO2" not in references.cross_sections:
+        raise DoasConfigError("no SO2 cross-section: set reference_dir or so2_file (pycam doas: --xs SO2=FILE)")
+    return references
+
+
+def window_from_config(section: Mapping[str, Any], key: str) -> tuple[float, float]:
+    return _window(section[key], key)
