@@ -25,11 +25,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default <spectrum name>_fit.png in the current directory)")
     parser.add_argument("--plot", metavar="SPECTRUM",
                         help="fit one spectrum and save a PNG of measured vs model spectrum and the residual")
-    parser.add_argument("--config", metavar="FILE", help="station TOML config; its [doas] section gives the settings")
-    parser.add_argument("--dark", metavar="FILE", help="dark spectrum (same integration time and co-adds)")
+    parser.add_argument("--config", metavar="FILE", help="station TOML config; its [doas] section gives the settings (flags override it); "
+                             "default: the [doas] defaults")
+    parser.add_argument("--dark", metavar="FILE", help="dark spectrum (same integration time and co-adds); default: [doas] dark_file, else the "
+                             "Dark spectra in SPEC_DIR (or beside SPECTRUM) with matching integration time and co-adds")
     parser.add_argument("--reference-dir", metavar="DIR",
-                        help="directory of reference spectra (sao2010.txt, SO2, O3, Ring files); without it and "
-                             "without --solar/--xs the labelled synthetic band model is used")
+                        help="directory of reference spectra (sao2010.txt, SO2, O3, Ring files; default: [doas] "
+                             "reference_dir).  --solar and --xs replace or add members; with neither a directory "
+                             "nor --solar and --xs SO2=…, the labelled synthetic band model (demos only) is the "
+                             "base set")
     parser.add_argument("--solar", metavar="FILE", help="high-resolution solar reference spectrum")
     parser.add_argument("--xs", metavar="NAME=FILE", action="append", default=[],
                         help="absorber cross-section, repeatable: --xs SO2=… --xs O3=… --xs Ring=… "
@@ -37,16 +41,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     shape = parser.add_mutually_exclusive_group()
     shape.add_argument("--ils", metavar="FILE", help="measured instrument line shape (offset nm, intensity)")
     shape.add_argument("--fwem", metavar="NM", type=float,
-                       help="super-Gaussian line shape with this full width at 1/e maximum (nm)")
+                       help="super-Gaussian line shape with this full width at 1/e maximum (nm; default: [doas] fwem, "
+                            "0.6, unless [doas] ils_file is set)")
     parser.add_argument("--fit-ils", action="store_true", help="fit the super-Gaussian line shape (not with --ils)")
     parser.add_argument("--fit-window", nargs=2, type=float, metavar=("LO", "HI"),
-                        help="SO2 fit window, nm (default 308 318)")
+                        help="SO2 fit window, nm (default: [doas] fit_window, 308 318)")
     parser.add_argument("--stray-window", nargs=2, type=float, metavar=("LO", "HI"),
-                        help="stray-light window whose mean is subtracted, nm (default 293 296)")
+                        help="stray-light window whose mean is subtracted, nm (default: [doas] stray_window, 293 296)")
     parser.add_argument("--light-dilution", action="store_true",
-                        help="correct for light dilution with a second fit window (two-waveband method)")
+                        help="correct for light dilution with a second fit window (two-waveband method; also "
+                             "[doas] use_light_dilution); fills the LDF column")
     parser.add_argument("--ld-window", nargs=2, type=float, metavar=("LO", "HI"),
-                        help="second fit window for the light-dilution correction, nm (default 312 322)")
+                        help="second fit window for the light-dilution correction, nm (default: [doas] ld_window, 312 322)")
     parser.add_argument("--no-warm-start", action="store_true",
                         help="start every fit from the first guess instead of the previous result")
 
