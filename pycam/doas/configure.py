@@ -92,3 +92,16 @@ def references_from_config(section: Mapping[str, Any], overrides: Mapping[str, A
 
 def window_from_config(section: Mapping[str, Any], key: str) -> tuple[float, float]:
     return _window(section[key], key)
+
+
+def fov_calibrator_from_config(section: Mapping[str, Any], **overrides: Any):
+    """A :class:`pycam.doas.fov.FovCalibrator` with the ``[doas]`` FOV keys (recalibration interval,
+    sample window, maximum camera-spectrometer gap, alignment mode, maximum radius, order)."""
+    from pycam.doas.fov import FovCalibrator
+
+    options = dict(recal_minutes=float(section["fov_recal_minutes"]),
+                   window_minutes=float(section["fov_window_minutes"]), mode=str(section["time_alignment"]),
+                   max_gap_s=float(section["max_time_gap_s"]), max_radius=int(section["fov_max_radius"]),
+                   order=int(section["calibration_order"]))
+    options.update(overrides)
+    return FovCalibrator(**options)

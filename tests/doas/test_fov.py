@@ -114,3 +114,14 @@ def test_recalibrates_on_interval():
     assert calibrator.update(times[-1] + dt.timedelta(seconds=30)) is None      # not due yet
     assert calibrator.due(times[-1] + dt.timedelta(seconds=61))
     assert calibrator.update(times[-1] + dt.timedelta(seconds=61)) is not None
+
+
+def test_calibrator_from_config_section():
+    from pycam.doas.configure import default_doas_section, fov_calibrator_from_config
+
+    section = default_doas_section()
+    section["fov_recal_minutes"] = 5.0
+    section["time_alignment"] = "interpolate"
+    calibrator = fov_calibrator_from_config(section)
+    assert calibrator.recal_s == 300.0 and calibrator.options["mode"] == "interpolate"
+    assert calibrator.options["max_gap_s"] == 2.0 and calibrator.options["max_radius"] == 30
