@@ -52,6 +52,15 @@ def run_device(args: argparse.Namespace, kind: str) -> int:
         return 1
     print(f"{service.device}: {args.driver} driver, connecting to {config['network']['master_host']}:"
           f"{config['network']['device_port']}, spool {service.spool.directory}", flush=True)
-    on_termination(service.stop)
+    from pycam.station.config_server import DeviceRuntimeConfig  # USB/FTP runtime config (issue 6)
+
+    runtime_config = DeviceRuntimeConfig.attach(service, config)
+
+    def shutdown() -> None:
+        if runtime_config is not None:
+            runtime_config.stop()
+        service.stop()
+
+    on_termination(shutdown)
     service.wait()
     return 0

@@ -30,6 +30,14 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print(f"master: devices on port {master.device_port}, clients on port {master.client_port}, "
           f"data in {master.store.data_dir}", flush=True)
-    on_termination(master.stop)
+    from pycam.station.schedule import MasterHousekeeping  # schedule, watchdog, disk (issue 6)
+
+    housekeeping = MasterHousekeeping(master, config).start()
+
+    def shutdown() -> None:
+        housekeeping.stop()
+        master.stop()
+
+    on_termination(shutdown)
     master.wait()
     return 0

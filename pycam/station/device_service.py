@@ -130,6 +130,28 @@ class DeviceService:
         """Block until the service has stopped completely (after stop(), EXT or a signal)."""
         return self.finished.wait(timeout)
 
+    def run_in_capture_thread(self, fn: Callable[[], Any], timeout: float = 60.0) -> Any:
+        """Run ``fn()`` on the capture thread between two triggers and return its result (the
+        runtime config uses it to apply settings and take its test photo without racing a capture)."""
+        if threading.current_thread() is self._thread:
+            return fn()
+        done: queue.Queue = queue.Queue(maxsize=1)
+
+        def job() -> None:
+            try:
+                done.put((True, fn()))
+            except Exception as exc:
+                done.put((False, exc))
+
+        self._jobs.put(job)
+        try:
+            ok, value = done.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"{self.device}: capture thread busy for {timeout} s") from None
+        if not ok:
+            raise value
+        return value
+
     def _announce(self) -> None:
         self.link.send_event("settings", **self.settings())
 
