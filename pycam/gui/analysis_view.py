@@ -24,8 +24,8 @@ UNITS = {"AA": "apparent absorbance", "tau_A": "τ (band A)", "column": "SO2 (mo
 
 
 class AnalysisView(ttk.Frame):
-    def __init__(self, master, queue: GuiQueue, *, on_lines_changed, ambient_roi=(0, 0, 60, 60),
-                 doas_fov=None) -> None:
+    def __init__(self, master, queue: GuiQueue, *, on_lines_changed, on_settings=None, ambient_roi=(0, 0, 60, 60),
+                 doas_fov=None, plume_distance_m: float | None = None) -> None:
         super().__init__(master)
         self.results_shown = 0
         self.last_result: So2Display | None = None
@@ -33,6 +33,7 @@ class AnalysisView(ttk.Frame):
         self._t0: float | None = None
         self._bands: dict[str, object] = {}
         self._on_lines_changed = on_lines_changed
+        self._on_settings = on_settings
 
         left = ttk.Frame(self)
         left.pack(side="left", fill="both", expand=True)
@@ -74,12 +75,28 @@ class AnalysisView(ttk.Frame):
         self.show_overlays = tk.BooleanVar(value=True)
         ttk.Checkbutton(controls, text="ROI/FOV", variable=self.show_overlays,
                         command=self._toggle_overlays).pack(side="left", padx=2)
-        ttk.Button(controls, text="Flip normal", command=self.editor.flip_selected).pack(side="left", padx=2)
-        ttk.Button(controls, text="Delete line", command=self.editor.delete).pack(side="left", padx=2)
-        ttk.Button(controls, text="Save lines…", command=self.save_lines_dialog).pack(side="left", padx=2)
-        ttk.Button(controls, text="Load…", command=self.load_lines_dialog).pack(side="left", padx=2)
+        line_bar = ttk.Frame(left, padding=2)
+        line_bar.pack(fill="x", before=self.image_plot.widget)
+        ttk.Label(line_bar, text="PCS lines:").pack(side="left")
+        ttk.Button(line_bar, text="Flip normal", command=self.editor.flip_selected).pack(side="left", padx=2)
+        ttk.Button(line_bar, text="Delete (Del)", command=self.editor.delete).pack(side="left", padx=2)
+        ttk.Button(line_bar, text="Save… (Ctrl+S)", command=self.save_lines_dialog).pack(side="left", padx=2)
+        ttk.Button(line_bar, text="Load…", command=self.load_lines_dialog).pack(side="left", padx=2)
+
+        processing = ttk.Frame(right, padding=2)
+        processing.pack(fill="x")
+        ttk.Label(processing, text="Plume distance (m)").pack(side="left")
+        self.distance_var = tk.StringVar(value="" if plume_distance_m is None else f"{plume_distance_m:g}")
+        ttk.Entry(processing, textvariable=self.distance_var, width=8).pack(side="left", padx=2)
+        self.ref_check = tk.BooleanVar(value=False)
+        ttk.Checkbutton(processing, text="PyCam reference check", variable=self.ref_check).pack(side="left", padx=2)
+        self.settings_path = tk.StringVar(value="")
+        ttk.Button(processing, text="Settings file…", command=self._choose_settings).pack(side="left", padx=2)
+        ttk.Button(processing, text="Apply", command=self.apply_processing).pack(side="left", padx=2)
         self.status = tk.StringVar(value="drag on the image to draw a PCS line; right-click deletes")
         ttk.Label(right, textvariable=self.status, foreground="#555555").pack(fill="x")
+        self.calibration_var = tk.StringVar(value="calibration: waiting for DOAS samples")
+        ttk.Label(right, textvariable=self.calibration_var, foreground="#2050a0", wraplength=800).pack(fill="x")
 
         self.rate_plot = BlitCanvas(right, figsize=(5.2, 4.6))
         self.rate_plot.widget.pack(fill="both", expand=True)
@@ -96,6 +113,43 @@ class AnalysisView(ttk.Frame):
         queue.subscribe("so2", self.show_result)
         self.bind("<Delete>", lambda _e: self.editor.delete())
         self.image_plot.widget.bind("<Delete>", lambda _e: self.editor.delete())
+
+    # --- processing settings -----------------------------------------------------------
+    def _choose_settings(self) -> None:
+        path = filedialog.askopenfilename(parent=self, title="Processing settings (PyCam YAML keys)",
+                                          filetypes=[("YAML/TOML", "*.yml *.yaml *.toml"), ("All", "*")])
+        if path:
+            self.settings_path.set(path)
+            self.status.set(f"settings file {path}: press Apply")
+
+    def processing_overrides(self) -> dict:
+        """The live-processing overrides in the form; raises ValueError naming the bad entry."""
+        overrides: dict = {"ref_check_mode": bool(self.ref_check.get())}
+        text = self.distance_var.get().strip()
+        if text:
+            try:
+                distance = float(text)
+            except ValueError:
+                raise ValueError(f"plume distance {text!r} is not a number") from None
+            if not 1.0 <= distance <= 1e6:
+                raise ValueError("plume distance must be 1-1000000 m")
+            overrides["plume_distance_m"] = distance
+        return overrides
+
+    def apply_processing(self) -> bool:
+        try:
+            overrides = self.processing_overrides()
+        except ValueError as exc:
+            self.status.set(f"refused: {exc}")
+            return False
+        if self._on_settings is not None:
+            try:
+                self._on_settings(overrides, self.settings_path.get().strip() or None)
+            except ValueError as exc:  # SettingsError names the key
+                self.status.set(f"refused: {exc}")
+                return False
+        self.status.set("live processing restarts with the new settings")
+        return True
 
     # --- overlays and lines -----------------------------------------------------------
     def set_doas_fov(self, x: float, y: float, radius: float) -> None:
@@ -165,6 +219,11 @@ class AnalysisView(ttk.Frame):
 
     def show_result(self, result: So2Display) -> None:
         self.last_result = result
+        if result.fov is not None and (tuple(self.fov_patch.get_center()), self.fov_patch.get_radius()) \
+                != (tuple(result.fov[:2]), result.fov[2]):
+            self.set_doas_fov(*result.fov)
+        if result.note:
+            self.calibration_var.set(result.note[:300])
         total = result.rates.get("total")
         self.image_title.set_text(f"{result.time_string}  {self.unit_var.get()}  "
                                   + (f"total {total.flux_kg_s:.2f} kg/s" if total else "no PCS line"))

@@ -104,7 +104,35 @@ class PyCamApp:
         self.poller.start()
         self.live.start()
         root.protocol("WM_DELETE_WINDOW", self.quit)
-        if autoconnect:
+        self.ready = False
+        self._autoconnect = autoconnect
+        root.after(20, self._warm_up, 0)
+
+    def canvases(self, view) -> list:
+        """The blitting canvases of a view (and of its sub-panels such as the wizard)."""
+        from pycam.gui.plots import BlitCanvas
+
+        found = []
+        for value in vars(view).values():
+            if isinstance(value, BlitCanvas):
+                found.append(value)
+            elif isinstance(value, ttk.Frame) and value is not view:
+                found.extend(v for v in vars(value).values() if isinstance(v, BlitCanvas))
+        return found
+
+    def _warm_up(self, index: int) -> None:
+        """Lay out and draw each tab once before data flows (first draws are the slow ones)."""
+        tabs = self.notebook.tabs()
+        if index < len(tabs):
+            self.notebook.select(tabs[index])
+            self.root.update_idletasks()
+            for canvas in self.canvases(self.notebook.nametowidget(tabs[index])):
+                canvas.refresh()
+            self.root.after(20, self._warm_up, index + 1)
+            return
+        self.notebook.select(tabs[0])
+        self.ready = True
+        if self._autoconnect:
             self.connect()
 
     # --- actions (also bound to shortcuts) ----------------------------------------------

@@ -45,9 +45,16 @@ class BlitCanvas:
         self._layout_done = False
         self.figure.set_layout_engine("constrained")
         self._needs_full = True
+        self._background = None
 
     def _on_draw(self, _event) -> None:
+        # any full draw (ours, or Tk's draw_idle after a resize) covers pending layout changes
         self.full_draws += 1
+        self._needs_full = False
+        if not self._layout_done:
+            # freeze the layout: later full draws (new axis limits) skip the layout solver
+            self._layout_done = True
+            self.figure.set_layout_engine("none")
         self._background = self.canvas.copy_from_bbox(self.figure.bbox)
         self._axes_backgrounds = {ax: self.canvas.copy_from_bbox(ax.bbox) for ax in self.figure.axes}
         self._draw_animated()
@@ -86,10 +93,6 @@ class BlitCanvas:
         if self._needs_full or self._background is None:
             self._needs_full = False
             self.canvas.draw()  # the draw_event saves the background and draws animated artists
-            if not self._layout_done:
-                # freeze the layout: later full draws (new axis limits) skip the layout solver
-                self._layout_done = True
-                self.figure.set_layout_engine("none")
             return
         self.canvas.restore_region(self._background)
         self._draw_animated()

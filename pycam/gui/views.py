@@ -174,16 +174,34 @@ class ProcessorAdapter:
         return so2_display(result, meta["time_string"], time.perf_counter() - start, self.fov, note)
 
 
-def live_settings(config, overrides: dict | None = None):
-    """Processing settings for live use: defaults, the simulator's plume distance when the
-    config describes a simulated station, then ``overrides``."""
-    from pycam.processing.settings import settings_from_mapping
+def live_defaults(config) -> dict[str, Any]:
+    """Live-processing defaults that differ from the batch ones.
 
-    values: dict[str, Any] = {}
+    * ``plume_distance_m``: the ``[simulator]`` plume distance of the station config (the
+      demo's scene); a real station gives its geometry in a settings file or the form.
+    * ``ref_check_mode`` off: with the live DOAS calibration still settling, its intercept
+      puts the ambient-ROI column outside PyCam's fixed bounds and would suppress every
+      emission rate; the Analysis tab can switch the check on.
+    """
+    values: dict[str, Any] = {"ref_check_mode": False}
     try:
         values["plume_distance_m"] = float(config["simulator"]["plume_distance_m"])
     except (KeyError, TypeError):
         pass
+    return values
+
+
+def live_settings(config, overrides: dict | None = None, settings_file=None):
+    """Processing settings for live use: a settings file (or the defaults), the live
+    defaults (see :func:`live_defaults`), then ``overrides`` from the form."""
+    from pycam.processing.settings import load_settings, settings_from_mapping
+
+    values: dict[str, Any] = {}
+    if settings_file is not None:
+        loaded = load_settings(settings_file).values
+        values.update({k: (str(v) if hasattr(v, "__fspath__") else v) for k, v in loaded.items() if v is not None})
+    else:
+        values.update(live_defaults(config))
     values.update(overrides or {})
     return settings_from_mapping(values)
 
@@ -214,7 +232,10 @@ def build_views(app) -> dict:
         "Camera": CameraView(nb, queue, app.send, app.tracker, dict(config["camera"])),
         "Spectrometer": SpectrometerView(nb, queue, app.send, app.tracker, dict(config["spectrometer"])),
         "Acquisition": AcquisitionView(nb, app),
-        "Analysis": AnalysisView(nb, queue, on_lines_changed=app.live.set_pcs_lines),
+        "Analysis": AnalysisView(nb, queue, on_lines_changed=app.live.set_pcs_lines,
+                                 on_settings=lambda overrides, path: app.live.configure(
+                                     settings=live_settings(config, overrides, path)),
+                                 plume_distance_m=live_defaults(config).get("plume_distance_m")),
         "Post-processing": PostProcessView(nb, app),
         "Schedule": ScheduleView(nb, app),
     }
