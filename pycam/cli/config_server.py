@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="directory to serve (default: [usb_config] work_dir of the config)")
     parser.add_argument("--host", default=None, help="address to listen on (default: [config_server] bind_host)")
     parser.add_argument("--port", type=int, default=None, help="port to listen on (default: [config_server] port)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every FTP command")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level (default INFO)")
 
 
 def run(args: argparse.Namespace) -> int:
