@@ -8,16 +8,21 @@ After a crash, everything still in the directory is pending and is sent again.
 """
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import threading
 from pathlib import Path
 
 import numpy as np
 
-from pycam.formats.atomic import is_temporary_name
-from pycam.formats.images import read_image, read_spectrum_npy, write_image, write_spectrum_npy
+from pycam.formats.atomic import atomic_write_bytes, is_temporary_name
+from pycam.formats.images import read_image, read_spectrum_npy, write_spectrum_npy
 from pycam.formats.names import ImageName, SpectrumName, parse_any
 from pycam.protocol.messages import IMAGE_DTYPE, SPECTRUM_DTYPE, Data, DataMeta
+from pycam.station.fast_png import encode_png16
+
+#: recently spooled frames kept in memory so sending them needs no read back from disk
+RECENT_IN_MEMORY = 4
 
 
 class SpoolError(RuntimeError):
@@ -30,6 +35,7 @@ class Spool:
         self.directory = Path(directory) / device
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._recent: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()
         self._cleanup_temporaries()
 
     def _cleanup_temporaries(self) -> None:
@@ -44,16 +50,32 @@ class Spool:
 
     # -- writing -------------------------------------------------------------------------
     def put_image(self, name: ImageName, pixels: np.ndarray) -> Path:
+        pixels = np.ascontiguousarray(pixels, np.uint16)
         try:
-            return write_image(self.directory / name.filename(), np.asarray(pixels, np.uint16))
+            path = atomic_write_bytes(self.directory / name.filename(), encode_png16(pixels))
         except OSError as exc:
             raise SpoolError(f"{self.directory / name.filename()}: cannot spool image: {exc.strerror}") from None
+        self._remember(name.filename(), pixels)
+        return path
 
     def put_spectrum(self, name: SpectrumName, wavelengths: np.ndarray, counts: np.ndarray) -> Path:
         try:
-            return write_spectrum_npy(self.directory / name.filename(), wavelengths, counts)
+            path = write_spectrum_npy(self.directory / name.filename(), wavelengths, counts)
         except OSError as exc:
             raise SpoolError(f"{self.directory / name.filename()}: cannot spool spectrum: {exc.strerror}") from None
+        self._remember(name.filename(), np.vstack([np.asarray(wavelengths, np.float64),
+                                                   np.asarray(counts, np.float64)]))
+        return path
+
+    def _remember(self, filename: str, array: np.ndarray) -> None:
+        with self._lock:
+            self._recent[filename] = array
+            while len(self._recent) > RECENT_IN_MEMORY:
+                self._recent.popitem(last=False)
+
+    def _recall(self, filename: str) -> np.ndarray | None:
+        with self._lock:
+            return self._recent.pop(filename, None)
 
     # -- reading -------------------------------------------------------------------------
     def pending(self) -> list[str]:
@@ -68,6 +90,7 @@ class Spool:
         """The master stored ``filename``: delete the spooled copy.  False if not spooled."""
         if "/" in filename or filename.startswith("."):
             return False
+        self._recall(filename)
         try:
             (self.directory / filename).unlink()
             return True
@@ -82,14 +105,17 @@ class Spool:
         except ValueError as exc:
             raise SpoolError(f"{path}: {exc}") from None
         when = (capture_time or parsed.time).isoformat()
+        in_memory = self._recall(filename)
+        if in_memory is not None and not path.exists():
+            in_memory = None   # confirmed and deleted meanwhile
         try:
             if isinstance(parsed, ImageName):
-                pixels = read_image(path)
+                pixels = in_memory if in_memory is not None else read_image(path)
                 meta = DataMeta(data_type="image", filename=filename, device=self.device, shape=pixels.shape,
                                 dtype=IMAGE_DTYPE, time=when, frame_type=parsed.frame_type, band=parsed.band,
                                 exposure_us=parsed.exposure_us, gain=float(parsed.gain))
                 return Data.from_array(meta, pixels)
-            arr = read_spectrum_npy(path)
+            arr = in_memory if in_memory is not None else read_spectrum_npy(path)
             meta = DataMeta(data_type="spectrum", filename=filename, device=self.device, shape=arr.shape,
                             dtype=SPECTRUM_DTYPE, time=when, frame_type=parsed.frame_type,
                             integration_ms=parsed.integration_ms, coadd=parsed.coadd)
