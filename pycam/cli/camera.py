@@ -55,6 +55,9 @@ def run_device(args: argparse.Namespace, kind: str) -> int:
     from pycam.station.config_server import DeviceRuntimeConfig  # USB/FTP runtime config (issue 6)
 
     runtime_config = DeviceRuntimeConfig.attach(service, config)
+    driver_events = getattr(service.driver, "event_listeners", None)
+    if driver_events is not None:  # gphoto2 capture outcomes, spectrometer unplug/replug -> station events
+        driver_events.append(service.link.send_event)
 
     def shutdown() -> None:
         if runtime_config is not None:
