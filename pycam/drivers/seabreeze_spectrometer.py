@@ -176,7 +176,7 @@ class SeabreezeSpectrometer(SpectrometerDriver):
     def _apply_integration(self, spec: Any, integration_ms: int) -> None:
         try:
             spec.integration_time_micros(int(integration_ms) * 1000)
-        except self._sbs.SeaBreezeError as exc:
+        except (self._sbs.SeaBreezeError, OSError) as exc:
             raise DriverError(f"seabreeze: cannot set integration time {integration_ms} ms: {exc}") from None
         self._integration_ms = int(integration_ms)
 
@@ -250,7 +250,7 @@ class SeabreezeSpectrometer(SpectrometerDriver):
                 counts = np.asarray(spec.intensities(correct_dark_counts=electric_dark,
                                                      correct_nonlinearity=False), dtype=np.float64)
                 total = counts.copy() if total is None else total + counts
-        except self._sbs.SeaBreezeError as exc:
+        except (self._sbs.SeaBreezeError, OSError) as exc:  # OSError: pyusb's USBError (pyseabreeze backend)
             reason = f"seabreeze: spectrometer {self._serial} lost: {exc}"
             self._mark_lost(reason)
             raise DriverError(reason) from None

@@ -193,3 +193,21 @@ def test_runtime_control_specs(hw_config, fake_seabreeze):
     with make(hw_config({"spectrometer": {"integration_ms": 80}})) as spec:
         assert spec.control_specs() == {"IntegrationTime": {"min": 1, "max": 655349, "default": 80, "type": "int"}}
         assert spec.apply_controls({"IntegrationTime": 50}) == {"IntegrationTime": 50}
+
+
+def test_usb_error_of_the_python_backend_counts_as_unplug(hw_config, fake_seabreeze, monkeypatch):
+    """pyseabreeze raises pyusb's USBError (an OSError), not SeaBreezeError, when the cable goes."""
+    fake_seabreeze.plug("FLMS1")
+    events = []
+    spec = make(hw_config())
+    spec.event_listeners.append(lambda kind, **f: events.append(kind))
+    spec.open()
+    feature = fake_seabreeze._bus["FLMS1"].f.spectrometer
+
+    def broken():
+        raise OSError(19, "No such device (it may have been disconnected)")
+
+    monkeypatch.setattr(feature, "get_intensities", broken)
+    with pytest.raises(DriverError, match="lost: .*No such device"):
+        spec.capture(WHEN)
+    assert events == ["spectrometer_lost"] and spec.lost
