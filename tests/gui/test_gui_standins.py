@@ -24,6 +24,7 @@ def app(tk_root, tmp_path):
     config = validate({"network": {"secret": generate_secret()}}, tmp_path / "station.toml")
     application = PyCamApp(tk_root, config, client_factory=FakeStationClient,
                            processor_factory=lambda **kw: ProcessorAdapter(FakeProcessor(**kw)))
+    assert pump_until(tk_root, lambda: application.ready and application.link.state == "connected", 30)
     yield application
     application.close()
 
