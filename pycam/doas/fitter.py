@@ -68,21 +68,28 @@ def levenberg_marquardt(fun: ModelFunction, measured: np.ndarray, x0: np.ndarray
     converged = False
     message = "maximum number of iterations reached"
     iteration = 0
+    bounded = np.isfinite(lower) | np.isfinite(upper)
     for iteration in range(1, max_iterations + 1):
         scale = np.sqrt(np.einsum("ij,ij->j", jac, jac))
         scale[scale == 0] = 1.0
         js = jac / scale
-        gradient = js.T @ residual
+        gradient = residual @ js
         # Parameters sitting on a bound with the descent direction pointing outwards are held.
-        active = ((x <= lower) & (gradient < 0)) | ((x >= upper) & (gradient > 0))
-        js_free = js[:, ~active]
+        active = bounded & (((x <= lower) & (gradient < 0)) | ((x >= upper) & (gradient > 0)))
+        if active.any():
+            keep = ~active
+            js_free = js[:, keep]
+            gradient_free = gradient[keep]
+        else:
+            keep, js_free, gradient_free = None, js, gradient
         jtj = js_free.T @ js_free
-        gradient_free = gradient[~active]
-        identity = np.eye(jtj.shape[0])
+        diagonal = np.arange(jtj.shape[0])
         accepted = False
         while damping < 1e12:
+            damped = jtj.copy()
+            damped[diagonal, diagonal] += damping
             try:
-                step_scaled = np.linalg.solve(jtj + damping * identity, gradient_free)
+                step_scaled = np.linalg.solve(damped, gradient_free)
             except np.linalg.LinAlgError:
                 damping *= 10.0
                 continue
@@ -91,8 +98,11 @@ def levenberg_marquardt(fun: ModelFunction, measured: np.ndarray, x0: np.ndarray
             if unprojected <= ftol * cost and damping <= initial_damping:
                 converged, message = True, "predicted reduction below tolerance"
                 break
-            step = np.zeros(n)
-            step[~active] = step_scaled / scale[~active]
+            if keep is None:
+                step = step_scaled / scale
+            else:
+                step = np.zeros(n)
+                step[keep] = step_scaled / scale[keep]
             x_new = np.clip(x + step, lower, upper)
             actual_step = (x_new - x) * scale
             predicted_residual = residual - js @ actual_step

@@ -15,6 +15,9 @@ line shape G and sampled at the pixel wavelengths corrected by a shift and stret
 
 Everything that does not depend on the parameters (references on the grid, polynomial
 basis, the fixed kernel's FFT, interpolation set-up) is computed once in the constructor.
+The convolution is a circular FFT convolution of the grid's length (the grid is padded by the
+kernel half-width plus the largest shift, so no sampled point sees the wrap-around); the
+sampled model is a Catmull-Rom cubic through the fine grid, so its shift derivative is exact.
 Convolution is linear, so the Jacobian columns for the absorbers, polynomial and L are the
 convolutions of dF/dθ; they are convolved together with F in one batched FFT.  For a fitted
 line shape, d(G⊗F)/dθ_ILS = (dG/dθ_ILS) ⊗ F uses the analytic kernel derivatives.
@@ -140,7 +143,12 @@ class IntensityModel:
                              if offset_order >= 0 else np.zeros((0, self.n_pixels)))
         self.poly_order, self.offset_order = poly_order, offset_order
 
-        self.n_fft = sp_fft.next_fast_len(n_grid + self.kernel_offsets.size - 1, real=True)
+        # Circular convolution of length n_fft >= n_grid: with the kernel starting at index 0,
+        # output j = (centred index + kernel_half) is free of wrap-around for j >= 2·kernel_half,
+        # and the pad (kernel half-width + maximum shift) keeps every sampled j in that range.
+        self.n_fft = sp_fft.next_fast_len(n_grid, real=True)
+        if int(round((pad - max_shift_nm) / self.step)) <= self.kernel_half + 3:  # pragma: no cover - by construction
+            raise ModelError("internal: model grid padding too small for the line shape")
         if line_shape.measured is not None:
             kernel = line_shape.measured.kernel(self.kernel_offsets)
         else:
@@ -170,6 +178,7 @@ class IntensityModel:
         self._pixel_rel = self.wavelengths - self.centre
         self._grid0 = self.grid[0]
         self._n_grid = n_grid
+        self._four = np.arange(4)
 
     # ------------------------------------------------------------------ parameters
     def default_parameters(self, first_guess: Mapping[str, float] | None = None) -> np.ndarray:
@@ -247,16 +256,16 @@ class IntensityModel:
         return self._transmissions(a, ldf, poly)[0]
 
     def _transmissions(self, a: np.ndarray, ldf: float, poly: np.ndarray):
-        if self.so2_index >= 0:
-            tau_other = a @ self.sigma - a[self.so2_index] * self.sigma[self.so2_index]
-            t_so2 = np.exp(-a[self.so2_index] * self.sigma[self.so2_index])
-        else:
-            tau_other = a @ self.sigma
-            t_so2 = np.ones_like(self.grid)
+        """(F, I0*·T_other, T_SO2, dilution term); without dilution only F and I0*·T·D are formed."""
+        if ldf == 0.0 or self.so2_index < 0:
+            transmitted = self.solar * np.exp(-(a @ self.sigma))      # I0*·T_other·T_SO2 = I0*·T·D
+            return transmitted * poly, None, None, transmitted
+        tau_other = a @ self.sigma - a[self.so2_index] * self.sigma[self.so2_index]
+        t_so2 = np.exp(-a[self.so2_index] * self.sigma[self.so2_index])
         base = self.solar * np.exp(-tau_other)          # I0* T_other
-        dilution = ldf + (1.0 - ldf) * t_so2 if ldf != 0.0 else t_so2
-        spectrum = base * poly * dilution
-        return spectrum, base, t_so2, dilution
+        dilution = ldf + (1.0 - ldf) * t_so2
+        transmitted = base * dilution
+        return transmitted * poly, base, t_so2, transmitted
 
     def evaluate(self, params: np.ndarray, jacobian: bool = True,
                  all_columns: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
@@ -270,7 +279,7 @@ class IntensityModel:
         ldf = float(params[self._i_ldf])
         coeffs = params[self._slice_poly]
         poly = coeffs @ self.poly_basis
-        spectrum, base, t_so2, dilution = self._transmissions(a, ldf, poly)
+        spectrum, base, t_so2, transmitted = self._transmissions(a, ldf, poly)
         want = self.free if not all_columns else np.ones(len(self.names), dtype=bool)
         fit_ils = jacobian and self.fixed_kernel_fft is None and bool(want[self._slice_ils].any())
         n_abs, n_poly = len(self.absorbers), self.poly_order + 1
@@ -278,21 +287,23 @@ class IntensityModel:
         if jacobian:
             # Rows: d/dpoly_k = I0*·T·D·x^k (F itself is Σ p_k of these rows, so it needs no row
             # of its own), d/da_i = −σ_i·F, and d/dL.
-            rows = [self.poly_basis * (base * dilution)]
-            d_abs = -self.sigma * spectrum
-            if self.so2_index >= 0 and ldf != 0.0:
-                d_abs[self.so2_index] = -self.sigma[self.so2_index] * base * poly * (1.0 - ldf) * t_so2
-            rows.append(d_abs)
-            if want[self._i_ldf]:
-                rows.append((base * poly * (1.0 - t_so2))[None, :])
-            spec_fft = sp_fft.rfft(np.vstack(rows), self.n_fft, axis=-1)
+            with_ldf = bool(want[self._i_ldf])
+            rows = np.empty((n_poly + n_abs + int(with_ldf), self._n_grid))
+            np.multiply(self.poly_basis, transmitted, out=rows[:n_poly])
+            np.multiply(self.sigma, -spectrum, out=rows[n_poly:n_poly + n_abs])
+            if base is not None:
+                rows[n_poly + self.so2_index] = -self.sigma[self.so2_index] * base * poly * (1.0 - ldf) * t_so2
+            if with_ldf:
+                t = t_so2 if t_so2 is not None else np.exp(-a[self.so2_index] * self.sigma[self.so2_index])
+                b = base if base is not None else transmitted / t
+                rows[-1] = b * poly * (1.0 - t)
+            spec_fft = sp_fft.rfft(rows, self.n_fft, axis=-1)
             products = spec_fft * k_fft
             if fit_ils:
                 products = np.vstack([products, (coeffs @ spec_fft[:n_poly]) * dk_fft])
             conv = sp_fft.irfft(products, self.n_fft, axis=-1)
         else:
             conv = sp_fft.irfft(sp_fft.rfft(spectrum, self.n_fft) * k_fft, self.n_fft)[None, :]
-        conv = conv[:, self.kernel_half:self.kernel_half + self._n_grid]
 
         # Catmull-Rom (C1 cubic) interpolation at the shifted pixel wavelengths, so that the
         # shift/stretch derivatives are exact derivatives of the sampled model.
@@ -300,11 +311,12 @@ class IntensityModel:
         positions = (self.wavelengths + shift + stretch * self._pixel_rel - self._grid0) / self.step
         idx = np.clip(np.floor(positions).astype(np.intp), 1, self._n_grid - 3)
         t = positions - idx
-        t2, t3 = t * t, t * t * t
-        weights = (-0.5 * t + t2 - 0.5 * t3, 1.0 - 2.5 * t2 + 1.5 * t3, 0.5 * t + 2.0 * t2 - 1.5 * t3,
-                   -0.5 * t2 + 0.5 * t3)
-        sampled = (conv[:, idx - 1] * weights[0] + conv[:, idx] * weights[1] + conv[:, idx + 1] * weights[2]
-                   + conv[:, idx + 2] * weights[3])
+        t2 = t * t
+        t3 = t2 * t
+        weights = np.stack([-0.5 * t + t2 - 0.5 * t3, 1.0 - 2.5 * t2 + 1.5 * t3, 0.5 * t + 2.0 * t2 - 1.5 * t3,
+                            -0.5 * t2 + 0.5 * t3], axis=1)                        # (pixels, 4)
+        gathered = conv[:, (idx + self.kernel_half - 1)[:, None] + self._four]    # (rows, pixels, 4)
+        sampled = np.einsum("rpk,pk->rp", gathered, weights)
         offset = params[self._slice_offset] @ self.offset_basis if self.offset_basis.size else 0.0
         if not jacobian:
             return sampled[0] + offset, None
@@ -322,10 +334,10 @@ class IntensityModel:
             jac[:, self._slice_ils] = sampled[row:row + 4].T
         if self.offset_basis.size:
             jac[:, self._slice_offset] = self.offset_basis.T
-        d_weights = (-0.5 + 2.0 * t - 1.5 * t2, -5.0 * t + 4.5 * t2, 0.5 + 4.0 * t - 4.5 * t2, -t + 1.5 * t2)
-        local = [coeffs @ conv[:n_poly, idx + k] for k in (-1, 0, 1, 2)]
-        slope = (local[0] * d_weights[0] + local[1] * d_weights[1] + local[2] * d_weights[2]
-                 + local[3] * d_weights[3]) / self.step
+        d_weights = np.stack([-0.5 + 2.0 * t - 1.5 * t2, -5.0 * t + 4.5 * t2, 0.5 + 4.0 * t - 4.5 * t2,
+                              -t + 1.5 * t2], axis=1)
+        local = np.einsum("r,rpk->pk", coeffs, gathered[:n_poly])
+        slope = np.einsum("pk,pk->p", local, d_weights) / self.step
         jac[:, self._i_shift] = slope
         jac[:, self._i_stretch] = slope * self._pixel_rel
         if all_columns:
