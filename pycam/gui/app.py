@@ -9,11 +9,14 @@ Tk thread only draws; everything reaches it through :class:`GuiQueue`, polled wi
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import tkinter as tk
 from pathlib import Path
 from tkinter import ttk
 
 from pycam.config import Config, ConfigError, load_config
+from pycam.formats.geometry import GeometryFileError, PCSLine, read_pcs_line, write_pcs_line
 from pycam.gui.connection import ConnectionPane, StationLink, default_client_factory
 from pycam.gui.forms import ReplyTracker
 from pycam.gui.live import LiveProcessing
@@ -23,6 +26,44 @@ log = logging.getLogger(__name__)
 
 THEME = "arc"
 WINDOW_SIZE = "1366x768"
+#: the PCS line the GUI starts with when none was saved: vertical through the image centre
+DEFAULT_PCS_LINE = PCSLine(324, 60, 324, 426, "left", "0")
+STATE_DIR_ENV = "PYCAM_GUI_STATE_DIR"
+
+
+def gui_state_dir() -> Path:
+    """Where the GUI keeps its state (the last PCS lines): ``$PYCAM_GUI_STATE_DIR``, else
+    ``$XDG_CONFIG_HOME/pycam/gui``, else ``~/.config/pycam/gui``."""
+    explicit = os.environ.get(STATE_DIR_ENV)
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "pycam" / "gui"
+
+
+def load_saved_lines(state_dir: Path) -> list[PCSLine]:
+    """The PCS lines saved in ``state_dir/pcs_lines`` (unreadable files are skipped)."""
+    lines = []
+    for path in sorted((state_dir / "pcs_lines").glob("pcs_line_*.txt")):
+        try:
+            lines.append(read_pcs_line(path, name=path.stem[len("pcs_line_"):]))
+        except (GeometryFileError, ValueError) as exc:
+            log.warning("ignoring saved PCS line: %s", exc)
+    return lines
+
+
+def save_lines(state_dir: Path, lines) -> None:
+    """Replace the saved PCS lines (each file written atomically)."""
+    directory = state_dir / "pcs_lines"
+    directory.mkdir(parents=True, exist_ok=True)
+    keep = set()
+    for line in lines:
+        path = directory / f"pcs_line_{line.name}.txt"
+        write_pcs_line(path, line)
+        keep.add(path.name)
+    for old in directory.glob("pcs_line_*.txt"):
+        if old.name not in keep:
+            old.unlink()
 
 #: keyboard shortcuts (shown in the Help menu): sequence -> (description, method name)
 SHORTCUTS = {
@@ -62,7 +103,7 @@ class PyCamApp:
 
     def __init__(self, root: tk.Tk, config: Config, *, client_factory=default_client_factory,
                  processor_factory=None, retriever_factory=None, autoconnect: bool = True,
-                 poll_interval_ms: int = 25) -> None:
+                 poll_interval_ms: int = 25, state_dir: Path | None = None) -> None:
         from pycam.gui import views  # the tab modules (matplotlib) load with the window
 
         self.root = root
@@ -97,6 +138,10 @@ class PyCamApp:
         self.views = views.build_views(self)
         for title, view in self.views.items():
             self.notebook.add(view, text=title)
+        self.state_dir = state_dir if state_dir is not None else gui_state_dir()
+        analysis = self.views["Analysis"]
+        analysis.editor.set_lines(load_saved_lines(self.state_dir) or [DEFAULT_PCS_LINE])
+        analysis.editor.on_change = self._lines_edited
         self._bind_shortcuts()
         self._build_menu()
 
@@ -107,6 +152,11 @@ class PyCamApp:
         self.ready = False
         self._autoconnect = autoconnect
         root.after(20, self._warm_up, 0)
+
+    def _lines_edited(self, lines) -> None:
+        self.views["Analysis"]._lines_changed(lines)
+        self.tasks.submit(save_lines, self.state_dir, list(lines),
+                          on_error=lambda exc: self.queue.post("error", f"cannot remember PCS lines: {exc}"))
 
     def canvases(self, view) -> list:
         """The blitting canvases of a view (and of its sub-panels such as the wizard)."""
@@ -231,6 +281,9 @@ class PyCamApp:
                     closer()
 
     def quit(self) -> None:
+        if getattr(self, "_closed", False):
+            return
+        self._closed = True
         self.close()
         self.root.destroy()
 
@@ -252,9 +305,21 @@ def run_gui(config_path: Path, duration_s: float | None = None) -> int:
     app = PyCamApp(root, config)
     if duration_s is not None:
         root.after(int(duration_s * 1000), app.quit)
+    # Ctrl-C / SIGTERM close the window cleanly (Tk callbacks would swallow KeyboardInterrupt)
+    stop_requested: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, _frame: stop_requested.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def check_stop() -> None:
+        if stop_requested:
+            app.quit()
+        else:
+            root.after(200, check_stop)
+
+    root.after(200, check_stop)
     try:
         root.mainloop()
     finally:
-        if app.poller is not None:
-            app.poller.stop()
-    return 0
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 130 if stop_requested and stop_requested[0] == signal.SIGINT else 0

@@ -23,7 +23,8 @@ def app(tk_root, tmp_path):
 
     config = validate({"network": {"secret": generate_secret()}}, tmp_path / "station.toml")
     application = PyCamApp(tk_root, config, client_factory=FakeStationClient,
-                           processor_factory=lambda **kw: ProcessorAdapter(FakeProcessor(**kw)))
+                           processor_factory=lambda **kw: ProcessorAdapter(FakeProcessor(**kw)),
+                           state_dir=tmp_path / "gui-state")
     assert pump_until(tk_root, lambda: application.ready and application.link.state == "connected", 30)
     yield application
     application.close()
@@ -90,6 +91,7 @@ def test_pcs_line_drawn_with_the_mouse_gets_an_emission_rate(app):
     analysis = app.views["Analysis"]
     app.start_acquisition()
     assert pump_until(app.root, lambda: analysis.results_shown >= 2, 30)
+    analysis.editor.set_lines([])  # start without the default line
     drag(app.root, analysis.image_plot, analysis.image_ax, (100, 330), (520, 160))
     assert len(analysis.editor.lines) == 1
     line = analysis.editor.lines[0]
@@ -108,11 +110,24 @@ def test_pcs_lines_save_in_pycam_format(app, tmp_path):
     from pycam.formats.geometry import read_pcs_line
 
     editor = app.views["Analysis"].editor
+    editor.set_lines([])
     editor.add_line(273, 236, 408, 101)
     editor.flip_selected()
     paths = editor.save(tmp_path / "lines")
     assert (tmp_path / "lines" / "pcs_line_0.txt").read_text() == "x=273,408\ny=236,101\norientation=right\n"
     assert read_pcs_line(paths[0]).orientation == "right"
+
+
+def test_default_line_and_remembered_lines(app, tk_root, tmp_path):
+    from pycam.gui.app import DEFAULT_PCS_LINE, load_saved_lines
+
+    editor = app.views["Analysis"].editor
+    assert editor.lines == [DEFAULT_PCS_LINE]
+    editor.add_line(10, 20, 200, 220)
+    state = tmp_path / "gui-state"
+    assert pump_until(tk_root, lambda: len(load_saved_lines(state)) == 2, 10)
+    editor.delete(0)
+    assert pump_until(tk_root, lambda: [l.name for l in load_saved_lines(state)] == ["1"], 10)
 
 
 def test_test_image_during_acquisition(app):
