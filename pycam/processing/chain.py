@@ -25,6 +25,9 @@ from pycam.processing.settings import ProcessingSettings
 
 log = logging.getLogger(__name__)
 
+#: Running-median length (line samples) used to find the plume body on a line for the flow box.
+PLUME_MEDIAN_SAMPLES = 9
+
 
 class ProcessingChain:
     """Everything that depends on the image shape, built once and reused for every pair."""
@@ -117,16 +120,21 @@ class ProcessingChain:
         return s["ref_check_lower"] <= mean <= s["ref_check_upper"]
 
     def flow_box(self, so2: np.ndarray | None) -> tuple[int, int, int, int] | None:
-        """The box flow is needed on for this image: PCS samples with ``S >= min_cd`` (+ margin),
-        or the engine's fixed box; None means the whole frame."""
+        """The box flow is needed on for this image: the PCS samples whose column, after a
+        running median over 9 samples, reaches ``min_cd`` (+ margin), or the engine's fixed
+        box; None means the whole frame.  Isolated samples above ``min_cd`` outside the box
+        count as ill-constrained (see :mod:`pycam.processing.emission`)."""
         s = self.settings
         if s["flow_full_frame"] or not self.lines:
             return None
         if so2 is None or not s["flow_crop_to_plume"]:
             return self.flow_engine.box
+        from scipy.ndimage import median_filter
+
         xs, ys = [], []
         for le in self.lines:
-            keep = le.sampler.sample(so2) >= s["min_cd"]
+            # a running median ignores isolated noisy samples above min_cd far from the plume body
+            keep = median_filter(le.sampler.sample(so2), size=PLUME_MEDIAN_SAMPLES, mode="nearest") >= s["min_cd"]
             xs.append(le.sampler.x[keep])
             ys.append(le.sampler.y[keep])
         x = np.concatenate(xs)

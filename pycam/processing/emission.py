@@ -18,6 +18,11 @@ the histogram analysis for all samples), ``flow_hybrid`` (raw vectors, ill-const
 replaced by the histogram mean) and ``flow_glob`` (one velocity for the whole line, here
 the cross-correlation velocity).  The flow at a pair is the displacement from the previous
 AA image to this one, applied to this image's columns.
+
+Flow is computed on a box round the plume body on the lines (:meth:`ProcessingChain.flow_box`);
+isolated samples above ``min_cd`` outside it have no flow vector: they count with zero
+displacement in ``flow_raw`` and as ill-constrained (replaced by the histogram mean) in
+``flow_hybrid``.
 """
 from __future__ import annotations
 
@@ -139,8 +144,9 @@ class LineEmission:
         dists_err = s["dist_err_rel"] * float(np.mean(dists))
         n = self.sampler.normal
         if flow is not None and any(m in modes for m in ("flow_raw", "flow_histo", "flow_hybrid")):
-            dxs = self.sampler.sample(flow.dx, flow.origin)
-            dys = self.sampler.sample(flow.dy, flow.origin)
+            covered = self.sampler.inside(flow.flow.shape, flow.origin)
+            dxs = np.where(covered, self.sampler.sample(flow.dx, flow.origin), 0.0)
+            dys = np.where(covered, self.sampler.sample(flow.dy, flow.origin), 0.0)
             if "flow_raw" in modes:
                 veff = (n[0] * dxs + n[1] * dys)[cond] * dists / flow.dt_s
                 vavg = float(veff.mean())
@@ -160,6 +166,11 @@ class LineEmission:
                     if "flow_hybrid" in modes:
                         hx, hy, bad = hybrid_vectors(dxs[cond], dys[cond], hist, s["hist_sigma_tol"],
                                                      s["min_flow_length"])
+                        outside = ~covered[cond]
+                        if outside.any():      # no flow computed there: replace like ill-constrained vectors
+                            vx, vy = hist.displacement()
+                            hx, hy = np.where(outside, vx, hx), np.where(outside, vy, hy)
+                            bad = bad | outside
                         veff = (n[0] * hx + n[1] * hy) * dists / flow.dt_s
                         vavg = float(veff.mean())
                         verr_arr = np.full(veff.shape, abs(vavg) * s["optflow_err_rel_veff"])

@@ -75,12 +75,22 @@ class LineSampler:
         return (int(math.floor(self.x.min())), int(math.floor(self.y.min())),
                 int(math.floor(self.x.max())) + 2, int(math.floor(self.y.max())) + 2)
 
+    def inside(self, shape: tuple[int, int], origin: tuple[int, int] = (0, 0)) -> np.ndarray:
+        """True for sampling points that a crop of ``shape`` at ``origin`` covers."""
+        if origin != self._origin:
+            self._prepare(*origin)
+        h, w = shape[:2]
+        return (self._ix >= 0) & (self._iy >= 0) & (self._ix < w) & (self._iy < h)
+
     def sample(self, array: np.ndarray, origin: tuple[int, int] = (0, 0)) -> np.ndarray:
-        """Bilinear values along the line; ``array`` may be a crop whose top-left is ``origin``."""
+        """Bilinear values along the line; ``array`` may be a crop whose top-left is ``origin``
+        (points outside the crop get the nearest edge value: mask them with :meth:`inside`)."""
         if origin != self._origin:
             self._prepare(*origin)
         h, w = array.shape[:2]
-        ix, iy, fx, fy = self._ix, self._iy, self._fx, self._fy
+        ix = np.clip(self._ix, 0, w - 1)
+        iy = np.clip(self._iy, 0, h - 1)
+        fx, fy = self._fx, self._fy
         ix1 = np.minimum(ix + 1, w - 1)
         iy1 = np.minimum(iy + 1, h - 1)
         a = array[iy, ix].astype(np.float64)
