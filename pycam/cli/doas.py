@@ -299,4 +299,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:  # bad numbers in --fit-window etc.
         print(f"pycam doas: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # e.g. the results file cannot be written
+        print(f"pycam doas: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
 

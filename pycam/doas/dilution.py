@@ -29,7 +29,7 @@ import numpy as np
 
 from pycam.doas.model import SO2, IntensityModel, LineShapeSpec, ReferenceArrays
 from pycam.doas.retrieval import DoasRetrieval, FitResult, RetrievalSettings
-from pycam.doas.spectra import MeasuredSpectrum, good_pixel_mask
+from pycam.doas.spectra import MeasuredSpectrum, check_spectrum, good_pixel_mask
 from pycam.formats.atomic import atomic_write_bytes
 
 DEFAULT_LDF_VALUES = tuple(np.round(np.arange(0.0, 0.91, 0.05), 3))
@@ -209,6 +209,9 @@ class LightDilutionCorrection:
     def fit(self, spectrum: MeasuredSpectrum, *, prepared: bool = False,
             dark: MeasuredSpectrum | None = None) -> tuple[FitResult, DilutionResult]:
         """Fit both windows; return the first window's fit (SO2 corrected, ``ldf`` set) and the details."""
+        if not prepared:
+            check_spectrum(spectrum, max_counts=self.settings.max_counts * (1.0 - 1e-9),
+                           saturation_windows=[self.second_settings.fit_window], bad_pixels=self.settings.bad_pixels)
         corrected = spectrum if prepared else self.first.prepare(spectrum, dark)
         first = self.first.fit(corrected, prepared=True)
         second = self.second.fit(corrected, prepared=True)
