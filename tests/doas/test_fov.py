@@ -125,3 +125,17 @@ def test_calibrator_from_config_section():
     calibrator = fov_calibrator_from_config(section)
     assert calibrator.recal_s == 300.0 and calibrator.options["mode"] == "interpolate"
     assert calibrator.options["max_gap_s"] == 2.0 and calibrator.options["max_radius"] == 30
+
+
+def test_hand_off_to_the_processing_calibration():
+    """The FOV result feeds pycam.processing's DoasCalibration, which fits the same line."""
+    from pycam.processing.doas_calibration import DoasCalibration
+
+    stack, times, columns = _scene()
+    result = calibrate_fov(times, stack, times, columns, np.full(len(columns), 5e15))
+    calibration = DoasCalibration(order=1)
+    calibration.set_fov(result.centre_x, result.centre_y, result.radius)
+    assert calibration.add_samples(*result.samples) == 30
+    fit = calibration.fit()
+    np.testing.assert_allclose(fit.coeffs, result.fit.coefficients, rtol=1e-6, atol=1e12)
+    assert result.to_doas_fov().radius == result.radius
