@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
+import socket
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
+from pycam.config import ConfigError, load_config
+from pycam.protocol.commands import DEVICES
 from pycam.protocol.messages import Event
 from pycam.station.launcher import StationError, start_simulated_station, write_station_config
 from pycam.station.runtime import demo_config_path
@@ -75,6 +79,8 @@ class _Progress:
 
 
 def run(args: argparse.Namespace) -> int:
+    signal.signal(signal.SIGTERM, _interrupt)   # stop as cleanly as on Ctrl-C
+    signal.signal(signal.SIGINT, _interrupt)
     if not 0 < args.framerate <= 1:
         print("pycam demo: --framerate must be in (0, 1] Hz", file=sys.stderr)
         return 2
@@ -82,6 +88,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.headless and run_gui is None:
         print(f"pycam demo: {why}: running headless", file=sys.stderr)
     config_path = args.config_file or demo_config_path()
+    if _demo_running(config_path):
+        print(f"pycam demo: a demo is already running with {config_path}; stop it first or pass --config-file",
+              file=sys.stderr)
+        return 1
     data_dir = args.data_dir.resolve()
     spool_dir = Path(tempfile.mkdtemp(prefix="pycam-demo-spool-"))
     write_station_config(config_path, data_dir=data_dir, spool_dir=spool_dir, framerate=args.framerate)
@@ -100,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         if run_gui is not None:
             code = run_gui(config_path, duration_s=args.duration) if args.duration else run_gui(config_path)
         else:
-            code = _headless(args.duration, progress)
+            code = _headless(args.duration, progress, station)
         client.request("all", "SPC", True)
         client.request("all", "SPS", True)
         return int(code or 0)
@@ -122,10 +132,33 @@ def run(args: argparse.Namespace) -> int:
         _remove_if_empty(spool_dir)
 
 
-def _headless(duration: float | None, progress: _Progress) -> int:
+def _interrupt(signum, frame) -> None:
+    """First Ctrl-C / SIGTERM: stop cleanly; further ones are ignored so clean-up completes."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def _demo_running(config_path: Path) -> bool:
+    """True if ``config_path`` is the configuration of a master that answers right now."""
+    if not config_path.exists():
+        return False
+    try:
+        config = load_config(config_path)
+        with socket.create_connection((config["network"]["master_host"], config["network"]["client_port"]),
+                                      timeout=1):
+            return True
+    except (ConfigError, OSError):
+        return False
+
+
+def _headless(duration: float | None, progress: _Progress, station) -> int:
     start = time.monotonic()
     next_report = start + 5
     while duration is None or time.monotonic() - start < duration:
+        if not station.alive("master"):
+            print("demo: the master has exited (EXT?); stopping", flush=True)
+            return 0
         left = None if duration is None else duration - (time.monotonic() - start)
         time.sleep(max(0.0, min(next_report - time.monotonic(), left if left is not None else 5)))
         if time.monotonic() >= next_report:
@@ -135,8 +168,9 @@ def _headless(duration: float | None, progress: _Progress) -> int:
 
 
 def _remove_if_empty(spool_dir: Path) -> None:
-    """Remove the demo spool if every file was delivered (never delete undelivered data)."""
-    leftovers = [p for p in spool_dir.rglob("*") if p.is_file()]
+    """Remove the demo spool if every device delivered every file (never delete undelivered
+    data; other files there, such as the master's ledger, belong to the run and go too)."""
+    leftovers = [p for device in DEVICES for p in (spool_dir / device).glob("*") if p.is_file()]
     if leftovers:
         print(f"demo: {len(leftovers)} undelivered files kept in {spool_dir}", file=sys.stderr)
         return

@@ -23,6 +23,9 @@ from pycam.protocol.frames import PROTOCOL_VERSION
 from pycam.protocol.messages import Challenge, Command, Error, Hello, Message, Welcome
 
 HANDSHAKE_TIMEOUT_S = 10.0
+#: frame limits before authentication: a hello is small and carries no payload
+PRE_AUTH_MAX_HEADER = 16 * 1024
+PRE_AUTH_MAX_PAYLOAD = 0
 
 
 class AuthError(ConnectionError):
@@ -63,7 +66,10 @@ def server_handshake(conn: Connection, secret: str, session: str, *, allowed_rol
 
     ``before_welcome(hello)`` runs once the peer is authenticated and before it is told so
     (register it there, so nothing sent to it afterwards can be missed); a returned string
-    refuses the peer with that reason."""
+    refuses the peer with that reason.  Until authenticated, frames are limited to a 16 KiB
+    header and no payload; the caller's limits apply afterwards."""
+    limits = (conn.decoder.frames.max_payload_bytes, conn.decoder.frames.max_header_bytes)
+    conn.decoder.set_limits(PRE_AUTH_MAX_PAYLOAD, PRE_AUTH_MAX_HEADER)
     nonce = new_nonce()
     conn.send(Challenge(nonce=nonce, version=PROTOCOL_VERSION))
     msg = conn.receive(timeout=timeout)
@@ -80,6 +86,7 @@ def server_handshake(conn: Connection, secret: str, session: str, *, allowed_rol
         problem = before_welcome(msg)
         if problem:
             _refuse(conn, msg, problem)
+    conn.decoder.set_limits(*limits)
     conn.send(Welcome(session=session, mac=welcome_mac(secret, msg.nonce, nonce, session), devices=devices))
     return msg
 

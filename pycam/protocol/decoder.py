@@ -1,7 +1,7 @@
 """Bytes in, typed messages out: a :class:`FrameDecoder` plus :func:`messages.decode`."""
 from __future__ import annotations
 
-from pycam.protocol.frames import DEFAULT_MAX_PAYLOAD, FrameDecoder
+from pycam.protocol.frames import DEFAULT_MAX_PAYLOAD, MAX_HEADER_BYTES, FrameDecoder
 from pycam.protocol.messages import Message, decode
 
 
@@ -13,8 +13,13 @@ class MessageDecoder:
     :class:`~pycam.protocol.errors.FrameError` when the stream is unusable (close).
     """
 
-    def __init__(self, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD) -> None:
-        self.frames = FrameDecoder(max_payload_bytes)
+    def __init__(self, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD, max_header_bytes: int = MAX_HEADER_BYTES) -> None:
+        self.frames = FrameDecoder(max_payload_bytes, max_header_bytes)
+
+    def set_limits(self, max_payload_bytes: int, max_header_bytes: int = MAX_HEADER_BYTES) -> None:
+        """Change the frame limits (e.g. raise them once the peer is authenticated)."""
+        self.frames.max_payload_bytes = max_payload_bytes
+        self.frames.max_header_bytes = max_header_bytes
 
     def feed(self, data) -> None:
         self.frames.feed(data)

@@ -107,10 +107,12 @@ class FrameDecoder:
     corrupt; after a FrameError the decoder stays dead and raises it again.
     """
 
-    def __init__(self, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD) -> None:
-        if max_payload_bytes < 0:
-            raise ValueError("max_payload_bytes must be >= 0")
+    def __init__(self, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD, max_header_bytes: int = MAX_HEADER_BYTES) -> None:
+        if max_payload_bytes < 0 or not 0 < max_header_bytes <= MAX_HEADER_BYTES:
+            raise ValueError("max_payload_bytes must be >= 0 and max_header_bytes in 1..MAX_HEADER_BYTES")
+        #: limits may be raised once the peer is authenticated (see pycam.net.connection)
         self.max_payload_bytes = max_payload_bytes
+        self.max_header_bytes = max_header_bytes
         self._buf = bytearray()         # prefix + header bytes being assembled
         self._scratch = bytearray(_SCRATCH)
         self._ready: list[Frame | MessageError] = []
@@ -237,8 +239,8 @@ class FrameDecoder:
         if flags & FLAG_CRC32C and not HAVE_CRC32C:
             self._fail("payload", "the payload checksum is CRC-32C but the crc32c package is not installed here")
         self._flags = flags
-        if not 0 < header_len <= MAX_HEADER_BYTES:
-            self._fail("frame", f"header length {header_len} outside 1..{MAX_HEADER_BYTES}")
+        if not 0 < header_len <= self.max_header_bytes:
+            self._fail("frame", f"header length {header_len} outside 1..{self.max_header_bytes}")
         if payload_len > self.max_payload_bytes:
             self._fail("frame", f"payload of {payload_len} bytes exceeds the limit of {self.max_payload_bytes}")
         self._header_len = header_len

@@ -12,7 +12,9 @@
 ``on_message`` is called from the client's thread with every message the master forwards
 (:class:`~pycam.protocol.messages.Reply`, ``Error``, ``Event``, ``Data`` — see
 pycam.protocol.messages): replies and errors of every client, events of every device, and
-data frames of the subscribed types.  Keep it quick (hand work to your own thread/queue).
+data frames of the subscribed types.  Keep it quick (hand work to your own thread/queue), and
+never call the blocking ``request()`` from inside it (its answer could only be read by the
+very thread that is waiting).
 """
 from __future__ import annotations
 

@@ -262,3 +262,13 @@ def test_client_state_and_reconnect(station_config):
         client.stop()
         st.close()
     assert client.state == "down"
+
+
+def test_no_payload_accepted_before_authentication(station):
+    with raw_connection(station.master.client_port) as conn:
+        conn.receive(timeout=5)
+        conn.sock.sendall(encode_frame_bytes(b'{"kind":"hello"}', b"x" * 100))
+        error = conn.receive(timeout=5)
+        assert isinstance(error, m.Error) and "exceeds" in error.reason
+        with pytest.raises(ConnectionClosed):
+            conn.receive(timeout=5)
