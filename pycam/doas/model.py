@@ -220,13 +220,16 @@ class IntensityModel:
         p[self._slice_poly] = coeffs
         return p
 
-    def rescale_intensity(self, params: np.ndarray, measured: np.ndarray) -> np.ndarray:
-        """Return ``params`` with polynomial and offset scaled to ``measured`` (one model evaluation).
+    def rescale_intensity(self, params: np.ndarray, measured: np.ndarray,
+                          model: np.ndarray | None = None) -> np.ndarray:
+        """Return ``params`` with polynomial and offset scaled to ``measured``.
 
         A cheap warm start: the previous spectrum's shape, this spectrum's brightness.
+        ``model`` is the model at ``params`` if already known (else one evaluation).
         """
         p = np.array(params, dtype=np.float64)
-        model, _ = self.evaluate(p, jacobian=False)
+        if model is None:
+            model, _ = self.evaluate(p, jacobian=False)
         denominator = float(model @ model)
         if denominator <= 0 or not np.isfinite(denominator):
             return self.fit_polynomial(p, measured)

@@ -109,6 +109,7 @@ class DoasRetrieval:
         self.absorbers = tuple(settings.absorbers) if settings.absorbers else tuple(references.cross_sections)
         self._models: dict[bytes, IntensityModel] = {}
         self._previous: np.ndarray | None = None
+        self._previous_model: np.ndarray | None = None
         self._previous_grid: bytes | None = None
 
     def reset(self) -> None:
@@ -159,13 +160,14 @@ class DoasRetrieval:
             first = self._previous
         else:
             first = model.default_parameters(self.settings.first_guess)
-        result = self._solve(model, measured, first, rescale_only=warm)
+        result = self._solve(model, measured, first, rescale_only=warm,
+                             first_model=self._previous_model if warm else None)
         if warm and not result[1]:
             result = self._solve(model, measured, model.default_parameters(self.settings.first_guess))
         params, converged, fit = result
         quality = self._quality(model, measured, fit, converged)
         if quality == QUALITY_OK:
-            self._previous, self._previous_grid = params, key
+            self._previous, self._previous_model, self._previous_grid = params, fit.model, key
         errors = np.full(len(model.names), np.nan)
         errors[model.free] = fit.errors
         dof = max(model.n_pixels - int(model.free.sum()), 1)
@@ -175,9 +177,11 @@ class DoasRetrieval:
                          measured=measured, model=fit.model, residual=fit.residual, chi2=fit.cost / dof,
                          iterations=fit.iterations, converged=converged, quality=quality, message=fit.message)
 
-    def _solve(self, model: IntensityModel, measured: np.ndarray, first: np.ndarray, rescale_only: bool = False):
+    def _solve(self, model: IntensityModel, measured: np.ndarray, first: np.ndarray, rescale_only: bool = False,
+               first_model: np.ndarray | None = None):
         s = self.settings
-        start = model.rescale_intensity(first, measured) if rescale_only else model.fit_polynomial(first, measured)
+        start = (model.rescale_intensity(first, measured, first_model) if rescale_only
+                 else model.fit_polynomial(first, measured))
         free = model.free
         lower, upper = model.bounds()
         full = start.copy()
