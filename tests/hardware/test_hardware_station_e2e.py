@@ -46,8 +46,8 @@ def write_config(path: Path, root: Path, ports: tuple[int, int], secret: str, ca
     path.write_text(render_config({
         "network": {"device_port": ports[0], "client_port": ports[1], "reconnect_max_s": 1.0},
         "storage": {"data_dir": str(root / "data"), "spool_dir": str(root / "spool")},
-        "camera": {"framerate": 1.0, "auto_exposure": False, "shutter_us": 100_000},
-        "spectrometer": {"framerate": 1.0, "auto_integration": False, "integration_ms": 100},
+        "camera": {"framerate": 0.5, "auto_exposure": False, "shutter_us": 100_000},  # 2 s: headroom on a busy CI
+        "spectrometer": {"framerate": 0.5, "auto_integration": False, "integration_ms": 100},
         "hardware": {"camera_index": camera_index},
     }, secret=secret))
     return path
