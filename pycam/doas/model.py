@@ -34,6 +34,8 @@ from pycam.doas.lineshape import (ILS_PARAMETERS, LineShapeError, MeasuredILS, k
                                   super_gaussian_half_width)
 
 FINE_STEP_NM = 0.01
+#: Largest wavelength stretch fitted (nm per nm from the window centre).
+MAX_STRETCH = 0.02
 SO2 = "SO2"
 
 
@@ -126,7 +128,9 @@ class IntensityModel:
                                                    abs(line_shape.a_w), abs(line_shape.a_k), tail=1e-5)
         self.kernel_offsets = kernel_offsets(half_width, self.step)
         self.kernel_half = (self.kernel_offsets.size - 1) // 2
-        pad = half_width + max_shift_nm + 0.1 + 0.01 * self.half_span * 2
+        # The pixels may move by the largest shift plus the largest stretch at the window edges.
+        self.max_stretch = MAX_STRETCH
+        pad = half_width + max_shift_nm + self.max_stretch * self.half_span + 0.1
         n_grid = int(np.ceil((hi - lo + 2 * pad) / self.step)) + 1
         self.grid = lo - pad + self.step * np.arange(n_grid)
         self.max_shift_nm = max_shift_nm
@@ -147,7 +151,7 @@ class IntensityModel:
         # output j = (centred index + kernel_half) is free of wrap-around for j >= 2·kernel_half,
         # and the pad (kernel half-width + maximum shift) keeps every sampled j in that range.
         self.n_fft = sp_fft.next_fast_len(n_grid, real=True)
-        if int(round((pad - max_shift_nm) / self.step)) <= self.kernel_half + 3:  # pragma: no cover - by construction
+        if int(round((pad - max_shift_nm - self.max_stretch * self.half_span) / self.step)) <= self.kernel_half + 3:  # pragma: no cover - by construction
             raise ModelError("internal: model grid padding too small for the line shape")
         if line_shape.measured is not None:
             kernel = line_shape.measured.kernel(self.kernel_offsets)
@@ -197,7 +201,7 @@ class IntensityModel:
         lower = np.full(len(self.names), -np.inf)
         upper = np.full(len(self.names), np.inf)
         lower[self._i_shift], upper[self._i_shift] = -self.max_shift_nm, self.max_shift_nm
-        lower[self._i_stretch], upper[self._i_stretch] = -0.05, 0.05
+        lower[self._i_stretch], upper[self._i_stretch] = -self.max_stretch, self.max_stretch
         lower[self._i_ldf], upper[self._i_ldf] = 0.0, 0.99
         ls = self.line_shape
         i = self._slice_ils.start
