@@ -205,8 +205,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "watchdog_timeout_s": Field(float, 150.0, 5.0, 86_400.0,
                                     doc="a device silent this long during acquisition triggers a restart"),
         "watchdog_check_s": Field(float, 30.0, 0.05, 3600.0, doc="how often the watchdog looks"),
-        "disk_free_mb": Field(int, 1000, 0, 10_000_000,
-                              doc="below this free space, delete files the master has confirmed, oldest first"),
+        "disk_free_mb": Field(int, 0, 0, 10_000_000,
+                              doc="below this free space (MB), delete files the master has confirmed, oldest "
+                                  "first; 0: never delete (a station might use 1000)"),
         "disk_check_s": Field(float, 300.0, 0.05, 86_400.0, doc="how often free space is checked"),
     },
     "doas": {

@@ -127,7 +127,7 @@ class FakeMaster:
 
 
 def test_master_housekeeping_parts(tmp_path):
-    config = station_config(tmp_path, schedule={"enabled": True, "watchdog_check_s": 0.05})
+    config = station_config(tmp_path, schedule={"enabled": True, "watchdog_check_s": 0.05, "disk_free_mb": 500})
     master = FakeMaster(tmp_path / "data")
     hk = MasterHousekeeping(master, config)
     assert hk.schedule is not None and hk.watchdog is not None and hk.disk is not None
@@ -143,3 +143,4 @@ def test_master_housekeeping_parts(tmp_path):
     hk.stop()
     plain = MasterHousekeeping(FakeMaster(tmp_path / "data"), station_config(tmp_path))
     assert plain.schedule is None and plain.watchdog is not None
+    assert plain.disk is None  # by default nothing is ever deleted
