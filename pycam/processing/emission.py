@@ -95,7 +95,7 @@ def total_rate(rates: list[EmissionRate]) -> EmissionRate:
 class LineEmission:
     """Per-line emission-rate computation for all modes (footprints precomputed)."""
 
-    def __init__(self, sampler, footprints: np.ndarray, settings, band_px: int = 10) -> None:
+    def __init__(self, sampler, footprints: np.ndarray, settings, band_px: int = 6) -> None:
         self.sampler = sampler
         self.dists = np.asarray(footprints, float)
         self.settings = settings
@@ -145,8 +145,9 @@ class LineEmission:
         n = self.sampler.normal
         if flow is not None and any(m in modes for m in ("flow_raw", "flow_histo", "flow_hybrid")):
             covered = self.sampler.inside(flow.flow.shape, flow.origin)
-            dxs = np.where(covered, self.sampler.sample(flow.dx, flow.origin), 0.0)
-            dys = np.where(covered, self.sampler.sample(flow.dy, flow.origin), 0.0)
+            dxs, dys = self.sampler.sample_vectors(flow.flow, flow.origin)
+            dxs = np.where(covered, dxs, 0.0)
+            dys = np.where(covered, dys, 0.0)
             if "flow_raw" in modes:
                 veff = (n[0] * dxs + n[1] * dys)[cond] * dists / flow.dt_s
                 vavg = float(veff.mean())

@@ -4,7 +4,7 @@ Orientation convention (pyplis): ``phi = atan2(dx, -dy)`` in degrees, 0 = up (to
 negative y), 90 = right.
 
 :func:`analyse_flow_histogram` takes the flow vectors in a band around the line (``band_px``
-either side, sampled every pixel along the line) where the column is at least ``min_cd``
+either side, default 6, sampled every pixel along the line) where the column is at least ``min_cd``
 and the vector longer than ``min_length``:
 
 1. orientation histogram with ``hist_dir_binres`` bins; the main peak is the fullest bin;
@@ -52,8 +52,9 @@ def orientation_deg(dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
     return np.degrees(np.arctan2(dx, -dy))
 
 
-def _wrap(angle: np.ndarray | float) -> np.ndarray | float:
-    return (np.asarray(angle) + 180.0) % 360.0 - 180.0
+def _wrap(angle):
+    """Angles (degrees) wrapped into [-180, 180)."""
+    return angle - 360.0 * np.floor((angle + 180.0) / 360.0)
 
 
 def band_points(sampler, band_px: int) -> tuple[np.ndarray, np.ndarray]:

@@ -51,7 +51,7 @@ class LineSampler:
         v2 = -v1
         left, right = (v2, v1) if dx * dy < 0 else (v1, v2)
         self.normal = left if self.line.orientation == "left" else right
-        self._prepare(0, 0)
+        self._cache: dict = {}
 
     @property
     def name(self) -> str:
@@ -61,14 +61,31 @@ class LineSampler:
     def n(self) -> int:
         return len(self.x)
 
-    def _prepare(self, ox: int, oy: int) -> None:
-        xs = self.x - ox
-        ys = self.y - oy
-        self._ix = np.floor(xs).astype(np.intp)
-        self._iy = np.floor(ys).astype(np.intp)
-        self._fx = xs - self._ix
-        self._fy = ys - self._iy
-        self._origin = (ox, oy)
+    def _weights(self, shape: tuple[int, int], origin: tuple[int, int]):
+        """Indices and bilinear weights for a crop of ``shape`` at ``origin`` (cached: the
+        pipeline alternates between full images and a few flow boxes)."""
+        key = (shape[0], shape[1], origin[0], origin[1])
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        h, w = shape
+        xs = self.x - origin[0]
+        ys = self.y - origin[1]
+        ix = np.floor(xs).astype(np.intp)
+        iy = np.floor(ys).astype(np.intp)
+        fx = xs - ix
+        fy = ys - iy
+        inside = (ix >= 0) & (iy >= 0) & (ix < w) & (iy < h)
+        ix0 = np.clip(ix, 0, w - 1)
+        iy0 = np.clip(iy, 0, h - 1)
+        ix1 = np.minimum(ix0 + 1, w - 1)
+        iy1 = np.minimum(iy0 + 1, h - 1)
+        weights = ((1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy)
+        cached = (iy0 * w + ix0, iy0 * w + ix1, iy1 * w + ix0, iy1 * w + ix1, weights, inside)
+        if len(self._cache) > 16:
+            self._cache.clear()
+        self._cache[key] = cached
+        return cached
 
     def bbox(self) -> tuple[int, int, int, int]:
         """Integer box ``(x0, y0, x1, y1)`` (exclusive end) holding all sampling points and their neighbours."""
@@ -77,27 +94,28 @@ class LineSampler:
 
     def inside(self, shape: tuple[int, int], origin: tuple[int, int] = (0, 0)) -> np.ndarray:
         """True for sampling points that a crop of ``shape`` at ``origin`` covers."""
-        if origin != self._origin:
-            self._prepare(*origin)
-        h, w = shape[:2]
-        return (self._ix >= 0) & (self._iy >= 0) & (self._ix < w) & (self._iy < h)
+        return self._weights(tuple(shape[:2]), tuple(origin))[5]
 
     def sample(self, array: np.ndarray, origin: tuple[int, int] = (0, 0)) -> np.ndarray:
-        """Bilinear values along the line; ``array`` may be a crop whose top-left is ``origin``
-        (points outside the crop get the nearest edge value: mask them with :meth:`inside`)."""
-        if origin != self._origin:
-            self._prepare(*origin)
-        h, w = array.shape[:2]
-        ix = np.clip(self._ix, 0, w - 1)
-        iy = np.clip(self._iy, 0, h - 1)
-        fx, fy = self._fx, self._fy
-        ix1 = np.minimum(ix + 1, w - 1)
-        iy1 = np.minimum(iy + 1, h - 1)
-        a = array[iy, ix].astype(np.float64)
-        b = array[iy, ix1].astype(np.float64)
-        c = array[iy1, ix].astype(np.float64)
-        d = array[iy1, ix1].astype(np.float64)
-        return (a * (1 - fx) + b * fx) * (1 - fy) + (c * (1 - fx) + d * fx) * fy
+        """Bilinear values along the line; ``array`` (2-D) may be a crop whose top-left is
+        ``origin`` (points outside the crop get edge values: mask them with :meth:`inside`)."""
+        i00, i01, i10, i11, (w00, w01, w10, w11), _ = self._weights(array.shape[:2], tuple(origin))
+        if array.flags.c_contiguous:
+            flat = array.reshape(-1)
+            a, b, c, d = flat[i00], flat[i01], flat[i10], flat[i11]
+        else:
+            w = array.shape[1]
+            a, b, c, d = (array[i // w, i % w] for i in (i00, i01, i10, i11))
+        return (a * w00 + b * w01) + (c * w10 + d * w11)
+
+
+    def sample_vectors(self, field: np.ndarray, origin: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, np.ndarray]:
+        """Bilinear (dx, dy) along the line from an (h, w, 2) flow field (crop at ``origin``)."""
+        i00, i01, i10, i11, (w00, w01, w10, w11), _ = self._weights(field.shape[:2], tuple(origin))
+        flat = np.ascontiguousarray(field).reshape(-1, 2)
+        out = (flat[i00] * w00[:, None] + flat[i01] * w01[:, None]) + (flat[i10] * w10[:, None]
+                                                                        + flat[i11] * w11[:, None])
+        return out[:, 0], out[:, 1]
 
 
 def offset_line(line: PCSLine, pixels: float, name: str | None = None) -> PCSLine:
