@@ -29,6 +29,7 @@ from pycam.station.spool import Spool
 log = logging.getLogger(__name__)
 
 _RECENT_NAMES = 4096
+_STOP = object()   # queued by stop(): jobs queued before it still run (requested frames are taken)
 
 
 def period_seconds(framerate: float) -> int | None:
@@ -119,7 +120,7 @@ class DeviceService:
             return
         self.stopped.set()
         self.acquiring = False
-        self._jobs.put(None)
+        self._jobs.put(_STOP)
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout=30)
         self.link.stop(drain_timeout=drain_timeout)
@@ -222,21 +223,21 @@ class DeviceService:
 
     # ------------------------------------------------------------------------- capture loop
     def _capture_loop(self) -> None:
-        while not self.stopped.is_set():
+        while True:
             with self._state_lock:
-                period = period_seconds(self.framerate) if self.acquiring else None
+                period = period_seconds(self.framerate) if self.acquiring and not self.stopped.is_set() else None
             trigger = next_trigger(time.time(), period, self._last_trigger) if period else None
             timeout = None if trigger is None else max(0.0, trigger - time.time())
             try:
                 job = self._jobs.get(timeout=timeout)
             except queue.Empty:
                 job = None
-            if self.stopped.is_set():
+            if job is _STOP:
                 return
             if job is not None:
                 self._run_job(job)
                 continue
-            if trigger is None or not self.acquiring:
+            if trigger is None or not self.acquiring or self.stopped.is_set():
                 continue
             self._last_trigger = trigger
             when = dt.datetime.fromtimestamp(trigger, dt.timezone.utc)

@@ -19,6 +19,7 @@ import logging
 import secrets
 import socket
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -300,7 +301,8 @@ class Master:
         self._note_station_state(cmd.key, value)
         for target in targets:
             if target == vocab.MASTER:
-                self._master_command(peer.session, cmd.request_id, cmd.key, value)
+                self._master_command(peer.session, cmd.request_id, cmd.key, value,
+                                     devices_too=cmd.device == vocab.ALL)
             else:
                 self._forward(target, cmd.key, value, peer.session, cmd.request_id)
 
@@ -328,7 +330,7 @@ class Master:
             return False
         return True
 
-    def _master_command(self, session: str, rid: int, key: str, value: Any) -> None:
+    def _master_command(self, session: str, rid: int, key: str, value: Any, devices_too: bool = False) -> None:
         def reply(v: Any) -> None:
             self._to_clients(Reply(request_id=rid, device=vocab.MASTER, key=key, value=v, session=session))
 
@@ -349,12 +351,20 @@ class Master:
                                        request_id=rid, device=vocab.MASTER, session=session))
         elif key == "EXT":
             reply(bool(value))
-            if value:
-                threading.Timer(0.3, self.stop).start()
+            if value:   # after 'EXT to all', let the devices deliver their spooled files first
+                threading.Thread(target=self._exit_after_devices, args=(8.0 if devices_too else 0.3,),
+                                 name="master-exit", daemon=True).start()
         elif key == "RST":
             reply(bool(value))   # accepted; a no-op, as in PyCam
         else:  # pragma: no cover - route() only sends master keys here
             self._to_clients(Error(key=key, reason="not handled by master", request_id=rid, session=session))
+
+    def _exit_after_devices(self, wait_s: float) -> None:
+        deadline = time.monotonic() + wait_s
+        self.stopped.wait(0.3)
+        while self.connected_devices and time.monotonic() < deadline:
+            self.stopped.wait(0.1)
+        self.stop()
 
     # ------------------------------------------------------------------------------ devices
     def _from_device(self, peer: Peer, msg: Message) -> None:

@@ -80,3 +80,26 @@ def test_demo_headless_leaves_complete_pairs_and_exits(tmp_path):
     assert not temporaries(data)
     assert not demo_config.exists()            # the pointer is removed when the demo ends
     assert "A/B pairs" in result.stdout
+
+
+def test_ext_to_all_shuts_everything_down_after_delivery(tmp_path):
+    config = write_station_config(tmp_path / "station.toml", data_dir=tmp_path / "data",
+                                  spool_dir=tmp_path / "spool", framerate=1.0)
+    env = {"PYTHONPATH": os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")])}
+    station = start_simulated_station(config, extra_env=env, camera_driver="fake_drivers:FakeCamera",
+                                      spectrometer_driver="fake_drivers:FakeSpectrometer", log_dir=tmp_path / "logs")
+    try:
+        client = station.client(name="t")
+        assert client.wait_connected(10)
+        for _ in range(3):
+            client.request("CM1", "TPA", "Test")
+            client.request("SPC", "TPS", "Test")
+        answers = client.request("all", "EXT", 1)
+        assert {a.device for a in answers} == {"CM1", "CM2", "SPC", "master"}
+        for name in ("CM1", "CM2", "SPC", "master"):
+            assert station.processes[name].wait(timeout=30) == 0
+        assert len(stored_files(tmp_path / "data", "*_Test.*")) == 6
+        assert not [p for d in ("CM1", "CM2", "SPC") for p in (tmp_path / "spool" / d).glob("*")]
+        assert not temporaries(tmp_path / "data")
+    finally:
+        station.stop()
