@@ -94,13 +94,13 @@ def run(args: argparse.Namespace) -> int:
         return 1
     data_dir = args.data_dir.resolve()
     spool_dir = Path(tempfile.mkdtemp(prefix="pycam-demo-spool-"))
+    log_dir = spool_dir.parent / f"{spool_dir.name}-logs"   # removed after a clean run
     write_station_config(config_path, data_dir=data_dir, spool_dir=spool_dir, framerate=args.framerate)
     print(f"demo: configuration {config_path}; data in {data_dir}", flush=True)
     progress = _Progress()
     station = None
     try:
-        station = start_simulated_station(config_path, framerate=args.framerate,
-                                          log_dir=spool_dir.parent / f"{spool_dir.name}-logs")
+        station = start_simulated_station(config_path, framerate=args.framerate, log_dir=log_dir)
         print(f"demo: station up (logs in {station.log_dir}); `pycam send LOG=1` talks to it", flush=True)
         client = station.client(name="pycam-demo", on_message=progress.on_message)
         if not client.wait_connected(10):
@@ -121,15 +121,18 @@ def run(args: argparse.Namespace) -> int:
         print("demo: interrupted", file=sys.stderr)
         return 130
     finally:
+        clean = True
         if station is not None:
             print("demo: stopping (devices deliver their spooled files first)", flush=True)
             codes = station.stop()
             bad = {k: v for k, v in codes.items() if v not in (0, None)}
             if bad:
-                print(f"demo: processes exited with {bad}", file=sys.stderr)
+                clean = False
+                print(f"demo: processes exited with {bad}; logs kept in {station.log_dir}", file=sys.stderr)
         print(f"demo: {progress.summary()} in {data_dir}", flush=True)
         config_path.unlink(missing_ok=True)
-        _remove_if_empty(spool_dir)
+        if _remove_if_empty(spool_dir) and clean:
+            shutil.rmtree(log_dir, ignore_errors=True)
 
 
 def _interrupt(signum, frame) -> None:
@@ -167,11 +170,12 @@ def _headless(duration: float | None, progress: _Progress, station) -> int:
     return 0
 
 
-def _remove_if_empty(spool_dir: Path) -> None:
+def _remove_if_empty(spool_dir: Path) -> bool:
     """Remove the demo spool if every device delivered every file (never delete undelivered
     data; other files there, such as the master's ledger, belong to the run and go too)."""
     leftovers = [p for device in DEVICES for p in (spool_dir / device).glob("*") if p.is_file()]
     if leftovers:
         print(f"demo: {len(leftovers)} undelivered files kept in {spool_dir}", file=sys.stderr)
-        return
+        return False
     shutil.rmtree(spool_dir, ignore_errors=True)
+    return True

@@ -65,8 +65,10 @@ def test_send_prints_json_lines_and_fails_on_error(tmp_path):
 def test_demo_headless_leaves_complete_pairs_and_exits(tmp_path):
     data = tmp_path / "data"
     demo_config = tmp_path / "run" / "demo.toml"
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
     result = pycam("demo", "--headless", "--duration", "6", "--data-dir", str(data), "--framerate", "1",
-                   env={"PYCAM_DEMO_CONFIG": str(demo_config)}, timeout=180)
+                   env={"PYCAM_DEMO_CONFIG": str(demo_config), "TMPDIR": str(scratch)}, timeout=180)
     assert result.returncode == 0, result.stdout + result.stderr
     a = {p.name.split("_")[0]: p for p in stored_files(data, "*_fltrA_*_Plume.png")}
     b = {p.name.split("_")[0]: p for p in stored_files(data, "*_fltrB_*_Plume.png")}
@@ -79,6 +81,7 @@ def test_demo_headless_leaves_complete_pairs_and_exits(tmp_path):
     assert spectra and read_spectrum_npy(spectra[0]).shape == (2, 2048)
     assert not temporaries(data)
     assert not demo_config.exists()            # the pointer is removed when the demo ends
+    assert not list(scratch.iterdir())         # spool and logs of a clean run are removed
     assert "A/B pairs" in result.stdout
 
 
