@@ -13,6 +13,7 @@ import argparse
 import datetime as dt
 import json
 import multiprocessing as mp
+import os
 import platform
 import socket
 import statistics
@@ -182,6 +183,12 @@ def capture_to_disk_latency(shape, frames: int, rate_hz: float) -> dict:
             "max_ms": lat[-1] if lat else None}
 
 
+def checksum_name() -> str:
+    from pycam.protocol.frames import HAVE_CRC32C
+
+    return "CRC-32C payload checksums" if HAVE_CRC32C else "zlib CRC-32 payload checksums (crc32c not installed)"
+
+
 def _pct(values, p):
     if not values:
         return None
@@ -200,6 +207,7 @@ def main(argv=None) -> int:
     counts = {"648x486": 60 if args.quick else 300, "2592x1944": 6 if args.quick else 30}
     results: dict = {"machine": platform.platform(), "python": platform.python_version(),
                      "cpus": mp.cpu_count(), "time": dt.datetime.now(dt.timezone.utc).isoformat(),
+                     "load_average_start": os.getloadavg()[0], "payload_checksum": checksum_name(),
                      "throughput": {}, "latency": {}}
     for label, shape in SIZES.items():
         raw, proto = [], []
@@ -216,6 +224,7 @@ def main(argv=None) -> int:
     lat_frames = 40 if args.quick else 200
     results["latency"]["648x486"] = capture_to_disk_latency((486, 648), lat_frames, 10.0)
     results["latency"]["2592x1944"] = capture_to_disk_latency((1944, 2592), 10 if args.quick else 30, 1.0)
+    results["load_average_end"] = os.getloadavg()[0]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     small, big = results["throughput"]["648x486"], results["throughput"]["2592x1944"]
@@ -223,7 +232,8 @@ def main(argv=None) -> int:
     print(f"transfer: 648x486 {small['protocol_MB_s']} MB/s = {small['ratio']:.0%} of raw {small['raw_MB_s']} MB/s; "
           f"2592x1944 {big['protocol_MB_s']} MB/s = {big['ratio']:.0%} of raw {big['raw_MB_s']} MB/s; "
           f"capture-to-disk 648x486 p50 {lat['p50_ms']:.1f} ms p99 {lat['p99_ms']:.1f} ms "
-          f"({lat['frames']} frames, fsync on); JSON in {args.out}")
+          f"({lat['frames']} frames, fsync on); {results['payload_checksum']}; "
+          f"load {results['load_average_start']:.1f}->{results['load_average_end']:.1f}; JSON in {args.out}")
     return 0
 
 

@@ -11,11 +11,13 @@
 Processes are named ``master``, ``CM1``, ``CM2`` and ``SPC``; each runs
 ``python -m pycam masterpi|camera|spectrometer`` in its own session (so a Ctrl-C in the
 terminal reaches only the parent, which then stops them in order).  Their output goes to
-``<log_dir>/<name>.log``.
+``<log_dir>/<name>.log`` (by default a new temporary directory, removed again when every
+process exited cleanly).
 """
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -48,6 +50,7 @@ class StationProcesses:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.processes: dict[str, subprocess.Popen] = {}
         self._clients: list[StationClient] = []
+        self.remove_logs_when_clean = False   # set for a log directory the launcher created
 
     # ------------------------------------------------------------------------- processes
     def start_process(self, name: str) -> subprocess.Popen:
@@ -120,6 +123,8 @@ class StationProcesses:
             codes[name] = self._reap(name, timeout)
         if "master" in self.processes:
             codes["master"] = self.terminate("master", timeout)
+        if self.remove_logs_when_clean and all(c == 0 for c in codes.values()):
+            shutil.rmtree(self.log_dir, ignore_errors=True)
         return codes
 
     def __enter__(self) -> "StationProcesses":
@@ -208,6 +213,7 @@ def start_simulated_station(config_path, data_dir=None, framerate=None, extra_en
                                 spectrometer_driver=spectrometer_driver)
     logs = Path(log_dir) if log_dir is not None else Path(tempfile.mkdtemp(prefix="pycam-station-logs-"))
     station = StationProcesses(config_path, commands, env, logs)
+    station.remove_logs_when_clean = log_dir is None
     station.start_all()
     if wait:
         try:
