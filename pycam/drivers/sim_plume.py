@@ -17,12 +17,16 @@ Column field (molec cm⁻²), rigid advection::
 
     S(x, y, t) = q(ξ − u·t) · A((ξ − u·t) mod P, n)
 
-* ``A`` is a periodic-in-ξ (period ``P`` px) plume body: a Gaussian cross-section of
-  meandering centre δ(ξ) and varying width w(ξ), modulated by a random turbulent texture;
-  it is **normalised per ξ** so that ∫A dn = Q (molec cm⁻² px) exactly, with
-  ``Q = Φ / (K·v·Δx)`` and ``K = 1e4·M_SO2/N_A/1000`` kg m⁻² per molec cm⁻²;
+* ``A`` is a periodic-in-ξ (period ``P`` = 1300 px) plume body: a Gaussian cross-section
+  (σ = 40 px) of meandering centre δ(ξ) and varying width w(ξ), times
+  ``max(0.05, 1 + 0.35·T_coarse + 0.2·T_fine)`` with two unit-std random textures
+  (wavelengths ~40–160 px: the large eddies that make the spectrometer FOV identifiable;
+  ~8–30 px: the small ones optical flow locks on to); it is **normalised per ξ** so that
+  ∫A dn = Q (molec cm⁻² px) exactly, with ``Q = Φ / (K·v·Δx)`` and
+  ``K = 1e4·M_SO2/N_A/1000`` kg m⁻² per molec cm⁻²;
 * ``q`` is the puff (mass) modulation, 1 + a sum of cosines of period ``L_q`` =
-  ``puff_length_px``: it carries the mass fluctuations that cross-correlation needs.
+  ``puff_length_px`` (std 0.12, wavelengths >= 30 px): the mass fluctuations that
+  cross-correlation needs (the integrated column along a PCS line is Q·q).
 
 Hence the flux through any line perpendicular to the flow is ``Φ·q(ξ_line − u·t)`` at every
 instant (Σ S·v·Δx over the line's pixels; the pixel sum equals the integral to better than
@@ -73,8 +77,9 @@ class SceneParameters:
     plume_sigma_px: float = 40.0          # mean cross-wind standard deviation
     meander_px: float = 6.0               # rms-ish centre-line meander amplitude
     width_variation: float = 0.1          # relative width modulation
-    texture_amplitude: float = 0.2        # relative turbulent texture (std)
-    puff_amplitude: float = 0.2           # std of the mass modulation q
+    texture_amplitude: float = 0.35       # relative coarse turbulent texture (std), ~40-160 px
+    fine_texture_amplitude: float = 0.2   # relative fine texture (std), ~8-30 px
+    puff_amplitude: float = 0.12          # std of the mass modulation q
     puff_length_px: float = 1300.0        # spatial period of q (L_q)
     puff_max_harmonic: int = 40           # highest harmonic of q
     # Exact run mean: with N samples spanning j whole puff periods (L_q = N·u·dt / j), harmonics
@@ -94,6 +99,7 @@ class SceneParameters:
             (self.plume_sigma_px >= 3, "plume_sigma_px must be >= 3"),
             (0 <= self.puff_amplitude < 0.5, "puff_amplitude must be in [0, 0.5)"),
             (0 <= self.texture_amplitude < 0.6, "texture_amplitude must be in [0, 0.6)"),
+            (0 <= self.fine_texture_amplitude < 0.6, "fine_texture_amplitude must be in [0, 0.6)"),
             (0 <= self.width_variation < 0.5, "width_variation must be in [0, 0.5)"),
             (self.puff_length_px >= 8, "puff_length_px must be >= 8"),
             (self.puff_max_harmonic >= 1, "puff_max_harmonic must be >= 1"),
@@ -119,6 +125,14 @@ class PlumeField:
 
     #: grid step of the tabulated body A (binned px)
     STEP = 0.5
+    #: texture band-pass (px): spectrum exp(-(k·small)²/2)·(1 - exp(-(k·large)²/2)), k in cycles/px
+    texture_small_px = 40.0
+    texture_large_px = 160.0
+    #: the fine texture (what optical flow locks on to)
+    fine_small_px = 8.0
+    fine_large_px = 30.0
+    #: shortest wavelength of the puff modulation q (px)
+    puff_min_wavelength_px = 30.0
 
     def __init__(self, params: SceneParameters) -> None:
         self.params = params
@@ -139,8 +153,8 @@ class PlumeField:
     # ------------------------------------------------------------------ construction
     def _build_puffs(self, rng: np.random.Generator) -> None:
         p = self.params
-        # Harmonics m = 1..M of L_q with wavelengths >= 12 px and M <= puff_max_harmonic.
-        m_max = int(max(1, min(p.puff_max_harmonic, p.puff_length_px // 12)))
+        # Harmonics m = 1..M of L_q with wavelengths >= puff_min_wavelength_px and M <= puff_max_harmonic.
+        m_max = int(max(1, min(p.puff_max_harmonic, p.puff_length_px // self.puff_min_wavelength_px)))
         harmonics = np.arange(1, m_max + 1)
         if p.puff_balance_samples > 1:
             harmonics = harmonics[(harmonics * p.puff_balance_periods) % p.puff_balance_samples != 0]
@@ -185,21 +199,23 @@ class PlumeField:
         width_rel = 1.0 + _harmonic_sum(xi, p.body_period_px, width_amp, rng.uniform(0, 2 * np.pi, harm.size), harm)
         width = p.plume_sigma_px * np.clip(width_rel, 0.5, 1.5)
         gauss = np.exp(-0.5 * ((n[:, None] - centre[None, :]) / width[None, :]) ** 2)
-        texture = self._texture(rng, n.size, n_xi)
-        body = gauss * np.clip(1.0 + p.texture_amplitude * texture, 0.05, None)
+        coarse = self._texture(rng, n.size, n_xi, self.texture_small_px, self.texture_large_px)
+        fine = self._texture(rng, n.size, n_xi, self.fine_small_px, self.fine_large_px)
+        texture = p.texture_amplitude * coarse + p.fine_texture_amplitude * fine
+        body = gauss * np.clip(1.0 + texture, 0.05, None)
         norm = body.sum(axis=0) * self.STEP          # ∫ body dn (px), per ξ column
         body *= self.q_integral / norm[None, :]
         # one extra column = column 0, so that bilinear interpolation wraps around ξ
         self._body = np.concatenate([body, body[:, :1]], axis=1)
         self._n_count = n.size
 
-    def _texture(self, rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
-        """Zero-mean, unit-std random field with structure on ~12–60 px scales (periodic)."""
+    def _texture(self, rng: np.random.Generator, rows: int, cols: int, small_px: float, large_px: float) -> np.ndarray:
+        """Zero-mean, unit-std random field, periodic, with wavelengths mostly between
+        ``small_px`` and ``large_px`` (band-pass exp(-(k·small)²/2)·(1 - exp(-(k·large)²/2)))."""
         ky = np.fft.fftfreq(rows, d=self.STEP)[:, None]
         kx = np.fft.rfftfreq(cols, d=self._xi_step)[None, :]
         k = np.hypot(kx, ky)
-        # band-pass: wavelengths between ~12 and ~60 px; random complex (white) spectrum
-        shape = np.exp(-0.5 * (k / (1 / 20.0)) ** 2) * (1 - np.exp(-0.5 * (k / (1 / 80.0)) ** 2))
+        shape = np.exp(-0.5 * (k * small_px) ** 2) * (1 - np.exp(-0.5 * (k * large_px) ** 2))
         spectrum = (rng.standard_normal(shape.shape) + 1j * rng.standard_normal(shape.shape)) * shape
         field = np.fft.irfft2(spectrum, s=(rows, cols))
         field -= field.mean()

@@ -89,8 +89,10 @@ def test_truth_is_complete_and_consistent(dataset):
     assert json.loads(json.dumps(truth)) == truth    # plain JSON
 
 
-def test_measured_aa_matches_truth_in_the_fov(dataset):
-    """An independent, simple processing of the written files reproduces the FOV column."""
+@pytest.fixture(scope="module")
+def aa_images(dataset):
+    """AA images by a plain, independent processing of the written files (dark, clear sky
+    scaled on the plume-free top rows, AA = τ_A − τ_B)."""
     out, truth = dataset
 
     def mean_of(folder, band):
@@ -99,20 +101,63 @@ def test_measured_aa_matches_truth_in_the_fov(dataset):
 
     dark = {b: mean_of("Dark", b) for b in ("fltrA", "fltrB")}
     clear = {b: mean_of("Clear", b) - dark[b] for b in ("fltrA", "fltrB")}
-    fov = truth["spectrometer_fov"]
-    yy, xx = np.mgrid[:486, :648]
-    mask = (xx - fov["x"]) ** 2 + (yy - fov["y"]) ** 2 <= fov["radius_px"] ** 2
-    sky = (slice(5, 40), slice(5, 80))
-    errors = []
-    for pair in truth["pairs"][::4]:
+    top = truth["plume_free_rows"]["top"]
+    sky = (slice(top[0], top[1] + 1), slice(5, 640))
+    images = []
+    for pair in truth["pairs"]:
         tau = {}
         for key, b in (("A", "fltrA"), ("B", "fltrB")):
             img = read_image(out / pair["files"][key]) - dark[b]
             tau[b] = np.log(clear[b] / img) - np.log(clear[b][sky].mean() / img[sky].mean())
-        aa = tau["fltrA"] - tau["fltrB"]
+        images.append(tau["fltrA"] - tau["fltrB"])
+    return np.array(images)
+
+
+def test_measured_aa_matches_truth_in_the_fov(dataset, aa_images):
+    out, truth = dataset
+    fov = truth["spectrometer_fov"]
+    yy, xx = np.mgrid[:486, :648]
+    mask = (xx - fov["x"]) ** 2 + (yy - fov["y"]) ** 2 <= fov["radius_px"] ** 2
+    errors = []
+    for pair, aa in zip(truth["pairs"], aa_images):
         column = np.interp(aa[mask], truth["aa_curve"]["aa"], truth["aa_curve"]["column_molec_cm2"]).mean()
         errors.append(column / pair["fov_column_molec_cm2"] - 1)
     assert np.max(np.abs(errors)) < 0.03, errors
+
+
+def test_optical_flow_sees_the_true_plume_speed(dataset, aa_images):
+    import cv2
+
+    out, truth = dataset
+    expected = truth["plume_speed_px_s"] * truth["dataset"]["period_s"]
+    speeds = []
+    for a, b in zip(aa_images[:4], aa_images[1:5]):
+        a8, b8 = (np.clip((x + 0.05) / 0.75 * 255, 0, 255).astype(np.uint8) for x in (a, b))
+        flow = cv2.calcOpticalFlowFarneback(a8, b8, None, 0.5, 4, 20, 5, 5, 1.1, 0)
+        plume = a > 0.05
+        speeds.append(np.median(flow[..., 0][plume]))
+        assert abs(np.median(flow[..., 1][plume])) < 0.05 * expected
+    assert np.mean(speeds) == pytest.approx(expected, rel=0.02)
+
+
+def test_the_spectrometer_fov_is_identifiable(dataset, aa_images):
+    """Correlating disk-mean AA series with the true FOV columns peaks at the true centre."""
+    import cv2
+
+    out, truth = dataset
+    fov = truth["spectrometer_fov"]
+    r = int(fov["radius_px"])
+    yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+    kernel = ((xx ** 2 + yy ** 2) <= r * r).astype(np.float32)
+    kernel /= kernel.sum()
+    disk = np.array([cv2.filter2D(a.astype(np.float32), -1, kernel) for a in aa_images])
+    columns = np.array([p["fov_column_molec_cm2"] for p in truth["pairs"]])
+    z = (disk - disk.mean(0)) / disk.std(0)
+    zc = (columns - columns.mean()) / columns.std()
+    corr = (z * zc[:, None, None]).mean(0)
+    y, x = np.unravel_index(np.argmax(corr), corr.shape)
+    assert np.hypot(x - fov["x"], y - fov["y"]) <= 1.5
+    assert corr[y, x] > 0.95
 
 
 def test_cli_rejects_bad_options(tmp_path, capsys):
