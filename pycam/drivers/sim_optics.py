@@ -10,7 +10,8 @@ then rounded and clipped to 0..1023 (10-bit; 1023 = saturated).
 * ``T_b(S)`` = filter-weighted mean of exp(−σ_SO2(λ)·S) over the band: Gaussian filters
   310 nm (on, fltrA) and 330 nm (off, fltrB), both 10 nm FWHM, evaluated on a 0.02 nm
   grid over ±2 FWHM with the reference set's SO2 cross-section; tabulated for
-  S = 0 … 1e19 molec cm⁻² in 5e15 steps (linear interpolation error < 1e-6).
+  S = 0 … 1e19 molec cm⁻² in 5e15 steps and up to 1e20 in 5e16 steps (linear interpolation
+  error < 1e-6 and < 3e-5 relative).
   The apparent absorbance is AA(S) = −ln T_on(S) + ln T_off(S).
 * ``R_b`` sky radiance at the frame centre (DN s⁻¹ at gain 1): on 2500, off 6000;
   ``sky`` = (0.8 + 0.4·y/(H−1))·(1 + 0.06·(x/(W−1) − 0.5)) (brighter toward the horizon);
@@ -56,8 +57,10 @@ class BandFilter:
 FILTERS = {"on": BandFilter(310.0, 10.0), "off": BandFilter(330.0, 10.0)}
 SKY_RATE_DN_S = {"on": 2500.0, "off": 6000.0}
 VIGNETTING_EDGE = {"on": 0.12, "off": 0.08}
-TABLE_STEP = 5e15
-TABLE_MAX = 1e19
+TABLE_STEP = 5e15          # table step up to TABLE_FINE_MAX
+TABLE_FINE_MAX = 1e19
+TABLE_COARSE_STEP = 5e16   # table step from TABLE_FINE_MAX to TABLE_MAX
+TABLE_MAX = 1e20           # columns beyond are treated as TABLE_MAX (transmission ~0 on-band)
 
 
 class BandTransmission:
@@ -71,8 +74,10 @@ class BandTransmission:
         self.weights = weights / weights.sum()
         self.wavelengths = wl
         self.sigma = references.cross_sections["SO2"].resample(wl, fill=0.0)
-        self.columns = np.arange(0.0, TABLE_MAX + TABLE_STEP / 2, TABLE_STEP)
-        self.table = np.array([self.exact(s) for s in self.columns])
+        fine = np.arange(0.0, TABLE_FINE_MAX + TABLE_STEP / 2, TABLE_STEP)
+        coarse = np.arange(TABLE_FINE_MAX + TABLE_COARSE_STEP, TABLE_MAX + TABLE_COARSE_STEP / 2, TABLE_COARSE_STEP)
+        self.columns = np.concatenate([fine, coarse])
+        self.table = np.exp(-np.outer(self.columns, self.sigma)) @ self.weights
 
     def exact(self, column: float) -> float:
         return float(np.sum(self.weights * np.exp(-self.sigma * column)))

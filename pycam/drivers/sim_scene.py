@@ -144,7 +144,7 @@ class Scene:
 
     def aa_curve(self, columns: np.ndarray | None = None) -> dict[str, list[float]]:
         if columns is None:
-            columns = np.linspace(0.0, 5e18, 101)
+            columns = np.linspace(0.0, 2e19, 401)
         aa = aa_of_column(self.camera("on").transmission, self.camera("off").transmission, np.asarray(columns))
         return {"column_molec_cm2": [float(c) for c in columns], "aa": [float(a) for a in aa]}
 
