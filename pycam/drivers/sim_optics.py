@@ -173,3 +173,22 @@ class CameraModel:
             std = np.sqrt(electrons_var + np.float32(self.read_noise_dn ** 2))
             mean = mean + std * rng.standard_normal(self.shape, dtype=np.float32)
         return np.clip(np.rint(mean), 0, MAX_DN).astype(np.uint16)
+
+    def describe(self) -> dict:
+        """The sensor and optics constants of this camera, for truth.json."""
+        return {
+            "band": self.band,
+            "filter": {"centre_nm": FILTERS[self.band].centre_nm, "fwhm_nm": FILTERS[self.band].fwhm_nm,
+                       "shape": "Gaussian"},
+            "sky_rate_dn_s_at_gain_1": SKY_RATE_DN_S[self.band],
+            "sky_shape": "(0.8 + 0.4*y/485) * (1 + 0.06*(x/647 - 0.5)), binned coordinates",
+            "vignetting": f"cos^4(atan(r*p/f)) * (1 - {VIGNETTING_EDGE[self.band]}*(r/r_corner)^4)",
+            "illumination": "brightness * (1 + 0.02*sin(2*pi*t/900 s)), common to all devices",
+            "offset_dn": 15.0, "offset_fixed_pattern_std_dn": 0.6,
+            "dark_current_dn_s": "3 * lognormal(0, 0.3) fixed pattern, plus hot pixels of 50-150 DN/s",
+            "electrons_per_dn_at_gain_1": self.e_per_dn, "read_noise_dn": self.read_noise_dn,
+            "noise": self.noise, "saturation_dn": MAX_DN,
+            "cell_window_transmission": CELL_WINDOW_TRANSMISSION,
+            "shape": list(self.shape),
+        }
+

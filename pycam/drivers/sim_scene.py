@@ -219,6 +219,7 @@ class Scene:
                        "aa": float(aa_of_column(on, off, np.array([n * MOLEC_CM2_PER_PPMM]))[0])}
                       for n in cell_ppmm],
             "spectrometer": self.spectrometer().describe(),
+            "cameras": {"A": self.camera("on").describe(), "B": self.camera("off").describe()},
             "plume_free_rows": plume_free,
             "pcs_lines": [{"name": line.name, "x0": line.x0, "y0": line.y0, "x1": line.x1, "y1": line.y1,
                            "orientation": line.orientation,
