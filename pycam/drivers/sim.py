@@ -27,7 +27,8 @@ from pycam.drivers.base import (CameraDriver, CameraFrame, CameraLimits, DriverE
                                 SpectrometerLimits, SpectrumFrame)
 from pycam.drivers.sim_optics import MAX_DN
 from pycam.drivers.sim_scene import Scene, posix_time
-from pycam.drivers.sim_spectra import MAX_COUNTS, PIXELS
+from pycam.drivers.sim_plume import BINNED_SHAPE, FULL_SHAPE
+from pycam.drivers.sim_spectra import MAX_COUNTS, PIXELS, pixel_wavelengths
 
 LINE_TIME_US = 32
 MIN_SHUTTER_US = LINE_TIME_US
@@ -78,8 +79,11 @@ class SimCamera(CameraDriver):
 
     @property
     def limits(self) -> CameraLimits:
-        shape = self._scene.image_shape if self._scene is not None else (
-            (1944, 2592) if self._config is not None and self._config["simulator"].get("full_resolution") else (486, 648))
+        if self._scene is not None:
+            shape = self._scene.image_shape
+        else:
+            full = self._config is not None and bool(self._config["simulator"].get("full_resolution"))
+            shape = FULL_SHAPE if full else BINNED_SHAPE
         return CameraLimits(MIN_SHUTTER_US, MAX_SHUTTER_US, MIN_GAIN, MAX_GAIN, tuple(shape), MAX_DN)
 
     def set_exposure(self, shutter_us: int) -> int:
@@ -151,8 +155,6 @@ class SimSpectrometer(SpectrometerDriver):
         return SpectrometerLimits(float(MIN_INTEGRATION_MS), float(MAX_INTEGRATION_MS), PIXELS, MAX_COUNTS)
 
     def wavelengths(self) -> np.ndarray:
-        from pycam.drivers.sim_spectra import pixel_wavelengths
-
         return pixel_wavelengths()
 
     def set_integration_time(self, integration_ms: int) -> int:
