@@ -2,8 +2,8 @@
 
 Camera (PyCam ATA/ATB): the *saturation* of a frame is the mean of its ``pixels`` (PyCam PXC)
 brightest pixels among the rows ``frame[:rows]`` (PyCam RWC: positive = the top ``rows``
-rows, negative = all but the bottom ``|rows|`` rows, 0 = every row), divided by the full-scale
-value (1023).  Spectrometer (ATS): the mean of the ``pixels`` (PXS) highest counts between
+rows, negative = all but the bottom ``|rows|`` rows, 0 = every row; ``pixels`` 0 means the
+single brightest pixel), divided by the full-scale value (1023).  Spectrometer (ATS): the mean of the ``pixels`` (PXS) highest counts between
 ``wavelength_min`` and ``wavelength_max`` (WMN/WMX, default 300–340 nm) divided by 65535.
 
 The step is proportional, not one list entry per frame as in PyCam: the sensor is linear,

@@ -34,9 +34,12 @@ to the pixel-sum error, < 1e-4).
 ``pairs`` [{time, posix_time, fov_column_molec_cm2, files {A, B, spectrum},
 exposure_us {A, B}, lines {name: {flux_kg_s, mean_column_molec_cm2, ica_molec_cm2_m,
 columns_molec_cm2 [...] (omitted with --compact-truth)}}}], ``mean_flux_kg_s`` {line: mean over pairs},
-``mean_fov_column_molec_cm2``, ``spectrometer`` (forward-model constants: wavelength
-formula, ILS super-Gaussian FWEM/k, O3, Ring, polynomial, dark, noise), ``misregistration_px``,
-``reference_set``, ``dataset`` (layout, counts, framerate, period, exposures, cal exposure).
+``mean_fov_column_molec_cm2``, ``plume_free_rows`` {top, bottom: [first, last] rows where
+the column stays < 1e16}, ``spectrometer`` (forward-model constants: wavelength formula, ILS
+super-Gaussian FWEM/k, O3, Ring, polynomial, dark, noise), ``cameras`` {A, B: sensor and
+optics constants}, ``misregistration_px``, ``reference_set``, ``dataset`` (layout, counts,
+framerate, period, exposures, cal exposure, file lists).  Coordinates are binned 648x486
+pixels (also for ``--full-resolution`` data; multiply by 4 for full-resolution pixels).
 """
 from __future__ import annotations
 
