@@ -173,6 +173,21 @@ def test_spectrometer_interface_and_sanity(scene, sim_config):
 
 def test_noise_free_spectrum_matches_the_documented_forward_model(quiet_scene):
     """Rebuild the counts from the documented recipe (truth['spectrometer']) independently."""
+    _check_forward_model(quiet_scene)
+
+
+@pytest.mark.realdata
+def test_forward_model_with_the_real_reference_set(data_dir):
+    from pycam.reference_spectra import load_reference_dir
+
+    scene = Scene(SceneParameters(seed=7), load_reference_dir(data_dir / "reference"), noise=False)
+    _check_forward_model(scene)
+    truth = scene.truth([])
+    assert truth["reference_set"]["synthetic"] is False
+    assert 0.15 < np.interp(1e18, truth["aa_curve"]["column_molec_cm2"], truth["aa_curve"]["aa"]) < 0.3
+
+
+def _check_forward_model(quiet_scene):
     model = quiet_scene.spectrometer()
     desc = model.describe()
     refs = quiet_scene.references
