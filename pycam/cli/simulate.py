@@ -56,7 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="distance between the two PCS lines along the flow, binned px (default 40)")
     parser.add_argument("--compact-truth", action="store_true",
                         help="leave the per-sample PCS-line columns out of truth.json (for very long runs)")
-    parser.add_argument("--force", action="store_true", help="write into a non-empty output directory")
+    parser.add_argument("--force", action="store_true",
+                        help="write into a non-empty output directory (files of the same names are replaced, "
+                             "other files are left as they are)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
 
