@@ -45,7 +45,8 @@ class ProcessingChain:
             darks=darks, clear=clear, warp=warp, use_vign_corr=settings["use_vign_corr"],
             surface_rois=settings["surface_fit_rois"], surface_order=settings["surface_fit_polyorder"])
         self.geometry = self._make_geometry(geometry)
-        self.flow_engine = FlowEngine(FarnebackParams.from_settings(settings), settings["flow_contrast"])
+        self.flow_engine = FlowEngine(FarnebackParams.from_settings(settings), settings["flow_contrast"],
+                                      coarse_init=settings["flow_coarse_init"])
         self.modes = settings.velocity_modes
         self.lines: list[LineEmission] = []
         self.cc_samplers: dict[str, tuple[LineSampler, LineSampler]] = {}

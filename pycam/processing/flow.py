@@ -14,11 +14,18 @@ taken from the whole frame, so the 8-bit input inside the box is the same as pyp
 
 OpenCV drops pyramid levels whose image would be narrower than 32 px, so a thin crop loses
 the coarse levels and with them the capture range for large displacements (a 100 px wide
-box round two close vertical lines tracks 8 px per frame but fails at 12).  The box is
-therefore grown to at least ``32 / pyr_scale**L`` px in both directions, L being the depth
-OpenCV uses on the full frame (3 on 648x486, so 257 px; 4 on 2592x1944).  Within that, the
-result differs from full-frame flow only through the border treatment (~1 % on the
-emission rate, see benchmarks/pipeline.py).
+box round two close vertical lines tracks 8 px per frame but fails at 12).  Two remedies:
+
+* ``flow_coarse_init`` (default): a first Farneback pass on the whole frame reduced 4x
+  (INTER_AREA; ~1/16 of the pixels) supplies the large-scale motion; it is resampled onto
+  the box and given to the run on the box as initial flow (``OPTFLOW_USE_INITIAL_FLOW``), so
+  the box needs no coarse levels of its own and stays small.  On simulated plumes at 5-15
+  m/s the emission rates (raw and hybrid) are within 0.1 % of full-frame flow.
+* otherwise the box is grown to at least ``32 / pyr_scale**L`` px in both directions, L
+  being the depth OpenCV uses on the full frame (3 on 648x486, so 257 px; 4 on 2592x1944).
+
+Either way the result differs from full-frame flow only slightly (benchmarks/pipeline.py
+measures it); ``flow_full_frame`` gives pyplis's behaviour exactly.
 """
 from __future__ import annotations
 
@@ -88,6 +95,9 @@ def contrast_range(aa: np.ndarray, contrast) -> tuple[float, float]:
     return float(contrast[0]), float(contrast[1])
 
 
+#: Down-sampling of the coarse first pass (``flow_coarse_init``).
+COARSE_FACTOR = 4
+
 #: OpenCV stops adding pyramid levels when the next level would be narrower than this.
 OPENCV_MIN_PYRAMID_SIZE = 32
 
@@ -147,10 +157,11 @@ class FlowEngine:
     """
 
     def __init__(self, params: FarnebackParams, contrast="auto",
-                 box: tuple[int, int, int, int] | None = None) -> None:
+                 box: tuple[int, int, int, int] | None = None, coarse_init: bool = False) -> None:
         self.params = params
         self.contrast = contrast
         self.box = box
+        self.coarse_init = coarse_init
 
     def set_box(self, box: tuple[int, int, int, int] | None) -> None:
         self.box = box
@@ -175,5 +186,36 @@ class FlowEngine:
             raise ValueError(f"flow: image shapes differ {aa_prev.shape} vs {aa_next.shape}")
         if not dt_s > 0:
             raise ValueError(f"flow: time step must be positive, got {dt_s}")
+        box = box if box is not None else self.box
+        if box is not None and self.coarse_init:
+            return FlowField(*self._compute_coarse_init(aa_prev, aa_next, box), float(dt_s))
         a, b, origin = self.prepare(aa_prev, aa_next, box)
         return FlowField(farneback(a, b, self.params), origin, float(dt_s))
+
+    def _compute_coarse_init(self, aa_prev, aa_next, box):
+        """Coarse flow on the 1/COARSE-size frame, upsampled as the initial flow of a
+        Farneback run on the (small) box."""
+        import cv2
+
+        h, w = aa_prev.shape
+        f = COARSE_FACTOR
+        cmin, cmax = contrast_range(aa_prev, self.contrast)
+        size = (max(8, w // f), max(8, h // f))
+        sp = bytescale(cv2.resize(aa_prev, size, interpolation=cv2.INTER_AREA), cmin, cmax)
+        sn = bytescale(cv2.resize(aa_next, size, interpolation=cv2.INTER_AREA), cmin, cmax)
+        coarse = farneback(sp, sn, self.params)
+        x0, y0, x1, y1 = expand_box(box, 2 * OPENCV_MIN_PYRAMID_SIZE, (h, w))
+        sx, sy = size[0] / w, size[1] / h
+        # the coarse field resampled onto the crop's pixel grid (pixel centres), in full-size pixels
+        map_x = ((np.arange(x0, x1, dtype=np.float32) + 0.5) * sx - 0.5)[None, :].repeat(y1 - y0, 0)
+        map_y = ((np.arange(y0, y1, dtype=np.float32) + 0.5) * sy - 0.5)[:, None].repeat(x1 - x0, 1)
+        init = cv2.remap(coarse, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        init[..., 0] /= sx
+        init[..., 1] /= sy
+        a = bytescale(aa_prev[y0:y1, x0:x1], cmin, cmax)
+        b = bytescale(aa_next[y0:y1, x0:x1], cmin, cmax)
+        p = self.params
+        flow = cv2.calcOpticalFlowFarneback(a, b, np.ascontiguousarray(init), p.pyr_scale, p.levels, p.winsize,
+                                            p.iterations, p.poly_n, p.poly_sigma,
+                                            cv2.OPTFLOW_FARNEBACK_GAUSSIAN | cv2.OPTFLOW_USE_INITIAL_FLOW)
+        return flow, (x0, y0)

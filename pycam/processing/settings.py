@@ -109,9 +109,12 @@ SETTINGS_SCHEMA: dict[str, Setting] = {
     "flow_contrast": _s("any", "auto",
                         doc="'auto' (min/max of the first AA image, as pyplis) or [aa_min, aa_max] for "
                             "the uint8 bytescale fed to Farneback"),
-    "flow_roi_margin": _s("int", 32, 0, 1000, doc="flow is computed on the PCS bounding box plus this, px"),
+    "flow_roi_margin": _s("int", 24, 0, 1000, doc="flow is computed on the PCS bounding box plus this, px"),
     "flow_crop_to_plume": _s("bool", True,
                              doc="restrict the flow box to PCS samples with column >= min_cd (plus margin)"),
+    "flow_coarse_init": _s("bool", True,
+                           doc="coarse 1/4-size flow as the initial flow of a run on the small plume box "
+                               "(faster; see pycam.processing.flow)"),
     "flow_full_frame": _s("bool", False, doc="compute flow on the whole frame (pyplis behaviour, slow)"),
     "optflow_err_rel_veff": _s("float", 0.15, 0.0, 10.0, doc="relative error of flow velocities"),
     # --- cross-correlation (PyCam) ---
