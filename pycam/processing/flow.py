@@ -16,8 +16,8 @@ OpenCV drops pyramid levels whose image would be narrower than 32 px, so a thin 
 the coarse levels and with them the capture range for large displacements (a 100 px wide
 box round two close vertical lines tracks 8 px per frame but fails at 12).  Two remedies:
 
-* ``flow_coarse_init`` (default): a first Farneback pass on the whole frame reduced 4x
-  (INTER_AREA; ~1/16 of the pixels) supplies the large-scale motion; it is resampled onto
+* ``flow_coarse_init`` (default): a first Farneback pass on the whole frame reduced to about
+  96 px wide (8x for 648x486, 32x for 2592x1944; INTER_AREA) supplies the large-scale motion; it is resampled onto
   the box and given to the run on the box as initial flow (``OPTFLOW_USE_INITIAL_FLOW``), so
   the box needs no coarse levels of its own and stays small.  On simulated plumes at 5-15
   m/s the emission rates (raw and hybrid) are within 0.1 % of full-frame flow.
@@ -95,8 +95,13 @@ def contrast_range(aa: np.ndarray, contrast) -> tuple[float, float]:
     return float(contrast[0]), float(contrast[1])
 
 
-#: Down-sampling of the coarse first pass (``flow_coarse_init``).
-COARSE_FACTOR = 4
+#: Width (px) the coarse first pass of ``flow_coarse_init`` aims at (factor a power of 2).
+COARSE_TARGET_WIDTH = 96
+
+
+def coarse_factor(width: int) -> int:
+    """Power-of-two reduction giving a coarse image about COARSE_TARGET_WIDTH wide (8 for 648 px)."""
+    return max(2, 2 ** int(round(math.log2(max(2.0, width / COARSE_TARGET_WIDTH)))))
 
 #: OpenCV stops adding pyramid levels when the next level would be narrower than this.
 OPENCV_MIN_PYRAMID_SIZE = 32
@@ -193,12 +198,12 @@ class FlowEngine:
         return FlowField(farneback(a, b, self.params), origin, float(dt_s))
 
     def _compute_coarse_init(self, aa_prev, aa_next, box):
-        """Coarse flow on the 1/COARSE-size frame, upsampled as the initial flow of a
-        Farneback run on the (small) box."""
+        """Coarse flow on the reduced frame (:func:`coarse_factor`), resampled as the initial
+        flow of a Farneback run on the (small) box."""
         import cv2
 
         h, w = aa_prev.shape
-        f = COARSE_FACTOR
+        f = coarse_factor(w)
         cmin, cmax = contrast_range(aa_prev, self.contrast)
         size = (max(8, w // f), max(8, h // f))
         sp = bytescale(cv2.resize(aa_prev, size, interpolation=cv2.INTER_AREA), cmin, cmax)
