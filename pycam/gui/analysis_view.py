@@ -203,7 +203,7 @@ class AnalysisView(ttk.Frame):
         if image is None:
             return
         self.image.set_data(image)
-        if self.auto_scale.get() or new_unit:
+        if (self.auto_scale.get() or new_unit) and not self.image_plot.rendering:
             lo, hi = robust_range(image, 1, 99.5)
             c0, c1 = self.image.get_clim()
             span = c1 - c0

@@ -26,8 +26,9 @@ log = logging.getLogger(__name__)
 
 THEME = "arc"
 WINDOW_SIZE = "1366x768"
-#: the PCS line the GUI starts with when none was saved: vertical through the image centre
-DEFAULT_PCS_LINE = PCSLine(324, 60, 324, 426, "left", "0")
+#: the PCS line the GUI starts with when none was saved: vertical through the image centre,
+#: positive flux towards +x (left to right in the image)
+DEFAULT_PCS_LINE = PCSLine(324, 60, 324, 426, "right", "0")
 STATE_DIR_ENV = "PYCAM_GUI_STATE_DIR"
 
 
@@ -276,6 +277,8 @@ class PyCamApp:
             self.live.stop()
             self.tasks.shutdown()
             for view in self.views.values():
+                for canvas in self.canvases(view):
+                    canvas.close()
                 closer = getattr(view, "close", None)
                 if closer is not None:
                     closer()

@@ -139,7 +139,7 @@ class CameraView(ttk.Frame):
 
     def show_frame(self, frame: ImageFrame) -> None:
         self.frames[frame.band] = frame
-        if self.auto_scale.get():
+        if self.auto_scale.get() and not self.plot.rendering:
             lo, hi = robust_range(frame.pixels, 0.5, 99.8)
             c0, c1 = self.images["A"].get_clim()
             span = c1 - c0

@@ -29,12 +29,17 @@ def _distance_to_segment(px, py, x0, y0, x1, y1) -> float:
 
 
 def normal_tip(line: PCSLine, length: float = 15.0) -> tuple[tuple[float, float], tuple[float, float]]:
-    """Segment from the midpoint along the positive-flux normal (image coordinates, y down)."""
+    """Segment from the midpoint along the positive-flux normal, in image coordinates.
+
+    Same rule as the processing chain (pyplis's): the normals are (-dy, dx) and (dy, -dx);
+    ``left`` is the first and ``right`` the second, swapped when dx*dy < 0.
+    """
     mx, my = (line.x0 + line.x1) / 2, (line.y0 + line.y1) / 2
     dx, dy = line.x1 - line.x0, line.y1 - line.y0
     norm = math.hypot(dx, dy) or 1.0
-    # "left" of the 0->1 direction as seen on screen (y axis pointing down)
-    nx, ny = (dy / norm, -dx / norm) if line.orientation == "left" else (-dy / norm, dx / norm)
+    first = (-dy / norm, dx / norm)
+    left = (-first[0], -first[1]) if dx * dy < 0 else first
+    nx, ny = left if line.orientation == "left" else (-left[0], -left[1])
     return (mx, my), (mx + nx * length, my + ny * length)
 
 

@@ -9,16 +9,31 @@ changes (resize, new axis limits, new colour scale): :meth:`request_full_draw`.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import math
+import threading
 from typing import Iterable
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.backends.backend_tkagg import FigureCanvasTkAgg
 from matplotlib.figure import Figure
 
 
 class BlitCanvas:
-    def __init__(self, master, figsize=(5.0, 3.5), dpi: int = 80) -> None:
+    """A figure on a Tk canvas, updated by blitting; full redraws render off the Tk thread.
+
+    Full draws (new axis limits or colour scale) take a few hundred ms on a busy machine,
+    so after the first one they are rendered by Agg on a helper thread
+    (``FigureCanvasAgg.draw``; no Tk call there) while the Tk thread keeps running.  During
+    that render, :attr:`rendering` is True: views then postpone scale changes, and
+    refreshes are remembered and done when the render is back (the Tk thread copies it to
+    the screen and draws the animated artists).
+    """
+
+    RENDER_POLL_MS = 15
+
+    def __init__(self, master, figsize=(5.0, 3.5), dpi: int = 80, background_render: bool = True) -> None:
         self.figure = Figure(figsize=figsize, dpi=dpi, layout="constrained")
         self.canvas = FigureCanvasTkAgg(self.figure, master=master)
         self.widget = self.canvas.get_tk_widget()
@@ -28,6 +43,12 @@ class BlitCanvas:
         self._needs_full = True
         self.full_draws = 0
         self.blits = 0
+        self.background_render = background_render
+        self.rendering = False
+        self._render_future = None
+        self._render_pool = None
+        self._pending_refresh = False
+        self.render_errors: list[str] = []
         self.canvas.mpl_connect("draw_event", self._on_draw)
         self.canvas.mpl_connect("resize_event", lambda _e: self._relayout())
         self._layout_done = False
@@ -37,8 +58,13 @@ class BlitCanvas:
             artist.set_animated(True)
             self._animated.append(artist)
 
-    def request_full_draw(self) -> None:
+    def request_full_draw(self, relayout: bool = False) -> None:
+        """Redraw everything at the next refresh; ``relayout`` also re-runs the layout
+        solver (new tick labels may need other margins)."""
         self._needs_full = True
+        if relayout and self._layout_done and not self.rendering:
+            self._layout_done = False
+            self.figure.set_layout_engine("constrained")
 
     def _relayout(self) -> None:
         """After a resize the next full draw runs the (slow) constrained layout once more."""
@@ -48,7 +74,8 @@ class BlitCanvas:
         self._background = None
 
     def _on_draw(self, _event) -> None:
-        # any full draw (ours, or Tk's draw_idle after a resize) covers pending layout changes
+        # any full draw (ours, Tk's draw_idle after a resize, or a background render) covers
+        # pending layout changes
         self.full_draws += 1
         self._needs_full = False
         if not self._layout_done:
@@ -57,7 +84,8 @@ class BlitCanvas:
             self.figure.set_layout_engine("none")
         self._background = self.canvas.copy_from_bbox(self.figure.bbox)
         self._axes_backgrounds = {ax: self.canvas.copy_from_bbox(ax.bbox) for ax in self.figure.axes}
-        self._draw_animated()
+        if threading.current_thread() is threading.main_thread():
+            self._draw_animated()  # off the Tk thread the animated artists wait for the Tk thread
 
     def _draw_animated(self, only_axes=None) -> None:
         renderer = self.canvas.get_renderer()
@@ -74,6 +102,9 @@ class BlitCanvas:
         Artists drawn outside their axes box would leave traces, so per-axes refresh is for
         artists that stay inside (images, lines, in-axes text).
         """
+        if self.rendering:
+            self._pending_refresh = True
+            return
         if self._needs_full or self._background is None or not self.widget.winfo_ismapped() \
                 or any(ax not in self._axes_backgrounds for ax in axes):
             self.refresh()
@@ -87,21 +118,62 @@ class BlitCanvas:
 
     def refresh(self) -> None:
         """Show the current artist data: blit if possible, full draw if the layout changed."""
-        if not self.widget.winfo_ismapped():
-            self._needs_full = True  # drawn when the tab becomes visible
+        if self.rendering:
+            self._pending_refresh = True
             return
+        if not self.widget.winfo_ismapped():
+            return  # the last picture stays; a pending full draw happens once visible
         if self._needs_full or self._background is None:
-            self._needs_full = False
+            if self.background_render and self._background is not None:
+                self._start_background_render()
+                return
             self.canvas.draw()  # the draw_event saves the background and draws animated artists
             return
+        self._blit_all()
+
+    def _blit_all(self) -> None:
         self.canvas.restore_region(self._background)
         self._draw_animated()
         self.canvas.blit(self.figure.bbox)
         self.blits += 1
 
+    # --- full draws off the Tk thread ------------------------------------------------------
+    def _start_background_render(self) -> None:
+        if self._render_pool is None:
+            self._render_pool = concurrent.futures.ThreadPoolExecutor(max_workers=1,
+                                                                      thread_name_prefix="pycam-gui-render")
+        self.rendering = True
+        self._pending_refresh = False
+        self._render_future = self._render_pool.submit(FigureCanvasAgg.draw, self.canvas)
+        self.widget.after(self.RENDER_POLL_MS, self._finish_background_render)
+
+    def _finish_background_render(self) -> None:
+        future = self._render_future
+        if future is None:
+            return
+        if not future.done():
+            self.widget.after(self.RENDER_POLL_MS, self._finish_background_render)
+            return
+        self._render_future = None
+        self.rendering = False
+        error = future.exception()
+        if error is not None:  # e.g. an artist changed under the renderer: draw again here
+            self.render_errors.append(f"{type(error).__name__}: {error}")
+            self.canvas.draw()
+            return
+        if self.widget.winfo_exists():
+            self._blit_all()
+        if self._needs_full:  # requested while rendering
+            self.refresh()
+
     def forget_artist(self, artist) -> None:
         if artist in self._animated:
             self._animated.remove(artist)
+
+    def close(self) -> None:
+        if self._render_pool is not None:
+            self._render_pool.shutdown(wait=True)
+            self._render_pool = None
 
 
 def nice_limits(lo: float, hi: float) -> tuple[float, float]:
@@ -164,6 +236,8 @@ class GrowingSeries:
 
     def fit_limits(self, extra_values: Iterable[float] = ()) -> None:
         """Extend the axes in coarse steps when data leaves them (then a full draw is due)."""
+        if self.blit.rendering:
+            return  # the axes are being drawn off the Tk thread: change them next time
         all_x = [x for xs, _ in self.data.values() for x in xs[-1:]]
         all_y = [y for _, ys in self.data.values() for y in ys if math.isfinite(y)]
         all_y.extend(v for v in extra_values if math.isfinite(v))
@@ -177,7 +251,7 @@ class GrowingSeries:
             new_x0 = max(x0, new_x1 - max(self.window_s, width * 1.5))
             self._xlim = (new_x0, new_x1)
             self.ax.set_xlim(*self._xlim)
-            self.blit.request_full_draw()
+            self.blit.request_full_draw(relayout=True)
         if all_y:
             lo, hi = min(all_y), max(all_y)
             y0, y1 = self._ylim
@@ -188,4 +262,4 @@ class GrowingSeries:
             if outside or too_loose:
                 self._ylim = target
                 self.ax.set_ylim(*self._ylim)
-                self.blit.request_full_draw()
+                self.blit.request_full_draw(relayout=True)

@@ -55,6 +55,8 @@ class SpectrometerView(ttk.Frame):
         (self.measured_line,) = self.fit_ax.plot([], [], lw=1.0, color="#1f4e9e", label="measured")
         (self.model_line,) = self.fit_ax.plot([], [], lw=1.0, color="#d62728", ls="--", label="model")
         self.fit_ax.set_xlim(*fit_window)
+        self.fit_ax.set_ylim(0, 1.05)
+        self.fit_ax.set_ylabel("intensity / max", fontsize=8)
         self.fit_ax.set_title("DOAS fit", fontsize=9)
         self.fit_ax.legend(loc="upper left", fontsize=7)
         (self.residual_line,) = self.resid_ax.plot([], [], lw=0.8, color="#333333")
@@ -69,7 +71,6 @@ class SpectrometerView(ttk.Frame):
         self.series.line("SO2 column", color="#8e24aa", marker=".", ms=3, lw=0.8)
         self.plot.animate(self.spectrum_line, self.spec_title, self.measured_line, self.model_line,
                           self.residual_line, self.fit_title)
-        self._fit_ylim = (0.0, 1.0)
 
         side = ttk.Frame(self, padding=4)
         side.pack(side="right", fill="y")
@@ -101,7 +102,7 @@ class SpectrometerView(ttk.Frame):
         self.spec_title.set_text(f"{frame.time_string} {frame.frame_type} {frame.integration_ms} ms "
                                  f"x{frame.coadd}  peak {peak:.0f} ({100 * peak / SPECTRUM_FULL_SCALE:.0f}%)")
         lo, hi = float(frame.wavelengths[0]), float(frame.wavelengths[-1])
-        if (lo, hi) != tuple(self.spec_ax.get_xlim()):
+        if (lo, hi) != tuple(self.spec_ax.get_xlim()) and not self.plot.rendering:
             self.spec_ax.set_xlim(lo, hi)
             self.plot.request_full_draw()
         self.spectra_shown += 1
@@ -110,23 +111,18 @@ class SpectrometerView(ttk.Frame):
     def show_fit(self, item) -> None:
         _frame, fit = item
         self.last_fit = fit
-        self.measured_line.set_data(fit.wavelengths, fit.measured)
-        self.model_line.set_data(fit.wavelengths, fit.model)
+        # measured and model are shown relative to the measured maximum, so the axis is fixed
+        scale = float(np.nanmax(fit.measured)) if fit.measured.size and np.isfinite(fit.measured).any() else 1.0
+        scale = scale if scale > 0 else 1.0
+        self.measured_line.set_data(fit.wavelengths, fit.measured / scale)
+        self.model_line.set_data(fit.wavelengths, fit.model / scale)
         residual = fit.residual
         self.residual_line.set_data(fit.wavelengths, residual)
-        finite = np.concatenate([fit.measured[np.isfinite(fit.measured)], fit.model[np.isfinite(fit.model)]])
-        if finite.size:
-            lo, hi = float(finite.min()), float(finite.max())
-            y0, y1 = self._fit_ylim
-            if lo < y0 or hi > y1 or (hi - lo) < 0.3 * (y1 - y0):
-                self._fit_ylim = nice_limits(lo, hi)
-                self.fit_ax.set_ylim(*self._fit_ylim)
-                self.plot.request_full_draw()
         r = residual[np.isfinite(residual)]
-        if r.size:
+        if r.size and not self.plot.rendering:
             bound = float(np.max(np.abs(r)))
             y1 = self.resid_ax.get_ylim()[1]
-            if bound > y1 or bound < 0.2 * y1:
+            if bound > y1 or bound < 0.1 * y1:
                 limit = nice_limits(0, max(bound, 1e-4))[1]
                 self.resid_ax.set_ylim(-limit, limit)
                 self.plot.request_full_draw()

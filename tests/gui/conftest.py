@@ -68,6 +68,37 @@ def drag(root, blit_canvas, ax, start, end, steps: int = 6, button: int = 1) -> 
     root.update()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def laptop_display():
+    """A 1366x768x24 Xvfb display for the GUI tests (pytest-xvfb's default is 800x600x16,
+    too small to check the layout users get).  Without Xvfb, the display pytest-xvfb or the
+    user provides is used."""
+    import os
+    import shutil
+
+    if shutil.which("Xvfb") is None:
+        yield os.environ.get("DISPLAY")
+        return
+    read_fd, write_fd = os.pipe()
+    proc = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1366x768x24", "-nolisten", "tcp"],
+                            pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as pipe:
+        number = pipe.readline().strip()
+    if not number:
+        proc.kill()
+        pytest.fail("Xvfb did not start")
+    previous = os.environ.get("DISPLAY")
+    os.environ["DISPLAY"] = f":{number}"
+    yield os.environ["DISPLAY"]
+    if previous is None:
+        os.environ.pop("DISPLAY", None)
+    else:
+        os.environ["DISPLAY"] = previous
+    proc.terminate()
+    proc.wait(10)
+
+
 @pytest.fixture
 def tk_root():
     import tkinter as tk

@@ -1,0 +1,145 @@
+"""The GUI against the real simulated station (master, CM1, CM2, SPC as processes on
+loopback), with the real camera chain and DOAS retrieval: the acceptance tests of issue 5.
+
+One station and one window serve the whole module (starting them is the slow part); the
+tests run in file order.  Screenshots of every view go to ``artifacts/``.
+"""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from conftest import assert_not_blank, drag, pump_for, pump_until, screenshot
+
+pytestmark = [pytest.mark.gui, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def station(tmp_path_factory):
+    from pycam.station.launcher import start_simulated_station, write_station_config
+
+    base = tmp_path_factory.mktemp("gui-station")
+    config_path = write_station_config(base / "station.toml", data_dir=base / "data", spool_dir=base / "spool",
+                                       framerate=1.0)
+    processes = start_simulated_station(config_path, framerate=1.0, log_dir=base / "logs")
+    yield processes
+    processes.stop()
+
+
+@pytest.fixture(scope="module")
+def app(station, tmp_path_factory):
+    import tkinter as tk
+
+    from pycam.gui.app import PyCamApp
+
+    root = tk.Tk()
+    root.geometry("1366x768+0+0")
+    application = PyCamApp(root, station.config, state_dir=tmp_path_factory.mktemp("gui-state"))
+    assert pump_until(root, lambda: application.ready and application.link.state == "connected", 60)
+    yield application
+    application.quit()
+
+
+def test_live_views_within_60_s(app, artifacts_dir):
+    """Live A/B images, a spectrum with its fit, an SO2 image and a growing emission-rate series."""
+    root = app.root
+    camera, spectrometer = app.views["Camera"], app.views["Spectrometer"]
+    analysis = app.views["Analysis"]
+    app.views["Acquisition"].start_button.invoke()
+    assert pump_until(root, lambda: {"A", "B"} <= set(camera.frames), 60), "no live A/B images"
+    shot = screenshot(root, artifacts_dir / "gui_camera_view.png")
+    assert_not_blank(shot, "camera view")
+
+    app.show_tab(1)
+    assert pump_until(root, lambda: spectrometer.last_fit is not None and spectrometer.last_fit.ok, 60), \
+        "no DOAS fit of a live spectrum"
+    fit = spectrometer.last_fit
+    assert fit.model.size > 20 and math.isfinite(fit.column) and fit.column > 1e16
+    pump_for(root, 1.0)
+    assert_not_blank(screenshot(root, artifacts_dir / "gui_spectrometer_view.png"), "spectrometer view")
+
+    app.show_tab(3)
+    # the default PCS line crosses the plume; rates appear once the live DOAS calibration is fitted
+    assert pump_until(root, lambda: analysis.last_result is not None and "column" in analysis.last_result.images,
+                      90), f"no calibrated SO2 image: {analysis.calibration_var.get()}"
+    assert pump_until(root, lambda: len(analysis.rates.get("total", [])) >= 3, 60), "no emission-rate series"
+    n = len(analysis.rates["total"])
+    assert pump_until(root, lambda: len(analysis.rates["total"]) >= n + 2, 30), "emission-rate series not growing"
+    assert all(math.isfinite(r[1]) for r in analysis.rates["total"])
+    assert analysis.fov_patch.get_visible()
+    assert_not_blank(screenshot(root, artifacts_dir / "gui_analysis_view.png"), "analysis view")
+    for index, name in ((2, "acquisition"), (4, "postprocessing"), (5, "schedule")):
+        app.show_tab(index)
+        pump_for(root, 0.5)
+        shot = screenshot(root, artifacts_dir / f"gui_{name}_view.png")
+        assert float(shot.std()) > 5, f"{name} view blank"
+    app.show_tab(0)
+
+
+def test_drawn_pcs_line_gets_its_emission_rate(app):
+    analysis = app.views["Analysis"]
+    app.show_tab(3)
+    pump_for(app.root, 0.5)
+    drag(app.root, analysis.image_plot, analysis.image_ax, (420, 80), (420, 420))
+    names = [line.name for line in analysis.editor.lines]
+    assert len(names) == 2, names
+    new = names[-1]
+    assert pump_until(app.root, lambda: len(analysis.rates.get(new, [])) >= 2, 60), \
+        f"no emission rate for the drawn line {new}: {analysis.calibration_var.get()}"
+    assert math.isfinite(analysis.rates[new][-1][1])
+
+
+def test_setting_change_shows_the_device_reply(app):
+    row = app.views["Camera"].rows[("CM2", "SSB")]
+    row.var.set("0")
+    assert not row.submit()   # refused in the form, never sent
+    row.var.set("20000")
+    assert row.submit()
+    assert pump_until(app.root, lambda: row.last_reply is not None, 20), row.status.get()
+    assert row.last_reply.kind == "reply" and row.last_reply.device == "CM2"
+    assert row.last_reply.value == 20000
+    auto = app.views["Camera"].rows[("CM2", "ATB")]
+    auto.var.set(True)
+    auto.submit()
+    assert pump_until(app.root, lambda: auto.last_reply is not None, 20)
+
+
+def test_test_image_during_continuous_acquisition(app):
+    acquisition = app.views["Acquisition"]
+    before = len(acquisition.test_frames)
+    acquisition.test_images()
+    assert pump_until(app.root, lambda: len([f for f in acquisition.test_frames[before:] if "_Test" in f]) >= 2, 30)
+    # acquisition carries on
+    shown = app.views["Camera"].frames_shown
+    assert pump_until(app.root, lambda: app.views["Camera"].frames_shown >= shown + 2, 20)
+
+
+def test_retrieve_settings(app):
+    acquisition = app.views["Acquisition"]
+    acquisition.retrieve_settings()
+    assert pump_until(app.root, lambda: {"CM1", "CM2", "SPC"} <= set(acquisition.settings_report), 20)
+
+
+def test_master_killed_indicator_reconnects(app, station):
+    pane = app.connection
+    start = len(pane.history)
+    station.kill("master")
+    assert pump_until(app.root, lambda: "reconnecting" in pane.history[start:], 20), pane.history[start:]
+    assert pane.state_var.get() == "reconnecting"
+    station.restart("master")
+    assert pump_until(app.root, lambda: pane.state_var.get() == "connected", 60), pane.history[start:]
+    # data flows again once the devices are back
+    shown = app.views["Camera"].frames_shown
+    app.start_acquisition()
+    assert pump_until(app.root, lambda: app.views["Camera"].frames_shown > shown + 2, 60)
+
+
+def test_stop_acquisition(app):
+    acquisition = app.views["Acquisition"]
+    acquisition.stop_button.invoke()
+    assert pump_until(app.root, lambda: acquisition.acquiring.get() == "stopped", 20)
+    pump_for(app.root, 3)
+    shown = app.views["Camera"].frames_shown
+    pump_for(app.root, 4)
+    assert app.views["Camera"].frames_shown <= shown + 2   # at most frames already in flight
