@@ -59,7 +59,7 @@ def make_chain(settings, shape, inputs):
     from pycam.processing.chain import ProcessingChain
 
     return ProcessingChain(settings, shape, darks=inputs.darks, clear=inputs.clear, calibration=inputs.calibration,
-                           pcs_lines=inputs.pcs_lines)
+                           pcs_lines=inputs.pcs_lines, warp=inputs.warp)
 
 
 def time_ours_sequential(chain, pairs, images, modes=("flow_raw", "flow_histo", "flow_hybrid")):

@@ -20,7 +20,7 @@ def process_sim(d: Path, truth: dict, out: Path, **overrides):
                          pcs_files=[d / "pcs_line_0.txt", d / "pcs_line_1.txt"], pairs=pairs)
     first = next(iter_pair_inputs(pairs[:1]))
     chain = ProcessingChain(settings, first.img_a.shape, darks=inputs.darks, clear=inputs.clear,
-                            calibration=inputs.calibration, pcs_lines=inputs.pcs_lines)
+                            calibration=inputs.calibration, pcs_lines=inputs.pcs_lines, warp=inputs.warp)
     outputs = RunOutputs(out)
     summary = BatchProcessor(chain, outputs).run(iter_pair_inputs(pairs))
     outputs.close()

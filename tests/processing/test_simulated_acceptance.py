@@ -71,3 +71,27 @@ def test_per_pair_columns_in_pcs_within_5_percent(sim_datasets, case):
         assert got.mean() == pytest.approx(true_cols.mean(), rel=TOL)
         core = true_cols >= 3e17
         assert np.median(np.abs(got[core] / true_cols[core] - 1)) < TOL
+
+
+def test_misregistered_off_band_with_saved_warp(tmp_path):
+    """B misregistered by (3, -2) px; the saved warp (reg_mode file) puts it back."""
+    import json
+
+    from pycam.processing.corrections import save_warp
+    from pycam.processing.outputs import RunOutputs
+
+    sim = pytest.importorskip("pycam.station.simulated_dataset")
+    d = tmp_path / "mis"
+    sim.write_dataset(d, sim.DatasetOptions(pairs=8, seed=5, misregistration_px=(3.0, -2.0)))
+    truth = json.loads((d / "truth.json").read_text())
+    # B pixel (x, y) shows A's (x + 3, y - 2): A's pixel (x, y) is found in B at (x - 3, y + 2)
+    warp = save_warp(tmp_path / "image_reg.npy", np.array([[1.0, 0.0, -3.0], [0.0, 1.0, 2.0]]))
+    out = tmp_path / "out"
+    chain, summary = process_sim(d, truth, out, reg_mode="file", image_reg_path=str(warp))
+    assert summary.pairs_processed == 8 and chain.absorbance.warp is not None
+    rows = rows_of(out, "0", "flow_hybrid")
+    valid = [i for i, r in enumerate(rows) if r.flux is not None]
+    true_flux = np.mean([truth["pairs"][i]["lines"]["0"]["flux_kg_s"] for i in valid])
+    assert np.mean([rows[i].flux for i in valid]) == pytest.approx(true_flux, rel=TOL)
+    RunOutputs(tmp_path / "setup").write_setup(chain.settings, warp=chain.absorbance.warp)
+    np.testing.assert_allclose(np.load(tmp_path / "setup" / "image_reg.npy"), np.load(warp))
