@@ -153,6 +153,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"{summary.pairs_processed} pair(s) processed in {summary.seconds:.1f} s ({rate:.1f} pairs/s), "
               f"{summary.pairs_skipped_reference} skipped by the reference check, {len(problems)} problem(s)"
               + ("; INTERRUPTED" if summary.interrupted else ""))
+        if summary.pairs_skipped_reference and summary.pairs_skipped_reference >= summary.pairs_read // 2:
+            print(f"pycam process: WARNING {summary.pairs_skipped_reference} of {summary.pairs_read} pairs failed the "
+                  f"reference check (mean column in ambient_roi outside [ref_check_lower, ref_check_upper] = "
+                  f"[{settings['ref_check_lower']:.3g}, {settings['ref_check_upper']:.3g}]); check ambient_roi and "
+                  "the calibration intercept, or set ref_check_mode: false", file=sys.stderr)
         for p in problems[:10]:
             print(f"  problem: {p}", file=sys.stderr)
         return 130 if summary.interrupted else 0
