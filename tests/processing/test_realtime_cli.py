@@ -202,6 +202,12 @@ def test_cli_bad_inputs_give_clear_errors(tmp_path, small_sim):
     assert r.returncode == 1 and "no A/B Plume pairs" in r.stderr
     r = _cli(d / "Seq_1", "--out", tmp_path / "o", "--cal-dir", d / "Clear")
     assert r.returncode == 2 and "cell amount" in r.stderr
+    # a linear fit of the curved simulated cell AA has an intercept below ref_check_lower: said loudly
+    strict = tmp_path / "strict.yml"
+    strict.write_text("plume_distance_m: 5000\nref_check_lower: -1.0e+15\n")
+    r = _cli(d / "Seq_1", "--out", tmp_path / "o2", "--cal-dir", d / "Cal_1", "--pcs", d / "pcs_line_0.txt",
+             "--config", strict, "--no-progress")
+    assert r.returncode == 0 and "failed the reference check" in r.stderr and "0 pair(s) processed" in r.stdout
 
 
 def test_cli_watch_processes_pairs_as_they_arrive(small_sim, tmp_path):
