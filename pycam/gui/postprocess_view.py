@@ -32,8 +32,10 @@ class PostProcessView(ttk.Frame):
         self.vars: dict[str, tk.StringVar] = {}
         for row, (key, label, kind) in enumerate((
                 ("img_dir", "Image directory", "dir"), ("spec_dir", "Spectra directory (optional)", "dir"),
-                ("cal_dir", "Cal_N directory (optional)", "dir"), ("geometry", "Camera geometry file", "file"),
-                ("pcs", "PCS line files", "files"), ("out_dir", "Output directory", "dir"))):
+                ("cal_dir", "Cal_N directory (optional)", "dir"), ("dark_dir", "More Dark frames (optional)", "dir"),
+                ("clear_dir", "Clear-sky frames (optional)", "dir"), ("geometry", "Camera geometry file", "file"),
+                ("pcs", "PCS line files", "files"), ("settings", "Processing settings (optional)", "file"),
+                ("out_dir", "Output directory (default: IMG/Processed_<time>)", "dir"))):
             ttk.Label(form, text=label).grid(row=2 * row, column=0, columnspan=2, sticky="w")
             var = tk.StringVar(value="")
             ttk.Entry(form, textvariable=var, width=36).grid(row=2 * row + 1, column=0, sticky="w")
@@ -78,8 +80,12 @@ class PostProcessView(ttk.Frame):
             raise ValueError(f"image directory {img_dir!r} does not exist")
         out = {"img_dir": Path(img_dir)}
         out_dir = self.vars["out_dir"].get().strip()
-        out["out_dir"] = Path(out_dir) if out_dir else Path(img_dir)
-        for key in ("spec_dir", "cal_dir"):
+        out["out_dir"] = Path(out_dir) if out_dir else None
+        settings = self.vars["settings"].get().strip()
+        if settings and not Path(settings).is_file():
+            raise ValueError(f"settings file {settings!r} does not exist")
+        out["settings"] = Path(settings) if settings else None
+        for key in ("spec_dir", "cal_dir", "dark_dir", "clear_dir"):
             value = self.vars[key].get().strip()
             if value and not Path(value).is_dir():
                 raise ValueError(f"{key.replace('_', ' ')} {value!r} does not exist")
@@ -111,7 +117,10 @@ class PostProcessView(ttk.Frame):
         self.status.set("running…")
         from pycam.gui.batch import run_batch
 
+        doas = dict(self.app.config.values.get("doas", {}))
         self.app.tasks.submit(run_batch, inputs, self.app.queue, self.cancel_event,
+                              reference_dir=doas.get("reference_dir"),
+                              fit_window=tuple(doas.get("fit_window", (308.0, 318.0))),
                               on_done=self._finished, on_error=self._failed)
         return True
 
@@ -129,7 +138,7 @@ class PostProcessView(ttk.Frame):
         if self._t0 is None:
             self._t0 = result.seconds
         for name, rate in result.rates.items():
-            colour = "#000000" if name == "total" else LINE_COLOURS[hash(name) % len(LINE_COLOURS)]
+            colour = "#000000" if name == "total" else LINE_COLOURS[sum(map(ord, name)) % len(LINE_COLOURS)]
             self.series.line(name, color=colour, lw=1.0, marker=".", ms=2)
             self.series.append(name, result.seconds - self._t0, rate.flux_kg_s)
         self.series.fit_limits()

@@ -16,18 +16,8 @@ pytestmark = pytest.mark.gui
 
 
 @pytest.fixture
-def app(tk_root, tmp_path):
-    from pycam.config import generate_secret, validate
-    from pycam.gui.app import PyCamApp
-    from pycam.gui.views import ProcessorAdapter
-
-    config = validate({"network": {"secret": generate_secret()}}, tmp_path / "station.toml")
-    application = PyCamApp(tk_root, config, client_factory=FakeStationClient,
-                           processor_factory=lambda **kw: ProcessorAdapter(FakeProcessor(**kw)),
-                           state_dir=tmp_path / "gui-state")
-    assert pump_until(tk_root, lambda: application.ready and application.link.state == "connected", 30)
-    yield application
-    application.close()
+def app(standin_app):
+    return standin_app
 
 
 def client(app) -> FakeStationClient:

@@ -1,0 +1,156 @@
+"""The post-processing run behind the GUI's Post-processing tab (runs on a worker thread).
+
+It is the chain ``pycam process`` runs (same modules, same outputs): settings
+(:func:`pycam.processing.settings.load_settings`), pairing, :func:`prepare_run` (darks,
+clear sky, calibration, geometry, PCS lines), :class:`RunOutputs` (PyCam emission-rate
+files per line and velocity mode, ``process_config.yml``, calibration CSVs,
+``summary.json``) and :class:`BatchProcessor`.  Additionally, a spectra directory is
+retrieved first with the DOAS retrieval (results in PyCam's ``doas_results`` CSV format
+inside the output directory) and used for the DOAS calibration.
+
+Progress and each pair's emission rates reach the GUI as ``batch_progress`` and
+``batch_result`` events; setting ``cancel_event`` stops reading new pairs, the pairs in
+flight are finished and every output file is complete.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import threading
+from pathlib import Path
+from typing import Any
+
+from pycam.gui.results import LineRate, So2Display
+from pycam.gui.worker import GuiQueue
+
+
+def default_output_dir(img_dir: Path) -> Path:
+    """PyCam's layout: ``<img_dir>/Processed_<YYYY-mm-ddTHHMMSS>``."""
+    return img_dir / f"Processed_{_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%dT%H%M%S')}"
+
+
+def retrieve_spectra(spec_dir: Path, out_dir: Path, reference_dir=None, fit_window=(308.0, 318.0),
+                     cancel_event: threading.Event | None = None) -> tuple[Path, int]:
+    """Fit every Plume spectrum of ``spec_dir`` (dark: the mean of its Dark spectra); returns
+    the results CSV and how many fits it holds."""
+    from pycam.doas.references import load_references
+    from pycam.doas.results import write_results_csv
+    from pycam.doas.retrieval import DoasRetrieval, RetrievalSettings
+    from pycam.doas.spectra import SpectrumError, is_dark, list_spectrum_files, mean_spectrum, read_spectrum
+
+    spectra, darks = [], []
+    for path in list_spectrum_files(spec_dir):
+        try:
+            spectrum = read_spectrum(path)
+        except SpectrumError:
+            continue
+        (darks if is_dark(spectrum) else spectra).append(spectrum)
+    dark = mean_spectrum(darks) if darks else None
+    retrieval = DoasRetrieval(load_references(reference_dir), RetrievalSettings(fit_window=tuple(fit_window)),
+                              dark=dark)
+    results = []
+    for spectrum in spectra:
+        if cancel_event is not None and cancel_event.is_set():
+            break
+        if spectrum.frame_type not in (None, "Plume"):
+            continue
+        try:
+            fit = retrieval.fit(spectrum)
+        except (SpectrumError, ValueError):
+            continue
+        if fit.ok:
+            results.append(fit)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return write_results_csv(out_dir / "doas_results.csv", results), len(results)
+
+
+def run_batch(form: dict[str, Any], queue: GuiQueue, cancel_event: threading.Event, *,
+              reference_dir=None, fit_window=(308.0, 318.0)) -> str:
+    """Run the chain on ``form`` (``img_dir``, ``out_dir``, ``cal_dir``, ``dark_dir``,
+    ``clear_dir``, ``spec_dir``, ``geometry``, ``pcs``, ``settings``); returns a one-line summary."""
+    from pycam.processing.archive import find_plume_pairs, iter_pair_images
+    from pycam.processing.chain import ProcessingChain
+    from pycam.processing.outputs import RunOutputs
+    from pycam.processing.pipeline import BatchProcessor, PairInput
+    from pycam.processing.settings import load_settings
+    from pycam.processing.setup import prepare_run
+
+    img_dir: Path = form["img_dir"]
+    out_dir: Path = form.get("out_dir") or default_output_dir(img_dir)
+    settings = load_settings(form.get("settings"))
+    pairing = find_plume_pairs(img_dir, settings["pair_tolerance_s"])
+    if not pairing.pairs:
+        raise ValueError(f"no A/B Plume pairs in {img_dir}")
+    doas_results = None
+    if form.get("spec_dir") is not None:
+        doas_results, fits = retrieve_spectra(form["spec_dir"], out_dir, reference_dir, fit_window, cancel_event)
+        if fits and form.get("cal_dir") is None and settings["cal_type_int"] == 0:
+            settings = settings.replace(cal_type_int=1)  # calibrate with the spectra
+    inputs = prepare_run(img_dir, settings, cal_dir=form.get("cal_dir"), geometry_file=form.get("geometry"),
+                         pcs_files=form.get("pcs") or (), doas_results=doas_results, pairs=pairing.pairs,
+                         dark_dir=form.get("dark_dir"), clear_dir=form.get("clear_dir"))
+    primary = settings["primary_mode"]
+    total_pairs = len(pairing.pairs)
+
+    class GuiOutputs(RunOutputs):
+        """Writes exactly what RunOutputs writes, and shows each pair's rates in the GUI."""
+
+        def write_rates(self, time, rates_by_mode):
+            super().write_rates(time, rates_by_mode)
+            rates = rates_by_mode.get(primary) or next(iter(rates_by_mode.values()), {})
+            shown = {str(name): LineRate(float(r.flux_kg_s), float(r.flux_err), float(r.velo_eff),
+                                         float(r.velo_eff_err if r.velo_eff_err is not None else float("nan")))
+                     for name, r in rates.items()}
+            queue.post("batch_result", So2Display(time.strftime("%Y-%m-%dT%H%M%S"), time.timestamp(), {}, shown))
+
+    outputs = GuiOutputs(out_dir, settings["save_images"], settings["save_formats"])
+    outputs.write_setup(settings, inputs.pcs_lines, inputs.camera, inputs.warp)
+    if inputs.cell_calibration is not None:
+        outputs.write_cell_calibration(inputs.cell_calibration)
+    if inputs.doas_calibration is not None:
+        inputs.doas_calibration.write_csv(out_dir / "full_calibration.csv")
+    done = [0]
+
+    def progress(n: int) -> None:
+        done[0] += n
+        queue.post("batch_progress", (done[0], total_pairs), coalesce="batch_progress")
+
+    def pairs():
+        for pair, a, b in iter_pair_images(pairing.pairs, inputs.problems):
+            if cancel_event.is_set():
+                return
+            yield PairInput(pair.time, a, b, pair.a.exposure_us, pair.b.exposure_us)
+
+    summary = None
+    processor = None
+    try:
+        stream = pairs()
+        first = next(stream, None)
+        if first is None:
+            raise ValueError(f"no readable pair in {img_dir}")
+        chain = ProcessingChain(settings, first.img_a.shape, darks=inputs.darks, clear=inputs.clear,
+                                calibration=inputs.calibration, pcs_lines=inputs.pcs_lines,
+                                geometry=inputs.camera, warp=inputs.warp)
+        processor = BatchProcessor(chain, outputs, workers=settings["workers"], progress=progress)
+
+        def with_first():
+            yield first
+            yield from stream
+
+        summary = processor.run(with_first())
+    finally:
+        if summary is None and processor is not None:
+            summary = processor.summary
+        info = {"img_dir": str(img_dir), "problems": inputs.problems, "cancelled": cancel_event.is_set()}
+        if summary is not None:
+            info.update(summary.as_dict())
+        outputs.write_summary(info)
+        outputs.close()
+    warnings = []
+    if inputs.calibration is None:
+        warnings.append("no calibration: no emission rates")
+    if not inputs.pcs_lines:
+        warnings.append("no PCS line: no emission rates")
+    state = "cancelled" if cancel_event.is_set() else "done"
+    return (f"{state}: {summary.pairs_processed}/{total_pairs} pairs in {summary.seconds:.1f} s, "
+            f"{summary.pairs_skipped_reference} skipped by the reference check, {len(inputs.problems)} problem(s); "
+            f"outputs in {out_dir}" + ("; " + "; ".join(warnings) if warnings else ""))

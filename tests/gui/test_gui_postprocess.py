@@ -1,0 +1,74 @@
+"""Post-processing tab: the batch chain of ``pycam process`` on a ``pycam simulate`` data set,
+driven through the form (progress, results plotted as they come, outputs, cancel)."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from conftest import pump_until
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sim") / "ds"
+    subprocess.run([sys.executable, "-m", "pycam", "simulate", "--out", str(out), "--pairs", "8", "--quiet"],
+                   check=True, timeout=120)
+    return out
+
+
+def fill_form(view, dataset, tmp_path):
+    settings = tmp_path / "processing.yml"
+    settings.write_text("plume_distance_m: 5000\npolyorder_cal: 2\n")
+    view.vars["img_dir"].set(str(dataset / "Seq_1"))
+    view.vars["cal_dir"].set(str(dataset / "Cal_1"))
+    view.vars["dark_dir"].set(str(dataset / "Dark"))
+    view.vars["clear_dir"].set(str(dataset / "Clear"))
+    view.vars["pcs"].set(f"{dataset / 'pcs_line_0.txt'} {dataset / 'pcs_line_1.txt'}")
+    view.vars["settings"].set(str(settings))
+    view.vars["out_dir"].set(str(tmp_path / "out"))
+
+
+def test_bad_inputs_refused(standin_app, tmp_path):
+    view = standin_app.views["Post-processing"]
+    view.vars["img_dir"].set(str(tmp_path / "missing"))
+    assert not view.run()
+    assert "refused" in view.status.get()
+    view.vars["img_dir"].set(str(tmp_path))
+    view.vars["pcs"].set(str(tmp_path / "nope.txt"))
+    assert not view.run() and "PCS" in view.status.get()
+
+
+def test_batch_run_plots_and_writes_pycam_outputs(standin_app, dataset, tmp_path):
+    view = standin_app.views["Post-processing"]
+    fill_form(view, dataset, tmp_path)
+    assert view.run()
+    assert pump_until(standin_app.root, lambda: not view.running, 120), view.status.get()
+    assert view.status.get().startswith("done"), view.status.get()
+    assert float(view.progress["value"]) == float(view.progress["maximum"]) == 8
+    assert view.results_received >= 6   # the first pair has no flow
+    files = sorted((tmp_path / "out").rglob("*_EmissionRates_flow_*.txt"))
+    assert any("line_0" in str(f) for f in files) and any("line_total" in str(f) or "total" in str(f) for f in files)
+    header = files[0].read_text().splitlines()[0]
+    assert header.startswith("datetime,flux_(kg/s),flux_err")
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["pairs_processed"] == 8
+    totals = view.series.data.get("total")
+    assert totals and all(math.isfinite(v) for v in totals[1][1:])  # the first pair has no flow
+
+
+def test_batch_cancel_leaves_complete_outputs(standin_app, dataset, tmp_path):
+    view = standin_app.views["Post-processing"]
+    fill_form(view, dataset, tmp_path)
+    view.cancel_event.set()  # cancelled before the first pair is read
+    view.running = False
+    from pycam.gui.batch import run_batch
+
+    summary = run_batch(view.inputs(), standin_app.queue, view.cancel_event)
+    assert summary.startswith("cancelled")
+    assert (tmp_path / "out" / "summary.json").is_file()
