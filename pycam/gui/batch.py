@@ -125,8 +125,10 @@ def run_batch(form: dict[str, Any], queue: GuiQueue, cancel_event: threading.Eve
     try:
         stream = pairs()
         first = next(stream, None)
-        if first is None:
+        if first is None and not cancel_event.is_set():
             raise ValueError(f"no readable pair in {img_dir}")
+        if first is None:
+            return f"cancelled before the first pair; outputs in {out_dir}"
         chain = ProcessingChain(settings, first.img_a.shape, darks=inputs.darks, clear=inputs.clear,
                                 calibration=inputs.calibration, pcs_lines=inputs.pcs_lines,
                                 geometry=inputs.camera, warp=inputs.warp)
@@ -141,6 +143,7 @@ def run_batch(form: dict[str, Any], queue: GuiQueue, cancel_event: threading.Eve
         if summary is None and processor is not None:
             summary = processor.summary
         info = {"img_dir": str(img_dir), "problems": inputs.problems, "cancelled": cancel_event.is_set()}
+        # (written in every case, also when cancelled before the first pair)
         if summary is not None:
             info.update(summary.as_dict())
         outputs.write_summary(info)
