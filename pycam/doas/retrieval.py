@@ -46,7 +46,7 @@ class RetrievalSettings:
     min_intensity: float = 200.0                       # counts (dark-subtracted), max in the window
     max_counts: float = FLAME_MAX_COUNTS               # saturation level of the raw counts
     bad_pixels: tuple[int, ...] = DEFAULT_BAD_PIXELS
-    ftol: float = 1e-7
+    ftol: float = 1e-6
     max_iterations: int = 100
 
     def __post_init__(self) -> None:
