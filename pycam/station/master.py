@@ -398,6 +398,13 @@ class Master:
             peer.send(Error(key="device", reason=f"{meta.filename}: data from {peer.device} claims to be from "
                                                  f"{meta.device}", device=peer.device, filename=meta.filename))
             return
+        allowed = {vocab.CAMERA_A: ("image", "on", "band 'on' (fltrA) images"),
+                   vocab.CAMERA_B: ("image", "off", "band 'off' (fltrB) images"),
+                   vocab.SPECTROMETER: ("spectrum", "", "spectra")}[peer.device]
+        if (meta.data_type, meta.band if meta.data_type == "image" else "") != allowed[:2]:
+            peer.send(Error(key="data", reason=f"{meta.filename}: {peer.device} may only send {allowed[2]}",
+                            device=peer.device, filename=meta.filename))
+            return
         try:
             path = self.store.store(data)
         except StorageError as exc:

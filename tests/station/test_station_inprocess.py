@@ -272,3 +272,39 @@ def test_no_payload_accepted_before_authentication(station):
         assert isinstance(error, m.Error) and "exceeds" in error.reason
         with pytest.raises(ConnectionClosed):
             conn.receive(timeout=5)
+
+
+def test_restart_command_reopens_the_driver(station):
+    client = station.client()
+    driver = station.services["CM2"].driver
+    opened = driver.opened
+    client.request("CM2", "RSC", 1)
+    wait_for(lambda: driver.opened == opened + 1, 5, what="driver re-opened")
+    client.request("CM2", "TPB", "Test")
+    wait_for(lambda: stored_files(station.data_dir, "*fltrB*Test.png"), 10, what="a frame after the restart")
+
+
+def test_unknown_device_id_is_refused(station):
+    secret = station.config["network"]["secret"]
+    with raw_connection(station.master.device_port) as conn:
+        with pytest.raises(AuthError, match="unknown device id"):
+            client_handshake(conn, secret, role="device", name="impostor", device="CM9")
+
+
+def test_camera_a_cannot_store_band_b_images(station_config):
+    st = InProcessStation(station_config, devices=())
+    try:
+        secret = st.config["network"]["secret"]
+        with raw_connection(st.master.device_port) as conn:
+            client_handshake(conn, secret, role="device", name="cm1", device="CM1")
+            meta = m.DataMeta(data_type="image", filename="2024-05-01T120004_fltrB_1ag_1000ss_Plume.png",
+                              device="CM1", shape=(2, 2), dtype="<u2", time="2024-05-01T12:00:04+00:00",
+                              frame_type="Plume", band="off", exposure_us=1000)
+            conn.send(m.Data.from_array(meta, np.zeros((2, 2), np.uint16)))
+            reply = conn.receive(timeout=5)
+            while not isinstance(reply, m.Error):
+                reply = conn.receive(timeout=5)
+            assert reply.key == "data" and reply.filename == meta.filename and "fltrA" in reply.reason
+        assert not stored_files(st.data_dir)
+    finally:
+        st.close()
