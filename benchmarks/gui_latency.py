@@ -6,7 +6,7 @@ the full GUI with the real camera chain and DOAS retrieval (default PCS line), s
 acquisition, waits ``--warmup`` seconds, then for ``--duration`` seconds records the gap
 between consecutive callbacks of a 10 ms ``after`` ticker on the Tk thread (the longest
 gap is the longest time the event loop could not run) while the visible tab cycles
-through Camera, Spectrometer and Analysis every 5 s.  Also recorded: the longest time the
+through Overview, Camera, Spectrometer and Analysis every 5 s.  Also recorded: the longest time the
 GUI's own queue handlers held the Tk thread in one tick, pairs processed, processing time
 per pair (worker thread), full draws vs blits, and the machine's load average (other
 processes compete for the same cores and show up in the gaps).
@@ -30,6 +30,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 TICK_MS = 10
+CYCLED_VIEWS = ("Overview", "Camera", "Spectrometer", "Analysis")
 
 
 def start_xvfb():
@@ -92,10 +93,10 @@ def run(duration: float, warmup: float, framerate: float) -> dict:
                 app.live.pairs_processed = 0
                 state["draws"] = {name: (c.full_draws, c.blits) for name, c in canvases().items()}
             if state["measuring"]:
-                index = int((now - state["measure_start"]) // 5) % 3
-                tab = (0, 1, 3)[index]
-                if app.notebook.index("current") != tab:
-                    app.show_tab(tab)
+                index = int((now - state["measure_start"]) // 5) % len(CYCLED_VIEWS)
+                view = app.views[CYCLED_VIEWS[index]]
+                if app.notebook.select() != str(view):
+                    app.notebook.select(view)
                 if now - state["measure_start"] >= duration:
                     root.quit()
                     return

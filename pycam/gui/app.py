@@ -77,7 +77,7 @@ SHORTCUTS = {
     "<Control-s>": ("Save PCS lines", "save_lines"),
     "<Control-q>": ("Quit", "quit"),
 }
-for _n in range(1, 8):
+for _n in range(1, 8):  # Alt+1 .. Alt+7: the tabs in order
     SHORTCUTS[f"<Alt-Key-{_n}>"] = (f"Show tab {_n}", f"show_tab_{_n}")
 
 
@@ -229,6 +229,9 @@ class PyCamApp:
 
     def save_lines(self) -> None:
         self._view_action("Analysis", "save_lines_dialog")
+
+    def show_view(self, title: str) -> None:
+        self.notebook.select(self.views[title])
 
     def show_tab(self, index: int) -> None:
         tabs = self.notebook.tabs()

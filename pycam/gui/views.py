@@ -223,12 +223,14 @@ def build_views(app) -> dict:
     from pycam.gui.acquisition_view import AcquisitionView
     from pycam.gui.analysis_view import AnalysisView
     from pycam.gui.camera_view import CameraView
+    from pycam.gui.overview_view import OverviewView
     from pycam.gui.postprocess_view import PostProcessView
     from pycam.gui.schedule_view import ScheduleView
     from pycam.gui.spectrometer_view import SpectrometerView
 
     nb, queue, config = app.notebook, app.queue, app.config
     return {
+        "Overview": OverviewView(nb, queue),
         "Camera": CameraView(nb, queue, app.send, app.tracker, dict(config["camera"])),
         "Spectrometer": SpectrometerView(nb, queue, app.send, app.tracker, dict(config["spectrometer"])),
         "Acquisition": AcquisitionView(nb, app),

@@ -32,9 +32,9 @@ def test_theme_and_shortcuts(app):
     assert len(SHORTCUTS) >= 8
     app.root.focus_force()
     app.root.update()
-    app.root.event_generate("<Alt-Key-2>")  # keyboard tab switch
-    pump_until(app.root, lambda: app.notebook.index("current") == 1, 5)
-    assert app.notebook.index("current") == 1
+    app.root.event_generate("<Alt-Key-3>")  # keyboard tab switch
+    pump_until(app.root, lambda: app.notebook.index("current") == 2, 5)
+    assert app.notebook.select() == str(app.views["Spectrometer"])
 
 
 def test_bad_value_is_refused_in_the_form_and_not_sent(app):
@@ -58,6 +58,7 @@ def test_setting_change_shows_the_device_reply(app):
 
 def test_start_stop_acquisition_and_blitting(app):
     camera = app.views["Camera"]
+    app.show_view("Camera")
     app.root.focus_force()
     app.root.update()
     app.root.event_generate("<F5>")
@@ -77,7 +78,7 @@ def test_start_stop_acquisition_and_blitting(app):
 
 
 def test_pcs_line_drawn_with_the_mouse_gets_an_emission_rate(app):
-    app.show_tab(3)
+    app.show_view("Analysis")
     analysis = app.views["Analysis"]
     app.start_acquisition()
     assert pump_until(app.root, lambda: analysis.results_shown >= 2, 30)

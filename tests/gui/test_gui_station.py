@@ -46,12 +46,13 @@ def test_live_views_within_60_s(app, artifacts_dir):
     root = app.root
     camera, spectrometer = app.views["Camera"], app.views["Spectrometer"]
     analysis = app.views["Analysis"]
+    app.show_view("Camera")
     app.views["Acquisition"].start_button.invoke()
     assert pump_until(root, lambda: {"A", "B"} <= set(camera.frames), 60), "no live A/B images"
     shot = screenshot(root, artifacts_dir / "gui_camera_view.png")
     assert_not_blank(shot, "camera view")
 
-    app.show_tab(1)
+    app.show_view("Spectrometer")
     assert pump_until(root, lambda: spectrometer.last_fit is not None and spectrometer.last_fit.ok, 60), \
         "no DOAS fit of a live spectrum"
     fit = spectrometer.last_fit
@@ -59,7 +60,7 @@ def test_live_views_within_60_s(app, artifacts_dir):
     pump_for(root, 1.0)
     assert_not_blank(screenshot(root, artifacts_dir / "gui_spectrometer_view.png"), "spectrometer view")
 
-    app.show_tab(3)
+    app.show_view("Analysis")
     # the default PCS line crosses the plume; rates appear once the live DOAS calibration is fitted
     assert pump_until(root, lambda: analysis.last_result is not None and "column" in analysis.last_result.images,
                       90), f"no calibrated SO2 image: {analysis.calibration_var.get()}"
@@ -69,17 +70,23 @@ def test_live_views_within_60_s(app, artifacts_dir):
     assert all(math.isfinite(r[1]) for r in analysis.rates["total"])
     assert analysis.fov_patch.get_visible()
     assert_not_blank(screenshot(root, artifacts_dir / "gui_analysis_view.png"), "analysis view")
-    for index, name in ((2, "acquisition"), (4, "postprocessing"), (5, "schedule")):
-        app.show_tab(index)
+    for title in ("Acquisition", "Post-processing", "Schedule"):
+        app.show_view(title)
         pump_for(root, 0.5)
-        shot = screenshot(root, artifacts_dir / f"gui_{name}_view.png")
-        assert float(shot.std()) > 5, f"{name} view blank"
-    app.show_tab(0)
+        shot = screenshot(root, artifacts_dir / f"gui_{title.lower().replace('-', '')}_view.png")
+        assert float(shot.std()) > 5, f"{title} view blank"
+    # the first tab shows everything at once: what `pycam demo` opens with
+    overview = app.views["Overview"]
+    app.show_view("Overview")
+    updates = dict(overview.updates)
+    assert pump_until(root, lambda: all(overview.updates[k] >= updates[k] + 2 for k in ("A", "B", "so2", "rate")), 30)
+    assert overview.updates["doas"] > 0 and len(overview.rates) >= 3
+    assert_not_blank(screenshot(root, artifacts_dir / "gui_overview.png"), "overview")
 
 
 def test_drawn_pcs_line_gets_its_emission_rate(app):
     analysis = app.views["Analysis"]
-    app.show_tab(3)
+    app.show_view("Analysis")
     pump_for(app.root, 0.5)
     drag(app.root, analysis.image_plot, analysis.image_ax, (420, 80), (420, 420))
     names = [line.name for line in analysis.editor.lines]
