@@ -139,7 +139,7 @@ class PyCamApp:
         self.views = views.build_views(self)
         for title, view in self.views.items():
             self.notebook.add(view, text=title)
-        self.state_dir = state_dir if state_dir is not None else gui_state_dir()
+        self.state_dir = Path(state_dir) if state_dir is not None else gui_state_dir()
         analysis = self.views["Analysis"]
         analysis.editor.set_lines(load_saved_lines(self.state_dir) or [DEFAULT_PCS_LINE])
         analysis.editor.on_change = self._lines_edited

@@ -36,9 +36,9 @@ class PostProcessView(ttk.Frame):
                 ("clear_dir", "Clear-sky frames (optional)", "dir"), ("geometry", "Camera geometry file", "file"),
                 ("pcs", "PCS line files", "files"), ("settings", "Processing settings (optional)", "file"),
                 ("out_dir", "Output directory (default: IMG/Processed_<time>)", "dir"))):
-            ttk.Label(form, text=label).grid(row=2 * row, column=0, columnspan=2, sticky="w")
+            ttk.Label(form, text=label).grid(row=2 * row, column=0, columnspan=2, sticky="w", pady=(2, 0))
             var = tk.StringVar(value="")
-            ttk.Entry(form, textvariable=var, width=36).grid(row=2 * row + 1, column=0, sticky="w")
+            ttk.Entry(form, textvariable=var, width=40).grid(row=2 * row + 1, column=0, sticky="w")
             ttk.Button(form, text="…", width=2,
                        command=lambda v=var, k=kind: self._browse(v, k)).grid(row=2 * row + 1, column=1)
             self.vars[key] = var
@@ -49,11 +49,10 @@ class PostProcessView(ttk.Frame):
         ttk.Button(buttons, text="Cancel", command=self.cancel).pack(side="left", padx=2)
         self.progress = ttk.Progressbar(form, length=280, mode="determinate")
         self.progress.grid(row=21, column=0, columnspan=2, pady=2)
-        self.status = tk.StringVar(value="")
-        ttk.Label(form, textvariable=self.status, wraplength=300).grid(row=22, column=0, columnspan=2, sticky="w")
-
         plot_frame = ttk.Frame(self)
         plot_frame.pack(side="left", fill="both", expand=True)
+        self.status = tk.StringVar(value="choose the inputs, then Run")
+        ttk.Label(plot_frame, textvariable=self.status, wraplength=880).pack(fill="x", padx=4)
         self.plot = BlitCanvas(plot_frame, figsize=(7.0, 5.0))
         self.plot.widget.pack(fill="both", expand=True)
         self.ax = self.plot.figure.add_subplot(1, 1, 1)
