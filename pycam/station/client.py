@@ -21,7 +21,6 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-import time
 from typing import Any, Callable, Iterable
 
 from pycam.config import Config

@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 from station_helpers import TESTS_DIR, stored_files, temporaries

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import socket
 
 import numpy as np
 import pytest
@@ -11,7 +10,7 @@ from station_helpers import InProcessStation, raw_connection, stored_files, temp
 
 from pycam.formats.images import read_image, read_spectrum_npy
 from pycam.net.auth import AuthError, client_handshake
-from pycam.net.connection import Connection, ConnectionClosed
+from pycam.net.connection import ConnectionClosed
 from pycam.protocol import messages as m
 from pycam.protocol.frames import encode_frame_bytes
 from pycam.station.client import CommandFailed, StationClient

@@ -23,7 +23,6 @@ from pycam.formats.images import read_image
 from pycam.net.auth import client_handshake
 from pycam.net.connection import Connection
 from pycam.protocol import messages as m
-from pycam.station.client import StationClient
 from pycam.station.launcher import start_simulated_station, write_station_config
 
 FAKE_CAMERA = "fake_drivers:FakeCamera"
