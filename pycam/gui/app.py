@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 import tkinter as tk
 from pathlib import Path
 from tkinter import ttk
@@ -104,7 +105,7 @@ class PyCamApp:
 
     def __init__(self, root: tk.Tk, config: Config, *, client_factory=default_client_factory,
                  processor_factory=None, retriever_factory=None, autoconnect: bool = True,
-                 poll_interval_ms: int = 25, state_dir: Path | None = None) -> None:
+                 poll_interval_ms: int = 25, state_dir: Path | None = None, report=None) -> None:
         from pycam.gui import views  # the tab modules (matplotlib) load with the window
 
         self.root = root
@@ -146,6 +147,10 @@ class PyCamApp:
         self._bind_shortcuts()
         self._build_menu()
 
+        self._started = time.monotonic()
+        self.milestones: dict[str, float] = {}
+        self._report = report
+        self._watch_milestones()
         self.poller = QueuePoller(root, self.queue, interval_ms=poll_interval_ms)
         self.poller.start()
         self.live.start()
@@ -153,6 +158,36 @@ class PyCamApp:
         self.ready = False
         self._autoconnect = autoconnect
         root.after(20, self._warm_up, 0)
+
+    def _milestone(self, name: str) -> None:
+        if name not in self.milestones:
+            self.milestones[name] = time.monotonic() - self._started
+            if self._report is not None:
+                self._report(f"gui: {name} ({self.milestones[name]:.1f} s after start)")
+
+    def _watch_milestones(self) -> None:
+        """Note (and report, e.g. on the console of ``pycam demo``) when each kind of live result
+        first reaches the window."""
+        seen: set[str] = set()
+
+        def image(frame) -> None:
+            seen.add(frame.band)
+            if {"A", "B"} <= seen:
+                self._milestone("live A/B images shown")
+
+        def fit(item) -> None:
+            if item[1].ok:
+                self._milestone("spectrum with its DOAS fit shown")
+
+        def so2(result) -> None:
+            if "column" in result.images:
+                self._milestone("calibrated SO2 image shown")
+            if "total" in result.rates:
+                self._milestone("emission-rate series started")
+
+        self.queue.subscribe("image", image)
+        self.queue.subscribe("doas", fit)
+        self.queue.subscribe("so2", so2)
 
     def _lines_edited(self, lines) -> None:
         self.views["Analysis"]._lines_changed(lines)
@@ -308,7 +343,7 @@ def run_gui(config_path: Path, duration_s: float | None = None) -> int:
     except tk.TclError as exc:
         print(f"pycam gui: no display available ({exc}); use `pycam demo --headless` without one")
         return 2
-    app = PyCamApp(root, config)
+    app = PyCamApp(root, config, report=lambda text: print(text, flush=True))
     if duration_s is not None:
         root.after(int(duration_s * 1000), app.quit)
     # Ctrl-C / SIGTERM close the window cleanly (Tk callbacks would swallow KeyboardInterrupt)

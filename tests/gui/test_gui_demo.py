@@ -1,0 +1,62 @@
+"""``pycam demo`` with the GUI under Xvfb: live A/B images, a spectrum with its fit, an SO2
+image and a growing emission-rate series within 60 s of start; Ctrl-C closes everything."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import cv2
+import pytest
+
+from conftest import assert_not_blank
+
+pytestmark = [pytest.mark.gui, pytest.mark.slow]
+
+MILESTONES = ("live A/B images shown", "spectrum with its DOAS fit shown", "calibrated SO2 image shown",
+              "emission-rate series started")
+
+
+def test_pycam_demo_shows_everything_within_60_s(tmp_path, artifacts_dir, laptop_display):
+    env = dict(os.environ, PYCAM_DEMO_CONFIG=str(tmp_path / "demo.toml"),
+               PYCAM_GUI_STATE_DIR=str(tmp_path / "gui-state"), PYTHONUNBUFFERED="1")
+    start = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "pycam", "demo", "--data-dir", str(tmp_path / "data")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    lines: list[tuple[float, str]] = []
+
+    def read() -> None:
+        for line in proc.stdout:
+            lines.append((time.monotonic() - start, line.rstrip()))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        deadline = start + 90
+        while time.monotonic() < deadline and proc.poll() is None:
+            if all(any(m in text for _t, text in lines) for m in MILESTONES):
+                break
+            time.sleep(0.5)
+        output = "\n".join(text for _t, text in lines)
+        for milestone in MILESTONES:
+            when = next((t for t, text in lines if milestone in text), None)
+            assert when is not None, f"never: {milestone}\n{output}"
+            assert when <= 60.0, f"{milestone} after {when:.1f} s\n{output}"
+        time.sleep(3)  # a few more points in the series
+        shot_path = artifacts_dir / "gui_demo_overview.png"
+        subprocess.run(["import", "-window", "root", str(shot_path)], check=True, timeout=30)
+        assert_not_blank(cv2.imread(str(shot_path)), "pycam demo")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            code = proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+        reader.join(5)
+    output = "\n".join(text for _t, text in lines)
+    assert code in (0, 130), output
+    assert "demo: stopping" in output
