@@ -93,10 +93,13 @@ def run(args: argparse.Namespace) -> int:
         print("pycam process: --watch supports cal_type_int 0 and 3 only (DOAS needs the pairs up front)",
               file=sys.stderr)
         return 2
+    fov_search = None
+    if settings["cal_type_int"] in (1, 2):
+        from pycam.doas.fov import calibrate_fov as fov_search
     try:
         inputs = prepare_run(args.img_dir, settings, cal_dir=args.cal_dir, geometry_file=args.geometry,
                              pcs_files=args.pcs, doas_results=args.doas_results, pairs=pairing.pairs,
-                             dark_dir=args.dark_dir, clear_dir=args.clear_dir)
+                             dark_dir=args.dark_dir, clear_dir=args.clear_dir, fov_search=fov_search)
     except (CalibrationError, GeometryFileError, OutputFormatError, ValueError, OSError) as exc:
         print(f"pycam process: {exc}", file=sys.stderr)
         return 2

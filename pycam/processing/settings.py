@@ -109,7 +109,7 @@ SETTINGS_SCHEMA: dict[str, Setting] = {
     "flow_contrast": _s("any", "auto",
                         doc="'auto' (min/max of the first AA image, as pyplis) or [aa_min, aa_max] for "
                             "the uint8 bytescale fed to Farneback"),
-    "flow_roi_margin": _s("int", 24, 0, 1000, doc="flow is computed on the PCS bounding box plus this, px"),
+    "flow_roi_margin": _s("int", 24, 0, 1000, doc="margin round the PCS samples that need flow (plume body), px"),
     "flow_crop_to_plume": _s("bool", True,
                              doc="restrict the flow box to PCS samples with column >= min_cd (plus margin)"),
     "flow_coarse_init": _s("bool", True,

@@ -9,8 +9,8 @@ Inputs and where they come from:
   directory;
 * calibration by ``cal_type_int``: 0 cells (``--cal-dir`` or ``cell_cal_dir``); 1 DOAS and
   2 cells + DOAS from a DOAS results CSV (``Time,Column density,CD error``): the first
-  ``doas_pairs`` image pairs are turned into AA, handed to the FOV search of
-  :mod:`pycam.doas.fov`, and the matched series to :class:`DoasCalibration`; 3 preloaded
+  ``doas_pairs`` image pairs are turned into AA, handed to the FOV search the caller passes
+  (``pycam.doas.fov.calibrate_fov``), and the matched series to :class:`DoasCalibration`; 3 preloaded
   ``full_calibration.csv`` (``cal_series_path``);
 * registration: ``reg_mode`` none / ``file`` (``image_reg_path``) / ``ecc`` (on the clear
   images, else the first pair).
@@ -103,8 +103,8 @@ def prepare_run(img_dir: str | os.PathLike[str], settings: ProcessingSettings, *
                 cal_dir: str | os.PathLike[str] | None = None, geometry_file: str | os.PathLike[str] | None = None,
                 pcs_files: Sequence = (), doas_results: str | os.PathLike[str] | None = None,
                 pairs: Sequence[ImagePair] = (), doas_pairs: int = 120,
-                dark_dir: str | os.PathLike[str] | None = None, clear_dir: str | os.PathLike[str] | None = None
-                ) -> RunInputs:
+                dark_dir: str | os.PathLike[str] | None = None, clear_dir: str | os.PathLike[str] | None = None,
+                fov_search=None) -> RunInputs:
     """Everything a :class:`~pycam.processing.chain.ProcessingChain` needs (see the module docstring)."""
     problems: list[str] = []
     img_dir = Path(img_dir)
@@ -152,8 +152,10 @@ def prepare_run(img_dir: str | os.PathLike[str], settings: ProcessingSettings, *
         if doas_results is None:
             raise CalibrationError(f"cal_type_int {cal_type} needs DOAS results (--doas-results FILE with "
                                    "Time,Column density,CD error)")
+        if fov_search is None:
+            raise CalibrationError(f"cal_type_int {cal_type} needs a DOAS FOV search (pycam.doas.fov.calibrate_fov)")
         doas = doas_calibration_from_pairs(settings, pairs[:doas_pairs], doas_results, darks, clear, warp,
-                                           cell.sensitivity_mask if cell is not None else None)
+                                           cell.sensitivity_mask if cell is not None else None, fov_search)
         calibration = doas if cell is None else SensitivityCorrected(cell.sensitivity_mask, doas)
     if cal_type == 3:
         if settings["cal_series_path"] is None:
@@ -163,9 +165,14 @@ def prepare_run(img_dir: str | os.PathLike[str], settings: ProcessingSettings, *
 
 
 def doas_calibration_from_pairs(settings: ProcessingSettings, pairs: Sequence[ImagePair], doas_results,
-                                darks: DarkLibrary, clear: ClearSky | None, warp, mask=None) -> DoasCalibration:
-    """AA of the given pairs + DOAS results -> FOV search (pycam.doas.fov) -> DoasCalibration."""
-    from pycam.doas.fov import calibrate_fov
+                                darks: DarkLibrary, clear: ClearSky | None, warp, mask=None,
+                                fov_search=None) -> DoasCalibration:
+    """AA of the given pairs + DOAS results -> FOV search -> DoasCalibration.
+
+    ``fov_search`` is ``pycam.doas.fov.calibrate_fov`` (passed in by the caller, so that this
+    package does not import its sibling ``pycam.doas``); it returns an object whose ``samples``
+    are (times, aa_in_fov, columns, errors) and which has ``centre_x``, ``centre_y``, ``radius``.
+    """
     from pycam.formats.pycam_outputs import read_doas_results
 
     rows = read_doas_results(doas_results)
@@ -189,7 +196,7 @@ def doas_calibration_from_pairs(settings: ProcessingSettings, pairs: Sequence[Im
             aa /= mask
         stack.append(aa)
         times.append(pair.time)
-    fov = calibrate_fov(times, np.stack(stack), [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
+    fov = fov_search(times, np.stack(stack), [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
                         max_gap_s=settings["max_doas_cam_dif"], order=settings["polyorder_cal"])
     cal = DoasCalibration.from_settings(settings)
     cal.set_fov(fov.centre_x, fov.centre_y, fov.radius)
