@@ -2,14 +2,13 @@
 
 The form is validated before anything leaves it: times are ``HH:MM`` (UTC), the stop
 comes after the start, the dark set lies inside the acquisition window, and the Witty Pi
-power window (start − lead … stop + lag) stays within the day.  Validation uses the
-station's schedule module when it is available (:mod:`pycam.station.schedule`), else the
-same rules via the configuration schema.
+power window (start − lead … stop + lag) stays within the day.  The station's own rules
+(:func:`pycam.station.schedule.daily_times` and :func:`~pycam.station.schedule.witty_pi_schedule`,
+what the master applies) then check it once more, and the Witty Pi file it implies is shown.
 
 Sending: the station protocol has no schedule command (the vocabulary is PyCam's), so a
-valid schedule is written as the ``[schedule]`` section of a station configuration file
-(atomically) that the master reads at start; if the station gains a schedule command,
-:meth:`ScheduleView.send` sends it as one typed command.
+valid schedule is written as the ``[schedule]`` section of a complete station configuration
+file (atomically); the master applies it when started with that file.
 """
 from __future__ import annotations
 
@@ -71,28 +70,36 @@ def validate_schedule(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _station_check(values: dict[str, Any]) -> None:
-    """Let the station's own schedule rules (or the config schema) have the last word."""
-    from pycam.config import SCHEMA, ConfigError, _coerce  # the schema's per-key checks
+    """The station's own rules have the last word: the config schema's per-key checks and
+    :func:`pycam.station.schedule.daily_times` / :func:`witty_pi_schedule` (what the master
+    applies at start)."""
+    import datetime as dt
 
-    section = SCHEMA.get("schedule", {})
+    from pycam.config import SCHEMA, ConfigError
+    from pycam.station.schedule import daily_times, witty_pi_schedule
+
     for key, value in values.items():
-        if key in section:
-            try:
-                _coerce("schedule", key, section[key], value, None)
-            except ConfigError as exc:
-                raise ValueError(str(exc)) from None
+        field = SCHEMA.get("schedule", {}).get(key)
+        if field is None:
+            continue
+        problem = field.check(value) if field.check is not None else None
+        if problem is None and field.minimum is not None and not field.minimum <= value <= field.maximum:
+            problem = f"must be {field.minimum:g}-{field.maximum:g}"
+        if problem:
+            raise ValueError(f"[schedule] {key}: {problem}")
     try:
-        from pycam.station import schedule as station_schedule
-    except ImportError:
-        return
-    checker = getattr(station_schedule, "validate_schedule", None) or getattr(station_schedule, "check_schedule", None)
-    if checker is not None:
-        try:
-            checker(values)
-        except (TypeError, KeyError):
-            return  # a different signature: the rules above already hold
-        except ValueError as exc:
-            raise ValueError(str(exc)) from None
+        daily_times(values)
+        witty_pi_schedule(values, dt.date.today())
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def witty_preview(values: dict[str, Any]) -> str:
+    import datetime as dt
+
+    from pycam.station.schedule import witty_pi_schedule
+
+    return witty_pi_schedule(values, dt.datetime.now(dt.timezone.utc).date())
 
 
 def config_with_schedule(config, schedule: dict[str, Any]) -> str:
@@ -154,7 +161,8 @@ class ScheduleView(ttk.Frame):
         self.validated = schedule
         start, stop = _minutes(schedule["start_time"], ""), _minutes(schedule["stop_time"], "")
         on, off = start - schedule["power_on_lead_min"], stop + schedule["power_off_lag_min"]
-        self.power_var.set(f"Witty Pi: ON {on // 60:02d}:{on % 60:02d}, OFF {off // 60:02d}:{off % 60:02d} UTC")
+        self.power_var.set(f"Witty Pi: ON {on // 60:02d}:{on % 60:02d}, OFF {off // 60:02d}:{off % 60:02d} UTC\n\n"
+                           + witty_preview(schedule))
         self.status.set("schedule valid")
         self.status_label.configure(foreground="#2e7d32")
         return schedule
