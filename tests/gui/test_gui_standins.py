@@ -7,6 +7,7 @@ against the real simulated station.
 """
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from conftest import drag, pump_for, pump_until
@@ -192,3 +193,40 @@ def test_state_indicator_follows_the_link(app):
     assert pump_until(app.root, lambda: pane.state_var.get() in ("down", "stopped"), 5)
     app.connect()
     assert pump_until(app.root, lambda: pane.state_var.get() == "connected", 5)
+
+
+def test_messages_pane_lists_replies_events_and_errors(app):
+    pane = app.connection
+    app.views["Acquisition"].dark_set(cameras=True)
+    app.send("CM1", "SMX", 5)   # out of range: the stand-in answers with an error like the station
+    assert pump_until(app.root, lambda: {"reply", "event", "error"} <= {m.kind for m in pane.messages}, 10)
+    rows = [pane.tree.item(i, "values") for i in pane.tree.get_children()]
+    kinds = {r[2] for r in rows}
+    assert {"reply", "event", "error", "sent"} <= kinds
+    error_row = next(r for r in rows if r[2] == "error" and "SMX" in r[3])
+    assert error_row[1] == "CM1" and len(error_row[0]) == 8  # device and HH:MM:SS time
+
+
+def test_camera_profile_on_click_and_display_options(app):
+    from conftest import data_xy_to_widget
+
+    camera = app.views["Camera"]
+    app.show_view("Camera")
+    app.start_acquisition()
+    assert pump_until(app.root, lambda: {"A", "B"} <= set(camera.frames), 20)
+    x, y = data_xy_to_widget(camera.plot, camera.axes["A"], 300, 240)
+    camera.plot.widget.event_generate("<ButtonPress-1>", x=x, y=y)
+    camera.plot.widget.event_generate("<ButtonRelease-1>", x=x, y=y)
+    app.root.update()
+    assert abs(camera.profile_index - 240) <= 2
+    profile = camera.profile("A")
+    assert profile is not None and profile.size == 648
+    assert np.array_equal(profile, camera.frames["A"].pixels[camera.profile_index])
+    camera.vmin_var.set("500")
+    camera.vmax_var.set("100")
+    camera.apply_display()
+    assert "min < max" in camera.display_error.get()
+    camera.vmax_var.set("900")
+    camera.cmap_var.set("inferno")
+    camera.apply_display()
+    assert camera.images["A"].get_clim() == (500.0, 900.0) and camera.images["B"].get_cmap().name == "inferno"
