@@ -151,9 +151,11 @@ class CameraService(DeviceService):
         keep = self.shutter_us
         try:
             for shutter in self.shutter_values():
-                self.driver.set_exposure(shutter)
-                now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-                names.append(self.capture(now, "Dark"))
+                with self._driver_lock:   # per frame: settings may still change between two darks
+                    self.driver.set_exposure(shutter)
+                    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+                    names.append(self.capture(now, "Dark"))
         finally:
-            self.shutter_us = self.driver.set_exposure(keep)
+            with self._driver_lock:
+                self.shutter_us = self.driver.set_exposure(keep)
         return names

@@ -72,6 +72,9 @@ class DeviceService:
         self.finished = threading.Event()   # set when stop() has completed
         self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self._state_lock = threading.RLock()
+        # held while the driver is in use (a capture, a setting, a re-open): drivers need not be
+        # thread-safe.  Lock order: _driver_lock before _state_lock.
+        self._driver_lock = threading.RLock()
         self._last_trigger: float | None = None
         self._recent_names: dict[str, None] = {}
         self._thread = threading.Thread(target=self._capture_loop, name=f"{self.device}-capture", daemon=True)
@@ -205,7 +208,7 @@ class DeviceService:
                     self._jobs.put(lambda: None)   # wake the capture thread to re-plan
                 result = self.framerate
             else:
-                with self._state_lock:
+                with self._driver_lock, self._state_lock:
                     result = self.apply_setting(key, value)
             self.link.send_event("settings", **self.settings())
             return reply(result)
@@ -242,9 +245,10 @@ class DeviceService:
             self._last_trigger = trigger
             when = dt.datetime.fromtimestamp(trigger, dt.timezone.utc)
             try:
-                self.capture(when, "Plume")
-                self.frames_captured += 1
-                self.after_continuous_frame()
+                with self._driver_lock:
+                    self.capture(when, "Plume")
+                    self.frames_captured += 1
+                    self.after_continuous_frame()
             except Exception as exc:
                 log.exception("%s: continuous capture failed", self.device)
                 self.link.send_event("status", level="error", message=f"capture failed: {exc}")
@@ -258,7 +262,8 @@ class DeviceService:
 
     def _manual_capture(self, frame_type: str) -> None:
         now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-        self.capture(now, frame_type)
+        with self._driver_lock:
+            self.capture(now, frame_type)
 
     def _dark_job(self) -> None:
         was = self.acquiring
@@ -272,8 +277,9 @@ class DeviceService:
                                                        else "camera"], files=len(names))
 
     def _restart_driver(self) -> None:
-        self.close_driver()
-        self.open_driver()
+        with self._driver_lock:
+            self.close_driver()
+            self.open_driver()
         self.link.send_event("status", level="info", message="driver restarted")
 
     def unique_time(self, when: dt.datetime, make_name: Callable[[dt.datetime], str]) -> tuple[dt.datetime, str]:

@@ -150,9 +150,11 @@ class SpectrometerService(DeviceService):
         keep = self.integration_ms
         try:
             for integration in self.integration_values():
-                self.driver.set_integration_time(integration)
-                now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-                names.append(self.capture(now, "Dark"))
+                with self._driver_lock:   # per spectrum: settings may still change between two darks
+                    self.driver.set_integration_time(integration)
+                    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+                    names.append(self.capture(now, "Dark"))
         finally:
-            self.integration_ms = self.driver.set_integration_time(keep)
+            with self._driver_lock:
+                self.integration_ms = self.driver.set_integration_time(keep)
         return names
