@@ -188,6 +188,14 @@ def test_3_master_killed_and_restarted_on_the_same_port(tmp_path):
         assert client.request("master", "LOG", 0).value["devices"] == ["CM1", "CM2", "SPC"]
         n = len(stored_files(data_dir, "*Plume.png"))
         wait_for(lambda: len(stored_files(data_dir, "*Plume.png")) >= n + 2, 15, what="files after the restart")
+        client.request("all", "SPC", 1)
+        # nothing captured around the restart is lost: every frame has its partner, spools drain
+        spool = tmp_path / "spool"
+        wait_for(lambda: not [p for d in ("CM1", "CM2") for p in (spool / d).glob("*.png")], 20, what="spools empty")
+
+        def times(band):
+            return {p.name.split("_")[0] for p in stored_files(data_dir, f"*_{band}_*_Plume.png")}
+        assert times("fltrA") == times("fltrB")
         assert not temporaries(data_dir)
     finally:
         station.stop()
