@@ -341,7 +341,8 @@ class DataMeta:
         return n
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
+        # field by field: dataclasses.asdict deep-copies and costs ~40 us per frame
+        d = {f: getattr(self, f) for f in _META_FIELDS}
         d["shape"] = list(self.shape)
         return d
 
@@ -379,6 +380,9 @@ class DataMeta:
         if data_type == "image" and len(shape) != 2:
             raise MessageError("shape", f"images must be 2-D, got {tuple(shape)}")
         return meta
+
+
+_META_FIELDS = tuple(f.name for f in dataclasses.fields(DataMeta))
 
 
 @dataclasses.dataclass(frozen=True)
