@@ -54,6 +54,7 @@ def _watch_source(img_dir: Path, tolerance: float, poll: float, problems: list[s
         if not new:
             if idle_exit is not None and time.monotonic() - last_new > idle_exit:
                 return
+            yield None                  # lets the pipeline write the rows of the pairs in flight
             time.sleep(poll)
             continue
         last_new = time.monotonic()
@@ -126,8 +127,11 @@ def run(args: argparse.Namespace) -> int:
     workers = args.workers or settings["workers"]
     processor = None
     try:
-        first = next(source, None)
-        if first is None:
+        end = object()
+        first = next(source, end)
+        while first is None:             # watch mode, nothing yet: keep waiting
+            first = next(source, end)
+        if first is end:
             print("pycam process: no readable pair", file=sys.stderr)
             return 1
         stream = _chain_first(first, source)
@@ -137,7 +141,9 @@ def run(args: argparse.Namespace) -> int:
                                 geometry=inputs.camera, warp=inputs.warp)
         processor = BatchProcessor(chain, outputs, workers=workers,
                                    progress=progress_bar.update if progress_bar else None)
-        summary = processor.run(PairInput(p.time, a, b, p.a.exposure_us, p.b.exposure_us) for p, a, b in stream)
+        summary = processor.run(None if item is None else PairInput(item[0].time, item[1], item[2],
+                                                                    item[0].a.exposure_us, item[0].b.exposure_us)
+                                for item in stream)
     except KeyboardInterrupt:
         print("interrupted before processing started", file=sys.stderr)
     finally:

@@ -170,7 +170,9 @@ class BatchProcessor:
             for line, rate in rates.items():
                 self.outputs.write_rate(time, line, "flow_glob", rate)
 
-    def run(self, pairs: Iterable[PairInput]) -> RunSummary:
+    def run(self, pairs: Iterable[PairInput | None]) -> RunSummary:
+        """Process ``pairs`` in order; a ``None`` item means "no new pair for now" (watch mode):
+        the pairs in flight are finished and their rows written before waiting for more."""
         chain = self.chain
         s = self.summary
         t_start = _time.perf_counter()
@@ -190,8 +192,15 @@ class BatchProcessor:
                 if self.progress:
                     self.progress(1)
 
+        def drain_done() -> None:
+            while pending and pending[0].done():
+                drain(len(pending) - 1)
+
         try:
             for pair in pairs:
+                if pair is None:          # the source is idle (watch mode): finish what is in flight
+                    drain(0)
+                    continue
                 s.pairs_read += 1
                 if s.first_time is None:
                     s.first_time = pair.time
@@ -230,6 +239,7 @@ class BatchProcessor:
                 aa_prev = prev[1] if prev is not None else None
                 pending.append(executor.submit(self._job, pair.time, aa_prev, aa, so2, dt_s))
                 prev = (pair.time, aa)
+                drain_done()
         except KeyboardInterrupt:
             s.interrupted = True
             log.warning("interrupted: finishing the pairs in flight and closing the outputs")

@@ -269,3 +269,32 @@ def test_real_plume_pairs_give_finite_aa(data_dir, artifacts_dir):
         fig.colorbar(im, ax=ax)
     fig.savefig(artifacts_dir / "processing_real_pairs_aa.png", dpi=70)
     plt.close(fig)
+
+
+def test_cli_ctrl_c_leaves_complete_outputs(small_sim, tmp_path):
+    import json
+    import signal
+
+    d, truth = small_sim
+    cfg = tmp_path / "proc.yml"
+    cfg.write_text(f"plume_distance_m: {truth['plume_distance_m']}\npolyorder_cal: 2\n")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([PYCAM, "process", str(d / "Seq_1"), "--out", str(out), "--cal-dir", str(d / "Cal_1"),
+                             "--pcs", str(d / "pcs_line_0.txt"), "--config", str(cfg), "--watch", "--poll", "0.2",
+                             "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    n = len(truth["pairs"])
+    hybrid = out / "line_0" / "20260315_EmissionRates_flow_hybrid.txt"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if hybrid.exists() and len(hybrid.read_text().splitlines()) == n + 1:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "INTERRUPTED" in stdout
+    for mode in ("flow_hybrid", "flow_glob", "flow_raw", "flow_histo"):
+        rows = read_emission_rates(out / "line_0" / f"20260315_EmissionRates_{mode}.txt")
+        assert len(rows) == n, mode                 # every processed pair, glob rows flushed at the stop
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] is True and summary["pairs_processed"] == n
