@@ -45,6 +45,10 @@ Arguments
 
 Without darks or calibration the processor still runs (AA only, no emission rates) and
 says so loudly once (a logged warning and an entry in ``PairResult.warnings``).
+
+A processor is not thread-safe: call it from one thread (e.g. the GUI's worker), and
+replace lines or the calibration from that same thread between pairs.  Typical cost per
+648x486 pair: ~5 ms plus ~15 ms of flow on the plume box (see benchmarks/pipeline.py).
 """
 from __future__ import annotations
 
