@@ -15,6 +15,7 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import shutil
 import socket
 import statistics
 import sys
@@ -178,6 +179,7 @@ def capture_to_disk_latency(shape, frames: int, rate_hz: float) -> dict:
     done.wait(120)
     camera.stop(drain_timeout=10)
     master.stop()
+    shutil.rmtree(tmp, ignore_errors=True)
     lat = sorted((stored[n] - captured[n]) * 1000 for n in stored if n in captured)
     return {"frames": len(lat), "rate_hz": rate_hz, "p50_ms": _pct(lat, 50), "p99_ms": _pct(lat, 99),
             "max_ms": lat[-1] if lat else None}
