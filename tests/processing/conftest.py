@@ -9,9 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-#: (seed, emission rate kg/s, wind speed m/s) of the acceptance data sets
-SIM_CASES = [(1, 5.0, 8.0), (2, 10.0, 5.0), (3, 3.0, 12.0), (4, 8.0, 15.0)]
-SIM_PAIRS = 20
+from processing_helpers import SIM_CASES, SIM_PAIRS  # noqa: E402
 
 
 @pytest.fixture(scope="session")

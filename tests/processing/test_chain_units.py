@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from synthetic import SLOPE, Scene, write_dataset
+from processing_synthetic import SLOPE, Scene, write_dataset
 
 from pycam.formats.geometry import CameraGeometry, PCSLine
 from pycam.processing.absorbance import AbsorbanceModel, ClearSky

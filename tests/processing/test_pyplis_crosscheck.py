@@ -12,7 +12,7 @@ import pytest
 pyplis = pytest.importorskip("pyplis")
 logging.getLogger("pyplis").setLevel(logging.ERROR)
 
-from synthetic import Scene  # noqa: E402
+from processing_synthetic import Scene  # noqa: E402
 
 from pycam.formats.geometry import PCSLine  # noqa: E402
 from pycam.processing.absorbance import AbsorbanceModel, ClearSky  # noqa: E402

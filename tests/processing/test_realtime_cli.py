@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from synthetic import SLOPE, Scene
+from processing_synthetic import SLOPE, Scene
 
 from pycam.formats.geometry import PCSLine
 from pycam.formats.pycam_outputs import read_emission_rates

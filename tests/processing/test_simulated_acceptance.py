@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import SIM_CASES
-from helpers import process_sim, rows_of
+from processing_helpers import SIM_CASES
+from processing_helpers import process_sim, rows_of
 
 TOL = 0.05
 

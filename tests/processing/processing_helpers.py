@@ -11,6 +11,10 @@ from pycam.processing.pipeline import BatchProcessor, iter_pair_inputs
 from pycam.processing.settings import default_settings
 from pycam.processing.setup import prepare_run
 
+#: (seed, emission rate kg/s, wind speed m/s) of the acceptance data sets
+SIM_CASES = [(1, 5.0, 8.0), (2, 10.0, 5.0), (3, 3.0, 12.0), (4, 8.0, 15.0)]
+SIM_PAIRS = 20
+
 
 def process_sim(d: Path, truth: dict, out: Path, **overrides):
     """Process ``d/Seq_1`` with its Cal_1 cells and both PCS lines; returns (chain, summary)."""
