@@ -139,6 +139,9 @@ def run(args: argparse.Namespace) -> int:
         chain = ProcessingChain(settings, shape, darks=inputs.darks, clear=inputs.clear,
                                 calibration=inputs.calibration, pcs_lines=inputs.pcs_lines,
                                 geometry=inputs.camera, warp=inputs.warp)
+        if inputs.calibration is not None and inputs.pcs_lines and chain.geometry is None:
+            print("pycam process: WARNING no measurement geometry (set plume_distance_m, or --geometry with "
+                  "source_lat/source_lon in the config): no emission rates", file=sys.stderr)
         processor = BatchProcessor(chain, outputs, workers=workers,
                                    progress=progress_bar.update if progress_bar else None)
         summary = processor.run(None if item is None else PairInput(item[0].time, item[1], item[2],

@@ -81,6 +81,14 @@ def test_background_modes_recover_the_true_aa(mode):
     assert np.all(np.isfinite(aa))
 
 
+def test_vignetting_mask():
+    clear = np.array([[50.0, 100.0], [25.0, 0.0]])
+    v = vignetting_from_clear(clear)
+    assert v.max() == 1.0 and v[0, 0] == pytest.approx(0.5) and v[1, 1] > 0      # no division by zero later
+    with pytest.raises(ValueError, match="no positive"):
+        vignetting_from_clear(np.zeros((3, 3)))
+
+
 def test_clear_shape_mismatch_is_reported():
     with pytest.raises(ValueError, match="do not match"):
         AbsorbanceModel((100, 100), clear=ClearSky(np.ones((5, 5), np.float32), np.ones((5, 5), np.float32)))
