@@ -54,6 +54,17 @@ def test_doas_then_preloaded_calibration(sim_dataset, tmp_path):
     assert r.returncode == 0, r.stderr
     flux3, _ = _mean_flux(out3)
     assert flux3 == pytest.approx(flux, rel=1e-3)
+    # cells + DOAS (cal_type_int 2): the cell sensitivity mask in front of the DOAS calibration
+    cfg2 = tmp_path / "cell_doas.yml"
+    cfg2.write_text(cfg.read_text().replace("cal_type_int: 1", "cal_type_int: 2"))
+    out2 = tmp_path / "out_cell_doas"
+    r = subprocess.run([PYCAM, "process", str(d / "Seq_1"), "--out", str(out2), "--config", str(cfg2),
+                        "--doas-results", str(doas_csv), "--cal-dir", str(d / "Cal_1"), *common],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert (out2 / "cell_calibration.csv").is_file() and (out2 / "full_calibration.csv").is_file()
+    flux2, _ = _mean_flux(out2)
+    assert flux2 == pytest.approx(valid_truth, rel=0.1)
     # missing inputs are named
     r = subprocess.run([PYCAM, "process", str(d / "Seq_1"), "--out", str(tmp_path / "x"), "--config", str(cfg),
                         *common], capture_output=True, text=True, timeout=300)
