@@ -120,11 +120,12 @@ class LineEmission:
         bx0, by0, bx1, by1 = flow.box
         inside = (xs >= bx0) & (xs < bx1) & (ys >= by0) & (ys < by1)
         xs, ys = xs[inside], ys[inside]
-        sel = so2[ys, xs] >= min_cd
+        cols = so2[ys, xs]
+        sel = cols >= min_cd
         fx = flow.flow[ys[sel] - by0, xs[sel] - bx0]
         return analyse_flow_histogram(fx[:, 0], fx[:, 1], binres=s["hist_dir_binres"],
                                       sigma_tol=s["hist_sigma_tol"], min_length=s["min_flow_length"],
-                                      min_count_frac=s["min_count_frac"])
+                                      min_count_frac=s["min_count_frac"], weights=cols[sel])
 
     def compute(self, so2: np.ndarray, flow: FlowField | None, *, cd_err: float | None, modes,
                 velo_glob: tuple[float, float] | None = None) -> dict[str, EmissionRate]:
