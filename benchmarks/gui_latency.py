@@ -78,12 +78,14 @@ def run(duration: float, warmup: float, framerate: float) -> dict:
             time.sleep(0.01)
         app.start_acquisition()
         gaps: list[float] = []
+        gap_info: list[tuple[float, str]] = []
         state = {"last": None, "measuring": False, "start": time.monotonic()}
 
         def tick():
             now = time.monotonic()
             if state["measuring"] and state["last"] is not None:
                 gaps.append(now - state["last"])
+                gap_info.append((now - state["measure_start"], app.notebook.tab(app.notebook.select(), "text")))
             state["last"] = now
             elapsed = now - state["start"]
             if not state["measuring"] and elapsed >= warmup:
@@ -130,7 +132,11 @@ def run(duration: float, warmup: float, framerate: float) -> dict:
         app.quit()
     worker.GuiQueue.pump = original_pump
     gaps_ms = np.array(gaps) * 1000.0
+    worst = sorted(range(len(gaps)), key=lambda i: gaps[i], reverse=True)[:5]
     return {
+        "worst_gaps": [{"ms": round(gaps[i] * 1000, 1), "at_s": round(gap_info[i][0], 2), "view": gap_info[i][1]}
+                       for i in worst],
+        "gaps_over_50ms": int(np.count_nonzero(gaps_ms > 50)),
         "duration_s": duration, "warmup_s": warmup, "framerate_hz": framerate, "tick_interval_ms": TICK_MS,
         "ticks": int(gaps_ms.size),
         "max_gap_ms": round(float(gaps_ms.max()), 1) if gaps_ms.size else None,

@@ -34,6 +34,7 @@ class AnalysisView(ttk.Frame):
         self._bands: dict[str, object] = {}
         self._on_lines_changed = on_lines_changed
         self._on_settings = on_settings
+        self._rates_after: str | None = None
 
         left = ttk.Frame(self)
         left.pack(side="left", fill="both", expand=True)
@@ -247,6 +248,12 @@ class AnalysisView(ttk.Frame):
         self.latest_var.set("  ".join(f"{n}: {r.flux_kg_s:.2f}±{r.flux_err_kg_s:.2f} kg/s"
                                       f" v={r.velo_eff_m_s:.1f} m/s" for n, r in result.rates.items()))
         self.results_shown += 1
+        # the rate plot is drawn in its own event-loop turn: two short stretches instead of one long
+        if self._rates_after is None:
+            self._rates_after = self.after(1, self._refresh_rates)
+
+    def _refresh_rates(self) -> None:
+        self._rates_after = None
         self.rate_plot.refresh()
 
     def _update_band(self, name: str, colour) -> None:

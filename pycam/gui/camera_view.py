@@ -15,7 +15,7 @@ import numpy as np
 
 from pycam.gui.forms import CommandRow, ReplyTracker
 from pycam.gui.messages import ImageFrame
-from pycam.gui.plots import BlitCanvas, nice_limits, robust_range
+from pycam.gui.plots import BlitCanvas, display_extent, for_display, nice_limits, robust_range
 from pycam.gui.worker import GuiQueue
 
 FULL_SCALE = 1023  # 10-bit sensor values stored in 16-bit PNGs
@@ -45,8 +45,10 @@ class CameraView(ttk.Frame):
         blank = np.zeros((486, 648), dtype=np.uint16)
         empty_overlay = np.zeros((486, 648, 4), dtype=np.uint8)
         for band, ax in self.axes.items():
-            self.images[band] = ax.imshow(blank, cmap="gray", vmin=0, vmax=FULL_SCALE, interpolation="nearest")
-            self.overlays[band] = ax.imshow(empty_overlay, interpolation="nearest")
+            self.images[band] = ax.imshow(for_display(blank), cmap="gray", vmin=0, vmax=FULL_SCALE,
+                                          interpolation="nearest", extent=display_extent(blank.shape))
+            self.overlays[band] = ax.imshow(for_display(empty_overlay), interpolation="nearest",
+                                            extent=display_extent(blank.shape))
             ax.set_title(BANDS[band][1], fontsize=9)
             self.titles[band] = ax.text(0.01, 0.99, "waiting for images", transform=ax.transAxes, fontsize=8,
                                         va="top", ha="left", color="#ffffff",
@@ -154,13 +156,13 @@ class CameraView(ttk.Frame):
 
     def _update_band(self, band: str, frame: ImageFrame) -> None:
         pixels = frame.pixels
-        self.images[band].set_data(pixels)
+        self.images[band].set_data(for_display(pixels))  # coordinates stay full-resolution (extent)
         saturated_mask = pixels >= SATURATION_LEVEL
         n_saturated = int(np.count_nonzero(saturated_mask))
         if self.saturation_overlay.get() and n_saturated:
             overlay = np.zeros(pixels.shape + (4,), dtype=np.uint8)
             overlay[saturated_mask] = (255, 0, 0, 200)
-            self.overlays[band].set_data(overlay)
+            self.overlays[band].set_data(for_display(overlay))
             self.overlays[band].set_visible(True)
         else:
             self.overlays[band].set_visible(False)

@@ -13,7 +13,7 @@ import numpy as np
 
 from pycam.gui.camera_view import FULL_SCALE
 from pycam.gui.messages import ImageFrame, SpectrumFrame
-from pycam.gui.plots import BlitCanvas, GrowingSeries, nice_limits, robust_range
+from pycam.gui.plots import BlitCanvas, GrowingSeries, display_extent, for_display, nice_limits, robust_range
 from pycam.gui.results import DoasDisplay, So2Display
 from pycam.gui.spectrometer_view import FIT_WINDOW_NM, SPECTRUM_FULL_SCALE
 from pycam.gui.worker import GuiQueue
@@ -40,7 +40,8 @@ class OverviewView(ttk.Frame):
             ax.set_xticks([])
             ax.set_yticks([])
             self.axes[key] = ax
-            self.images[key] = ax.imshow(blank, cmap=cmap, vmin=0, vmax=vmax, interpolation="nearest")
+            self.images[key] = ax.imshow(for_display(blank), cmap=cmap, vmin=0, vmax=vmax, interpolation="nearest",
+                                         extent=display_extent(blank.shape))
             self.labels[key] = ax.text(0.01, 0.99, "waiting", transform=ax.transAxes, fontsize=8, va="top",
                                        color="#ffffff", bbox=dict(facecolor="#000000", alpha=0.5, lw=0, pad=1.5))
             self.plot.animate(self.images[key], self.labels[key])
@@ -81,7 +82,7 @@ class OverviewView(ttk.Frame):
         self.updates[frame.band] += 1
         if not self._visible():
             return
-        self.images[frame.band].set_data(frame.pixels)
+        self.images[frame.band].set_data(for_display(frame.pixels))
         self.labels[frame.band].set_text(f"{frame.time_string} {frame.frame_type} {frame.exposure_us} µs")
         self.plot.refresh_axes(self.axes[frame.band])
 
@@ -119,7 +120,7 @@ class OverviewView(ttk.Frame):
         unit = "column" if "column" in result.images else "AA"
         image = result.images.get(unit)
         if image is not None:
-            self.images["so2"].set_data(image)
+            self.images["so2"].set_data(for_display(image))
             lo, hi = robust_range(image, 1, 99.5)
             c0, c1 = self.images["so2"].get_clim()
             if not self.plot.rendering and (hi > c1 or (hi - lo) < 0.4 * (c1 - c0) or lo < c0):

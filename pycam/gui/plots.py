@@ -20,6 +20,21 @@ from matplotlib.backends.backend_tkagg import FigureCanvasTkAgg
 from matplotlib.figure import Figure
 
 
+class _BlitFigureCanvas(FigureCanvasTkAgg):
+    """The Tk canvas; its idle redraw (after a resize or a tab first shown) goes through the
+    owner, which renders off the Tk thread, instead of a synchronous full draw."""
+
+    owner: "BlitCanvas | None" = None
+
+    def draw_idle(self):
+        owner = self.owner
+        if owner is None or owner.full_draws == 0:
+            super().draw_idle()
+            return
+        owner.request_full_draw()
+        self.get_tk_widget().after_idle(owner.refresh)
+
+
 class BlitCanvas:
     """A figure on a Tk canvas, updated by blitting; full redraws render off the Tk thread.
 
@@ -35,7 +50,8 @@ class BlitCanvas:
 
     def __init__(self, master, figsize=(5.0, 3.5), dpi: int = 80, background_render: bool = True) -> None:
         self.figure = Figure(figsize=figsize, dpi=dpi, layout="constrained")
-        self.canvas = FigureCanvasTkAgg(self.figure, master=master)
+        self.canvas = _BlitFigureCanvas(self.figure, master=master)
+        self.canvas.owner = self
         self.widget = self.canvas.get_tk_widget()
         self._animated: list = []
         self._background = None
@@ -124,7 +140,7 @@ class BlitCanvas:
         if not self.widget.winfo_ismapped():
             return  # the last picture stays; a pending full draw happens once visible
         if self._needs_full or self._background is None:
-            if self.background_render and self._background is not None:
+            if self.background_render and self.full_draws > 0:
                 self._start_background_render()
                 return
             self.canvas.draw()  # the draw_event saves the background and draws animated artists
@@ -174,6 +190,22 @@ class BlitCanvas:
         if self._render_pool is not None:
             self._render_pool.shutdown(wait=True)
             self._render_pool = None
+
+
+#: image pixels per screen pixel above which live images are shown at half resolution
+DISPLAY_STRIDE = 2
+
+
+def display_extent(shape) -> tuple[float, float, float, float]:
+    """``imshow`` extent keeping full-resolution pixel coordinates for a strided image."""
+    h, w = shape[:2]
+    return (-0.5, w - 0.5, h - 0.5, -0.5)
+
+
+def for_display(image: np.ndarray, stride: int = DISPLAY_STRIDE) -> np.ndarray:
+    """Every ``stride``-th pixel (a view): live panels are smaller than the 648x486 frames,
+    and resampling the full frame on every update is the most expensive part of a blit."""
+    return image[::stride, ::stride] if stride > 1 else image
 
 
 def nice_limits(lo: float, hi: float) -> tuple[float, float]:
