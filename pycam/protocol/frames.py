@@ -124,7 +124,8 @@ class FrameDecoder:
         self._payload_crc_expected = 0
         self._payload_crc = 0
         self._flags = 0
-        #: total bytes copied inside the decoder (for the linear-time test)
+        #: input bytes taken by the decoder, each copied (or, a whole prefix, read in place)
+        #: exactly once (for the linear-time test)
         self.bytes_copied = 0
 
     # -- state ---------------------------------------------------------------------------
@@ -206,7 +207,16 @@ class FrameDecoder:
                 if self._payload_got == len(self._payload):
                     self._finish_payload()
                 continue
-            # assembling prefix (+ header)
+            if not self._buf and total - pos >= PREFIX_SIZE:
+                # fast path: a whole prefix in hand -- validate it where it lies (no copy)
+                header_len = self._check_prefix(data, pos)
+                end = pos + PREFIX_SIZE + header_len
+                if end <= total:   # ... and the whole header too: no reassembly at all
+                    self.bytes_copied += PREFIX_SIZE + header_len   # prefix read in place, header copied
+                    self._finish_header(data[pos:pos + PREFIX_SIZE], bytes(data[pos + PREFIX_SIZE:end]))
+                    pos = end
+                    continue
+            # slow path: assemble prefix (+ header) across reads
             if len(self._buf) < PREFIX_SIZE:
                 take = min(PREFIX_SIZE - len(self._buf), total - pos)
                 self._buf += data[pos:pos + take]
@@ -215,7 +225,7 @@ class FrameDecoder:
                 self._check_partial_magic()
                 if len(self._buf) < PREFIX_SIZE:
                     continue
-                self._check_prefix()
+                self._check_prefix(self._buf, 0)
             header_len = self._header_len
             need = PREFIX_SIZE + header_len - len(self._buf)
             take = min(need, total - pos)
@@ -223,15 +233,20 @@ class FrameDecoder:
             self.bytes_copied += take
             pos += take
             if len(self._buf) == PREFIX_SIZE + header_len:
-                self._finish_header()
+                buf = self._buf
+                self._buf = bytearray()
+                self._finish_header(memoryview(buf)[:PREFIX_SIZE], bytes(buf[PREFIX_SIZE:]))
 
     def _check_partial_magic(self) -> None:
         n = min(len(self._buf), len(MAGIC))
         if bytes(self._buf[:n]) != MAGIC[:n]:
             self._fail("frame", f"bad magic {bytes(self._buf[:n])!r}: not a PyCam protocol stream")
 
-    def _check_prefix(self) -> None:
-        magic, version, flags, header_len, payload_len, _hcrc, _pcrc = PREFIX.unpack_from(self._buf)
+    def _check_prefix(self, buf, offset: int) -> int:
+        """Validate the prefix at ``buf[offset:]``; remember its fields; return the header length."""
+        magic, version, flags, header_len, payload_len, _hcrc, _pcrc = PREFIX.unpack_from(buf, offset)
+        if magic != MAGIC:
+            self._fail("frame", f"bad magic {magic!r}: not a PyCam protocol stream")
         if version != PROTOCOL_VERSION:
             self._fail("version", f"protocol version {version} not supported (this side speaks {PROTOCOL_VERSION})")
         if flags & ~FLAG_CRC32C:
@@ -245,15 +260,14 @@ class FrameDecoder:
             self._fail("frame", f"payload of {payload_len} bytes exceeds the limit of {self.max_payload_bytes}")
         self._header_len = header_len
         self._payload_len = payload_len
+        return header_len
 
-    def _finish_header(self) -> None:
-        buf = self._buf
-        _m, _v, _f, header_len, payload_len, header_crc, payload_crc = PREFIX.unpack_from(buf)
-        header = bytes(buf[PREFIX_SIZE:])
-        crc = zlib.crc32(header, zlib.crc32(memoryview(buf)[:_CRC_COVERED]))
+    def _finish_header(self, prefix, header: bytes) -> None:
+        """``prefix``: the 26 validated prefix bytes; ``header``: the header bytes after them."""
+        _m, _v, _f, _hl, payload_len, header_crc, payload_crc = PREFIX.unpack_from(prefix)
+        crc = zlib.crc32(header, zlib.crc32(prefix[:_CRC_COVERED]))
         if crc != header_crc:
             self._fail("frame", "header checksum mismatch: stream corrupt")
-        self._buf = bytearray()
         if payload_len == 0:
             if payload_crc != 0:
                 self._fail("frame", "payload checksum set on an empty payload")

@@ -335,7 +335,7 @@ class DataMeta:
 
     @property
     def nbytes(self) -> int:
-        n = np.dtype(self.dtype).itemsize
+        n = _ITEMSIZE.get(self.dtype) or np.dtype(self.dtype).itemsize
         for s in self.shape:
             n *= s
         return n
@@ -348,6 +348,15 @@ class DataMeta:
 
     @classmethod
     def from_dict(cls, d: Any) -> "DataMeta":
+        meta = _data_meta_fast(cls, d)
+        if meta is not None:
+            return meta
+        return cls._from_dict_checked(d)
+
+    @classmethod
+    def _from_dict_checked(cls, d: Any) -> "DataMeta":
+        """Field by field, raising MessageError naming the first bad field (the reference
+        validation; :func:`_data_meta_fast` accepts a subset of what this accepts)."""
         if not isinstance(d, dict):
             raise MessageError("meta", "expected an object")
         data_type = _get(d, "data_type", (str,))
@@ -383,6 +392,63 @@ class DataMeta:
 
 
 _META_FIELDS = tuple(f.name for f in dataclasses.fields(DataMeta))
+_EXPECTED_DTYPE = {"image": IMAGE_DTYPE, "spectrum": SPECTRUM_DTYPE}
+_ITEMSIZE = {IMAGE_DTYPE: 2, SPECTRUM_DTYPE: 8}
+_MAX_DIM = 1 << 20
+
+
+def _text_ok(value: Any) -> bool:
+    return type(value) is str and len(value) <= _MAX_TEXT
+
+
+def _optional_int_ok(value: Any) -> bool:
+    return value is None or type(value) is int
+
+
+def _data_meta_fast(cls: type, d: Any) -> "DataMeta | None":
+    """The DataMeta for a well-formed header in a few checks per field, or None when
+    anything is unusual (then ``_from_dict_checked`` decides, and names the problem).
+
+    Every check of ``_from_dict_checked`` is made here too, only stricter (exact types), so
+    whatever this accepts the checked path accepts with the same result (a property test
+    compares the two)."""
+    if type(d) is not dict:
+        return None
+    get = d.get
+    data_type, shape, dtype, time = get("data_type"), get("shape"), get("dtype"), get("time")
+    filename, device, frame_type = get("filename"), get("device"), get("frame_type")
+    band, exposure_us, gain = get("band"), get("exposure_us"), get("gain")
+    integration_ms, coadd = get("integration_ms"), get("coadd")
+    if (type(data_type) is not str or data_type not in _EXPECTED_DTYPE or dtype != _EXPECTED_DTYPE[data_type]
+            or type(shape) is not list
+            or len(shape) != 2 or not (_text_ok(filename) and _text_ok(device) and _text_ok(frame_type)
+                                       and _text_ok(time) and (band is None or _text_ok(band)))
+            or not (_optional_int_ok(exposure_us) and _optional_int_ok(integration_ms) and _optional_int_ok(coadd))):
+        return None
+    rows, cols = shape
+    if (type(rows) is not int or type(cols) is not int or not 0 < rows <= _MAX_DIM or not 0 < cols <= _MAX_DIM
+            or (data_type == "spectrum" and rows != 2)):
+        return None
+    if "/" in filename or "\\" in filename or filename.startswith("."):
+        return None
+    if gain is None:
+        gain = 1.0
+    elif type(gain) is float:
+        if not math.isfinite(gain):
+            return None
+    elif type(gain) is int:
+        gain = float(gain)
+    else:
+        return None
+    try:
+        dt.datetime.fromisoformat(time)
+    except ValueError:
+        return None
+    return cls(data_type=data_type, filename=filename, device=device, shape=(rows, cols), dtype=dtype, time=time,
+               frame_type=frame_type, band="" if band is None else band,
+               exposure_us=0 if exposure_us is None else exposure_us, gain=gain,
+               integration_ms=0 if integration_ms is None else integration_ms,
+               coadd=1 if coadd is None else coadd)
 
 
 @dataclasses.dataclass(frozen=True)
