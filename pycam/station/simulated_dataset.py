@@ -16,6 +16,9 @@ Layout of ``OUT`` (all files in PyCam formats; times are whole seconds UTC)::
     OUT/pcs_line_0.txt, pcs_line_1.txt   two parallel lines perpendicular to the flow (line 1
                                    is downstream of line 0; use both for cross-correlation)
     OUT/doas_fov.txt               the spectrometer field of view (x_pos, y_pos, radius)
+    OUT/process_config.yml         processing settings for ``pycam process --config`` (PyCam YAML
+                                   keys): the scene's plume distance, a 2nd-order cell fit (the
+                                   simulated AA curves at high columns) and the line gap
 
 Exposures follow the auto-exposure of :mod:`pycam.station.exposure` (settled on pre-roll
 frames, then updated after every frame, as a station does), so they normally stay constant.
@@ -270,13 +273,17 @@ def write_dataset(out_dir: str | Path, options: DatasetOptions,
     write_camera_geometry(out / "cam_geom.txt", CameraGeometry(
         volcano="Simulated", lat=-39.42, lon=-71.94, altitude=1500.0, elev=10.0, azim=90.0, alt_offset=1.5))
     files += 5
+    write_processing_settings(out / "process_config.yml", truth_distance_m=options.plume_distance_m,
+                              line_gap_px=options.line_gap_px)
+    files += 1
     truth = scene.truth(times, [line0, line1], [0, *options.cells_ppmm], columns_per_pixel=options.line_columns)
     for entry, record in zip(truth["pairs"], pair_records):
         entry.update(record)
     truth["dataset"] = {
         "layout": {"plume": "Seq_1", "dark": "Dark", "clear": "Clear", "cell_calibration": "Cal_1",
                    "spectra": "Spectra", "pcs_lines": ["pcs_line_0.txt", "pcs_line_1.txt"],
-                   "camera_geometry": "cam_geom.txt", "doas_fov": "doas_fov.txt"},
+                   "camera_geometry": "cam_geom.txt", "doas_fov": "doas_fov.txt",
+                   "processing_settings": "process_config.yml"},
         "pairs": options.pairs,
         "framerate_hz": options.framerate_hz,
         "period_s": period,
@@ -295,6 +302,19 @@ def write_dataset(out_dir: str | Path, options: DatasetOptions,
     files += 1
     return DatasetSummary(out, files, options.pairs, truth_path,
                           {"A": sorted(used["on"]), "B": sorted(used["off"])}, integration_ms)
+
+
+def write_processing_settings(path: Path, *, truth_distance_m: float, line_gap_px: float) -> Path:
+    """Processing settings matching the scene, in PyCam's YAML key names."""
+    text = (
+        "# Processing settings for this simulated data set (pycam process --config ...).\n"
+        "# The simulated cameras see the plume at a fixed distance; the cell calibration AA\n"
+        "# curves at high columns, so a 2nd-order polynomial is fitted.\n"
+        f"plume_distance_m: {truth_distance_m!r}\n"
+        "polyorder_cal: 2\n"
+        f"cross_corr_gap_px: {float(line_gap_px)!r}\n"
+    )
+    return atomic_write_text(path, text)
 
 
 def flux_check(truth: dict) -> dict[str, float]:

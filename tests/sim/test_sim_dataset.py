@@ -167,3 +167,16 @@ def test_cli_rejects_bad_options(tmp_path, capsys):
     (tmp_path / "full" / "f").write_text("x")
     assert main(["simulate", "--out", str(tmp_path / "full"), "--pairs", "2", "--quiet"]) == 2
     assert "not empty" in capsys.readouterr().err
+
+
+def test_processing_settings_match_the_scene(dataset):
+    """`pycam process --config OUT/process_config.yml` gets the scene's distance and line gap."""
+    from pycam.processing.settings import load_settings
+
+    out, truth = dataset
+    settings = load_settings(out / truth["dataset"]["layout"]["processing_settings"])
+    assert settings["plume_distance_m"] == truth["plume_distance_m"]
+    assert settings["polyorder_cal"] == 2
+    line0, line1 = (truth["pcs_lines"][i] for i in (0, 1))
+    gap = np.hypot(line1["x0"] - line0["x0"], line1["y0"] - line0["y0"])
+    assert settings["cross_corr_gap_px"] == pytest.approx(gap, abs=1.5)
