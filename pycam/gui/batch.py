@@ -85,9 +85,11 @@ def run_batch(form: dict[str, Any], queue: GuiQueue, cancel_event: threading.Eve
         doas_results, fits = retrieve_spectra(form["spec_dir"], out_dir, reference_dir, fit_window, cancel_event)
         if fits and form.get("cal_dir") is None and settings["cal_type_int"] == 0:
             settings = settings.replace(cal_type_int=1)  # calibrate with the spectra
+    from pycam.doas.fov import calibrate_fov
+
     inputs = prepare_run(img_dir, settings, cal_dir=form.get("cal_dir"), geometry_file=form.get("geometry"),
                          pcs_files=form.get("pcs") or (), doas_results=doas_results, pairs=pairing.pairs,
-                         dark_dir=form.get("dark_dir"), clear_dir=form.get("clear_dir"))
+                         dark_dir=form.get("dark_dir"), clear_dir=form.get("clear_dir"), fov_search=calibrate_fov)
     primary = settings["primary_mode"]
     total_pairs = len(pairing.pairs)
 
