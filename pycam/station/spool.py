@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from pycam.formats.atomic import atomic_write_bytes, is_temporary_name
-from pycam.formats.images import read_image, read_spectrum_npy, write_spectrum_npy
+from pycam.formats.images import encode_png, read_image, read_spectrum_npy, write_spectrum_npy
 from pycam.formats.names import ImageName, SpectrumName, parse_any
 from pycam.protocol.messages import IMAGE_DTYPE, SPECTRUM_DTYPE, Data, DataMeta
-from pycam.station.fast_png import encode_png16
 
 #: recently spooled frames kept in memory so sending them needs no read back from disk
 RECENT_IN_MEMORY = 4
@@ -52,7 +51,7 @@ class Spool:
     def put_image(self, name: ImageName, pixels: np.ndarray) -> Path:
         pixels = np.ascontiguousarray(pixels, np.uint16)
         try:
-            path = atomic_write_bytes(self.directory / name.filename(), encode_png16(pixels))
+            path = atomic_write_bytes(self.directory / name.filename(), encode_png(pixels))
         except OSError as exc:
             raise SpoolError(f"{self.directory / name.filename()}: cannot spool image: {exc.strerror}") from None
         self._remember(name.filename(), pixels)

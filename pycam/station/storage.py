@@ -17,11 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pycam.formats.images import encode_spectrum_npy
+from pycam.formats.images import encode_png, encode_spectrum_npy
 from pycam.formats.atomic import atomic_write_bytes
 from pycam.formats.names import day_folder, parse_any
 from pycam.protocol.messages import Data
-from pycam.station.fast_png import encode_png16
 
 
 class StorageError(RuntimeError):
@@ -90,7 +89,7 @@ class DataStore:
         try:
             arr = data.array()
             if meta.data_type == "image":
-                blob = encode_png16(np.asarray(arr, np.uint16))
+                blob = encode_png(np.asarray(arr, np.uint16))
             else:
                 blob = encode_spectrum_npy(arr[0], arr[1])
             atomic_write_bytes(path, blob, fsync=self.fsync)
