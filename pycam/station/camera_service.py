@@ -120,10 +120,12 @@ class CameraService(DeviceService):
 
         t, _ = self.unique_time(when.replace(microsecond=0), make_name)
         name = ImageName(time=t, band=self.band, gain=gain, exposure_us=exposure_us, frame_type=frame_type)
-        self.spool.put_image(name, frame.pixels)
+        # announced before the spool write: the link sends the frame from memory while it is
+        # written and fsynced here (it stays pending in the spool until the master's Ack)
+        self.spool.put_image(name, frame.pixels, announce=self.spooled)
         if frame_type == "Plume":
             self.last_pixels = frame.pixels
-        return self.spooled(name.filename())
+        return name.filename()
 
     def after_continuous_frame(self) -> None:
         """Auto exposure (ATA/ATB): one proportional step per frame, see station/exposure.py."""

@@ -12,6 +12,7 @@ import collections
 import datetime as dt
 import threading
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -35,6 +36,8 @@ class Spool:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._recent: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()
+        self._writing: set[str] = set()                    # announced, file not complete yet
+        self._confirmed_while_writing: set[str] = set()    # acknowledged before that
         self._cleanup_temporaries()
 
     def _cleanup_temporaries(self) -> None:
@@ -48,13 +51,34 @@ class Spool:
                     pass
 
     # -- writing -------------------------------------------------------------------------
-    def put_image(self, name: ImageName, pixels: np.ndarray) -> Path:
+    def put_image(self, name: ImageName, pixels: np.ndarray,
+                  announce: Callable[[str], None] | None = None) -> Path:
+        """Spool an image atomically (temporary name, fsync, rename).
+
+        ``announce(filename)``, when given, is called before the write starts: the frame is
+        then already in memory and :meth:`load` serves it from there, so it can travel to
+        the master while it is being written here.  The spool still counts it as pending
+        until the master's Ack; an Ack that arrives before the write has finished deletes the
+        file as soon as it is complete (:meth:`confirm`)."""
+        filename = name.filename()
         pixels = np.ascontiguousarray(pixels, np.uint16)
+        with self._lock:
+            self._writing.add(filename)
+        self._remember(filename, pixels)
         try:
-            path = atomic_write_bytes(self.directory / name.filename(), encode_png(pixels))
-        except OSError as exc:
-            raise SpoolError(f"{self.directory / name.filename()}: cannot spool image: {exc.strerror}") from None
-        self._remember(name.filename(), pixels)
+            if announce is not None:
+                announce(filename)
+            try:
+                path = atomic_write_bytes(self.directory / filename, encode_png(pixels))
+            except OSError as exc:
+                raise SpoolError(f"{self.directory / filename}: cannot spool image: {exc.strerror}") from None
+        finally:
+            with self._lock:
+                self._writing.discard(filename)
+                confirmed = filename in self._confirmed_while_writing
+                self._confirmed_while_writing.discard(filename)
+        if confirmed:   # the master has it already
+            self.confirm(filename)
         return path
 
     def put_spectrum(self, name: SpectrumName, wavelengths: np.ndarray, counts: np.ndarray) -> Path:
@@ -73,8 +97,15 @@ class Spool:
                 self._recent.popitem(last=False)
 
     def _recall(self, filename: str) -> np.ndarray | None:
+        """The in-memory copy (kept while the file is still being written: a resend may need it)."""
         with self._lock:
+            if filename in self._writing:
+                return self._recent.get(filename)
             return self._recent.pop(filename, None)
+
+    def _being_written(self, filename: str) -> bool:
+        with self._lock:
+            return filename in self._writing
 
     # -- reading -------------------------------------------------------------------------
     def pending(self) -> list[str]:
@@ -83,12 +114,17 @@ class Spool:
         return sorted(names)
 
     def __contains__(self, filename: str) -> bool:
-        return (self.directory / filename).exists()
+        return self._being_written(filename) or (self.directory / filename).exists()
 
     def confirm(self, filename: str) -> bool:
         """The master stored ``filename``: delete the spooled copy.  False if not spooled."""
         if "/" in filename or filename.startswith("."):
             return False
+        with self._lock:
+            if filename in self._writing:    # deleted by put_image once the file is complete
+                self._confirmed_while_writing.add(filename)
+                self._recent.pop(filename, None)
+                return True
         self._recall(filename)
         try:
             (self.directory / filename).unlink()
@@ -105,7 +141,7 @@ class Spool:
             raise SpoolError(f"{path}: {exc}") from None
         when = (capture_time or parsed.time).isoformat()
         in_memory = self._recall(filename)
-        if in_memory is not None and not path.exists():
+        if in_memory is not None and not (path.exists() or self._being_written(filename)):
             in_memory = None   # confirmed and deleted meanwhile
         try:
             if isinstance(parsed, ImageName):

@@ -234,7 +234,9 @@ def test_disk_full_keeps_files_spooled(station_config):
         client.request("CM1", "TPA", "Test")
         err = wait_for(lambda: [e for e in errors if e.key == "data"], 10, what="disk-full error")[0]
         assert "disk full" in err.reason and err.filename.endswith("Test.png")
-        assert list((st.spool_dir / "CM1").glob("*Test.png")), "the file must stay in the spool"
+        # the frame travels while the camera still writes it to its spool: once written, it stays
+        assert wait_for(lambda: list((st.spool_dir / "CM1").glob("*Test.png")), 10,
+                        what="the file must stay in the spool")
         assert not stored_files(st.data_dir, "*.png")
     finally:
         st.close()
