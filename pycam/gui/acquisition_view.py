@@ -81,7 +81,7 @@ class AcquisitionView(ttk.Frame):
 
         right = ttk.Frame(self)
         right.pack(side="left", fill="both", expand=True, padx=6)
-        self.settings_tree = ttk.Treeview(right, columns=("device", "key", "value"), show="headings", height=6)
+        self.settings_tree = ttk.Treeview(right, columns=("device", "key", "value"), show="headings", height=5)
         for col, width in (("device", 70), ("key", 150), ("value", 150)):
             self.settings_tree.heading(col, text=col.capitalize())
             self.settings_tree.column(col, width=width)

@@ -202,7 +202,7 @@ class PyCamApp:
         for value in vars(view).values():
             if isinstance(value, BlitCanvas):
                 found.append(value)
-            elif isinstance(value, ttk.Frame) and value is not view:
+            elif isinstance(value, (ttk.Frame, ttk.LabelFrame)) and value is not view:
                 found.extend(v for v in vars(value).values() if isinstance(v, BlitCanvas))
         return found
 

@@ -77,16 +77,18 @@ class CalibrationWizard(ttk.LabelFrame):
         self._pending_writes = 0
         self._shots_after: list[str] = []
 
-        row = ttk.Frame(self)
+        controls = ttk.Frame(self)
+        controls.pack(side="left", fill="y")
+        row = ttk.Frame(controls)
         row.pack(fill="x")
         ttk.Label(row, text="Save into").pack(side="left")
         default_root = Path.home() / "pycam_calibrations"
         self.root_var = tk.StringVar(value=str(default_root))
-        ttk.Entry(row, textvariable=self.root_var, width=34).pack(side="left", padx=2)
+        ttk.Entry(row, textvariable=self.root_var, width=24).pack(side="left", padx=2)
         ttk.Button(row, text="…", width=2, command=self._browse).pack(side="left")
-        ttk.Button(row, text="Start new calibration", command=self.begin).pack(side="left", padx=4)
+        ttk.Button(controls, text="Start new calibration", command=self.begin).pack(anchor="w", pady=2)
 
-        grid = ttk.Frame(self)
+        grid = ttk.Frame(controls)
         grid.pack(fill="x", pady=2)
         ttk.Label(grid, text="Shutter A/B (µs)").grid(row=0, column=0, sticky="w")
         self.shutter_a = tk.StringVar(value="100000")
@@ -109,10 +111,10 @@ class CalibrationWizard(ttk.LabelFrame):
         ttk.Checkbutton(grid, text="use for live SO2", variable=self.use_live).grid(row=5, column=0, columnspan=2,
                                                                                    sticky="w")
         self.status = tk.StringVar(value="Start a new calibration, then follow steps 1-5.")
-        ttk.Label(self, textvariable=self.status, wraplength=520, foreground="#333333").pack(fill="x")
-        ttk.Label(self, textvariable=self.step, foreground="#2050a0").pack(fill="x")
-        self.plot = BlitCanvas(self, figsize=(5.0, 2.4))
-        self.plot.widget.pack(fill="both", expand=True)
+        ttk.Label(controls, textvariable=self.status, wraplength=420, foreground="#333333").pack(fill="x")
+        ttk.Label(controls, textvariable=self.step, foreground="#2050a0", wraplength=420).pack(fill="x")
+        self.plot = BlitCanvas(self, figsize=(4.0, 3.0))
+        self.plot.widget.pack(side="left", fill="both", expand=True)
         self.ax = self.plot.figure.add_subplot(1, 1, 1)
         self.ax.set_title("calibration fit appears here", fontsize=9)
         app.queue.subscribe("cal_frame", self.on_frame)

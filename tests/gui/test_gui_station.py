@@ -142,6 +142,36 @@ def test_master_killed_indicator_reconnects(app, station):
     assert pump_until(app.root, lambda: app.views["Camera"].frames_shown > shown + 2, 60)
 
 
+def test_gas_cell_wizard_on_the_station(app, tmp_path, artifacts_dir):
+    """dark -> clear -> cells through the real cameras; the fit is shown and saved."""
+    wizard = app.views["Acquisition"].wizard
+    app.show_view("Acquisition")
+    wizard.begin(tmp_path / "Cal_1")
+    wizard.shots.set("1")
+    wizard.shutter_a.set("200000")
+    wizard.shutter_b.set("100000")
+    assert wizard.prepare()
+    pump_for(app.root, 2)
+    for frame_type in ("Dark", "Clear"):
+        assert wizard.shoot(frame_type)
+        pump_for(app.root, 1.5)
+    for ppmm in ("0", "300", "1200"):
+        wizard.cell_ppmm.set(ppmm)
+        assert wizard.shoot_cell()
+        pump_for(app.root, 1.5)
+    expected = {f"{band}:{kind}" for band in "AB" for kind in ("Dark", "Clear", "0ppmm", "300ppmm", "1200ppmm")}
+    assert pump_until(app.root, lambda: expected <= set(wizard.counts) and not wizard._pending_writes, 30), \
+        wizard.counts
+    wizard.fit()
+    assert pump_until(app.root, lambda: wizard.calibration is not None or "failed" in wizard.status.get(), 60)
+    assert wizard.calibration is not None, wizard.status.get()
+    assert list(wizard.calibration.ppmm) == [0, 300, 1200] and wizard.calibration.slope > 0
+    assert (tmp_path / "Cal_1" / "cell_calibration.png").is_file()
+    pump_for(app.root, 0.5)
+    assert_not_blank(screenshot(app.root, artifacts_dir / "gui_calibration_wizard.png"), "calibration wizard")
+    wizard.finish()
+
+
 def test_stop_acquisition(app):
     acquisition = app.views["Acquisition"]
     acquisition.stop_button.invoke()
