@@ -25,6 +25,8 @@ class AcquisitionView(ttk.Frame):
         self.test_frames: list[str] = []
         self.settings_report: dict[str, dict] = {}
         self._sequence_after: str | None = None
+        self.dark_waiting: set[str] = set()
+        self.dark_frames = 0
         self._sequence_left = 0
 
         left = ttk.Frame(self)
@@ -126,12 +128,16 @@ class AcquisitionView(ttk.Frame):
         self._send("all", "LOG", 1)
 
     def dark_set(self, cameras: bool = False, spectrometer: bool = False) -> None:
-        self.dark_progress.configure(value=0)
-        if cameras:
-            self._send("all", "DKC", True)
-        if spectrometer:
-            self._send("SPC", "DKS", True)
-        self.dark_status.set("dark set requested…")
+        """Start dark sets; the bar runs until every asked device reports DFC/DFS."""
+        self.dark_progress.stop()
+        self.dark_progress.configure(mode="determinate", value=0)
+        self.dark_waiting = set()
+        self.dark_frames = 0
+        if cameras and self._send("all", "DKC", True) is not None:
+            self.dark_waiting |= {"CM1", "CM2"}
+        if spectrometer and self._send("SPC", "DKS", True) is not None:
+            self.dark_waiting.add("SPC")
+        self.dark_status.set("dark set requested…" if self.dark_waiting else "dark set not sent")
 
     def run_sequence(self) -> None:
         try:
@@ -168,6 +174,10 @@ class AcquisitionView(ttk.Frame):
 
     # --- incoming --------------------------------------------------------------------------
     def _on_frame(self, frame: ImageFrame | SpectrumFrame) -> None:
+        if frame.frame_type == "Dark" and self.dark_waiting:
+            self.dark_frames += 1
+            self.dark_status.set(f"dark set running: {self.dark_frames} dark frames received, "
+                                 f"waiting for {', '.join(sorted(self.dark_waiting))}")
         if frame.frame_type == "Test":
             self.test_frames.append(frame.filename)
             self.last_test.set(f"last test frame: {frame.filename}")
@@ -186,14 +196,23 @@ class AcquisitionView(ttk.Frame):
     def _on_event(self, s: MessageSummary) -> None:
         fields = s.value if isinstance(s.value, dict) else {}
         name = s.key or ""
-        if name == "progress" and ("dark" in str(fields.get("task", "")).lower() or "done" in fields):
+        if name == "progress" and "dark" in str(fields.get("task", "")).lower():
             done, total = fields.get("done"), fields.get("total")
             if isinstance(done, (int, float)) and isinstance(total, (int, float)) and total > 0:
-                self.dark_progress.configure(value=100.0 * done / total)
+                self.dark_progress.stop()
+                self.dark_progress.configure(mode="determinate", value=100.0 * done / total)
                 self.dark_status.set(f"{s.device}: dark {done}/{total}")
+            elif fields.get("state") == "started" and str(self.dark_progress["mode"]) != "indeterminate":
+                self.dark_progress.configure(mode="indeterminate")  # the station gives no count: keep moving
+                self.dark_progress.start(50)
         elif name in ("DFC", "DFS"):
-            self.dark_progress.configure(value=100)
-            self.dark_status.set(f"{s.device}: dark set finished")
+            self.dark_waiting.discard(s.device)
+            if not self.dark_waiting:
+                self.dark_progress.stop()
+                self.dark_progress.configure(mode="determinate", value=100)
+                self.dark_status.set(f"dark set finished ({self.dark_frames} dark frames received)")
+            else:
+                self.dark_status.set(f"{s.device}: dark set finished; waiting for {', '.join(sorted(self.dark_waiting))}")
         elif name == "settings" and fields:
             self.settings_report[s.device] = fields
             self._show_settings()

@@ -142,6 +142,17 @@ def test_master_killed_indicator_reconnects(app, station):
     assert pump_until(app.root, lambda: app.views["Camera"].frames_shown > shown + 2, 60)
 
 
+def test_dark_set_progress(app):
+    acquisition = app.views["Acquisition"]
+    acquisition.dark_set(cameras=True)
+    assert acquisition.dark_waiting == {"CM1", "CM2"}
+    assert pump_until(app.root, lambda: str(acquisition.dark_progress["mode"]) == "indeterminate"
+                      or not acquisition.dark_waiting, 20)
+    assert pump_until(app.root, lambda: not acquisition.dark_waiting, 120), acquisition.dark_status.get()
+    assert float(acquisition.dark_progress["value"]) == 100 and acquisition.dark_frames >= 2
+    assert "finished" in acquisition.dark_status.get()
+
+
 def test_gas_cell_wizard_on_the_station(app, tmp_path, artifacts_dir):
     """dark -> clear -> cells through the real cameras; the fit is shown and saved."""
     wizard = app.views["Acquisition"].wizard
