@@ -129,3 +129,43 @@ def test_corrupted_streams_decode_the_same_in_any_pieces(index, value, chunk):
     wire = bytearray(_frames_wire())
     wire[index % len(wire)] = value
     assert _decode(bytes(wire), chunk) == _decode(bytes(wire), len(wire))
+
+
+def _image_wire(value: int, shape=(30, 40)) -> bytes:
+    meta = m.DataMeta.from_dict(dict(GOOD_IMAGE, shape=list(shape)))
+    return m.encode_bytes(m.Data.from_array(meta, np.full(shape, value, np.uint16)))
+
+
+def _address(arr: np.ndarray) -> int:
+    return arr.__array_interface__["data"][0]
+
+
+def test_payload_buffer_is_reused_only_when_nothing_refers_to_it():
+    dec = MessageDecoder(1 << 20)
+    dec.feed(_image_wire(1))
+    first = dec.next_message()
+    kept_array = first.array()                 # a view: the consumer still uses the first frame
+    address = _address(first.payload)
+    del first
+    dec.feed(_image_wire(2))
+    second = dec.next_message()
+    assert _address(second.payload) != address
+    assert (kept_array == 1).all(), "a payload still referenced is never overwritten"
+    del kept_array
+    address = _address(second.payload)
+    del second                                 # dropped: its buffer may carry the next frame
+    dec.feed(_image_wire(3))
+    third = dec.next_message()
+    assert _address(third.payload) == address and (third.array() == 3).all()
+    view = memoryview(third.payload)            # a bare memoryview also keeps it
+    del third
+    dec.feed(_image_wire(4))
+    fourth = dec.next_message()
+    assert (np.frombuffer(view, np.uint16) == 3).all() and (fourth.array() == 4).all()
+
+
+def test_frames_waiting_in_the_decoder_keep_their_buffers():
+    dec = MessageDecoder(1 << 20)
+    dec.feed(_image_wire(5) + _image_wire(6) + _image_wire(7, (3, 4)) + _image_wire(8))
+    values = [int(dec.next_message().array()[0, 0]) for _ in range(4)]
+    assert values == [5, 6, 7, 8]
