@@ -52,3 +52,10 @@ def flame_wavelengths():
 @pytest.fixture(scope="session")
 def make_spectrum(synthetic_refs):
     return SpectrumMaker(synthetic_refs)
+
+
+@pytest.fixture(scope="session")
+def spectrum_maker():
+    """The SpectrumMaker class (tests must not import from ``conftest``: the name is shared
+    by every test folder's conftest and resolves to whichever was imported first)."""
+    return SpectrumMaker

@@ -20,10 +20,8 @@ def correction(real_refs, tmp_path_factory):
 
 
 @pytest.mark.parametrize("so2, ldf", [(2.3e18, 0.27), (3.1e18, 0.42), (1.6e18, 0.12)])
-def test_recovers_known_dilution(correction, real_refs, so2, ldf):
-    from conftest import SpectrumMaker
-
-    spectrum = SpectrumMaker(real_refs)(so2, ldf=ldf)
+def test_recovers_known_dilution(correction, real_refs, spectrum_maker, so2, ldf):
+    spectrum = spectrum_maker(real_refs)(so2, ldf=ldf)
     fit, detail = correction.fit(spectrum, prepared=True)
     assert detail.constrained
     assert detail.apparent_1 < 0.95 * so2                         # dilution biases a plain fit low
