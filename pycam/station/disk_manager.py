@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from pycam.formats.names import FileNameError, parse_any
+from pycam.station.background import BackgroundLoop, periodic
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +116,7 @@ class DiskManager:
         self._publish = publish_event or (lambda kind, **fields: None)
         self.check_s = float(check_s)
         self._free = free_bytes or (lambda p: shutil.disk_usage(p).free)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = BackgroundLoop("disk-manager", periodic(self.check_s, self.check, "disk manager"))
 
     def check(self) -> list[Path]:
         """Delete confirmed files, oldest first, until free space is back above the threshold."""
@@ -150,20 +150,8 @@ class DiskManager:
                           message="free space still below the threshold and no confirmed files left to delete")
         return deleted
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.check_s):
-            try:
-                self.check()
-            except Exception:
-                log.exception("disk manager: check failed")
-
     def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="disk-manager", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        self._loop.stop()

@@ -27,6 +27,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from pycam.station.background import BackgroundLoop
 from pycam.config import ConfigError
 from pycam.formats.atomic import atomic_write_text
 
@@ -112,8 +113,7 @@ class StationSchedule:
         self._publish = publish_event or (lambda kind, **fields: None)
         self._clock = clock
         self._max_wait = max_wait_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._background = BackgroundLoop("station-schedule", self._loop)
         self._last_fired: dict[str, dt.date] = {}
         self._since: dt.datetime | None = None
 
@@ -165,14 +165,14 @@ class StationSchedule:
             self.fire(name, when)
             fired.append(name)
 
-    def _loop(self) -> None:
+    def _loop(self, stop: threading.Event) -> None:
         self.catch_up(self._clock())
-        while not self._stop.is_set():
+        while not stop.is_set():
             now = self._clock()
             self.run_pending(now)
             when, _ = self.next_action(self._clock())
             wait = max(0.05, min(self._max_wait, (when - self._clock()).total_seconds()))
-            self._stop.wait(wait)
+            stop.wait(wait)
 
     def start(self) -> None:
         path = self.section.get("witty_pi_file")
@@ -182,15 +182,10 @@ class StationSchedule:
             except OSError as exc:
                 log.error("schedule: cannot write the Witty Pi schedule %s: %s", path, exc)
                 self._publish("schedule", action="witty_pi", state="failed", message=f"{path}: {exc}")
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="station-schedule", daemon=True)
-        self._thread.start()
+        self._background.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        self._background.stop()
 
 
 class MasterHousekeeping:

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from pycam.station.background import BackgroundLoop, periodic
+
 log = logging.getLogger(__name__)
 
 Publish = Callable[..., None]
@@ -44,8 +46,7 @@ class AcquisitionWatchdog:
         self._armed_at: float | None = None
         self._last: dict[str, float] = {}
         self.restarts_in_a_row = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = BackgroundLoop("acquisition-watchdog", periodic(self.check_s, self.check, "watchdog"))
 
     # -- inputs ---------------------------------------------------------------------------
     def file_stored(self, path: Path, device: str) -> None:
@@ -113,20 +114,8 @@ class AcquisitionWatchdog:
         return silent
 
     # -- the thread -----------------------------------------------------------------------
-    def _loop(self) -> None:
-        while not self._stop.wait(self.check_s):
-            try:
-                self.check()
-            except Exception:
-                log.exception("watchdog: check failed")
-
     def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="acquisition-watchdog", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        self._loop.stop()
