@@ -310,7 +310,7 @@ class PyCamApp:
     def close(self) -> None:
         self.poller.stop()
         try:
-            self.link.disconnect()
+            self.link.disconnect(wait=True)
         finally:
             self.live.stop()
             self.tasks.shutdown()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import threading
 import tkinter as tk
 from tkinter import ttk
 from typing import Any, Callable
@@ -46,10 +47,13 @@ class StationLink:
         self.client_factory = client_factory
         self.name = name
         self.client = None
+        self._token = None
         self.state = "stopped"
 
     # client thread ----------------------------------------------------------------------
-    def _on_message(self, message) -> None:
+    def _on_message(self, message, token=None) -> None:
+        if token is not self._token:
+            return  # a message of a client we already let go
         if getattr(message, "kind", "") == "event" and getattr(message, "name", "") == "routed":
             return  # the master's routing receipt: internal to request()
         summary = summarize_message(message)
@@ -67,7 +71,9 @@ class StationLink:
         else:
             self.queue.post("message", summary)
 
-    def _on_state(self, state: str) -> None:
+    def _on_state(self, state: str, token=None) -> None:
+        if token is not self._token:
+            return  # the old client of a reconnect saying goodbye
         self.state = state
         self.queue.post("state", state)
 
@@ -75,16 +81,26 @@ class StationLink:
     def connect(self) -> None:
         self.disconnect()
         self.queue.post("state", "connecting")
-        self.client = self.client_factory(self.config, name=self.name, on_message=self._on_message,
-                                          on_state=self._on_state, subscribe=("image", "spectrum"))
+        token = self._token = object()
+        self.client = self.client_factory(self.config, name=self.name,
+                                          on_message=lambda m: self._on_message(m, token),
+                                          on_state=lambda st: self._on_state(st, token),
+                                          subscribe=("image", "spectrum"))
         self.client.start()
 
-    def disconnect(self) -> None:
+    def disconnect(self, wait: bool = False) -> None:
+        """Stop the client; its socket is closed on a helper thread (never on the Tk thread),
+        joined only when ``wait`` (closing the window)."""
         client, self.client = self.client, None
-        if client is not None:
-            client.stop()
-            self.state = "stopped"
-            self.queue.post("state", "stopped")
+        self._token = None
+        if client is None:
+            return
+        stopper = threading.Thread(target=client.stop, name="pycam-gui-disconnect", daemon=True)
+        stopper.start()
+        if wait:
+            stopper.join(10)
+        self.state = "stopped"
+        self.queue.post("state", "stopped")
 
     @property
     def connected(self) -> bool:
