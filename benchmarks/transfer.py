@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pycam.drivers.base import CameraDriver, CameraFrame, CameraLimits  # noqa: E402
-from pycam.net.connection import Connection  # noqa: E402
+from pycam.net.connection import SOCKET_BUFFER_BYTES, Connection, tune_socket  # noqa: E402
 from pycam.protocol import messages as m  # noqa: E402
 
 SIZES = {"648x486": (486, 648), "2592x1944": (1944, 2592)}
@@ -41,9 +41,11 @@ def _frame(shape, seed=0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 1024, shape, dtype=np.uint16)
 
 
-def _raw_sender(port: int, shape, count: int) -> None:
+def _raw_sender(port: int, shape, count: int, same_options: bool = True) -> None:
     payload = _frame(shape).tobytes()
     with socket.create_connection(("127.0.0.1", port)) as sock:
+        if same_options:
+            tune_socket(sock)
         for _ in range(count):
             sock.sendall(payload)
 
@@ -67,12 +69,17 @@ def _listen() -> socket.socket:
     return ls
 
 
-def raw_throughput(shape, count: int) -> float:
+def raw_throughput(shape, count: int, same_options: bool = True) -> float:
+    """A plain socket: the sender sendall()s the frame's bytes, the receiver recv_into()s one
+    buffer.  ``same_options``: both ends get the protocol connection's socket options
+    (pycam.net.connection.tune_socket: TCP_NODELAY, SO_KEEPALIVE, 4 MiB SO_SNDBUF/SO_RCVBUF)."""
     nbytes = shape[0] * shape[1] * 2
     ls = _listen()
-    proc = mp.Process(target=_raw_sender, args=(ls.getsockname()[1], shape, count))
+    proc = mp.Process(target=_raw_sender, args=(ls.getsockname()[1], shape, count, same_options))
     proc.start()
     conn, _ = ls.accept()
+    if same_options:
+        tune_socket(conn)
     buf = bytearray(nbytes)
     view = memoryview(buf)
     start = time.perf_counter()
@@ -205,11 +212,16 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "transfer.json",
                         help="JSON result file (default benchmarks/results/transfer.json)")
     args = parser.parse_args(argv)
-    trials = 1 if args.quick else 5
-    counts = {"648x486": 60 if args.quick else 300, "2592x1944": 6 if args.quick else 30}
+    trials = 1 if args.quick else 11
+    counts = {"648x486": 60 if args.quick else 1000, "2592x1944": 6 if args.quick else 60}
     results: dict = {"machine": platform.platform(), "python": platform.python_version(),
                      "cpus": mp.cpu_count(), "time": dt.datetime.now(dt.timezone.utc).isoformat(),
-                     "load_average_start": os.getloadavg()[0], "payload_checksum": checksum_name(),
+                     "load_average_start": os.getloadavg(), "payload_checksum": checksum_name(),
+                     "raw_baseline": ("plain TCP socket on 127.0.0.1, sender sendall() of the same bytes, receiver "
+                                      "recv_into() one preallocated buffer; both ends with the protocol connection's "
+                                      f"socket options (TCP_NODELAY, SO_KEEPALIVE, SO_SNDBUF/SO_RCVBUF "
+                                      f"{SOCKET_BUFFER_BYTES // (1024 * 1024)} MiB); raw_default_options_MB_s: one run "
+                                      "with the kernel's default socket options, for comparison"),
                      "throughput": {}, "latency": {}}
     for label, shape in SIZES.items():
         raw, proto, ratios = [], [], []
@@ -221,6 +233,7 @@ def main(argv=None) -> int:
             raw.append(r)
             proto.append(p)
             previous_raw = r
+        raw_default = raw_throughput(shape, counts[label], same_options=False)
         r, p = statistics.median(raw), statistics.median(proto)
         results["throughput"][label] = {
             "frames_per_trial": counts[label], "trials": trials, "frame_bytes": shape[0] * shape[1] * 2,
@@ -229,11 +242,12 @@ def main(argv=None) -> int:
             "ratio_per_trial": [round(x, 3) for x in ratios],
             "protocol_frames_per_s": round(p / (shape[0] * shape[1] * 2), 1),
             "raw_trials_MB_s": [round(x / 1e6, 1) for x in raw],
-            "protocol_trials_MB_s": [round(x / 1e6, 1) for x in proto]}
+            "protocol_trials_MB_s": [round(x / 1e6, 1) for x in proto],
+            "raw_default_options_MB_s": round(raw_default / 1e6, 1)}
     lat_frames = 40 if args.quick else 200
     results["latency"]["648x486"] = capture_to_disk_latency((486, 648), lat_frames, 10.0)
     results["latency"]["2592x1944"] = capture_to_disk_latency((1944, 2592), 10 if args.quick else 30, 1.0)
-    results["load_average_end"] = os.getloadavg()[0]
+    results["load_average_end"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     small, big = results["throughput"]["648x486"], results["throughput"]["2592x1944"]
@@ -243,7 +257,9 @@ def main(argv=None) -> int:
           f"capture-to-disk 648x486 p50 {lat['p50_ms']:.1f} ms p99 {lat['p99_ms']:.1f} ms "
           f"({lat['frames']} frames, fsync on); ratio = median over trials of protocol / mean of the raw runs "
           f"around it; {results['payload_checksum']}; "
-          f"load {results['load_average_start']:.1f}->{results['load_average_end']:.1f}; JSON in {args.out}")
+          f"raw with the protocol's socket options; "
+          f"load {results['load_average_start'][0]:.2f}->{results['load_average_end'][0]:.2f} (1-min, 2 cores "
+          f"shared); JSON in {args.out}")
     return 0
 
 
