@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import time
 import tkinter as tk
 from pathlib import Path
@@ -31,6 +32,8 @@ WINDOW_SIZE = "1366x768"
 #: positive flux towards +x (left to right in the image)
 DEFAULT_PCS_LINE = PCSLine(324, 60, 324, 426, "right", "0")
 STATE_DIR_ENV = "PYCAM_GUI_STATE_DIR"
+#: GIL switch interval while the window is open (Python's default is 5 ms)
+SWITCH_INTERVAL_S = 0.0005
 
 
 def gui_state_dir() -> Path:
@@ -147,6 +150,10 @@ class PyCamApp:
         self._bind_shortcuts()
         self._build_menu()
 
+        # The Tk thread competes for the GIL with the client, live-processing and render
+        # threads; a short switch interval keeps its waits (convoy effect) to a few ms.
+        self._previous_switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         self._started = time.monotonic()
         self.milestones: dict[str, float] = {}
         self._report = report
@@ -309,6 +316,7 @@ class PyCamApp:
 
     def close(self) -> None:
         self.poller.stop()
+        sys.setswitchinterval(self._previous_switch_interval)
         try:
             self.link.disconnect(wait=True)
         finally:
