@@ -9,7 +9,6 @@ plume speed.  Everything updates by blitting; axes grow in coarse steps.
 from __future__ import annotations
 
 import tkinter as tk
-from pathlib import Path
 from tkinter import filedialog, ttk
 
 import numpy as np

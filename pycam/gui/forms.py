@@ -105,9 +105,3 @@ class CommandRow:
         self.status.set(text[:60])
         self.status_label.configure(foreground=colour)
 
-
-def labelled_entry(parent, row: int, label: str, initial="", width: int = 12) -> tk.StringVar:
-    var = tk.StringVar(value=str(initial))
-    ttk.Label(parent, text=label).grid(row=row, column=0, sticky="w", padx=2, pady=1)
-    ttk.Entry(parent, textvariable=var, width=width).grid(row=row, column=1, sticky="w", padx=2)
-    return var

@@ -6,7 +6,6 @@ one figure updated by blitting.  The detailed views and all settings are in the 
 """
 from __future__ import annotations
 
-import tkinter as tk
 from tkinter import ttk
 
 import numpy as np

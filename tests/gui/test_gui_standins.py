@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import drag, pump_for, pump_until
-from standins import FakeProcessor, FakeStationClient
+from conftest import drag, pump_until
+from standins import FakeStationClient
 
 pytestmark = pytest.mark.gui
 
