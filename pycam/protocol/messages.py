@@ -444,11 +444,15 @@ def _data_meta_fast(cls: type, d: Any) -> "DataMeta | None":
         dt.datetime.fromisoformat(time)
     except ValueError:
         return None
-    return cls(data_type=data_type, filename=filename, device=device, shape=(rows, cols), dtype=dtype, time=time,
-               frame_type=frame_type, band="" if band is None else band,
-               exposure_us=0 if exposure_us is None else exposure_us, gain=gain,
-               integration_ms=0 if integration_ms is None else integration_ms,
-               coadd=1 if coadd is None else coadd)
+    # every field checked above: fill the frozen instance directly (its generated __init__
+    # costs as much as all the checks together)
+    meta = object.__new__(cls)
+    meta.__dict__.update(data_type=data_type, filename=filename, device=device, shape=(rows, cols), dtype=dtype,
+                         time=time, frame_type=frame_type, band="" if band is None else band,
+                         exposure_us=0 if exposure_us is None else exposure_us, gain=gain,
+                         integration_ms=0 if integration_ms is None else integration_ms,
+                         coadd=1 if coadd is None else coadd)
+    return meta
 
 
 @dataclasses.dataclass(frozen=True)
@@ -498,9 +502,12 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
 }
 
 
+_HEADER_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)   # stateless, like a struct.Struct
+
+
 def encode(message: Message) -> list[bytes | memoryview]:
     """The buffers of the frame carrying ``message`` (send them in order)."""
-    header = json.dumps(message.header(), separators=(",", ":"), allow_nan=False).encode("utf-8")
+    header = _HEADER_JSON.encode(message.header()).encode("utf-8")
     return encode_frame(header, message.payload_bytes)
 
 
