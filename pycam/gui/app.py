@@ -227,6 +227,12 @@ class PyCamApp:
         self.ready = True
         if self._autoconnect:
             self.connect()
+        self._check_link()
+
+    def _check_link(self) -> None:
+        self.link.check_error()
+        if not getattr(self, "_closed", False):
+            self.root.after(1000, self._check_link)
 
     # --- actions (also bound to shortcuts) ----------------------------------------------
     def send(self, device: str, key: str, value):

@@ -48,6 +48,7 @@ class StationLink:
         self.name = name
         self.client = None
         self._token = None
+        self._last_error = ""
         self.state = "stopped"
 
     # client thread ----------------------------------------------------------------------
@@ -76,6 +77,20 @@ class StationLink:
             return  # the old client of a reconnect saying goodbye
         self.state = state
         self.queue.post("state", state)
+        self.check_error()
+
+    def check_error(self) -> str | None:
+        """Post the client's latest connection problem (e.g. a wrong shared secret) once;
+        called on state changes and periodically (the client retries without changing state)."""
+        client = self.client
+        why = getattr(client, "last_error", "") if client is not None else ""
+        if why and why != self._last_error and getattr(client, "state", "") != "connected":
+            self._last_error = why
+            self.queue.post("error", f"station {client.state}: {why}")
+            return why
+        if not why:
+            self._last_error = ""
+        return None
 
     # Tk thread --------------------------------------------------------------------------
     def connect(self) -> None:

@@ -7,6 +7,7 @@ tests run in file order.  Screenshots of every view go to ``artifacts/``.
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 
@@ -191,3 +192,33 @@ def test_stop_acquisition(app):
     shown = app.views["Camera"].frames_shown
     pump_for(app.root, 4)
     assert app.views["Camera"].frames_shown <= shown + 2   # at most frames already in flight
+
+
+def test_wrong_secret_is_reported(station, tmp_path):
+    """Authentication failures reach the messages pane (here: the link's queue, no window)."""
+    import dataclasses
+
+    from pycam.config import generate_secret
+    from pycam.gui.connection import StationLink
+    from pycam.gui.worker import GuiQueue
+
+    values = {k: dict(v) for k, v in station.config.values.items()}
+    values["network"]["secret"] = generate_secret()
+    wrong = dataclasses.replace(station.config, values=values)
+    queue = GuiQueue()
+    errors: list[str] = []
+    states: list[str] = []
+    queue.subscribe("error", errors.append)
+    queue.subscribe("state", states.append)
+    link = StationLink(queue, wrong)
+    link.connect()
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any("authentication" in e for e in errors):
+            link.check_error()   # the window calls this every second
+            queue.pump(0.1)
+            time.sleep(0.05)
+    finally:
+        link.disconnect(wait=True)
+    assert any("authentication failed" in e for e in errors), (errors, states)
+    assert "connected" not in states
