@@ -1,7 +1,8 @@
 """Transfer benchmark: image frames camera -> master over loopback through the full protocol
-(CRC-32 checksums computed by the sender and verified by the receiver) versus a raw socket
-sending the same bytes in the same run; and capture-to-disk latency through the real
-camera service and master (spool, store-and-forward, atomic fsynced PNG on the master).
+(CRC-32C payload checksums computed by the sender and verified by the receiver, every header
+parsed and validated) versus a raw socket sending the same bytes in the same run (same socket
+options); and capture-to-disk latency through the real camera service and master (spool,
+store-and-forward, atomic fsynced PNG on the master).
 
     .venv/bin/python benchmarks/transfer.py [--quick]
 
@@ -58,7 +59,8 @@ def _protocol_sender(port: int, shape, count: int) -> None:
             meta = m.DataMeta(data_type="image", filename=f"2024-01-01T00{i // 60 % 60:02d}{i % 60:02d}_fltrA_1ag_1000ss_Plume.png",
                               device="CM1", shape=shape, dtype="<u2", time="2024-01-01T00:00:00+00:00",
                               frame_type="Plume", band="on", exposure_us=1000)
-            conn.send(m.Data.from_array(meta, pixels))   # CRC-32 computed here, every frame
+            conn.send(m.Data.from_array(meta, pixels))   # payload checksum computed here, every frame
+        conn.close()
 
 
 def _listen() -> socket.socket:
