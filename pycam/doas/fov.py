@@ -158,6 +158,8 @@ def _vertex(three: np.ndarray) -> float:
     if three.size != 3:
         return 0.0
     a, b, c = (float(v) for v in three)
+    if not (np.isfinite(a) and np.isfinite(c)):
+        return 0.0
     denom = a - 2 * b + c
     return float(np.clip(0.5 * (a - c) / denom, -0.5, 0.5)) if denom < 0 else 0.0
 
@@ -203,6 +205,21 @@ def _peak(r_map: np.ndarray) -> tuple[float, float]:
             float(cy_i) + _vertex(r_map[max(cy_i - 1, 0):cy_i + 2, cx_i]))
 
 
+def _fits(x, y, radius: float, shape: tuple[int, int]):
+    """True where a disk of ``radius`` around pixel (x, y) lies inside the image: the
+    spectrometer's field of view must be seen whole by the camera to calibrate it (candidates
+    at the border, where filters replicate edge pixels, give spurious correlations)."""
+    h, w = shape
+    return (x >= radius) & (x <= w - 1 - radius) & (y >= radius) & (y <= h - 1 - radius)
+
+
+def _inside_only(r_coarse: np.ndarray, radius: float, factor: int, shape: tuple[int, int]) -> np.ndarray:
+    cy, cx = np.mgrid[0:r_coarse.shape[0], 0:r_coarse.shape[1]]
+    centre_x, centre_y = (cx + 0.5) * factor - 0.5, (cy + 0.5) * factor - 0.5
+    out = np.where(_fits(centre_x, centre_y, radius, shape), r_coarse, -np.inf)
+    return out if np.isfinite(out).any() else r_coarse
+
+
 def search_fov(aa_stack: np.ndarray, columns: np.ndarray, *, max_radius: int = 30, blur_sigma: float = 4.0,
                fixed_centre: tuple[float, float] | None = None, fixed_radius: int | None = None,
                coarse_factor: int = 4) -> FovSearch:
@@ -226,12 +243,12 @@ def search_fov(aa_stack: np.ndarray, columns: np.ndarray, *, max_radius: int = 3
     for radius in ([fixed_radius] if fixed_radius is not None else _radius_scales(max_radius, factor)):
         size = max(1, 2 * int(round(radius / factor)) + 1)
         smooth = ndimage.uniform_filter(coarse, size=(1, size, size), mode="nearest") if size > 1 else coarse
-        r_coarse = correlation_map(smooth, y)
+        r_coarse = _inside_only(correlation_map(smooth, y), radius, factor, (h, w))
         peak = float(r_coarse.max())
         if peak > best[0]:
             best = (peak, radius, r_coarse)
     _, scale_radius, r_coarse = best
-    r_full = np.kron(r_coarse, np.ones((factor, factor)))
+    r_full = np.kron(np.where(np.isfinite(r_coarse), r_coarse, 0.0), np.ones((factor, factor)))
     r_map = np.zeros((h, w))
     r_map[:r_full.shape[0], :r_full.shape[1]] = r_full
     if fixed_centre is not None:
@@ -250,7 +267,9 @@ def search_fov(aa_stack: np.ndarray, columns: np.ndarray, *, max_radius: int = 3
         r_fine = correlation_map(smooth, y)[y0 - py0:y1 - py0, x0 - px0:x1 - px0]
         if blur_sigma > 0:
             r_fine = ndimage.gaussian_filter(r_fine, min(blur_sigma, max(1.0, scale_radius / 4.0)), mode="nearest")
-        fx, fy = _peak(r_fine)
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        inside = _fits(xx, yy, scale_radius, (h, w))
+        fx, fy = _peak(np.where(inside, r_fine, -np.inf) if inside.any() else r_fine)
         cx, cy = fx + x0, fy + y0
         r_map[y0:y1, x0:x1] = r_fine
     series = disk_series(stack, (cx, cy), max_radius)

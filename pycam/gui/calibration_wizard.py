@@ -22,6 +22,7 @@ from pycam.formats.atomic import atomic_write_text
 from pycam.gui.forms import validate_command
 from pycam.gui.messages import ImageFrame
 from pycam.gui.plots import BlitCanvas
+from pycam.processing.outputs import write_cell_calibration_csv
 
 SHOT_INTERVAL_MS = 1200
 STEPS = ("1. Prepare (fixed exposure)", "2. Dark (cover lenses)", "3. Clear (sky, no cell)",
@@ -34,14 +35,7 @@ def write_calibration_outputs(directory: Path, calibration) -> list[Path]:
 
     directory = Path(directory)
     written = [atomic_write_text(directory / "cell_calibration.txt", calibration.summary() + "\n")]
-    lines = ["ppmm,column_molec_cm2,AA,tau_on,tau_off"]
-    lines += [f"{p:g},{c:.6e},{a:.6f},{ton:.6f},{toff:.6f}" for p, c, a, ton, toff in
-              zip(calibration.ppmm, calibration.columns, calibration.aa, calibration.tau_on, calibration.tau_off)]
-    lines.append("")
-    lines.append("coefficients_ascending," + ",".join(f"{c:.6e}" for c in calibration.coeffs))
-    lines.append(f"mse,{calibration.mse:.6e}")
-    lines.append(f"r_squared,{calibration.r_squared:.6f}")
-    written.append(atomic_write_text(directory / "cell_calibration.csv", "\n".join(lines) + "\n"))
+    written.append(write_cell_calibration_csv(directory / "cell_calibration.csv", calibration))
     fig = Figure(figsize=(5, 3.5), dpi=100)
     draw_calibration(fig.add_subplot(1, 1, 1), calibration)
     png = directory / "cell_calibration.png"

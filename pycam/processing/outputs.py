@@ -120,14 +120,7 @@ class RunOutputs:
             atomic_write(folder / f"{stem}.fts", lambda fh: fh.write(buf.getvalue()), fsync=False)
 
     def write_cell_calibration(self, cal) -> Path:
-        lines = [f"# cell calibration; column = ppmm * {PPMM_TO_MOLEC_CM2:.4g} molec/cm2 (0 degC, 1 atm); "
-                 f"AA with natural logs; FOV x={cal.fov[0]:g} y={cal.fov[1]:g} r={cal.fov[2]:g}",
-                 "ppmm,column (molec/cm2),AA,tau_on,tau_off"]
-        for p, c, a, ton, toff in zip(cal.ppmm, cal.columns, cal.aa, cal.tau_on, cal.tau_off):
-            lines.append(f"{p:g},{c!r},{a!r},{ton!r},{toff!r}")
-        lines.append("# fit: " + ",".join(f"coeff {k}={v!r}" for k, v in enumerate(cal.coeffs))
-                     + f",MSE={cal.mse!r},r-squared={cal.r_squared!r}")
-        return atomic_write_text(self.out_dir / "cell_calibration.csv", "\n".join(lines) + "\n")
+        return write_cell_calibration_csv(self.out_dir / "cell_calibration.csv", cal)
 
     def summary_rows(self) -> list[dict]:
         rows = []
@@ -160,3 +153,19 @@ def format_summary_table(rows: list[dict]) -> str:
         out.append(f"{r['line']:>8} {r['mode']:>12} {r['rows']:>6} {r['valid']:>6} "
                    f"{f(r['mean_flux_kg_s'], 10, 3)} {f(r['std_flux_kg_s'], 9, 3)} {f(r['mean_velocity_m_s'], 7, 2)}")
     return "\n".join(out)
+
+
+def write_cell_calibration_csv(path: Path, cal) -> Path:
+    """The gas-cell calibration as CSV: one row per cell, then the fit as a comment line.
+    Used by ``pycam process`` and the GUI's gas-cell wizard (one format)."""
+    def num(value) -> str:
+        return repr(float(value))
+
+    lines = [f"# cell calibration; column = ppmm * {PPMM_TO_MOLEC_CM2:.4g} molec/cm2 (0 degC, 1 atm); "
+             f"AA with natural logs; FOV x={cal.fov[0]:g} y={cal.fov[1]:g} r={cal.fov[2]:g}",
+             "ppmm,column (molec/cm2),AA,tau_on,tau_off"]
+    for p, c, a, ton, toff in zip(cal.ppmm, cal.columns, cal.aa, cal.tau_on, cal.tau_off):
+        lines.append(f"{p:g},{num(c)},{num(a)},{num(ton)},{num(toff)}")
+    lines.append("# fit: " + ",".join(f"coeff {k}={num(v)}" for k, v in enumerate(cal.coeffs))
+                 + f",MSE={num(cal.mse)},r-squared={num(cal.r_squared)}")
+    return atomic_write_text(path, "\n".join(lines) + "\n")

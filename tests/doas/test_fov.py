@@ -139,3 +139,21 @@ def test_hand_off_to_the_processing_calibration():
     fit = calibration.fit()
     np.testing.assert_allclose(fit.coeffs, result.fit.coefficients, rtol=1e-6, atol=1e12)
     assert result.to_doas_fov().radius == result.radius
+
+
+def test_search_ignores_candidates_whose_disk_leaves_the_image():
+    """A spurious perfect correlation at the image border (where filters replicate edge
+    pixels) must not win over the real field of view inside the image."""
+    from pycam.doas.fov import search_fov
+
+    rng = np.random.default_rng(3)
+    t, h, w = 30, 120, 160
+    columns = rng.uniform(0.0, 2e18, t)
+    stack = rng.normal(0.0, 0.02, (t, h, w)).astype(np.float32)
+    yy, xx = np.mgrid[0:h, 0:w]
+    true = (xx - 70) ** 2 + (yy - 60) ** 2 <= 8 ** 2
+    stack[:, true] += (columns[:, None] / 6e18).astype(np.float32) + rng.normal(0, 0.08, (t, int(true.sum())))
+    stack[:, 40:80, w - 1:] = (columns[:, None, None] / 6e18).astype(np.float32)   # last column only
+    found = search_fov(stack, columns, max_radius=12)
+    assert abs(found.centre_x - 70) <= 2 and abs(found.centre_y - 60) <= 2     # (159, 51) without the rule
+    assert 1 <= found.radius <= 12

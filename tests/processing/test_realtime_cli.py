@@ -176,6 +176,12 @@ def test_cli_batch_on_simulated_data(small_sim, tmp_path):
         assert (out / name).is_file(), name
     for line in ("0", "1", "total"):
         assert len(list((out / f"line_{line}").glob("*_EmissionRates_*.txt"))) == 4
+    import csv
+
+    rows = list(csv.DictReader(r for r in (out / "cell_calibration.csv").read_text().splitlines()
+                               if not r.startswith("#")))
+    assert [int(r["ppmm"]) for r in rows] == [0, *truth_cells(truth)]
+    assert all(float(r["AA"]) == float(r["AA"]) for r in rows)   # plain numbers, parseable
     saved = sorted((out / "saved_images").iterdir())
     assert len(saved) == 4 * len(truth["pairs"])           # aa + cal, npy + fts
     from astropy.io import fits
@@ -298,3 +304,7 @@ def test_cli_ctrl_c_leaves_complete_outputs(small_sim, tmp_path):
         assert len(rows) == n, mode                 # every processed pair, glob rows flushed at the stop
     summary = json.loads((out / "summary.json").read_text())
     assert summary["interrupted"] is True and summary["pairs_processed"] == n
+
+
+def truth_cells(truth):
+    return [c["ppmm"] for c in truth["cells"] if c["ppmm"]]
