@@ -108,7 +108,7 @@ class RunOutputs:
         folder = self.out_dir / "saved_images"
         stem = f"{pycam_time(time)}_SO2_{kind}"
         if "npy" in self.save_formats:
-            atomic_write(folder / f"{stem}.npy", lambda fh: np.save(fh, image, allow_pickle=False), fsync=False)
+            atomic_write(folder / f"{stem}.npy", lambda fh: np.save(fh, image, allow_pickle=False))
         if "fts" in self.save_formats:
             from astropy.io import fits
 
@@ -117,7 +117,7 @@ class RunOutputs:
             hdu.header["BUNIT"] = "molec/cm2" if kind == "cal" else "AA"
             buf = io.BytesIO()
             hdu.writeto(buf)
-            atomic_write(folder / f"{stem}.fts", lambda fh: fh.write(buf.getvalue()), fsync=False)
+            atomic_write(folder / f"{stem}.fts", lambda fh: fh.write(buf.getvalue()))
 
     def write_cell_calibration(self, cal) -> Path:
         return write_cell_calibration_csv(self.out_dir / "cell_calibration.csv", cal)
