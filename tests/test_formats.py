@@ -62,3 +62,16 @@ def test_atomic_write_leaves_no_temp_on_error(tmp_path):
         atomic_write(target, writer)
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+
+
+def test_spectrum_npy_rejects_non_numpy_and_bad_shapes(tmp_path):
+    from pycam.formats.images import SpectrumFileError, read_spectrum_npy, write_spectrum_npy
+
+    good = write_spectrum_npy(tmp_path / "s.npy", np.linspace(250, 400, 2048), np.ones(2048))
+    assert read_spectrum_npy(good).shape == (2, 2048)
+    (tmp_path / "text.npy").write_text("garbage\n")
+    with pytest.raises(SpectrumFileError, match="not a .npy file"):
+        read_spectrum_npy(tmp_path / "text.npy")
+    np.save(tmp_path / "flat.npy", np.ones(10))
+    with pytest.raises(SpectrumFileError, match=r"shape \(2, N\)"):
+        read_spectrum_npy(tmp_path / "flat.npy")
