@@ -12,7 +12,7 @@ import time
 import cv2
 import pytest
 
-from conftest import assert_not_blank
+from gui_drive import assert_not_blank
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
@@ -20,7 +20,7 @@ MILESTONES = ("live A/B images shown", "spectrum with its DOAS fit shown", "cali
               "emission-rate series started")
 
 
-def test_pycam_demo_shows_everything_within_60_s(tmp_path, artifacts_dir, laptop_display):
+def test_pycam_demo_shows_everything_within_60_s(tmp_path, artifacts_dir, xvfb):
     env = dict(os.environ, PYCAM_DEMO_CONFIG=str(tmp_path / "demo.toml"),
                PYCAM_GUI_STATE_DIR=str(tmp_path / "gui-state"), PYTHONUNBUFFERED="1")
     start = time.monotonic()

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import pump_until
+from gui_drive import pump_until
 
 pytestmark = pytest.mark.gui
 

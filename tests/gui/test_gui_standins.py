@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import drag, pump_until
+from gui_drive import drag, pump_until
 from standins import FakeStationClient
 
 pytestmark = pytest.mark.gui
@@ -208,7 +208,7 @@ def test_messages_pane_lists_replies_events_and_errors(app):
 
 
 def test_camera_profile_on_click_and_display_options(app):
-    from conftest import data_xy_to_widget
+    from gui_drive import data_xy_to_widget
 
     camera = app.views["Camera"]
     app.show_view("Camera")

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import assert_not_blank, drag, pump_for, pump_until, screenshot
+from gui_drive import assert_not_blank, drag, pump_for, pump_until, screenshot
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
