@@ -222,20 +222,24 @@ def main(argv=None) -> int:
                      "raw_baseline": ("plain TCP socket on 127.0.0.1, sender sendall() of the same bytes, receiver "
                                       "recv_into() one preallocated buffer; both ends with the protocol connection's "
                                       f"socket options (TCP_NODELAY, SO_KEEPALIVE, SO_SNDBUF/SO_RCVBUF "
-                                      f"{SOCKET_BUFFER_BYTES // (1024 * 1024)} MiB); raw_default_options_MB_s: one run "
-                                      "with the kernel's default socket options, for comparison"),
+                                      f"{SOCKET_BUFFER_BYTES // (1024 * 1024)} MiB, which turns off the kernel's buffer "
+                                      "autotuning); *_default_options: the same raw runs with the kernel's default "
+                                      "socket options (autotuned buffers), interleaved, for comparison"),
                      "throughput": {}, "latency": {}}
     for label, shape in SIZES.items():
-        raw, proto, ratios = [], [], []
+        raw, raw_default, proto, ratios, ratios_default = [], [], [], [], []
         previous_raw = raw_throughput(shape, counts[label])
-        for _ in range(trials):   # each protocol run sits between two raw runs: load drift cancels
+        previous_default = raw_throughput(shape, counts[label], same_options=False)
+        for _ in range(trials):   # each protocol run sits between two raw runs of each kind: load drift cancels
             p = protocol_throughput(shape, counts[label])
             r = raw_throughput(shape, counts[label])
+            rd = raw_throughput(shape, counts[label], same_options=False)
             ratios.append(p / ((previous_raw + r) / 2))
+            ratios_default.append(p / ((previous_default + rd) / 2))
             raw.append(r)
+            raw_default.append(rd)
             proto.append(p)
-            previous_raw = r
-        raw_default = raw_throughput(shape, counts[label], same_options=False)
+            previous_raw, previous_default = r, rd
         r, p = statistics.median(raw), statistics.median(proto)
         results["throughput"][label] = {
             "frames_per_trial": counts[label], "trials": trials, "frame_bytes": shape[0] * shape[1] * 2,
@@ -245,7 +249,9 @@ def main(argv=None) -> int:
             "protocol_frames_per_s": round(p / (shape[0] * shape[1] * 2), 1),
             "raw_trials_MB_s": [round(x / 1e6, 1) for x in raw],
             "protocol_trials_MB_s": [round(x / 1e6, 1) for x in proto],
-            "raw_default_options_MB_s": round(raw_default / 1e6, 1)}
+            "raw_default_options_MB_s": round(statistics.median(raw_default) / 1e6, 1),
+            "raw_default_options_trials_MB_s": [round(x / 1e6, 1) for x in raw_default],
+            "ratio_vs_raw_default_options": round(statistics.median(ratios_default), 3)}
     lat_frames = 40 if args.quick else 200
     results["latency"]["648x486"] = capture_to_disk_latency((486, 648), lat_frames, 10.0)
     results["latency"]["2592x1944"] = capture_to_disk_latency((1944, 2592), 10 if args.quick else 30, 1.0)
@@ -254,8 +260,10 @@ def main(argv=None) -> int:
     args.out.write_text(json.dumps(results, indent=2))
     small, big = results["throughput"]["648x486"], results["throughput"]["2592x1944"]
     lat = results["latency"]["648x486"]
-    print(f"transfer: 648x486 {small['protocol_MB_s']} MB/s = {small['ratio']:.0%} of raw {small['raw_MB_s']} MB/s; "
-          f"2592x1944 {big['protocol_MB_s']} MB/s = {big['ratio']:.0%} of raw {big['raw_MB_s']} MB/s; "
+    print(f"transfer: 648x486 {small['protocol_MB_s']} MB/s = {small['ratio']:.0%} of raw {small['raw_MB_s']} MB/s "
+          f"({small['ratio_vs_raw_default_options']:.0%} of default-options raw {small['raw_default_options_MB_s']}); "
+          f"2592x1944 {big['protocol_MB_s']} MB/s = {big['ratio']:.0%} of raw {big['raw_MB_s']} MB/s "
+          f"({big['ratio_vs_raw_default_options']:.0%} of default-options raw {big['raw_default_options_MB_s']}); "
           f"capture-to-disk 648x486 p50 {lat['p50_ms']:.1f} ms p99 {lat['p99_ms']:.1f} ms "
           f"({lat['frames']} frames, fsync on); ratio = median over trials of protocol / mean of the raw runs "
           f"around it; {results['payload_checksum']}; "
