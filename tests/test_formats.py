@@ -70,7 +70,7 @@ def test_spectrum_npy_rejects_non_numpy_and_bad_shapes(tmp_path):
     good = write_spectrum_npy(tmp_path / "s.npy", np.linspace(250, 400, 2048), np.ones(2048))
     assert read_spectrum_npy(good).shape == (2, 2048)
     (tmp_path / "text.npy").write_text("garbage\n")
-    with pytest.raises(SpectrumFileError, match="not a .npy file"):
+    with pytest.raises(SpectrumFileError, match="not a valid .npy spectrum"):
         read_spectrum_npy(tmp_path / "text.npy")
     np.save(tmp_path / "flat.npy", np.ones(10))
     with pytest.raises(SpectrumFileError, match=r"shape \(2, N\)"):

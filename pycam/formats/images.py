@@ -94,7 +94,7 @@ def encode_spectrum_npy(wavelengths: np.ndarray, counts: np.ndarray) -> bytes:
 
 def decode_spectrum_npy(data: bytes, name: str = "<bytes>") -> np.ndarray:
     if not bytes(data[:6]) == b"\x93NUMPY":
-        raise SpectrumFileError(f"{name}: not a .npy file (no NumPy header)")
+        raise SpectrumFileError(f"{name}: not a valid .npy spectrum (no NumPy header)")
     try:
         arr = np.load(io.BytesIO(data), allow_pickle=False)
     except Exception as exc:  # numpy raises ValueError/EOFError/OSError variously
