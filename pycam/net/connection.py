@@ -10,8 +10,10 @@ from __future__ import annotations
 import select
 import socket
 import threading
+from typing import Iterator
 
 from pycam.protocol.decoder import MessageDecoder
+from pycam.protocol.errors import FrameError, MessageError
 from pycam.protocol.frames import DEFAULT_MAX_PAYLOAD
 from pycam.protocol.messages import Message, encode
 
@@ -125,3 +127,21 @@ class Connection:
 
     def __repr__(self) -> str:
         return f"<Connection {self.name or self.peer}{' closed' if self.closed else ''}>"
+
+
+def receive_until_closed(conn: Connection, stop: threading.Event, who: str, log) -> Iterator[Message]:
+    """Yield messages from ``conn`` until it closes, its stream turns corrupt, or ``stop`` is
+    set.  A single malformed message is logged (naming ``who`` and the problem) and skipped;
+    a corrupt stream is logged and ends the iteration (the caller reconnects)."""
+    while not stop.is_set():
+        try:
+            msg = conn.receive()
+        except ConnectionClosed:
+            return
+        except FrameError as exc:
+            log.error("%s: corrupt stream from the master (%s); reconnecting", who, exc)
+            return
+        except MessageError as exc:
+            log.error("%s: bad message from the master: %s", who, exc)
+            continue
+        yield msg

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable
 
 from pycam.config import Config
 from pycam.net.auth import AuthError, client_handshake
-from pycam.net.connection import Connection, ConnectionClosed
+from pycam.net.connection import Connection, ConnectionClosed, receive_until_closed
 from pycam.net.reconnect import Backoff, connect
 from pycam.protocol import commands as vocab
 from pycam.protocol.errors import FrameError, MessageError
@@ -220,17 +220,7 @@ class StationClient:
         return conn
 
     def _read_loop(self, conn: Connection) -> None:
-        while not self._stop.is_set():
-            try:
-                msg = conn.receive()
-            except ConnectionClosed:
-                return
-            except FrameError as exc:
-                log.error("%s: corrupt stream from the master: %s", self.name, exc)
-                return
-            except MessageError as exc:
-                log.error("%s: bad message from the master: %s", self.name, exc)
-                continue
+        for msg in receive_until_closed(conn, self._stop, self.name, log):
             self._match(msg)
             if self.on_message is not None:
                 try:

@@ -15,7 +15,7 @@ from typing import Callable
 
 from pycam.config import Config
 from pycam.net.auth import AuthError, client_handshake
-from pycam.net.connection import Connection, ConnectionClosed
+from pycam.net.connection import Connection, ConnectionClosed, receive_until_closed
 from pycam.net.reconnect import Backoff, connect
 from pycam.protocol.errors import FrameError, MessageError
 from pycam.protocol.messages import Ack, Command, Error, Event, Message, Reply, utc_now_iso
@@ -152,17 +152,7 @@ class DeviceLink:
                 self._stop.wait(self.backoff.next_delay())
 
     def _read_loop(self, conn: Connection) -> None:
-        while not self._stop.is_set():
-            try:
-                msg = conn.receive()
-            except ConnectionClosed:
-                return
-            except FrameError as exc:
-                log.error("%s: corrupt stream from master (%s); reconnecting", self.device, exc)
-                return
-            except MessageError as exc:
-                log.error("%s: bad message from master: %s", self.device, exc)
-                continue
+        for msg in receive_until_closed(conn, self._stop, self.device, log):
             if isinstance(msg, Command):
                 try:
                     answer = self.handle_command(msg)
