@@ -61,9 +61,3 @@ def test_png_writer_refuses_what_it_cannot_write(bad, match):
 def test_png_writer_refuses_bad_compression():
     with pytest.raises(ValueError, match="compression"):
         encode_png(np.zeros((2, 2), np.uint16), 10)
-
-
-def test_fast_png_alias_is_the_formats_writer():
-    from pycam.station.fast_png import encode_png16
-
-    assert encode_png16 is encode_png

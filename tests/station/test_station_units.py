@@ -7,12 +7,11 @@ import random
 import numpy as np
 import pytest
 
-from pycam.formats.images import decode_png, read_image
+from pycam.formats.images import decode_png, encode_png, read_image
 from pycam.formats.names import ImageName, SpectrumName
 from pycam.net.reconnect import Backoff
 from pycam.protocol import messages as m
 from pycam.station.device_service import next_trigger, period_seconds
-from pycam.station.fast_png import encode_png16
 from pycam.station.spool import Spool
 from pycam.station.storage import DataStore, StorageError
 
@@ -20,15 +19,15 @@ T0 = dt.datetime(2024, 5, 1, 12, 0, 4, tzinfo=dt.timezone.utc)
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (3, 5), (486, 648)])
-def test_fast_png_round_trips_through_opencv(shape):
+def test_png_writer_round_trips_through_opencv(shape):
     pixels = np.random.default_rng(3).integers(0, 1024, shape, dtype=np.uint16)
     pixels.flat[0] = 1023
-    blob = encode_png16(pixels)
+    blob = encode_png(pixels)
     np.testing.assert_array_equal(decode_png(blob), pixels)
     if shape == (486, 648):
         assert 625_000 < len(blob) < 640_000          # uncompressed, like PyCam's ~631 kB
     with pytest.raises(ValueError):
-        encode_png16(pixels.astype(np.int32))
+        encode_png(pixels.astype(np.int32))
 
 
 def test_spool_put_load_confirm(tmp_path):
