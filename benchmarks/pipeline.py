@@ -236,7 +236,7 @@ def main(argv=None) -> int:
 
     import cv2
 
-    from pycam.station.simulated_dataset import DatasetOptions, write_dataset
+    from pycam.sim.dataset import DatasetOptions, write_dataset
 
     result = {"machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count(),
                           "opencv": cv2.__version__, "numpy": np.__version__,

@@ -1,7 +1,7 @@
 """``pycam simulate --out DIR --pairs N``: write a complete synthetic PyCam data set (no network).
 
 The layout and the ``truth.json`` schema are documented in
-:mod:`pycam.station.simulated_dataset`.
+:mod:`pycam.sim.dataset`.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from pycam.station.simulated_dataset import DEFAULT_START, DatasetError, DatasetOptions, flux_check, write_dataset
+from pycam.sim.dataset import DEFAULT_START, DatasetError, DatasetOptions, flux_check, write_dataset
 
 
 def _utc_time(text: str) -> dt.datetime:

@@ -1,5 +1,5 @@
 """The simulator drivers (the default ``--driver sim``): a camera per band and a spectrometer
-looking at one seeded, deterministic :class:`~pycam.drivers.sim_scene.Scene`.
+looking at one seeded, deterministic :class:`~pycam.sim.scene.Scene`.
 
 * :class:`SimCamera` returns 10-bit frames (648x486, or 2592x1944 with
   ``[simulator] full_resolution``) whose counts scale linearly with exposure and gain like a
@@ -12,8 +12,8 @@ Both accept a ``frame_type`` keyword in ``capture`` (``Plume`` default, ``Test``
 covered, ``Clear`` = no plume, ``<N>ppmm`` = gas cell in front of the lens; spectrometer:
 ``Plume``/``Test``/``Dark``/``Clear``) and expose ``brightness`` (a simulator-only multiplier
 of the sky radiance, to exercise auto-exposure).  A frame is a pure function of (seed, trigger
-time, band, exposure, gain, frame type, brightness).  Physics: see ``sim_plume``,
-``sim_optics`` and ``sim_spectra``.
+time, band, exposure, gain, frame type, brightness).  Physics: see ``pycam.sim.plume``,
+``pycam.sim.optics`` and ``pycam.sim.spectra``.
 """
 from __future__ import annotations
 
@@ -25,10 +25,10 @@ import numpy as np
 
 from pycam.drivers.base import (CameraDriver, CameraFrame, CameraLimits, DriverError, SpectrometerDriver,
                                 SpectrometerLimits, SpectrumFrame)
-from pycam.drivers.sim_optics import MAX_DN
-from pycam.drivers.sim_scene import Scene, posix_time
-from pycam.drivers.sim_plume import BINNED_SHAPE, FULL_SHAPE
-from pycam.drivers.sim_spectra import MAX_COUNTS, PIXELS, pixel_wavelengths
+from pycam.sim.optics import MAX_DN
+from pycam.sim.scene import Scene, posix_time
+from pycam.sim.plume import BINNED_SHAPE, FULL_SHAPE
+from pycam.sim.spectra import MAX_COUNTS, PIXELS, pixel_wavelengths
 
 LINE_TIME_US = 32
 MIN_SHUTTER_US = LINE_TIME_US

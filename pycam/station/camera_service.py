@@ -21,7 +21,7 @@ from pycam.drivers.base import CameraDriver
 from pycam.formats.names import ImageName
 from pycam.protocol import commands as vocab
 from pycam.protocol.errors import CommandValueError
-from pycam.station import exposure
+from pycam.drivers import exposure
 from pycam.station.device_service import DeviceService, accepts_frame_type
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ class CameraService(DeviceService):
         return name.filename()
 
     def after_continuous_frame(self) -> None:
-        """Auto exposure (ATA/ATB): one proportional step per frame, see station/exposure.py."""
+        """Auto exposure (ATA/ATB): one proportional step per frame, see drivers/exposure.py."""
         if not self.auto_exposure or self.last_pixels is None:
             return
         limits = self.driver.limits

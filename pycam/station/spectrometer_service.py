@@ -18,7 +18,7 @@ from pycam.drivers.base import SpectrometerDriver, SpectrumFrame
 from pycam.formats.names import SpectrumName
 from pycam.protocol import commands as vocab
 from pycam.protocol.errors import CommandValueError
-from pycam.station import exposure
+from pycam.drivers import exposure
 from pycam.station.device_service import DeviceService, accepts_frame_type
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ class SpectrometerService(DeviceService):
         return self.spooled(name.filename())
 
     def after_continuous_frame(self) -> None:
-        """Auto integration (ATS): one proportional step per spectrum, see station/exposure.py."""
+        """Auto integration (ATS): one proportional step per spectrum, see drivers/exposure.py."""
         if not self.auto_integration or self.last_frame is None:
             return
         limits = self.driver.limits

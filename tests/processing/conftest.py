@@ -15,7 +15,7 @@ from processing_helpers import SIM_CASES, SIM_PAIRS  # noqa: E402
 @pytest.fixture(scope="session")
 def sim_datasets(tmp_path_factory):
     """Simulated data sets keyed by (seed, rate, wind); each value is (directory, truth dict)."""
-    sim = pytest.importorskip("pycam.station.simulated_dataset")
+    sim = pytest.importorskip("pycam.sim.dataset")
     out = {}
     for seed, rate, wind in SIM_CASES:
         d = tmp_path_factory.mktemp(f"sim_{seed}")

@@ -80,7 +80,7 @@ def test_misregistered_off_band_with_saved_warp(tmp_path):
     from pycam.processing.corrections import save_warp
     from pycam.processing.outputs import RunOutputs
 
-    sim = pytest.importorskip("pycam.station.simulated_dataset")
+    sim = pytest.importorskip("pycam.sim.dataset")
     d = tmp_path / "mis"
     sim.write_dataset(d, sim.DatasetOptions(pairs=8, seed=5, misregistration_px=(3.0, -2.0)))
     truth = json.loads((d / "truth.json").read_text())

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pycam.config import generate_secret, validate
-from pycam.drivers.sim_plume import SceneParameters
-from pycam.drivers.sim_scene import Scene
+from pycam.sim.plume import SceneParameters
+from pycam.sim.scene import Scene
 from pycam.reference_spectra import synthetic_reference_set
 
 

@@ -9,9 +9,9 @@ import pytest
 from pycam.drivers.base import DriverError
 from pycam.drivers.registry import camera_driver_class, spectrometer_driver_class
 from pycam.drivers.sim import SimCamera, SimSpectrometer, quantise_shutter
-from pycam.drivers.sim_optics import MOLEC_CM2_PER_PPMM
-from pycam.drivers.sim_plume import SceneParameters
-from pycam.drivers.sim_scene import Scene
+from pycam.sim.optics import MOLEC_CM2_PER_PPMM
+from pycam.sim.plume import SceneParameters
+from pycam.sim.scene import Scene
 
 T0 = dt.datetime(2026, 11, 21, 9, 0, 0, tzinfo=dt.timezone.utc)
 
@@ -215,7 +215,7 @@ def _check_forward_model(quiet_scene):
 
 
 def test_spectra_for_given_columns_without_a_scene(references):
-    from pycam.drivers.sim_spectra import SpectrometerModel
+    from pycam.sim.spectra import SpectrometerModel
 
     noisy = SpectrometerModel(None, references, seed=3)
     quiet = SpectrometerModel(None, references, seed=3, noise=False)

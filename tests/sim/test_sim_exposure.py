@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pycam.drivers.sim import SimCamera, SimSpectrometer
-from pycam.station.exposure import (ExposureError, camera_saturation, next_camera_shutter,
+from pycam.drivers.exposure import (ExposureError, camera_saturation, next_camera_shutter,
                                     next_integration_time, proportional_exposure, spectrometer_saturation)
 
 T0 = dt.datetime(2026, 11, 21, 9, 0, 0, tzinfo=dt.timezone.utc)

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from pycam.drivers.sim_plume import KG_M2_PER_MOLEC_CM2, PlumeField, SceneParameters, focal_length_m
-from pycam.drivers.sim_scene import line_normal, line_samples, perpendicular_line
+from pycam.sim.plume import KG_M2_PER_MOLEC_CM2, PlumeField, SceneParameters, focal_length_m
+from pycam.sim.scene import line_normal, line_samples, perpendicular_line
 from pycam.formats.geometry import PCSLine
 
 T0 = 1_773_576_000.0  # 2026-03-15T12:00:00Z

@@ -8,7 +8,7 @@ import pytest
 
 from pycam.config import load_config
 from pycam.drivers.sim import SimCamera, SimSpectrometer
-from pycam.station import exposure
+from pycam.drivers import exposure
 from pycam.station.camera_service import CameraService
 from pycam.station.spectrometer_service import SpectrometerService
 

@@ -35,7 +35,7 @@ import zlib
 
 import numpy as np
 
-from pycam.drivers.sim_plume import BINNED_SHAPE, PIXEL_PITCH_M, PlumeField, focal_length_m, pixel_centres
+from pycam.sim.plume import BINNED_SHAPE, PIXEL_PITCH_M, PlumeField, focal_length_m, pixel_centres
 from pycam.reference_spectra import ReferenceSet
 
 #: Gas-cell column per ppm·m (molec cm⁻²), ideal gas at 273.15 K and 1 atm.

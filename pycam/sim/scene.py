@@ -1,7 +1,7 @@
 """The simulated station's world: plume field + camera models + spectrometer model + truth.
 
-:class:`Scene` ties together :mod:`pycam.drivers.sim_plume` (the column field),
-:mod:`pycam.drivers.sim_optics` (cameras) and :mod:`pycam.drivers.sim_spectra`
+:class:`Scene` ties together :mod:`pycam.sim.plume` (the column field),
+:mod:`pycam.sim.optics` (cameras) and :mod:`pycam.sim.spectra`
 (spectrometer), and writes the ground truth as a JSON-able dict (:meth:`Scene.truth`).
 
 PCS lines in the truth are sampled like pyplis's ``LineOnImage``: ``n = round(hypot(dx, dy))``
@@ -19,10 +19,10 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from pycam.drivers.sim_optics import (FILTERS, MOLEC_CM2_PER_PPMM, CameraModel, aa_of_column)
-from pycam.drivers.sim_plume import (BINNED_SHAPE, FOV_X_DEG, FULL_SHAPE, KG_M2_PER_MOLEC_CM2, M_SO2, N_A,
+from pycam.sim.optics import (FILTERS, MOLEC_CM2_PER_PPMM, CameraModel, aa_of_column)
+from pycam.sim.plume import (BINNED_SHAPE, FOV_X_DEG, FULL_SHAPE, KG_M2_PER_MOLEC_CM2, M_SO2, N_A,
                                      PIXEL_PITCH_M, PlumeField, SceneParameters)
-from pycam.drivers.sim_spectra import SpectrometerModel
+from pycam.sim.spectra import SpectrometerModel
 from pycam.formats.geometry import PCSLine
 from pycam.reference_spectra import ReferenceSet, reference_set_for
 
@@ -151,7 +151,7 @@ class Scene:
     def truth(self, times: Iterable[dt.datetime], lines: Sequence[PCSLine] = (),
               cell_ppmm: Sequence[int] = (), extra: Mapping[str, Any] | None = None,
               columns_per_pixel: bool = True) -> dict[str, Any]:
-        """The ground truth for plume frames taken at ``times`` (see ``pycam.station.simulated_dataset``);
+        """The ground truth for plume frames taken at ``times`` (see ``pycam.sim.dataset``);
         ``columns_per_pixel=False`` leaves out the per-sample PCS-line columns."""
         times = list(times)
         p, f = self.params, self.field

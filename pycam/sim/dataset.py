@@ -20,7 +20,7 @@ Layout of ``OUT`` (all files in PyCam formats; times are whole seconds UTC)::
                                    keys): the scene's plume distance, a 2nd-order cell fit (the
                                    simulated AA curves at high columns) and the line gap
 
-Exposures follow the auto-exposure of :mod:`pycam.station.exposure` (settled on pre-roll
+Exposures follow the auto-exposure of :mod:`pycam.drivers.exposure` (settled on pre-roll
 frames, then updated after every frame, as a station does), so they normally stay constant.
 Pairs are ``period = max(1, round(1/framerate))`` seconds apart.  The puff (mass) modulation
 of the plume is periodic so that the N pairs span a whole number of its periods with no
@@ -56,14 +56,14 @@ from typing import Callable
 import numpy as np
 
 from pycam.drivers.sim import SimCamera, SimSpectrometer
-from pycam.drivers.sim_plume import BINNED_SHAPE, PIXEL_PITCH_M, SceneParameters, focal_length_m
-from pycam.drivers.sim_scene import Scene, perpendicular_line
+from pycam.sim.plume import BINNED_SHAPE, PIXEL_PITCH_M, SceneParameters, focal_length_m
+from pycam.sim.scene import Scene, perpendicular_line
 from pycam.formats.atomic import atomic_write_text
 from pycam.formats.geometry import CameraGeometry, DoasFov, write_camera_geometry, write_doas_fov, write_pcs_line
 from pycam.formats.images import write_image, write_spectrum_npy
 from pycam.formats.names import ImageName, SpectrumName
 from pycam.reference_spectra import reference_set_for
-from pycam.station.exposure import next_camera_shutter, next_integration_time
+from pycam.drivers.exposure import next_camera_shutter, next_integration_time
 
 DEFAULT_START = dt.datetime(2026, 3, 15, 12, 0, 0, tzinfo=dt.timezone.utc)
 BANDS = ("on", "off")

@@ -29,8 +29,8 @@ import math
 
 import numpy as np
 
-from pycam.drivers.sim_optics import frame_rng, illumination
-from pycam.drivers.sim_plume import PlumeField
+from pycam.sim.optics import frame_rng, illumination
+from pycam.sim.plume import PlumeField
 from pycam.reference_spectra import ReferenceSet
 
 PIXELS = 2048
