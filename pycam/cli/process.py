@@ -62,15 +62,9 @@ def _watch_source(img_dir: Path, tolerance: float, poll: float, problems: list[s
 
 
 def run(args: argparse.Namespace) -> int:
-    from pycam.formats.geometry import GeometryFileError
-    from pycam.formats.pycam_outputs import OutputFormatError
-    from pycam.processing.archive import find_plume_pairs, iter_pair_images
-    from pycam.processing.cell_calibration import CalibrationError
-    from pycam.processing.chain import ProcessingChain
-    from pycam.processing.outputs import RunOutputs, format_summary_table
-    from pycam.processing.pipeline import BatchProcessor, PairInput
+    from pycam.processing.batch import BatchError, BatchJob, run_batch
+    from pycam.processing.outputs import format_summary_table
     from pycam.processing.settings import SettingsError, load_settings
-    from pycam.processing.setup import prepare_run
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -80,102 +74,57 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.save_images:
         settings = settings.replace(save_images=True)
-    if not args.img_dir.is_dir():
-        print(f"pycam process: {args.img_dir} is not a directory", file=sys.stderr)
-        return 2
-    pairing = find_plume_pairs(args.img_dir, settings["pair_tolerance_s"])
-    if pairing.unpaired:
-        print(f"pycam process: {len(pairing.unpaired)} unpaired Plume frame(s) ignored "
-              f"(first: {pairing.unpaired[0].path.name})", file=sys.stderr)
-    if not pairing.pairs and not args.watch:
-        print(f"pycam process: no A/B Plume pairs in {args.img_dir}", file=sys.stderr)
-        return 1
-    if args.watch and settings["cal_type_int"] in (1, 2):
-        print("pycam process: --watch supports cal_type_int 0 and 3 only (DOAS needs the pairs up front)",
-              file=sys.stderr)
-        return 2
-    fov_search = None
-    if settings["cal_type_int"] in (1, 2):
-        from pycam.doas.fov import calibrate_fov as fov_search
-    try:
-        inputs = prepare_run(args.img_dir, settings, cal_dir=args.cal_dir, geometry_file=args.geometry,
-                             pcs_files=args.pcs, doas_results=args.doas_results, pairs=pairing.pairs,
-                             dark_dir=args.dark_dir, clear_dir=args.clear_dir, fov_search=fov_search)
-    except (CalibrationError, GeometryFileError, OutputFormatError, ValueError, OSError) as exc:
-        print(f"pycam process: {exc}", file=sys.stderr)
-        return 2
-    if inputs.calibration is None:
-        print("pycam process: WARNING no calibration: only AA images, no emission rates", file=sys.stderr)
-    if not inputs.pcs_lines:
-        print("pycam process: WARNING no PCS line (--pcs): no emission rates", file=sys.stderr)
-    problems = inputs.problems
-    source = (_watch_source(args.img_dir, settings["pair_tolerance_s"], args.poll, problems, args.idle_exit)
-              if args.watch else iter_pair_images(pairing.pairs, problems))
-    outputs = RunOutputs(args.out, settings["save_images"], settings["save_formats"])
-    outputs.write_setup(settings, inputs.pcs_lines, inputs.camera, inputs.warp)
-    if inputs.cell_calibration is not None:
-        outputs.write_cell_calibration(inputs.cell_calibration)
-        print(inputs.cell_calibration.summary())
-    if inputs.doas_calibration is not None:
-        inputs.doas_calibration.write_csv(args.out / "full_calibration.csv")
+    job = BatchJob(args.img_dir, args.out, settings, cal_dir=args.cal_dir, dark_dir=args.dark_dir,
+                   clear_dir=args.clear_dir, geometry=args.geometry, pcs=args.pcs, doas_results=args.doas_results,
+                   workers=args.workers, watch=args.watch)
+    source = None
+    if args.watch:
+        def source(problems: list[str]):
+            return _watch_source(args.img_dir, settings["pair_tolerance_s"], args.poll, problems, args.idle_exit)
+
+    def notify(kind: str, text: str) -> None:
+        if kind == "info":
+            print(text)
+        else:
+            print(f"pycam process: {text}", file=sys.stderr)
+
     progress_bar = None
     if not args.no_progress:
         from tqdm import tqdm
 
-        progress_bar = tqdm(total=None if args.watch else len(pairing.pairs), unit="pair", file=sys.stderr)
-    summary = None
-    workers = args.workers or settings["workers"]
-    processor = None
+        progress_bar = tqdm(total=None, unit="pair", file=sys.stderr)
     try:
-        end = object()
-        first = next(source, end)
-        while first is None:             # watch mode, nothing yet: keep waiting
-            first = next(source, end)
-        if first is end:
-            print("pycam process: no readable pair", file=sys.stderr)
-            return 1
-        stream = _chain_first(first, source)
-        shape = first[1].shape
-        chain = ProcessingChain(settings, shape, darks=inputs.darks, clear=inputs.clear,
-                                calibration=inputs.calibration, pcs_lines=inputs.pcs_lines,
-                                geometry=inputs.camera, warp=inputs.warp)
-        if inputs.calibration is not None and inputs.pcs_lines and chain.geometry is None:
-            print("pycam process: WARNING no measurement geometry (set plume_distance_m, or --geometry with "
-                  "source_lat/source_lon in the config): no emission rates", file=sys.stderr)
-        processor = BatchProcessor(chain, outputs, workers=workers,
-                                   progress=progress_bar.update if progress_bar else None)
-        summary = processor.run(None if item is None else PairInput(item[0].time, item[1], item[2],
-                                                                    item[0].a.exposure_us, item[0].b.exposure_us)
-                                for item in stream)
+        result = run_batch(job, source=source, notify=notify, progress=progress_bar.update if progress_bar is not None else None,
+                           on_pairs=(lambda total: _set_total(progress_bar, None if args.watch else total)))
+    except BatchError as exc:
+        print(f"pycam process: {exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted before processing started", file=sys.stderr)
+        return 130
     finally:
         if progress_bar is not None:
             progress_bar.close()
-        if summary is None and processor is not None:
-            summary = processor.summary
-        info = {"img_dir": str(args.img_dir), "problems": problems}
-        if summary is not None:
-            info.update(summary.as_dict())
-        outputs.write_summary(info)
-        outputs.close()
-    if summary is not None:
-        print(format_summary_table(outputs.summary_rows()))
-        rate = summary.pairs_processed / summary.seconds if summary.seconds else 0.0
-        print(f"{summary.pairs_processed} pair(s) processed in {summary.seconds:.1f} s ({rate:.1f} pairs/s), "
-              f"{summary.pairs_skipped_reference} skipped by the reference check, {len(problems)} problem(s)"
-              + ("; INTERRUPTED" if summary.interrupted else ""))
-        if summary.pairs_skipped_reference and summary.pairs_skipped_reference >= summary.pairs_read // 2:
-            print(f"pycam process: WARNING {summary.pairs_skipped_reference} of {summary.pairs_read} pairs failed the "
-                  f"reference check (mean column in ambient_roi outside [ref_check_lower, ref_check_upper] = "
-                  f"[{settings['ref_check_lower']:.3g}, {settings['ref_check_upper']:.3g}]); check ambient_roi and "
-                  "the calibration intercept, or set ref_check_mode: false", file=sys.stderr)
-        for p in problems[:10]:
-            print(f"  problem: {p}", file=sys.stderr)
-        return 130 if summary.interrupted else 0
-    return 130
+    summary = result.summary
+    problems = result.problems
+    if summary is None:
+        return 130
+    print(format_summary_table(result.rows))
+    rate = summary.pairs_processed / summary.seconds if summary.seconds else 0.0
+    print(f"{summary.pairs_processed} pair(s) processed in {summary.seconds:.1f} s ({rate:.1f} pairs/s), "
+          f"{summary.pairs_skipped_reference} skipped by the reference check, {len(problems)} problem(s)"
+          + ("; INTERRUPTED" if summary.interrupted else ""))
+    if summary.pairs_skipped_reference and summary.pairs_skipped_reference >= summary.pairs_read // 2:
+        print(f"pycam process: WARNING {summary.pairs_skipped_reference} of {summary.pairs_read} pairs failed the "
+              f"reference check (mean column in ambient_roi outside [ref_check_lower, ref_check_upper] = "
+              f"[{settings['ref_check_lower']:.3g}, {settings['ref_check_upper']:.3g}]); check ambient_roi and "
+              "the calibration intercept, or set ref_check_mode: false", file=sys.stderr)
+    for p in problems[:10]:
+        print(f"  problem: {p}", file=sys.stderr)
+    return 130 if summary.interrupted else 0
 
 
-def _chain_first(first, rest):
-    yield first
-    yield from rest
+def _set_total(bar, total: int | None) -> None:
+    if bar is not None and total is not None:
+        bar.total = total
+        bar.refresh()

@@ -1,10 +1,7 @@
 """The post-processing run behind the GUI's Post-processing tab (runs on a worker thread).
 
-It is the chain ``pycam process`` runs (same modules, same outputs): settings
-(:func:`pycam.processing.settings.load_settings`), pairing, :func:`prepare_run` (darks,
-clear sky, calibration, geometry, PCS lines), :class:`RunOutputs` (PyCam emission-rate
-files per line and velocity mode, ``process_config.yml``, calibration CSVs,
-``summary.json``) and :class:`BatchProcessor`.  Additionally, a spectra directory is
+It is the run ``pycam process`` makes (:func:`pycam.processing.batch.run_batch`, same
+outputs).  Additionally, a spectra directory is
 retrieved first with the DOAS retrieval (results in PyCam's ``doas_results`` CSV format
 inside the output directory) and used for the DOAS calibration.
 
@@ -67,31 +64,19 @@ def run_batch(form: dict[str, Any], queue: GuiQueue, cancel_event: threading.Eve
               reference_dir=None, fit_window=(308.0, 318.0)) -> str:
     """Run the chain on ``form`` (``img_dir``, ``out_dir``, ``cal_dir``, ``dark_dir``,
     ``clear_dir``, ``spec_dir``, ``geometry``, ``pcs``, ``settings``); returns a one-line summary."""
-    from pycam.processing.archive import find_plume_pairs, iter_pair_images
-    from pycam.processing.chain import ProcessingChain
+    from pycam.processing import batch
     from pycam.processing.outputs import RunOutputs
-    from pycam.processing.pipeline import BatchProcessor, PairInput
     from pycam.processing.settings import load_settings
-    from pycam.processing.setup import prepare_run
 
     img_dir: Path = form["img_dir"]
     out_dir: Path = form.get("out_dir") or default_output_dir(img_dir)
     settings = load_settings(form.get("settings"))
-    pairing = find_plume_pairs(img_dir, settings["pair_tolerance_s"])
-    if not pairing.pairs:
-        raise ValueError(f"no A/B Plume pairs in {img_dir}")
     doas_results = None
     if form.get("spec_dir") is not None:
         doas_results, fits = retrieve_spectra(form["spec_dir"], out_dir, reference_dir, fit_window, cancel_event)
         if fits and form.get("cal_dir") is None and settings["cal_type_int"] == 0:
             settings = settings.replace(cal_type_int=1)  # calibrate with the spectra
-    from pycam.doas.fov import calibrate_fov
-
-    inputs = prepare_run(img_dir, settings, cal_dir=form.get("cal_dir"), geometry_file=form.get("geometry"),
-                         pcs_files=form.get("pcs") or (), doas_results=doas_results, pairs=pairing.pairs,
-                         dark_dir=form.get("dark_dir"), clear_dir=form.get("clear_dir"), fov_search=calibrate_fov)
     primary = settings["primary_mode"]
-    total_pairs = len(pairing.pairs)
 
     class GuiOutputs(RunOutputs):
         """Writes exactly what RunOutputs writes, and shows each pair's rates in the GUI."""
@@ -104,58 +89,30 @@ def run_batch(form: dict[str, Any], queue: GuiQueue, cancel_event: threading.Eve
                      for name, r in rates.items()}
             queue.post("batch_result", So2Display(time.strftime("%Y-%m-%dT%H%M%S"), time.timestamp(), {}, shown))
 
-    outputs = GuiOutputs(out_dir, settings["save_images"], settings["save_formats"])
-    outputs.write_setup(settings, inputs.pcs_lines, inputs.camera, inputs.warp)
-    if inputs.cell_calibration is not None:
-        outputs.write_cell_calibration(inputs.cell_calibration)
-    if inputs.doas_calibration is not None:
-        inputs.doas_calibration.write_csv(out_dir / "full_calibration.csv")
     done = [0]
+    total = [0]
 
     def progress(n: int) -> None:
         done[0] += n
-        queue.post("batch_progress", (done[0], total_pairs), coalesce="batch_progress")
+        queue.post("batch_progress", (done[0], total[0]), coalesce="batch_progress")
 
-    def pairs():
-        for pair, a, b in iter_pair_images(pairing.pairs, inputs.problems):
-            if cancel_event.is_set():
-                return
-            yield PairInput(pair.time, a, b, pair.a.exposure_us, pair.b.exposure_us)
-
-    summary = None
-    processor = None
+    job = batch.BatchJob(img_dir, out_dir, settings, cal_dir=form.get("cal_dir"), dark_dir=form.get("dark_dir"),
+                         clear_dir=form.get("clear_dir"), geometry=form.get("geometry"), pcs=form.get("pcs") or (),
+                         doas_results=doas_results)
     try:
-        stream = pairs()
-        first = next(stream, None)
-        if first is None and not cancel_event.is_set():
-            raise ValueError(f"no readable pair in {img_dir}")
-        if first is None:
-            return f"cancelled before the first pair; outputs in {out_dir}"
-        chain = ProcessingChain(settings, first.img_a.shape, darks=inputs.darks, clear=inputs.clear,
-                                calibration=inputs.calibration, pcs_lines=inputs.pcs_lines,
-                                geometry=inputs.camera, warp=inputs.warp)
-        processor = BatchProcessor(chain, outputs, workers=settings["workers"], progress=progress)
-
-        def with_first():
-            yield first
-            yield from stream
-
-        summary = processor.run(with_first())
-    finally:
-        if summary is None and processor is not None:
-            summary = processor.summary
-        info = {"img_dir": str(img_dir), "problems": inputs.problems, "cancelled": cancel_event.is_set()}
-        # (written in every case, also when cancelled before the first pair)
-        if summary is not None:
-            info.update(summary.as_dict())
-        outputs.write_summary(info)
-        outputs.close()
+        result = batch.run_batch(job, progress=progress, cancel=cancel_event, outputs_factory=GuiOutputs,
+                                 on_pairs=lambda n: total.__setitem__(0, n))
+    except batch.BatchError as exc:
+        raise ValueError(str(exc)) from exc
+    summary = result.summary
+    if summary is None:
+        return f"cancelled before the first pair; outputs in {out_dir}"
     warnings = []
-    if inputs.calibration is None:
+    if any("no calibration" in w for w in result.warnings):
         warnings.append("no calibration: no emission rates")
-    if not inputs.pcs_lines:
+    if any("no PCS line" in w for w in result.warnings):
         warnings.append("no PCS line: no emission rates")
     state = "cancelled" if cancel_event.is_set() else "done"
-    return (f"{state}: {summary.pairs_processed}/{total_pairs} pairs in {summary.seconds:.1f} s, "
-            f"{summary.pairs_skipped_reference} skipped by the reference check, {len(inputs.problems)} problem(s); "
+    return (f"{state}: {summary.pairs_processed}/{result.total_pairs} pairs in {summary.seconds:.1f} s, "
+            f"{summary.pairs_skipped_reference} skipped by the reference check, {len(result.problems)} problem(s); "
             f"outputs in {out_dir}" + ("; " + "; ".join(warnings) if warnings else ""))
