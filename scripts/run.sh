@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 VENV="$ROOT/.venv"
-APT_PACKAGES=(python3 python3-venv python3-tk xvfb xauth imagemagick xdotool)
+APT_PACKAGES=(python3 python3-venv python3-tk xvfb xauth imagemagick xdotool libudunits2-0)
 
 as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else "$@"; fi; }
 

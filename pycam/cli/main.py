@@ -24,6 +24,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "send": ("send", "send KEY=VALUE commands to the station and print the replies as JSON lines"),
     "simulate": ("simulate", "write a complete synthetic PyCam data set (no network)"),
     "process": ("process", "process PyCam image pairs into SO2 images and emission rates"),
+    "reprocess": ("reprocess", "reprocess a whole archive (stations x days) on Dask, resumable; netCDF products"),
+    "report": ("report", "daily summary plots (rate per line, speed, flags) of a reprocess output"),
     "doas": ("doas", "retrieve SO2 columns from spectra (iFit-style intensity fitting)"),
     "gui": ("gui", "open the PyCam GUI connected to a station"),
     "config-server": ("config_server", "serve the working config directory over authenticated FTP"),

@@ -66,3 +66,47 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | bytearray | m
 
 def atomic_write_text(path: str | os.PathLike[str], text: str, *, fsync: bool = True) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"), fsync=fsync)
+
+
+class atomic_path:
+    """``with atomic_path(final) as tmp:`` write a file at ``tmp`` by name (for libraries that
+    only take a path, e.g. netCDF); on success it is fsynced and renamed to ``final``, on error
+    removed.  ``replace=False`` refuses to replace an existing ``final`` (FileExistsError)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, replace: bool = True, fsync: bool = True) -> None:
+        self.final = Path(path)
+        self.replace = replace
+        self.fsync = fsync
+        self.tmp = self.final.parent / f".{self.final.name}{TEMP_MARKER}{secrets.token_hex(4)}"
+
+    def __enter__(self) -> Path:
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        if not self.replace and self.final.exists():
+            raise FileExistsError(f"{self.final} exists (not replaced)")
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            _remove_tree_or_file(self.tmp)
+            return
+        if self.fsync and self.tmp.is_file():
+            with open(self.tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+        if not self.replace and self.final.exists():
+            _remove_tree_or_file(self.tmp)
+            raise FileExistsError(f"{self.final} appeared while writing (not replaced)")
+        os.replace(self.tmp, self.final)
+        if self.fsync:
+            _fsync_dir(self.final.parent)
+
+
+def _remove_tree_or_file(path: Path) -> None:
+    import shutil
+
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
