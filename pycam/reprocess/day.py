@@ -86,6 +86,14 @@ def _swap_into_place(work: Path, out_dir: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _peak_rss_mb() -> float | None:
+    try:
+        import resource
+    except ImportError:              # not on Linux
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
 def _process(task: DayTask, work: Path, cubes: bool, flow_threads: int) -> dict:
     from pycam.formats.atomic import atomic_write_text
     from pycam.processing.batch import BatchError, BatchJob, run_batch
@@ -164,6 +172,7 @@ def _process(task: DayTask, work: Path, cubes: bool, flow_threads: int) -> dict:
     result = {"key": task.key, "station": task.station, "date": task.date, "status": "ok",
               "manifest_sha256": task.manifest_hash, "pairs": pairs, "samples": len(samples),
               "velocity_mode": mode, "mean_rate_kg_s": means, "problems": problems,
-              "netcdf": f"{stem}_so2.nc", "cube": "so2_images.zarr" if cube_holder else None}
+              "netcdf": f"{stem}_so2.nc", "cube": "so2_images.zarr" if cube_holder else None,
+              "worker_peak_rss_mb": _peak_rss_mb()}
     atomic_write_text(work / DONE_NAME, json.dumps(result, indent=2) + "\n")
     return result
