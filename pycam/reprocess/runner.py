@@ -49,6 +49,8 @@ def run_days(tasks: Sequence[DayTask], *, workers: int = 2, scheduler: str | Non
             todo.append(t)
     if not todo:
         return report
+    for t in todo:
+        clean_stale(t)
     from distributed import Client, LocalCluster, as_completed
 
     cluster = None
@@ -81,6 +83,20 @@ def run_days(tasks: Sequence[DayTask], *, workers: int = 2, scheduler: str | Non
         if cluster is not None:
             cluster.close()
     return report
+
+
+def clean_stale(task: DayTask) -> list[Path]:
+    """Remove what an interrupted run left of this day (hidden ``.<date>.part-*``/``.old-*`` folders)."""
+    import shutil
+
+    out_dir = Path(task.out_dir)
+    removed = []
+    if out_dir.parent.is_dir():
+        for p in out_dir.parent.glob(f".{out_dir.name}.*"):
+            if ".part-" in p.name or ".old-" in p.name:
+                shutil.rmtree(p, ignore_errors=True)
+                removed.append(p)
+    return removed
 
 
 def merge_stations(tasks: Sequence[DayTask], out: Path) -> list[str]:

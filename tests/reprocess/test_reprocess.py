@@ -249,3 +249,28 @@ def test_zarr_cube_opens_lazily_and_report_renders(tmp_path):
     assert rep.returncode == 0, rep.stderr
     png = out / station / day / f"{station}_{day}_so2_report.png"
     assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(tmp_path):
+    import signal
+
+    root = tmp_path / "archive"
+    for i, day in enumerate(DAYS):
+        write_dataset(root / "ST" / day, DatasetOptions(pairs=8, seed=30 + i,
+                                                        start=dt.datetime.fromisoformat(f"{day}T12:00:00+00:00")))
+    out = tmp_path / "out"
+    proc = subprocess.Popen([PYCAM, "reprocess", str(root), "--out", str(out), "--workers", "1", "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not list(out.glob("ST/*/done.json")):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stdout + stderr
+    assert "INTERRUPTED" in stdout
+    finished = {p.parent.name for p in out.glob("ST/*/done.json")}
+    assert 1 <= len(finished) < 3
+    r = _pycam("reprocess", root, "--out", out, "--workers", "1", "--no-progress")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"{3 - len(finished)} day(s) processed" in r.stdout and f"{len(finished)} skipped" in r.stdout
+    assert not [p for p in (out / "ST").iterdir() if p.name.startswith(".")]
