@@ -33,7 +33,9 @@ PyCam's driver makes, with the same names, argument forms, return shapes and err
 ``PLATFORM = "pisp"`` imitates a Pi 5: unpacked raw is 16-bit left-aligned (``SGBRG10`` is
 delivered as ``SGBRG16``, values << 6; IMX477 ``SRGGB16``, << 4) and packed requests become
 compressed ``GBRG_PISP_COMP1``.  Pixel values: black level + scene radiance x exposure x gain,
-scaled to the sensor's bit depth (the same scene gives 4x the DN on 12 bits).  ``TRUE_PIXELS``
+scaled to the sensor's bit depth (the same scene gives 4x the DN on 12 bits), times
+``TRANSMISSION[num]`` (a plume's exp(-tau), full-resolution array or scalar); ``LENS_CAP`` holds
+the cameras taking dark frames (black level and read noise only).  ``TRUE_PIXELS``
 keeps the last frame's sensor values so tests can check the unpacking exactly.
 """
 from __future__ import annotations
@@ -49,6 +51,8 @@ PLATFORM = "vc4"
 ATTACHED = 1
 MODELS = ["ov5647", "ov5647"]          # sensor on each camera port
 SKEW_NS: dict[int, int] = {}           # camera Num -> offset added to its SensorTimestamp
+TRANSMISSION: dict[int, "np.ndarray | float"] = {}  # camera Num -> what reaches the sensor (plume, filter)
+LENS_CAP: set[int] = set()             # camera Nums that see no light (dark frames)
 TRUE_PIXELS: list[np.ndarray] = []
 INSTANCES: list["Picamera2"] = []
 _in_use: set[int] = set()
@@ -77,6 +81,8 @@ def reset() -> None:
     PLATFORM, ATTACHED, SENSOR_SIZE = "vc4", 1, (2592, 1944)
     MODELS[:] = ["ov5647", "ov5647"]
     SKEW_NS.clear()
+    TRANSMISSION.clear()
+    LENS_CAP.clear()
     TRUE_PIXELS.clear()
     INSTANCES.clear()
     _in_use.clear()
@@ -333,7 +339,10 @@ class Picamera2:
                 self._scene_cache = scene(w, h)
                 self._noise = [self._rng.normal(0.0, 2.0, size=(h, w)).astype(np.float32) for _ in range(3)]
             scale = np.float32(2 ** (bits - 10))  # the same light fills more DN on a deeper ADC
-            signal = self._scene_cache * np.float32(exposure * 1e-6 * gain) * scale
+            light = np.float32(0.0) if self.camera_idx in LENS_CAP else np.float32(exposure * 1e-6 * gain) * scale
+            signal = self._scene_cache * light
+            if self.camera_idx in TRANSMISSION and self.camera_idx not in LENS_CAP:
+                signal *= np.asarray(TRANSMISSION[self.camera_idx], np.float32)
             signal += self._noise[frame_no % len(self._noise)] * scale
             signal += np.float32(black)
             values = np.clip(np.rint(signal), 0, (1 << bits) - 1).astype(np.uint16)
