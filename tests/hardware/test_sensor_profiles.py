@@ -125,3 +125,22 @@ def test_profiles_and_their_config_key(hw_config):
     with pytest.raises(ConfigError, match=r"\[hardware\] raw_bit_depth"):
         hw_config({"hardware": {"raw_bit_depth": 4}})
     assert set(PROFILES) == {"ov5647", "imx477", "imx296"}
+
+
+def test_processing_takes_pixel_pitch_from_the_sensor_profile():
+    import math
+
+    from pycam.processing.geometry import MeasurementGeometry
+    from pycam.processing.settings import default_settings
+
+    base = default_settings().replace(plume_distance_m=5000.0)
+    ov = MeasurementGeometry.from_settings(base, (486, 648))
+    assert ov.pix_size_m == pytest.approx(5.6e-6) and ov.focal_length_m == pytest.approx(7.277e-3, rel=1e-3)
+    assert MeasurementGeometry.from_settings(base, (1944, 2592)).pix_size_m == pytest.approx(1.4e-6)
+    hq_settings = base.replace(sensor="imx477")
+    hq = MeasurementGeometry.from_settings(hq_settings, (760, 1014))
+    assert hq.pix_size_m == pytest.approx(6.2e-6)           # not 5.6 um * 648 / 1014 = 3.58 um
+    width = 4056 * 1.55e-6
+    assert hq.focal_length_m == pytest.approx(width / 2 / math.tan(math.radians(28.0) / 2))
+    # the same field of view: a pixel's footprint scales with the fraction of the width it covers
+    assert hq.footprint_centre() * 1014 == pytest.approx(ov.footprint_centre() * 648, rel=1e-9)
