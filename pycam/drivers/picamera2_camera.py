@@ -183,7 +183,7 @@ class Picamera2Camera(CameraDriver):
 
     def _configure(self, cam: Any) -> None:
         model = str(getattr(cam, "camera_properties", {}).get("Model", "")).lower()
-        if model and model != self.profile.name:
+        if model and not model.startswith(self.profile.name):  # variants: "imx296_mono", "imx477_noir"
             raise DriverError(f"picamera2: camera {self.camera_index} is a {model}, but [hardware] sensor is "
                               f"{self.profile.name!r}")
         width, height = (int(v) for v in cam.sensor_resolution)
