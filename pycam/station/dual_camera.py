@@ -12,6 +12,11 @@ are in, the skew of the two exposure starts (B minus A) is written as the pair's
 (:mod:`pycam.formats.sensor_sync`, under ``[storage] data_dir`` — on a single Pi the master
 writes there too) and, above ``[hardware] skew_warn_ms``, reported as a ``sensor_skew`` event
 from CM1.  Drivers without a ``SensorTimestamp`` (the simulator) give no record.
+
+Two separate services (``pycam camera --band on --camera-index 0`` and ``--band off
+--camera-index 1``) also work on one Pi, but then no process sees both timestamps and no skew
+is recorded.  The USB/FTP runtime config's ``camera`` section applies to both cameras here (on
+two Pis each Pi's file served its own camera).
 """
 from __future__ import annotations
 
