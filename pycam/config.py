@@ -93,6 +93,19 @@ def _window_check(value: list, lowest: float, highest: float) -> str | None:
     return None
 
 
+def _bit_depth_check(value: int) -> str | None:
+    if value != 0 and not 8 <= value <= 16:
+        return f"{value}: must be 0 (the sensor profile's) or 8-16 bits"
+    return None
+
+
+def _camera_pair_check(value: list) -> str | None:
+    if (len(value) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 7 for v in value)
+            or value[0] == value[1]):
+        return f"{value!r}: must be [on, off], two different camera numbers 0-7"
+    return None
+
+
 #: The schema.  Section -> key -> Field.
 SCHEMA: dict[str, dict[str, Field]] = {
     "network": {
@@ -124,7 +137,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "saturation_pixels": Field(int, 1000, 0, 10_000, doc="brightest pixels averaged (PyCam PXC)"),
         "saturation_rows": Field(int, -1, -486, 486,
                                  doc="rows checked for saturation; negative counts from the bottom (PyCam RWC)"),
-        "binning": Field(int, 4, 1, 4, doc="area-averaging factor from the 2592x1944 sensor (4 -> 648x486)"),
+        "binning": Field(int, 4, 0, 4, doc="area-averaging factor from the full sensor (OV5647: 4, 2592x1944 -> "
+                                           "648x486); 0: the sensor profile's ([hardware] sensor)"),
     },
     "spectrometer": {
         "framerate": Field(float, 0.25, 0.0, 10.0, doc="continuous capture rate, Hz (PyCam FRS)"),
@@ -154,10 +168,22 @@ SCHEMA: dict[str, dict[str, Field]] = {
     },
     # --- field hardware and deployment (issue 6) ---
     "hardware": {
-        "camera_index": Field(int, 0, 0, 7, doc="Picamera2 camera number on this Pi"),
+        "camera_index": Field(int, 0, 0, 7, doc="Picamera2 camera number on this Pi (`pycam camera --camera-index` "
+                                                "overrides it)"),
+        "pair_camera_indices": Field(list, [0, 1], check=_camera_pair_check,
+                                     doc="Picamera2 numbers of camera A (on) and camera B (off) when one service "
+                                         "drives both on a single Pi (`pycam camera --band both`; Pi 5: 0 and 1)"),
+        "sensor": Field(str, "ov5647", choices=("ov5647", "imx477", "imx296"),
+                        doc="camera sensor profile: ov5647 (PyCam, 10-bit), imx477 (HQ, 12-bit, black level "
+                            "256 DN), imx296 (global shutter, 10-bit)"),
         "raw_format": Field(str, "", doc="Picamera2 raw format, e.g. SGBRG10 or SGBRG10_CSI2P; empty: the "
-                                         "sensor's native format"),
-        "raw_bit_depth": Field(int, 10, 8, 16, doc="significant bits of the raw sensor data (OV5647: 10)"),
+                                         "sensor's native format, unpacked"),
+        "raw_bit_depth": Field(int, 0, 0, 16, check=_bit_depth_check,
+                               doc="significant bits of the raw sensor data; 0: the sensor profile's "
+                                   "(OV5647 10, IMX477 12, IMX296 10)"),
+        "skew_warn_ms": Field(float, 20.0, 0.0, 10_000.0,
+                              doc="single-Pi station: a pair whose two exposures started further apart than this "
+                                  "(SensorTimestamp, ms) is reported as a sensor_skew event"),
         "settle_timeout_s": Field(float, 1.5, 0.0, 60.0,
                                   doc="longest wait for a new exposure to reach the sensor (PyCam: 1.5 s)"),
         "spectrometer_serial": Field(str, "", doc="seabreeze serial number to open; empty: first available"),

@@ -4,14 +4,16 @@
 #
 #   scripts/install.sh [options]
 #
-# Roles (one per Pi, PyCam's two-Pi layout):
+# Roles (one per Pi; PyCam's two-Pi layout is master + slave):
 #   master   masterpi + camera A (pycam-camera@on) + config server + the boot pulse that powers
 #            the second Pi
 #   slave    camera B (pycam-camera@off) + spectrometer + config server
-#   all      everything on one machine (bench tests)
+#   single   one Raspberry Pi 5 with both cameras: masterpi + the camera pair (pycam-cameras:
+#            cameras 0 and 1 in one process) + spectrometer + config server; no power pulse
+#   all      everything on one machine, one service per camera (bench tests)
 #
 # Options:
-#   --role master|slave|all      which services (default: master)
+#   --role master|slave|single|all   which services (default: master)
 #   --user NAME                  account the services run as (default: $SUDO_USER or the current user)
 #   --config FILE                station config (default: ~USER/pycam/station.toml; created with
 #                                `pycam init-config` when missing, never overwritten)
@@ -20,11 +22,13 @@
 #   --camera-driver NAME         picamera2 (default), gphoto2 or sim
 #   --spectrometer-driver NAME   seabreeze (default) or sim
 #   --unit-dir DIR               where units go (default: /etc/systemd/system)
+#   --udev-dir DIR               where the spectrometer's udev rule goes (default: /etc/udev/rules.d)
 #   --no-start                   install and enable, but do not (re)start the services
 #   --render DIR                 only write the generated unit files into DIR (nothing else changes)
 #   --dry-run                    print every unit and every command, change nothing
 #   -h, --help                   this text
-# Environment: PYCAM_SYSTEMCTL replaces the systemctl command (tests).
+# Environment: PYCAM_SYSTEMCTL, PYCAM_UDEVADM and PYCAM_USERMOD replace systemctl, udevadm and
+# usermod (tests).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,13 +40,17 @@ VENV="$ROOT/.venv"
 CAMERA_DRIVER=picamera2
 SPECTROMETER_DRIVER=seabreeze
 UNIT_DIR=/etc/systemd/system
+UDEV_DIR=/etc/udev/rules.d
+UDEV_RULE=60-pycam-spectrometer.rules
 DRY_RUN=0
 START=1
 RENDER_DIR=""
 
 SYSTEMCTL=${PYCAM_SYSTEMCTL:-systemctl}
+UDEVADM=${PYCAM_UDEVADM:-udevadm}
+USERMOD=${PYCAM_USERMOD:-usermod}
 
-usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; }
 die() { echo "install.sh: $*" >&2; exit 2; }
 
 while [[ $# -gt 0 ]]; do
@@ -54,6 +62,7 @@ while [[ $# -gt 0 ]]; do
     --camera-driver) CAMERA_DRIVER=${2:?}; shift 2 ;;
     --spectrometer-driver) SPECTROMETER_DRIVER=${2:?}; shift 2 ;;
     --unit-dir) UNIT_DIR=${2:?}; shift 2 ;;
+    --udev-dir) UDEV_DIR=${2:?}; shift 2 ;;
     --no-start) START=0; shift ;;
     --render) RENDER_DIR=${2:?}; shift 2 ;;
     --dry-run) DRY_RUN=1; shift ;;
@@ -62,8 +71,10 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 
-case "$ROLE" in master|slave|all) ;; *) die "--role must be master, slave or all (got $ROLE)" ;; esac
+case "$ROLE" in master|slave|single|all) ;; *) die "--role must be master, slave, single or all (got $ROLE)" ;; esac
 case "$CAMERA_DRIVER" in picamera2|gphoto2|sim) ;; *) die "--camera-driver must be picamera2, gphoto2 or sim" ;; esac
+[[ "$ROLE" != single || "$CAMERA_DRIVER" != gphoto2 ]] \
+  || die "--role single drives two Picamera2 cameras: --camera-driver must be picamera2 or sim"
 case "$SPECTROMETER_DRIVER" in seabreeze|sim) ;; *) die "--spectrometer-driver must be seabreeze or sim" ;; esac
 [[ "$RUN_USER" != root ]] || die "refusing to run the services as root: pass --user NAME"
 
@@ -93,6 +104,12 @@ case "$ROLE" in
                  "pycam-spectrometer.service.in pycam-spectrometer.service"
                  "pycam-config-server.service.in pycam-config-server.service")
           ENABLE=(pycam-camera@off.service pycam-spectrometer.service pycam-config-server.service) ;;
+  single) UNITS=("pycam-masterpi.service.in pycam-masterpi.service"
+                 "pycam-cameras.service.in pycam-cameras.service"
+                 "pycam-spectrometer.service.in pycam-spectrometer.service"
+                 "pycam-config-server.service.in pycam-config-server.service")
+          ENABLE=(pycam-masterpi.service pycam-cameras.service pycam-spectrometer.service
+                  pycam-config-server.service) ;;
   all)    UNITS=("pycam-masterpi.service.in pycam-masterpi.service"
                  "pycam-camera@.service.in pycam-camera@.service"
                  "pycam-spectrometer.service.in pycam-spectrometer.service"
@@ -118,7 +135,7 @@ for pair in "${UNITS[@]}"; do
   tpl=${pair%% *}
   [[ -f "$TEMPLATES/$tpl" ]] || die "missing unit template $TEMPLATES/$tpl"
 done
-for path in "$ROOT" "$VENV" "$CONFIG" "$RUN_HOME"; do
+for path in "$ROOT" "$VENV" "$CONFIG" "$RUN_HOME" "$UDEV_DIR"; do
   [[ "$path" != *[[:space:]]* ]] || die "paths with spaces are not supported in systemd units: $path"
 done
 
@@ -201,7 +218,26 @@ if [[ $START -eq 1 ]]; then
   step "(re)start the services" as_root "$SYSTEMCTL" restart "${ENABLE[@]}"
 fi
 if [[ "$SPECTROMETER_DRIVER" == seabreeze && "$ROLE" != master ]]; then
-  step "install seabreeze's udev rules (USB access for $RUN_USER via plugdev)" as_root "$VENV/bin/seabreeze_os_setup"
+  # our own rule (seabreeze_os_setup would download its rules and ask for confirmation)
+  rule_src="$ROOT/scripts/udev/$UDEV_RULE"
+  rule_dst="$UDEV_DIR/$UDEV_RULE"
+  if [[ $DRY_RUN -eq 1 ]]; then
+    printf '# ---- %s ----\n' "$rule_dst"
+    cat "$rule_src"
+    printf '\n'
+  fi
+  if [[ $DRY_RUN -eq 1 ]] || ! cmp -s "$rule_src" "$rule_dst"; then
+    step "install the spectrometer's udev rule (USB access for $RUN_USER via plugdev)" \
+      as_root install -D -m 0644 "$rule_src" "$rule_dst"
+    step "reload the udev rules" as_root "$UDEVADM" control --reload-rules
+    step "apply them to a spectrometer already plugged in" \
+      as_root "$UDEVADM" trigger --subsystem-match=usb --attr-match=idVendor=2457
+  else
+    echo "install.sh: $rule_dst unchanged" >&2
+  fi
+  if ! id -nG "$RUN_USER" 2>/dev/null | tr ' ' '\n' | grep -qx plugdev; then
+    step "add $RUN_USER to the plugdev group" as_root "$USERMOD" -a -G plugdev "$RUN_USER"
+  fi
 fi
 [[ $DRY_RUN -eq 1 ]] && echo "# dry run: nothing was changed"
 exit 0

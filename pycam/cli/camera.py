@@ -1,7 +1,9 @@
-"""``pycam camera --config FILE --band on|off [--driver sim]``: a camera service."""
+"""``pycam camera --config FILE --band on|off|both [--driver sim] [--camera-index N]``: a camera service
+(``both``: camera A and camera B on one Pi, see pycam.station.dual_camera)."""
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 from pathlib import Path
 
@@ -13,8 +15,11 @@ from pycam.station.runtime import load_or_exit, on_termination, resolve_driver, 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, required=True, help="station configuration file (TOML)")
-    parser.add_argument("--band", required=True, choices=["on", "off"],
-                        help="on: camera A (CM1, fltrA, ~310 nm); off: camera B (CM2, fltrB, ~330 nm)")
+    parser.add_argument("--band", required=True, choices=["on", "off", "both"],
+                        help="on: camera A (CM1, fltrA, ~310 nm); off: camera B (CM2, fltrB, ~330 nm); both: A and "
+                             "B on this Pi (Pi 5 single-Pi station; indices from [hardware] pair_camera_indices)")
+    parser.add_argument("--camera-index", type=int, choices=range(8), metavar="N",
+                        help="Picamera2 camera number (0-7) for --band on/off (default [hardware] camera_index)")
     parser.add_argument("--driver", default="sim",
                         help=f"camera driver: {', '.join(CAMERA_DRIVERS)} or module:Class (default sim)")
     parser.add_argument("--framerate", type=float, help="frame rate in Hz (default [camera] framerate)")
@@ -39,8 +44,7 @@ def run_device(args: argparse.Namespace, kind: str) -> int:
     try:
         driver_class = resolve_driver(kind, args.driver)
         if kind == "camera":
-            service = CameraService(config, args.band, driver_class(config, args.band), spool_dir=args.spool_dir,
-                                    framerate=args.framerate)
+            service = camera_services(config, args, driver_class)
         else:
             from pycam.station.spectrometer_service import SpectrometerService
 
@@ -50,20 +54,47 @@ def run_device(args: argparse.Namespace, kind: str) -> int:
     except (DriverError, OSError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
-    print(f"{service.device}: {args.driver} driver, connecting to {config['network']['master_host']}:"
-          f"{config['network']['device_port']}, spool {service.spool.directory}", flush=True)
     from pycam.station.config_server import DeviceRuntimeConfig  # USB/FTP runtime config (issue 6)
 
-    runtime_config = DeviceRuntimeConfig.attach(service, config)
-    driver_events = getattr(service.driver, "event_listeners", None)
-    if driver_events is not None:  # gphoto2 capture outcomes, spectrometer unplug/replug -> station events
-        driver_events.append(service.link.send_event)
+    runtime_configs = []
+    for one in getattr(service, "services", {"": service}).values():  # a single-Pi camera pair holds two
+        print(f"{one.device}: {args.driver} driver, connecting to {config['network']['master_host']}:"
+              f"{config['network']['device_port']}, spool {one.spool.directory}", flush=True)
+        runtime_configs.append(DeviceRuntimeConfig.attach(one, config))
+        driver_events = getattr(one.driver, "event_listeners", None)
+        if driver_events is not None:  # gphoto2 capture outcomes, spectrometer unplug/replug -> station events
+            driver_events.append(one.link.send_event)
 
     def shutdown() -> None:
-        if runtime_config is not None:
-            runtime_config.stop()
+        for runtime_config in runtime_configs:
+            if runtime_config is not None:
+                runtime_config.stop()
         service.stop()
 
     on_termination(shutdown)
     service.wait()
     return 0
+
+
+def camera_services(config, args: argparse.Namespace, driver_class):
+    """A CameraService for ``--band on|off`` (on ``--camera-index`` when given), or both cameras of a
+    single-Pi station for ``--band both``."""
+    index = getattr(args, "camera_index", None)
+
+    takes_index = "camera_index" in inspect.signature(driver_class).parameters
+
+    def make_driver(band: str, camera_index: int | None):
+        if takes_index and camera_index is not None:
+            return driver_class(config, band, camera_index=camera_index)
+        if index is not None:
+            raise DriverError(f"camera driver {args.driver!r} has no camera index (--camera-index is for picamera2)")
+        return driver_class(config, band)  # e.g. the simulator: --band both makes two simulated cameras
+
+    if args.band == "both":
+        if index is not None:
+            raise DriverError("--camera-index is for one camera; --band both takes [hardware] pair_camera_indices")
+        from pycam.station.dual_camera import DualCameraStation  # noqa: PLC0415 - single-Pi layout only
+
+        return DualCameraStation(config, make_driver, spool_dir=args.spool_dir, framerate=args.framerate)
+    return CameraService(config, args.band, make_driver(args.band, index), spool_dir=args.spool_dir,
+                         framerate=args.framerate)

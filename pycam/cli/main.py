@@ -19,7 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "run a simulated station (master, cameras A/B, spectrometer) with the GUI or headless"),
     "init-config": ("init_config", "write a station configuration file with a fresh shared secret"),
     "masterpi": ("masterpi", "run the master service: routes commands, receives and stores data"),
-    "camera": ("camera", "run a camera service (band on or off) that connects to the master"),
+    "camera": ("camera", "run a camera service (band on, off, or both on one Pi) that connects to the master"),
     "spectrometer": ("spectrometer", "run the spectrometer service that connects to the master"),
     "send": ("send", "send KEY=VALUE commands to the station and print the replies as JSON lines"),
     "simulate": ("simulate", "write a complete synthetic PyCam data set (no network)"),

@@ -291,7 +291,7 @@ class Gphoto2Camera(CameraDriver):
             raise ValueError(f"bad band {band!r}: expected 'on' or 'off'")
         self.band = band
         hw = config["hardware"]
-        binning = int(config["camera"]["binning"])
+        binning = int(config["camera"]["binning"]) or 4  # 0: the OV5647 profile's 4x4
         self._shape = (1944 // binning, 2592 // binning)
         self._gp = gp_module
         self._clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))

@@ -1,24 +1,32 @@
-"""Raspberry Pi camera (OV5647, Bayer filter removed) through Picamera2, raw 10-bit path.
+"""Raspberry Pi camera (OV5647, IMX477 or IMX296, Bayer filter removed) through Picamera2, raw path.
 
 What this driver does with the library (``picamera2.Picamera2``):
 
-* ``Picamera2(camera_num)``; ``sensor_resolution``, ``sensor_format`` and ``camera_controls``
-  (name -> ``(min, max, default)``) describe the sensor.
+* ``Picamera2(camera_num)`` (``camera_num`` indexes ``Picamera2.global_camera_info()``; a Pi 5
+  carries two cameras, 0 and 1); ``sensor_resolution``, ``sensor_format``, ``camera_properties``
+  (``Model``) and ``camera_controls`` (name -> ``(min, max, default)``) describe the sensor.
 * ``create_still_configuration(main=..., raw={"format", "size"}, buffer_count=2, controls=...)``,
   ``configure(config)`` and ``camera_configuration()["raw"]`` (the format, size and stride
   the camera really delivers; libcamera may adjust the request).
 * ``set_controls({"AeEnable": False, "ExposureTime": us, "AnalogueGain": g,
-  "FrameDurationLimits": (lo, hi)})``: auto exposure is always off; PyCam's exposure control
-  lives in the station.
+  "FrameDurationLimits": (lo, hi), "NoiseReductionMode": 0, "HdrMode": 0})``: auto exposure,
+  noise reduction and HDR are always off (the last two only where advertised); PyCam's exposure
+  control lives in the station.
 * ``start()``, ``capture_request(flush=True)`` (frames whose exposure began after the call; older
   Picamera2 versions without ``flush`` fall back to ``capture_request()``),
-  ``request.get_metadata()`` (``ExposureTime``, ``AnalogueGain``), ``request.make_array("raw")``
+  ``request.get_metadata()`` (``ExposureTime``, ``AnalogueGain``, ``SensorTimestamp`` in ns, kept
+  as :attr:`Picamera2Camera.last_metadata` for the pair's skew), ``request.make_array("raw")``
   (uint8 ``(rows, stride)``), ``request.release()``, ``stop()``, ``close()``.
 
-Raw data: packed ``*10_CSI2P`` (4 pixels in 5 bytes: four high bytes then one byte of 2-bit
-remainders), unpacked 10-bit (little-endian 16-bit words holding 0-1023) and 16-bit
-left-aligned formats (Pi 5) are unpacked to 0-1023; compressed PiSP formats are refused.
-Frames are area-averaged ``[camera] binning`` x ``binning`` (4: 2592x1944 -> 648x486).
+The sensor profile (``[hardware] sensor``, :mod:`pycam.formats.sensors`) gives the bit depth
+(unless ``[hardware] raw_bit_depth`` is set), the binning (when ``[camera] binning`` is 0) and
+the model the camera must report.  Raw data: packed ``*10_CSI2P`` (4 pixels in 5 bytes: four
+high bytes then one byte of 2-bit remainders), unpacked formats (little-endian 16-bit words
+holding ``bit_depth`` bits) and 16-bit left-aligned formats (Pi 5: ``SGBRG10`` is delivered as
+``SGBRG16`` and shifted right by 6) are unpacked to 0..2^bits-1; compressed PiSP formats are
+refused.  Frames are area-averaged ``binning`` x ``binning`` (OV5647: 2592x1944 -> 648x486).
+The black level (IMX477: about 256 DN) is left in the data; dark frames carry it and the
+processing subtracts it with the dark.
 
 Exposure changes reach the sensor a few frames late: ``capture`` waits (up to
 ``[hardware] settle_timeout_s``, PyCam 1.5 s) for a frame whose reported exposure is within
@@ -35,6 +43,7 @@ import numpy as np
 
 from pycam.config import Config
 from pycam.drivers.base import CameraDriver, CameraFrame, CameraLimits, DriverError, DriverUnavailable
+from pycam.formats.sensors import SensorProfile, sensor_profile
 
 #: PyCam's acceptance window for "the new exposure is in force" (fraction of the request).
 SETTLE_LOW, SETTLE_HIGH = 0.93, 1.01
@@ -125,14 +134,21 @@ def bin_area(pixels: np.ndarray, factor: int) -> np.ndarray:
 class Picamera2Camera(CameraDriver):
     """One UV camera on a Raspberry Pi, driven through Picamera2 (see the module docstring)."""
 
-    def __init__(self, config: Config, band: str, *, clock: Callable[[], dt.datetime] | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(self, config: Config, band: str, *, camera_index: int | None = None,
+                 clock: Callable[[], dt.datetime] | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
         if band not in ("on", "off"):
             raise ValueError(f"bad band {band!r}: expected 'on' or 'off'")
         self.band = band
         self._hw = config["hardware"]
         self._cam_cfg = config["camera"]
-        self._binning = int(self._cam_cfg["binning"])
+        self.profile: SensorProfile = sensor_profile(self._hw["sensor"])
+        self._binning = int(self._cam_cfg["binning"]) or self.profile.binning
+        self._bit_depth = int(self._hw["raw_bit_depth"]) or self.profile.bit_depth
+        self.camera_index = int(self._hw["camera_index"] if camera_index is None else camera_index)
+        if not 0 <= self.camera_index <= 7:
+            raise ValueError(f"bad camera index {camera_index!r}: expected 0-7")
+        #: metadata of the last frame returned by ``capture`` (``SensorTimestamp``, ``ExposureTime``...)
+        self.last_metadata: dict[str, Any] = {}
         self._clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
         self._sleep = sleep
         self._picam: Any = None
@@ -147,7 +163,7 @@ class Picamera2Camera(CameraDriver):
         if self._picam is not None:
             return
         Picamera2 = _import_picamera2()
-        index = int(self._hw["camera_index"])
+        index = self.camera_index
         try:
             cam = Picamera2(index)
         except IndexError:
@@ -166,6 +182,10 @@ class Picamera2Camera(CameraDriver):
         self._picam = cam
 
     def _configure(self, cam: Any) -> None:
+        model = str(getattr(cam, "camera_properties", {}).get("Model", "")).lower()
+        if model and not model.startswith(self.profile.name):  # variants: "imx296_mono", "imx477_noir"
+            raise DriverError(f"picamera2: camera {self.camera_index} is a {model}, but [hardware] sensor is "
+                              f"{self.profile.name!r}")
         width, height = (int(v) for v in cam.sensor_resolution)
         fmt = self._hw["raw_format"] or str(cam.sensor_format)
         if not self._hw["raw_format"] and fmt.endswith("_CSI2P"):
@@ -194,18 +214,19 @@ class Picamera2Camera(CameraDriver):
             raise DriverError(f"picamera2: camera gave raw size {r_w}x{r_h}, need the full sensor "
                               f"{width}x{height}")
         unpack_raw(np.zeros((1, int(raw["stride"])), np.uint8), str(raw["format"]), r_w, 1,
-                   int(self._hw["raw_bit_depth"]))  # refuses unsupported formats now, not at capture
+                   self._bit_depth)  # refuses unsupported formats now, not at capture
         self._raw = {"format": str(raw["format"]), "width": r_w, "height": r_h, "stride": int(raw["stride"])}
         self._limits = CameraLimits(
             min_shutter_us=int(exp_min), max_shutter_us=int(exp_max), min_gain=float(gain_min),
             max_gain=float(gain_max), shape=(r_h // self._binning, r_w // self._binning),
-            max_dn=(1 << int(self._hw["raw_bit_depth"])) - 1)
+            max_dn=(1 << self._bit_depth) - 1)
         cam.start()
 
     def _control_values(self, exposure_us: int, gain: float, controls: dict) -> dict:
         values: dict[str, Any] = {"ExposureTime": int(exposure_us), "AnalogueGain": float(gain)}
-        if "AeEnable" in controls:
-            values["AeEnable"] = False
+        for name in ("AeEnable", "NoiseReductionMode", "HdrMode"):  # False / 0: off
+            if name in controls:
+                values[name] = False if name == "AeEnable" else 0
         if "FrameDurationLimits" in controls:
             lo, hi, _ = controls["FrameDurationLimits"]
             frame = int(min(max(exposure_us + 1000, lo), hi))
@@ -310,11 +331,12 @@ class Picamera2Camera(CameraDriver):
                 if settled or time.monotonic() - started >= float(self._hw["settle_timeout_s"]):
                     raw = request.make_array("raw")
                     gain = float(meta.get("AnalogueGain", self._gain))
+                    self.last_metadata = dict(meta)
                     break
             finally:
                 request.release()
         r = self._raw
-        pixels = unpack_raw(raw, r["format"], r["width"], r["height"], int(self._hw["raw_bit_depth"]))
+        pixels = unpack_raw(raw, r["format"], r["width"], r["height"], self._bit_depth)
         pixels = bin_area(pixels, self._binning)
         stamp = when.astimezone(dt.timezone.utc) if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
         return CameraFrame(pixels=pixels, time=stamp.replace(microsecond=0), exposure_us=exposure,

@@ -1,12 +1,22 @@
 """Ocean Optics spectrometer (Flame-S for PyCam) through python-seabreeze.
 
-Library calls (``seabreeze.spectrometers``): ``Spectrometer.from_serial_number(serial)`` or
-``Spectrometer.from_first_available()``, ``integration_time_micros_limits`` (the device's own
+Library calls (``seabreeze.spectrometers``): ``Spectrometer(device)`` on a device found as below,
+``integration_time_micros_limits`` (the device's own
 limits; seabreeze accepts ``min <= t < max``), ``integration_time_micros(us)``,
 ``wavelengths()``, ``intensities(correct_dark_counts=..., correct_nonlinearity=False)``,
 ``max_intensity``, ``pixels``, ``serial_number``, ``model``,
 ``f.spectrometer.get_electric_dark_pixel_indices()``, ``close()``; errors are
 ``seabreeze.spectrometers.SeaBreezeError``.
+
+Finding the device without the network scan: pyseabreeze's ``SeaBreezeAPI.list_devices()``
+(behind ``list_devices``, ``from_serial_number`` and ``from_first_available``) lists the USB
+devices and then runs an IPv4 multicast discovery (``IPv4Transport.list_devices``).  On a Pi
+without a multicast route that scan raises ``OSError: [Errno 19] No such device`` (seabreeze
+before 2.11; 2.11 warns and skips it), which PyCam patches out.  This driver never needs it:
+with the pyseabreeze backend it enumerates USB only (``transport.USBTransport.list_devices``,
+one device object per handle through ``api._seabreeze_device_factory`` as ``list_devices``
+does, opened and closed once to read the serial); with another backend, or if that layout ever
+changes, it uses ``list_devices()`` and turns a failing scan into :class:`DriverUnavailable`.
 
 Behaviour:
 
@@ -44,6 +54,31 @@ def _import_spectrometers():
     except Exception as exc:
         raise DriverUnavailable(f"seabreeze not available: {exc}") from None
     return sbs
+
+
+def list_usb_devices(sbs: Any) -> list:
+    """The spectrometers on USB, without pyseabreeze's IPv4 network scan (module docstring)."""
+    backend = sbs.Spectrometer._backend
+    transport = getattr(backend, "transport", None)
+    factory = getattr(getattr(backend, "api", None), "_seabreeze_device_factory", None)
+    usb = getattr(transport, "USBTransport", None)
+    if usb is None or factory is None:
+        return list(sbs.list_devices())  # cseabreeze (no multicast scan) or an unknown layout
+    kwargs = dict(getattr(backend, "_api_kwargs", None) or {})
+    if getattr(sbs.list_devices, "_api", None) is None:  # the API object initialises the USB transport once
+        sbs.list_devices._api = backend.SeaBreezeAPI(**kwargs)
+    in_use = getattr(transport, "USBTransportDeviceInUse", ())
+    devices = []
+    for handle in usb.list_devices(**kwargs):
+        dev = factory(handle)
+        if not dev.is_open:
+            try:
+                dev.open()   # reads the serial number
+            except in_use:   # opened by another process
+                continue
+            dev.close()
+        devices.append(dev)
+    return devices
 
 
 def load_dark_file(path: Path, pixels: int) -> tuple[int, np.ndarray]:
@@ -105,14 +140,18 @@ class SeabreezeSpectrometer(SpectrometerDriver):
 
     def _open_device(self) -> Any:
         sbs = self._sbs
+        which = f"with serial {self._serial}" if self._serial else "found"
         try:
-            if self._serial:
-                spec = sbs.Spectrometer.from_serial_number(self._serial)
-            else:
-                spec = sbs.Spectrometer.from_first_available()
+            devices = list_usb_devices(sbs)
+            free = [d for d in devices if not d.is_open and (not self._serial or d.serial_number == self._serial)]
+            if not free:
+                found = ", ".join(f"{d.serial_number}{' (in use)' if d.is_open else ''}" for d in devices) or "none"
+                raise DriverUnavailable(f"seabreeze: no spectrometer {which} (devices: {found})")
+            spec = sbs.Spectrometer(free[0])
         except sbs.SeaBreezeError as exc:
-            which = f"with serial {self._serial}" if self._serial else "found"
             raise DriverUnavailable(f"seabreeze: no spectrometer {which} ({exc})") from None
+        except OSError as exc:  # the library's own device scan (e.g. the IPv4 one: errno 19 on a Pi)
+            raise DriverUnavailable(f"seabreeze: device scan failed: {exc}") from None
         try:
             self._setup(spec)
         except Exception:

@@ -1,4 +1,4 @@
-"""PyCam image files: 16-bit greyscale PNG holding 10-bit values (0-1023), uncompressed."""
+"""PyCam image files: 16-bit greyscale PNG holding the sensor's values (OV5647 10-bit 0-1023, IMX477 12-bit), uncompressed."""
 from __future__ import annotations
 
 import io
@@ -11,7 +11,7 @@ import numpy as np
 
 from pycam.formats.atomic import atomic_write_bytes
 
-MAX_DN = 1023  # 10-bit sensor
+MAX_DN = 1023  # PyCam's OV5647 (10-bit); other sensors: pycam.formats.sensors (IMX477: 4095)
 
 
 class ImageFileError(ValueError):

@@ -1,8 +1,10 @@
 """Measurement geometry: plume distance and pixel footprint ``dx = d * p / f``.
 
-* ``p`` is the pixel pitch of the image actually processed: ``pix_size_m`` (5.6 um for
-  PyCam's binned 648x486 frames) times ``648 / width`` (1.4 um for 2592x1944 frames).
-* ``f`` is ``focal_length_m`` or ``(648 * 5.6 um / 2) / tan(fov_x / 2)`` (28 deg: 7.28 mm).
+* ``p`` is the pixel pitch of the image actually processed: the sensor width over the image
+  width.  For PyCam's OV5647 (``sensor: ov5647``) the width is ``648 * pix_size_m`` (5.6 um for
+  the binned 648x486 frames, 1.4 um for 2592x1944); other sensors take it from their profile
+  (IMX477: 4056 x 1.55 um, so 6.2 um for its binned 1014x760 frames).
+* ``f`` is ``focal_length_m`` or ``(sensor width / 2) / tan(fov_x / 2)`` (OV5647, 28 deg: 7.28 mm).
 * ``d`` is either the fixed ``plume_distance_m``, or, from PyCam's camera geometry file
   (lat, lon, altitude, elev, azim) and the source position (``source_lat/lon/alt``), the
   slant distance along each pixel's viewing ray to the plume plane: the vertical plane
@@ -19,7 +21,6 @@ import math
 import numpy as np
 
 from pycam.formats.geometry import CameraGeometry
-from pycam.processing.lines import REFERENCE_WIDTH
 
 EARTH_RADIUS_M = 6_371_000.0
 
@@ -45,7 +46,7 @@ class MeasurementGeometry:
     def from_settings(cls, settings, shape: tuple[int, int], camera: CameraGeometry | None = None
                       ) -> "MeasurementGeometry":
         h, w = shape
-        pitch = settings["pix_size_m"] * REFERENCE_WIDTH / w
+        pitch = settings.sensor_width_m / w
         fixed = settings["plume_distance_m"]
         src = None
         if fixed is None:

@@ -24,6 +24,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from pycam.formats.sensors import DEFAULT_SENSOR, PROFILES, sensor_profile
 from pycam.formats.atomic import atomic_write_text
 
 #: The documented conversion of gas-cell amounts: molecules cm^-2 per ppm*m at 0 degC, 1 atm.
@@ -127,6 +128,9 @@ SETTINGS_SCHEMA: dict[str, Setting] = {
     "dist_err_rel": _s("float", 0.1, 0.0, 10.0, doc="relative error of plume distance / pixel footprint"),
     # --- geometry ---
     "pix_size_m": _s("float", 5.6e-6, 1e-7, 1e-3, doc="pixel pitch (binned 648x486: 5.6e-6 m)"),
+    "sensor": _s("str", "ov5647", choices=tuple(PROFILES),
+                 doc="camera sensor (pycam.formats.sensors): ov5647 uses pix_size_m as PyCam does; imx477 and "
+                     "imx296 take the pixel pitch and the sensor width for fov_x_deg from their profile"),
     "focal_length_m": _s("optfloat", None, 1e-4, 1.0, doc="focal length; null: from fov_x_deg"),
     "fov_x_deg": _s("float", 28.0, 1.0, 170.0, doc="horizontal field of view, degrees"),
     "plume_distance_m": _s("optfloat", None, 1.0, 1e6,
@@ -278,11 +282,22 @@ class ProcessingSettings:
             raise AttributeError(key) from None
 
     @property
+    def sensor_width_m(self) -> float:
+        """Width of the sensor area the images span: ``648 * pix_size_m`` for PyCam's OV5647 (so
+        a changed ``pix_size_m`` keeps its meaning), the profile's otherwise."""
+        if self.values["sensor"] == DEFAULT_SENSOR:
+            return 648 * float(self.values["pix_size_m"])
+        return sensor_profile(self.values["sensor"]).sensor_width_m
+
+    @property
     def focal_length(self) -> float:
-        """Focal length in m: ``focal_length_m`` or from ``fov_x_deg`` over a 648-pixel-wide sensor."""
+        """Focal length in m: ``focal_length_m`` or from ``fov_x_deg`` over the sensor's width."""
         if self.values["focal_length_m"] is not None:
             return float(self.values["focal_length_m"])
-        width = 648 * 5.6e-6  # the binned sensor; the FOV does not depend on binning
+        if self.values["sensor"] == DEFAULT_SENSOR:
+            width = 648 * 5.6e-6  # PyCam: the binned OV5647; the FOV does not depend on binning
+        else:
+            width = sensor_profile(self.values["sensor"]).sensor_width_m
         return width / 2.0 / math.tan(math.radians(self.values["fov_x_deg"]) / 2.0)
 
     @property

@@ -31,14 +31,20 @@ def free_port() -> int:
 def make_shims(directory: Path) -> Path:
     (directory / "picamera2").mkdir(parents=True)
     (directory / "picamera2" / "__init__.py").write_text(
-        "from hwfakes.fake_picamera2 import Picamera2  # test shim: the fake stands in for picamera2\n")
+        "import os\n"
+        "from hwfakes import fake_picamera2\n"
+        "from hwfakes.fake_picamera2 import Picamera2  # test shim: the fake stands in for picamera2\n"
+        "if os.environ.get('PYCAM_TEST_PI5'):  # a Pi 5 with two cameras\n"
+        "    fake_picamera2.PLATFORM, fake_picamera2.ATTACHED = 'pisp', 2\n")
     (directory / "sitecustomize.py").write_text(
         "import os\n"
         "serial = os.environ.get('PYCAM_TEST_FAKE_SEABREEZE')\n"
         "if serial:\n"
         "    from hwfakes import fake_seabreeze\n"
         "    fake_seabreeze.install_permanently()\n"
-        "    fake_seabreeze.plug(serial)\n")
+        "    fake_seabreeze.plug(serial)\n"
+        "    if os.environ.get('PYCAM_TEST_PI5'):  # the Pi's failing IPv4 scan\n"
+        "        fake_seabreeze.NETWORK_SCAN_ERROR = OSError(19, 'No such device')\n")
     return directory
 
 
@@ -111,3 +117,64 @@ def test_unit_commands_run_the_real_drivers_on_the_fakes(tmp_path):
     assert 0.93 * 50_000 <= ImageName.parse(image.name).exposure_us <= 50_000
     assert read_spectrum_npy(spectrum).shape == (2, 2048)
     assert "_20ss_1coadd_Test.npy" in spectrum.name
+
+
+def test_single_pi_unit_commands(tmp_path):
+    """``--role single``'s ExecStart commands: the camera pair in one process (``--band both``)
+    on a fake Pi 5 with two cameras, the spectrometer with the IPv4 scan failing."""
+    config_path = tmp_path / "station.toml"
+    config_path.write_text(render_config({
+        "network": {"device_port": free_port(), "client_port": free_port(), "reconnect_max_s": 1.0},
+        "storage": {"data_dir": str(tmp_path / "data"), "spool_dir": str(tmp_path / "spool")},
+        "camera": {"auto_exposure": False, "shutter_us": 50_000},
+        "spectrometer": {"auto_integration": False, "integration_ms": 20},
+        "usb_config": {"usb_file": str(tmp_path / "usb" / "pycam_config.json"), "work_dir": str(tmp_path / "work")},
+    }, secret=generate_secret()))
+    config = load_config(config_path)
+    shims = make_shims(tmp_path / "shims")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(shims), str(HW_TESTS)]),
+               PYCAM_TEST_FAKE_SEABREEZE="FLMS09998", PYCAM_TEST_PI5="1", PYTHONUNBUFFERED="1")
+    base = [sys.executable, "-m", "pycam"]
+    commands = {
+        "master": base + ["masterpi", "--config", str(config_path), "--no-fsync"],
+        "cameras": base + ["camera", "--config", str(config_path), "--band", "both", "--driver", "picamera2"],
+        "SPC": base + ["spectrometer", "--config", str(config_path), "--driver", "seabreeze"],
+    }
+    logs = {name: open(tmp_path / f"{name}.log", "w") for name in commands}
+    procs = {name: subprocess.Popen(cmd, env=env, stdout=logs[name], stderr=subprocess.STDOUT)
+             for name, cmd in commands.items()}
+    client = StationClient(config, name="test")
+    try:
+        client.start()
+        assert client.wait_connected(30)
+
+        def devices():
+            try:
+                return set(client.request("master", "LOG", 0, timeout=5).value["devices"]) >= {"CM1", "CM2", "SPC"}
+            except Exception:
+                return False
+
+        wait_for(devices, 40, "CM1, CM2 and SPC to connect")
+        for device, key in (("CM1", "TPA"), ("CM2", "TPB"), ("SPC", "TPS")):
+            client.request(device, key, "Test", timeout=10)
+        data = Path(config["storage"]["data_dir"])
+        images = {f: wait_for(lambda f=f: sorted(data.rglob(f"*_{f}_*_Test.png")), 30, f"the {f} test image")[0]
+                  for f in ("fltrA", "fltrB")}
+        wait_for(lambda: sorted(data.rglob("*_Test.npy")), 30, "the test spectrum")
+    finally:
+        client.stop()
+        for proc in procs.values():
+            proc.terminate()
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for fh in logs.values():
+            fh.close()
+    log_text = {name: (tmp_path / f"{name}.log").read_text() for name in commands}
+    assert "CM1: picamera2 driver" in log_text["cameras"] and "CM2: picamera2 driver" in log_text["cameras"]
+    assert all(proc.returncode in (0, -15) for proc in procs.values()), log_text
+    for image in images.values():
+        assert read_image(image).shape == (486, 648)

@@ -171,3 +171,41 @@ def test_bin_area_rounds():
     px = np.array([[0, 1], [1, 1]], np.uint16)
     assert bin_area(px, 2)[0, 0] == 1  # 0.75 rounds to 1
     assert bin_area(np.arange(16, dtype=np.uint16).reshape(4, 4), 2).tolist() == [[3, 5], [11, 13]]
+
+
+@pytest.mark.parametrize("model,shape,binning", [("imx477", (760, 1014), 4), ("imx296", (544, 728), 2)])
+def test_pi5_other_sensors_unpack_their_bit_depth_exactly(hw_config, fake_picamera2, model, shape, binning):
+    """Pi 5 (PiSP): unpacked raw arrives left-aligned in 16 bits; the profile's bit depth undoes it
+    (IMX477: >> 4, 12-bit values) and its binning applies when [camera] binning is 0."""
+    fake_picamera2.PLATFORM, fake_picamera2.ATTACHED = "pisp", 2
+    fake_picamera2.MODELS[:] = [model, model]
+    cfg = hw_config({"hardware": {"sensor": model}, "camera": {"shutter_us": 100_000, "binning": 0}})
+    with Picamera2Camera(cfg, "on", camera_index=1, clock=past_clock) as cam:
+        raw = fake_picamera2.INSTANCES[-1].camera_configuration()["raw"]
+        assert raw["format"].endswith("16") and "COMP" not in raw["format"]
+        assert cam.limits.shape == shape and cam.limits.max_dn == (4095 if model == "imx477" else 1023)
+        frame = cam.capture(WHEN)
+        truth = fake_picamera2.INSTANCES[-1].true_pixels
+    np.testing.assert_array_equal(frame.pixels, expected_binned(truth, binning))
+    if model == "imx477":
+        assert frame.pixels.max() > 1023 and frame.pixels.min() >= 250   # 12 bits on a 256 DN black level
+    assert cam.last_metadata["SensorTimestamp"] > 0 and cam.last_metadata["ExposureTime"] == frame.exposure_us
+
+
+def test_pi5_noise_reduction_and_hdr_off_and_two_indices(hw_config, fake_picamera2):
+    fake_picamera2.PLATFORM, fake_picamera2.ATTACHED = "pisp", 2
+    cams = [Picamera2Camera(hw_config(), band, camera_index=i, clock=past_clock) for i, band in enumerate(("on", "off"))]
+    try:
+        for cam in cams:
+            cam.open()
+        fakes = fake_picamera2.INSTANCES
+        assert [f.camera_idx for f in fakes] == [0, 1]
+        for f in fakes:
+            assert f.camera_configuration()["raw"]["format"] == "SGBRG16"   # SGBRG10 unpacked, left-aligned
+            first = f.set_controls_calls[0]
+            assert first["NoiseReductionMode"] == 0 and first["HdrMode"] == 0 and first["AeEnable"] is False
+    finally:
+        for cam in cams:
+            cam.close()
+    with pytest.raises(DriverUnavailable, match="no camera 2 attached"):
+        Picamera2Camera(hw_config(), "on", camera_index=2).open()

@@ -15,6 +15,16 @@ feature of a FLAMES: 2048 pixels, integration limits (1000, 655350000) us with t
 ``min <= t < max`` raising ``SeaBreezeError("Integration not in [min, max]")``, electric-dark pixels
 6..20, maximum intensity 65535.
 
+Device discovery follows pyseabreeze (``pyseabreeze/api.py``, ``transport.py``): ``SeaBreezeAPI.list_devices()``
+lists the USB devices (``transport.USBTransport.list_devices(**kw)`` yields one handle per device,
+``api._seabreeze_device_factory(handle)`` returns the one device object per handle, opened and
+closed to read its serial; a device open elsewhere raises ``transport.USBTransportDeviceInUse``
+and is left out) and then runs the IPv4 multicast discovery
+(``transport.IPv4Transport.list_devices(**kw)``, counted in ``NETWORK_SCANS``).  Set
+``NETWORK_SCAN_ERROR = OSError(19, "No such device")`` for what a Pi without a multicast route
+gives: it propagates out of ``list_devices`` (seabreeze before 2.11, what PyCam patches out), or
+with ``NETWORK_SCAN_WARNS = True`` becomes a warning and an empty scan (seabreeze 2.11).
+
 Unplugging (``unplug(serial)``) makes every call on the old device object raise
 ``SeaBreezeError`` (a USB transfer error) and removes it from ``list_devices``; ``replug(serial)``
 enumerates a *new* device object with the same serial, as a real re-enumeration does.
@@ -22,6 +32,8 @@ enumerates a *new* device object with the same serial, as a real re-enumeration 
 from __future__ import annotations
 
 import contextlib
+import types
+import warnings
 from typing import Iterator
 
 import numpy as np
@@ -36,12 +48,20 @@ DARK_OFFSET = 1500.0
 _bus: dict[str, "SeaBreezeDevice"] = {}
 _opened_serials: set[str] = set()
 READS: list[tuple[str, int]] = []  # (serial, integration_us) of every get_intensities call
+NETWORK_SCAN_ERROR: OSError | None = None
+NETWORK_SCAN_WARNS = False
+NETWORK_SCANS = [0]
+IN_USE_ELSEWHERE: set[str] = set()  # serials another process holds open
 
 
 def reset() -> None:
+    global NETWORK_SCAN_ERROR, NETWORK_SCAN_WARNS
     _bus.clear()
     _opened_serials.clear()
     READS.clear()
+    IN_USE_ELSEWHERE.clear()
+    NETWORK_SCAN_ERROR, NETWORK_SCAN_WARNS = None, False
+    NETWORK_SCANS[0] = 0
 
 
 def plug(serial: str, model: str = "FLAMES", signal_per_s: float = 40000.0) -> "SeaBreezeDevice":
@@ -165,6 +185,8 @@ class SeaBreezeDevice:
     def open(self) -> None:
         if self._gone:
             raise SeaBreezeError("Failed to open device (no such device)")
+        if self._serial in IN_USE_ELSEWHERE:
+            raise USBTransportDeviceInUse("device probably used by another thread/process")
         self._open = True
         _opened_serials.add(self._serial)
 
@@ -178,8 +200,47 @@ class SeaBreezeDevice:
         return f"<SeaBreezeDevice {self.model}:{self._serial}>"
 
 
+class USBTransportDeviceInUse(Exception):
+    """pyseabreeze: the USB device is claimed by another thread or process."""
+
+
+class USBTransportHandle:
+    def __init__(self, dev: SeaBreezeDevice) -> None:
+        self.device = dev
+        self.identity = (0x2457, 0x101F, dev.serial_number)
+
+
+class USBTransport:
+    @classmethod
+    def list_devices(cls, **kwargs) -> Iterator[USBTransportHandle]:
+        for dev in list(_bus.values()):
+            yield USBTransportHandle(dev)
+
+
+class IPv4Transport:
+    @classmethod
+    def list_devices(cls, **kwargs) -> Iterator:
+        NETWORK_SCANS[0] += 1
+        if NETWORK_SCAN_ERROR is not None:  # raised while setting up the multicast socket
+            if not NETWORK_SCAN_WARNS:
+                raise NETWORK_SCAN_ERROR
+            warnings.warn(f"Received {type(NETWORK_SCAN_ERROR).__name__} with '{NETWORK_SCAN_ERROR}'. "
+                          "Skipping IPv4 discovery.", stacklevel=2)
+        return iter(())
+
+
+def _seabreeze_device_factory(handle: USBTransportHandle) -> SeaBreezeDevice:
+    return handle.device  # one device object per plugged-in device, like pyseabreeze's registry
+
+
+transport = types.SimpleNamespace(USBTransport=USBTransport, IPv4Transport=IPv4Transport,
+                                  USBTransportDeviceInUse=USBTransportDeviceInUse)
+api = types.SimpleNamespace(_seabreeze_device_factory=_seabreeze_device_factory)
+
+
 class SeaBreezeAPI:
     def __init__(self, initialize: bool = True, **_kwargs) -> None:
+        self._kwargs = _kwargs
         self._initialized = initialize
 
     def initialize(self) -> None:
@@ -189,7 +250,18 @@ class SeaBreezeAPI:
         self._initialized = False
 
     def list_devices(self) -> list[SeaBreezeDevice]:
-        return list(_bus.values())
+        devices = []
+        for handle in USBTransport.list_devices(**self._kwargs):
+            dev = _seabreeze_device_factory(handle)
+            if not dev.is_open:
+                try:
+                    dev.open()
+                except USBTransportDeviceInUse:
+                    continue
+                dev.close()
+            devices.append(dev)
+        devices.extend(IPv4Transport.list_devices(**self._kwargs))
+        return devices
 
     @staticmethod
     def supported_models() -> list[str]:
