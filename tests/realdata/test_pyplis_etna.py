@@ -1,0 +1,166 @@
+"""Our chain and pyplis's on the same real images: pyplis's Etna 2015 test data (ECII camera).
+
+Each test runs both on identical inputs with the same choices (background mode, sky
+rectangle, cells and calibration disk, Farneback settings and contrast, PCS line,
+calibration, velocity mode) and compares; figures go to ``artifacts/``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from etna_setup import (BG_FILE_OFF, BG_FILE_ON, CELLS, PLUME_FILE, PLUME_FILE_NEXT, PYPLIS_FLOW_NOMINAL,
+                        START_CALIB, STOP_CALIB, TEST_LINE_L0, PyplisFrames, correlation, pp_setup)
+
+from pycam.formats.ecii import EcIIDarks, EcIIName, read_fits, read_frame, scan_ecii
+from pycam.formats.geometry import PCSLine
+from pycam.processing.ecii_data import cell_calibration, darks_at_level, frame_at_level
+from pycam.processing.flow import FarnebackParams, FlowEngine
+from pycam.processing.flow_analysis import orientation_deg
+
+pytestmark = pytest.mark.realdata
+
+
+def ecii_line(x0, y0, x1, y1, orientation, width, name="0") -> PCSLine:
+    """A PCS line given in pixels of an image ``width`` wide, in our 648-px reference frame."""
+    s = 648.0 / width
+    return PCSLine(x0 * s, y0 * s, x1 * s, y1 * s, orientation, name)
+
+
+def test_ecii_adapter_reads_what_pyplis_reads(pyplis, etna_dir):
+    from astropy.io import fits
+    from pyplis.custom_image_import import load_ecII_fits
+    from pyplis.image import Img, model_dark_image
+
+    files = scan_ecii(etna_dir)
+    assert len(files) == 248
+    codes = {n.code for _, n in files}
+    assert codes == {"F01", "F02", "D0L", "D1L", "D0H", "D1H"}
+    path = etna_dir / PLUME_FILE
+    frame = read_frame(path)
+    img, meta = load_ecII_fits(str(path))
+    np.testing.assert_array_equal(frame.image, img)
+    np.testing.assert_array_equal(read_fits(path)[0], fits.getdata(path))
+    assert frame.exposure_us == pytest.approx(meta["texp"] * 1e6, rel=1e-12)
+    assert frame.start.replace(tzinfo=None) == meta["start_acq"]
+    assert frame.name.band == "on" and frame.pyrlevel == 4 and frame.gain == "LOW"
+    # the dark/offset model is pyplis's
+    darks = EcIIDarks.from_directory(etna_dir)
+    off = Img(str(next(etna_dir.glob("*_D0L_*"))), load_ecII_fits)
+    dark = Img(str(next(etna_dir.glob("*_D1L_*"))), load_ecII_fits)
+    ref = model_dark_image(meta["texp"], dark, off).img
+    np.testing.assert_allclose(darks.get("on", frame.exposure_us), ref, rtol=1e-6)
+    with pytest.raises(ValueError, match="not an ECII file name"):
+        EcIIName.parse("2019-09-18T074335_fltrA_1ag_999904ss_Plume.png")
+
+
+def test_flow_statistics_on_pyplis_test_pair(pyplis, etna_dir, artifacts_dir):
+    """pyplis's test_optflow pair (raw on-band images, level 3): the same Farneback field and
+    field statistics as pyplis (which asserts its numbers).
+
+    Not compared: the histogram statistics along the line.  pyplis (``dir_multi_gauss=False``)
+    takes the moments of the whole orientation histogram (mu -66.0, sigma 22.4 deg); our
+    trimmed-moment analysis locks onto a narrow peak (mu -54.3, sigma 6.4 deg) and rejects
+    this pair (26 % of the vectors outside the peak) - see the report of this branch."""
+    from pyplis.custom_image_import import load_ecII_fits
+
+    fun = load_ecII_fits
+    a = pyplis.Img(str(etna_dir / PLUME_FILE), fun).pyr_up(1)
+    b = pyplis.Img(str(etna_dir / PLUME_FILE_NEXT), fun).pyr_up(1)
+    fl = pyplis.OptflowFarneback()
+    fl.set_images(a, b)
+    fl.calc_flow()
+    line = pyplis.LineOnImage(*TEST_LINE_L0[:4], pyrlevel_def=0, normal_orientation="left").convert(a.pyrlevel)
+    res = fl.local_flow_params(line=line, dir_multi_gauss=False)
+    pp = (float(fl.get_flow_vector_length_img().mean()), float(fl.get_flow_orientation_img().mean()),
+          res["_dir_mu"], res["_dir_sigma"], res["_len_mu_norm"], res["_len_sigma_norm"], res["_del_t"],
+          res["_significance"])
+    np.testing.assert_allclose(pp, PYPLIS_FLOW_NOMINAL, rtol=1e-4)   # pyplis as its own test says
+
+    # ours: our reader, the same pyramid step and contrast
+    fa = frame_at_level(read_frame(etna_dir / PLUME_FILE), 3)
+    fb = frame_at_level(read_frame(etna_dir / PLUME_FILE_NEXT), 3)
+    # pyplis keeps the 8-bit type through pyrUp (rounds); our frames stay float
+    np.testing.assert_allclose(fa.image, a.img, atol=0.5)
+    dt_s = (fb.start - fa.start).total_seconds()
+    assert dt_s == pytest.approx(PYPLIS_FLOW_NOMINAL[6], abs=1e-6)
+    # pyplis's bytescale passes uint8 input through unchanged: its contrast here is [0, 255]
+    assert a.img.dtype == np.uint8
+    contrast = [0.0, 255.0]
+    ours = FlowEngine(FarnebackParams(), contrast).compute(fa.image, fb.image, dt_s)
+    assert ours.origin == (0, 0)
+    same_input = FlowEngine(FarnebackParams(), contrast).compute(a.img.astype(np.float64), b.img, dt_s)
+    np.testing.assert_allclose(same_input.flow, fl.flow, atol=1e-5)    # identical Farneback on identical input
+    # identical input: the field statistics pyplis's test asserts, exactly
+    same = _field_stats(same_input)
+    np.testing.assert_allclose(same, PYPLIS_FLOW_NOMINAL[:2], rtol=1e-4)
+    # our float frames: mean vector length within 5 %, mean orientation within 5 degrees
+    # (a mean over a mostly-noise field; 8-bit rounding of pyplis's input moves it by ~3 deg)
+    stats = _field_stats(ours)
+    _plot_flow(artifacts_dir / "etna_flow_test_pair.png", a.img, ours, fl.flow, line, stats, pp[:2])
+    assert stats[0] == pytest.approx(PYPLIS_FLOW_NOMINAL[0], rel=0.05)
+    assert stats[1] == pytest.approx(PYPLIS_FLOW_NOMINAL[1], abs=5.0)
+
+
+def _field_stats(field) -> tuple[float, float]:
+    """Mean vector length and mean orientation (pyplis convention) over the whole field."""
+    return float(np.hypot(field.dx, field.dy).mean()), float(orientation_deg(field.dx, field.dy).mean())
+
+
+def _plot_flow(path, img, ours, ref_flow, line, stats, ref):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+    step = 6
+    yy, xx = np.mgrid[0:img.shape[0]:step, 0:img.shape[1]:step]
+    for ax, flow, title in ((axes[0], ours.flow, "ours"), (axes[1], ref_flow, "pyplis")):
+        ax.imshow(img, cmap="gray")
+        ax.quiver(xx, yy, flow[::step, ::step, 0], -flow[::step, ::step, 1], color="r", scale=60)
+        ax.plot([line.x0, line.x1], [line.y0, line.y1], "c-")
+        ax.set_title(title)
+    for ax, (length, angle) in ((axes[0], stats), (axes[1], ref)):
+        ax.set_xlabel(f"mean length {length:.3f} px, mean orientation {angle:.2f} deg", fontsize=8)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def test_cell_calibration_slope_matches_pyplis(pyplis, etna_dir, artifacts_dir):
+    """pyplis's automatic cell search and calibration (ex05) against ours: same cells, same
+    disk (image centre, radius 40 px at level 0), linear fit."""
+    engine = pyplis.CellCalibEngine(pp_setup(pyplis, etna_dir, START_CALIB, STOP_CALIB, CELLS))
+    engine.find_and_assign_cells_all_filter_lists()
+    h, w = engine.bg_lists["on"].current_img().shape
+    fov = (w // 2, h // 2, 40)
+    engine.prepare_calib_data(pos_x_abs=fov[0], pos_y_abs=fov[1], radius_abs=fov[2], darkcorr=True)
+    ref = engine.calib_data["aa"]
+    ref.fit_calib_data(polyorder=1)
+    ref_slope = float(ref.calib_coeffs[0])
+    ours = cell_calibration(etna_dir, CELLS, START_CALIB, STOP_CALIB, level=0, fov=fov)
+    assert list(ours.columns) == sorted(CELLS.values())
+    # the same cells found: optical depths in the same order, each within 10 % of pyplis's
+    np.testing.assert_allclose(ours.aa, np.sort(ref.tau_vec), rtol=0.1)
+    assert ours.slope == pytest.approx(ref_slope, rel=0.03)
+    assert ours.r_squared > 0.99
+    _plot_cells(artifacts_dir / "etna_cell_calibration.png", ours, ref)
+
+
+def _plot_cells(path, ours, ref):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    x = np.linspace(0, max(ours.aa) * 1.1, 20)
+    ax.plot(ours.aa, ours.columns, "o", label="ours")
+    ax.plot(x, ours.coeffs[0] + ours.coeffs[1] * x, "-", label=f"ours slope {ours.slope:.3e}")
+    ax.plot(ref.tau_vec, ref.cd_vec, "x", label="pyplis")
+    ax.plot(x, np.polyval(ref.calib_coeffs, x), "--", label=f"pyplis slope {ref.calib_coeffs[0]:.3e}")
+    ax.set_xlabel("cell AA")
+    ax.set_ylabel("column [molec/cm2]")
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
