@@ -246,10 +246,12 @@ def select(files: Iterable[tuple[Path, EcIIName]], *, code: str | None = None, k
     return out
 
 
-def pair_frames(files: Iterable[tuple[Path, EcIIName]], max_dt_s: float = 5.0) -> list[tuple[Path, Path]]:
-    """On/off pairs: each F01 frame with the nearest following-or-preceding F02 frame within
-    ``max_dt_s`` (one sensor with a filter wheel: the off-band frame comes a moment after)."""
-    files = list(files)
+def pair_frames(files: Iterable[tuple[Path, EcIIName]], max_dt_s: float = 5.0, start: dt.datetime | None = None,
+                stop: dt.datetime | None = None) -> list[tuple[Path, Path]]:
+    """On/off pairs of the scanned files in ``[start, stop]``: each F01 frame with the nearest
+    unused F02 frame within ``max_dt_s`` (one sensor with a filter wheel: the off-band frame
+    comes a moment after)."""
+    files = [(p, n) for p, n in files if (start is None or n.time >= start) and (stop is None or n.time <= stop)]
     ons = [(p, n) for p, n in files if n.code == "F01"]
     offs = [(p, n) for p, n in files if n.code == "F02"]
     used: set[Path] = set()

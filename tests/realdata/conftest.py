@@ -29,3 +29,11 @@ def etna_dir(pyplis) -> Path:
     if not path.is_dir():
         pytest.skip(f"pyplis is installed but its test data is missing ({path})")
     return path
+
+
+@pytest.fixture(scope="session")
+def etna_run(pyplis, etna_dir):
+    """The Etna plume sequence through both chains (see etna_sequence.py)."""
+    from etna_sequence import run_sequence
+
+    return run_sequence(pyplis, etna_dir)

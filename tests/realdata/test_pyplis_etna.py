@@ -6,6 +6,8 @@ calibration, velocity mode) and compares; figures go to ``artifacts/``.
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -162,5 +164,79 @@ def _plot_cells(path, ours, ref):
     ax.set_xlabel("cell AA")
     ax.set_ylabel("column [molec/cm2]")
     ax.legend(fontsize=8)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def test_aa_matches_pyplis_in_the_plume(etna_run, artifacts_dir):
+    """Background mode 1 with the same clear-sky images and sky rectangle: per image, AA
+    correlation >= 0.99 in the plume (pyplis AA > 0.05)."""
+    corr = np.asarray(etna_run.aa_corr)
+    assert len(corr) == 89
+    _plot_aa(artifacts_dir / "etna_aa_ours_vs_pyplis.png", etna_run.example)
+    assert corr.min() >= 0.99, f"lowest AA correlation {corr.min():.4f}"
+    assert max(etna_run.aa_max_diff) < 1e-3
+
+
+def test_emission_rates_match_pyplis_on_the_line(etna_run, artifacts_dir):
+    """young_plume line, the same (slope-only) cell calibration, Farneback contrast
+    [-0.05, 0.30] on both; flow_raw: every sample within 10 %; flow_histo (the two histogram
+    analyses differ): mean over the samples both give within 10 %."""
+    from etna_sequence import MODES
+
+    ours, ref = etna_run.ours, etna_run.pyplis
+    _plot_rates(artifacts_dir / "etna_rates_ours_vs_pyplis.png", etna_run)
+    summary = {"cell_slope_slope_only": etna_run.slope,
+               "ours": {m: float(np.nanmean(v)) for m, v in ours.items()},
+               "pyplis": {m: float(np.nanmean(v)) for m, v in ref.items()},
+               "ours_default_flow_settings": {m: float(np.nanmean(v)) for m, v in etna_run.defaults.items()},
+               "ours_default_missing": {m: int(np.isnan(v).sum()) for m, v in etna_run.defaults.items()},
+               "velo_eff_raw": {"ours": float(etna_run.velo_ours.mean()), "pyplis": float(etna_run.velo_pyplis.mean())}}
+    (artifacts_dir / "etna_summary.json").write_text(json.dumps(summary, indent=1))
+    raw_o, raw_p = ours["flow_raw"], ref["flow_raw"]
+    assert len(raw_o) == 88 and np.isfinite(raw_o).all() and np.isfinite(raw_p).all()
+    assert raw_p.mean() > 0.1                                   # a plume passes the line
+    np.testing.assert_allclose(raw_o, raw_p, rtol=0.10)
+    assert raw_o.mean() == pytest.approx(raw_p.mean(), rel=0.10)
+    np.testing.assert_allclose(etna_run.velo_ours, etna_run.velo_pyplis, rtol=0.10, atol=0.05)
+    both = np.isfinite(ours["flow_histo"]) & np.isfinite(ref["flow_histo"])
+    assert both.sum() >= 0.7 * len(both)
+    assert ours["flow_histo"][both].mean() == pytest.approx(ref["flow_histo"][both].mean(), rel=0.10)
+    assert set(MODES) == {"flow_raw", "flow_histo"}
+
+
+def _plot_aa(path, example):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4))
+    for ax, img, title in ((axes[0], example["aa"], "ours AA"), (axes[1], example["aa_pp"], "pyplis AA")):
+        fig.colorbar(ax.imshow(img, vmin=-0.05, vmax=0.3), ax=ax)
+        ax.set_title(title)
+    fig.colorbar(axes[2].imshow(example["aa"] - example["aa_pp"], vmin=-1e-3, vmax=1e-3, cmap="RdBu"), ax=axes[2])
+    axes[2].set_title("ours - pyplis")
+    x0, y0, x1, y1 = example["line"]
+    for ax in axes:
+        ax.plot([x0, x1], [y0, y1], "r-")
+    fig.savefig(path, dpi=70)
+    plt.close(fig)
+
+
+def _plot_rates(path, run):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
+    for ax, mode in zip(axes, ("flow_raw", "flow_histo")):
+        ax.plot(run.times, run.ours[mode], "o-", ms=3, label=f"ours (mean {np.nanmean(run.ours[mode]):.3f})")
+        ax.plot(run.times, run.pyplis[mode], "x--", ms=4, label=f"pyplis (mean {np.nanmean(run.pyplis[mode]):.3f})")
+        ax.plot(run.times, run.defaults[mode], ".:", label=f"ours, default flow settings "
+                f"(mean {np.nanmean(run.defaults[mode]):.3f})")
+        ax.set_ylabel(f"{mode} [kg/s]")
+        ax.legend(fontsize=8)
     fig.savefig(path, dpi=80)
     plt.close(fig)
