@@ -1,0 +1,207 @@
+"""Camera light-dilution correction, image-based (Campion et al. 2015; the method of pyplis's
+``DilutionCorr``, written independently).
+
+Light scattered into the line of sight between the plume and the camera adds radiance that
+never crossed the plume, so the plume looks thinner.  With an extinction coefficient ``eps``
+(1/m) per band and ``T = exp(-eps d)`` over a distance ``d``, a radiance ``I0`` at distance ``d``
+is seen as
+
+    I = I0 * T + I_A * (1 - T)
+
+``I_A`` being the ambient (sky) radiance.
+
+* For the fit, ``I_A`` is the mean intensity over ``ambient_roi`` (sky; best near the horizon:
+  the airlight of a long path is the horizon sky), divided by the vignetting there and times
+  the vignetting at the line pixel when a vignetting mask is known (so the mask must be valid
+  on the terrain: a flat field or a clear sky without terrain).
+* For the correction, ``I_A`` at a pixel is the chain's plume-free background of that pixel
+  (as pyplis's ``correct_img``): right where the plume is seen against the sky; over terrain
+  behind the plume the additive light is under-estimated.
+
+**Fit.** Dilution lines lie on dark terrain at known distances ``d_i`` (PyCam line files;
+one distance per line).  Along them ``r = I / I_A = rho * T + 1 - T`` with ``rho`` the terrain
+to sky radiance ratio (taken the same for all lines), so ``ln(1 - r) = ln(1 - rho) - eps d``:
+a straight line in ``d`` fitted to every sample of every line (least squares weighted by
+``1 - r``, the inverse noise of the logarithm).  ``eps`` is
+clipped to ``[0, 1e-3]`` 1/m; two or more distinct distances are needed.  The fit is done per
+band on the first pair processed (or ``dil_extinction_per_m`` gives both values).
+
+**Correction.** Before tau, for pixels where ``tau = ln(I_A / I) > tau_thresh`` (PyCam's key),
+with ``T_p = exp(-eps d_p)`` at the plume distance ``d_p``::
+
+    I* = (I - I_A * (1 - T_p)) / T_p
+
+(plume-free pixels, ``I = I_A``, are unchanged by this formula anyway; the threshold keeps
+noise and terrain from being amplified).
+
+Settings (PyCam keys ``use_light_dilution``, ``tau_thresh``, ``dil_lines``; ours
+``dil_distances_m``, ``dil_extinction_per_m``): ``dil_lines`` is a list of line files, or the
+simulator's ``light_dilution.json`` (``{"lines": [{"file", "distance_m"}], "plume_distance_m"}``),
+whose distances are then used.  The plume distance is ``plume_distance_m`` of the settings, or
+the JSON's.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from pycam.formats.geometry import GeometryFileError, PCSLine, read_pcs_line
+from pycam.processing.lines import LineSampler
+
+log = logging.getLogger(__name__)
+
+#: Range of the fitted extinction coefficient, 1/m.
+EPS_RANGE = (0.0, 1e-3)
+
+
+class DilutionError(ValueError):
+    """Light-dilution settings or data that cannot be used (the message names the problem)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DilutionFit:
+    eps_per_m: float
+    rho: float               # terrain / sky radiance ratio
+    n_samples: int
+    r_squared: float
+
+
+def fit_extinction(ratios: Sequence[np.ndarray], distances_m: Sequence[float]) -> DilutionFit:
+    """Fit ``eps`` and ``rho`` to terrain/sky ratios ``ratios[i]`` sampled at ``distances_m[i]``."""
+    if len(ratios) != len(distances_m):
+        raise DilutionError(f"{len(ratios)} dilution line(s) but {len(distances_m)} distance(s)")
+    if len({float(d) for d in distances_m}) < 2:
+        raise DilutionError("light dilution needs lines at two or more different distances")
+    xs, ys = [], []
+    for r, d in zip(ratios, distances_m):
+        r = np.asarray(r, float).ravel()
+        ok = np.isfinite(r) & (r < 1.0) & (r > 0.0)
+        if not ok.any():
+            raise DilutionError(f"dilution line at {d} m: no sample darker than the sky (is it on terrain?)")
+        xs.append(np.full(int(ok.sum()), float(d)))
+        ys.append(np.log1p(-r[ok]))
+    x = np.concatenate(xs)
+    y = np.concatenate(ys)
+    # ln(1 - r) has the noise of r divided by (1 - r): weight each sample by (1 - r)
+    w = np.exp(y)
+    slope, intercept = np.polyfit(x, y, 1, w=w)
+    resid = y - (slope * x + intercept)
+    ybar = float(np.average(y, weights=w ** 2))
+    var = float(np.average((y - ybar) ** 2, weights=w ** 2))
+    r2 = 1.0 - float(np.average(resid ** 2, weights=w ** 2)) / var if var > 0 else float("nan")
+    eps = float(np.clip(-slope, *EPS_RANGE))
+    if eps != -slope:
+        log.warning("light dilution: fitted extinction %.3g 1/m clipped to %.3g (range %s)", -slope, eps, EPS_RANGE)
+    rho = float(1.0 - math.exp(intercept))
+    return DilutionFit(eps, rho, int(x.size), r2)
+
+
+@dataclasses.dataclass
+class DilutionSetup:
+    """What a user knows: dilution lines with distances, and the plume distance."""
+
+    lines: list[PCSLine]
+    distances_m: list[float]
+    plume_distance_m: float
+    tau_thresh: float = 0.01
+    extinction_per_m: tuple[float, float] | None = None   # (on, off) if given instead of fitted
+
+    @classmethod
+    def from_settings(cls, settings) -> "DilutionSetup":
+        base = Path(settings.source).parent if getattr(settings, "source", None) else None
+        spec = settings["dil_lines"]
+        distances = settings["dil_distances_m"]
+        plume_d = settings["plume_distance_m"]
+        ext = settings["dil_extinction_per_m"]
+        if ext is not None:
+            ext = (float(ext[0]), float(ext[1]))
+        if not spec and ext is not None:
+            if plume_d is None:
+                raise DilutionError("light dilution needs the plume distance: set plume_distance_m")
+            return cls([], [], float(plume_d), float(settings["tau_thresh"]), ext)
+        if isinstance(spec, (str, os.PathLike)) and str(spec).endswith(".json"):
+            path = _resolve(spec, base)
+            try:
+                meta = json.loads(path.read_text())
+                entries = meta["lines"]
+                files = [_resolve(e["file"], path.parent) for e in entries]
+                if distances is None:
+                    distances = [float(e["distance_m"]) for e in entries]
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise DilutionError(f"dil_lines: cannot read {path}: {exc}") from None
+            if plume_d is None:
+                plume_d = meta.get("plume_distance_m")
+        elif isinstance(spec, (list, tuple)) and spec:
+            files = [_resolve(f, base) for f in spec]
+        else:
+            raise DilutionError("use_light_dilution = true needs dil_lines: a list of line files or a "
+                                "light_dilution.json")
+        try:
+            lines = [read_pcs_line(f) for f in files]
+        except GeometryFileError as exc:
+            raise DilutionError(f"dil_lines: {exc}") from None
+        if distances is None:
+            raise DilutionError("dil_lines given without distances: set dil_distances_m (one per line)")
+        if len(distances) != len(lines):
+            raise DilutionError(f"dil_distances_m has {len(distances)} value(s) for {len(lines)} dil_lines")
+        if plume_d is None:
+            raise DilutionError("light dilution needs the plume distance: set plume_distance_m")
+        return cls(lines, [float(d) for d in distances], float(plume_d), float(settings["tau_thresh"]), ext)
+
+
+def _resolve(path, base: Path | None) -> Path:
+    p = Path(path)
+    return base / p if base is not None and not p.is_absolute() else p
+
+
+class LightDilution:
+    """Fits (once) and applies the correction to dark-corrected on/off intensities."""
+
+    def __init__(self, setup: DilutionSetup, shape: tuple[int, int]) -> None:
+        self.setup = setup
+        self.samplers = [LineSampler(ln, shape) for ln in setup.lines]
+        self.eps: dict[str, float] | None = None
+        self.fits: dict[str, DilutionFit] = {}
+        if setup.extinction_per_m is not None:
+            self.eps = {"on": setup.extinction_per_m[0], "off": setup.extinction_per_m[1]}
+
+    def fit(self, intensity: dict[str, np.ndarray], background: dict[str, np.ndarray]) -> dict[str, float]:
+        """Fit eps per band from intensities and their plume-free backgrounds."""
+        eps = {}
+        for band in ("on", "off"):
+            ratios = [s.sample(intensity[band]) / s.sample(background[band]) for s in self.samplers]
+            f = fit_extinction(ratios, self.setup.distances_m)
+            self.fits[band] = f
+            eps[band] = f.eps_per_m
+        log.info("light dilution: eps_on %.3g, eps_off %.3g 1/m (terrain/sky %.3f, %.3f)", eps["on"], eps["off"],
+                 self.fits["on"].rho, self.fits["off"].rho)
+        self.eps = eps
+        return eps
+
+    def correct(self, intensity: np.ndarray, background: np.ndarray, band: str) -> np.ndarray:
+        """Correct ``intensity`` in place where tau exceeds ``tau_thresh``; returns it."""
+        t = math.exp(-self.eps[band] * self.setup.plume_distance_m)
+        if t >= 1.0:
+            return intensity
+        mask = background > intensity * math.exp(self.setup.tau_thresh)      # tau > tau_thresh
+        corrected = (intensity[mask] - background[mask] * np.float32(1.0 - t)) / np.float32(t)
+        intensity[mask] = np.maximum(corrected, np.float32(np.finfo(np.float32).eps))
+        return intensity
+
+    def apply(self, fa: np.ndarray, fb: np.ndarray, model) -> None:
+        """Fit on first use (ambient radiance: ``model.ambient``), then correct both bands in
+        place against the background of the chain (``model.background``, an
+        :class:`~pycam.processing.absorbance.AbsorbanceModel`)."""
+        if self.eps is None:
+            amb_a, amb_b = model.ambient(fa, fb)
+            self.fit({"on": fa, "off": fb}, {"on": amb_a, "off": amb_b})
+        bg_a, bg_b = model.background(fa, fb)
+        self.correct(fa, bg_a, "on")
+        self.correct(fb, bg_b, "off")
