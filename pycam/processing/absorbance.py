@@ -184,11 +184,14 @@ class AbsorbanceModel:
 
     def background(self, fa: np.ndarray, fb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The plume-free intensity images (on, off) this mode assumes for dark-corrected ``fa, fb``."""
-        if self.bg_mode == 7:
-            return self.ambient(fa, fb)
         out = []
         for img, clear, vign in ((fa, self._bg_a, self.vign_a), (fb, self._bg_b, self.vign_b)):
-            if self.bg_mode == 99:
+            if self.bg_mode == 7:   # ln(mean(ambient_roi of I/V) * V / I)
+                if vign is None:
+                    out.append(np.full(self.shape, np.mean(img[self.roi], dtype=np.float64), np.float32))
+                else:
+                    out.append(vign * np.float32(np.mean(img[self.roi] / vign[self.roi], dtype=np.float64)))
+            elif self.bg_mode == 99:
                 out.append(clear)
             elif self.bg_mode == 1:
                 scale = np.mean(img[self.roi], dtype=np.float64) / np.mean(clear[self.roi], dtype=np.float64)
@@ -198,16 +201,10 @@ class AbsorbanceModel:
                 out.append(self.surface.fit(img / v) * v)
         return out[0], out[1]
 
-    def ambient(self, fa: np.ndarray, fb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Sky radiance images (on, off): the mean over ``ambient_roi`` of the (vignetting-corrected)
-        intensity, times the vignetting when known (mode 7's background)."""
-        out = []
-        for img, vign in ((fa, self.vign_a), (fb, self.vign_b)):
-            if vign is None:
-                out.append(np.full(self.shape, np.mean(img[self.roi], dtype=np.float64), np.float32))
-            else:
-                out.append(vign * np.float32(np.mean(img[self.roi] / vign[self.roi], dtype=np.float64)))
-        return out[0], out[1]
+    @property
+    def clear_images(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Dark-corrected (and registered) clear-sky images (on, off), or None."""
+        return None if self._bg_a is None else (self._bg_a, self._bg_b)
 
     def compute(self, raw_a: np.ndarray, raw_b: np.ndarray, exposure_a_us: int = 0, exposure_b_us: int = 0,
                 *, out: np.ndarray | None = None, want_tau: bool = False) -> AbsorbanceResult:

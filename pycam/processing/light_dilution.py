@@ -10,10 +10,13 @@ is seen as
 
 ``I_A`` being the ambient (sky) radiance.
 
-* For the fit, ``I_A`` is the mean intensity over ``ambient_roi`` (sky; best near the horizon:
-  the airlight of a long path is the horizon sky), divided by the vignetting there and times
-  the vignetting at the line pixel when a vignetting mask is known (so the mask must be valid
-  on the terrain: a flat field or a clear sky without terrain).
+* For the fit, ``I_A`` at a terrain pixel is the sky radiance the camera would see there: a
+  smooth surface (2-D polynomial, order 3) fitted to the sky pixels of the clear-sky image
+  (or of the frame itself without one) and extrapolated over the terrain, scaled to the
+  frame's brightness on ``ambient_roi``.  Sky pixels are found iteratively: everything below
+  90 % of the current surface (terrain, snow, plume, specks) is left out and the surface
+  refitted.  It carries the vignetting and the sky gradient; below the horizon it continues
+  the sky just above it (the airlight of a long path approaches the horizon sky).
 * For the correction, ``I_A`` at a pixel is the chain's plume-free background of that pixel
   (as pyplis's ``correct_img``): right where the plume is seen against the sky; over terrain
   behind the plume the additive light is under-estimated.
@@ -161,6 +164,37 @@ def _resolve(path, base: Path | None) -> Path:
     return base / p if base is not None and not p.is_absolute() else p
 
 
+def sky_surface(image: np.ndarray, order: int = 3, reduce: int = 8, iterations: int = 4,
+                keep_frac: float = 0.9) -> np.ndarray:
+    """Smooth sky radiance over the whole image from its sky pixels (module docstring)."""
+    import cv2
+
+    img = np.asarray(image, np.float32)
+    h, w = img.shape
+    hs, ws = max(4, h // reduce), max(4, w // reduce)
+    small = cv2.resize(img, (ws, hs), interpolation=cv2.INTER_AREA).astype(np.float64)
+    yn, xn = np.mgrid[0:hs, 0:ws]
+    xn = (xn + 0.5) / ws * 2 - 1
+    yn = (yn + 0.5) / hs * 2 - 1
+    terms = [(i, j) for i in range(order + 1) for j in range(order + 1 - i)]
+    design = np.stack([(xn ** i * yn ** j).ravel() for i, j in terms], axis=1)
+    values = small.ravel()
+    keep = values >= np.percentile(values, 30)          # first guess: the brighter part is sky
+    coeffs = None
+    for _ in range(iterations):
+        if keep.sum() < 2 * len(terms):
+            raise DilutionError("light dilution: too few sky pixels to model the sky radiance")
+        coeffs, *_ = np.linalg.lstsq(design[keep], values[keep], rcond=None)
+        model = design @ coeffs
+        keep = values >= keep_frac * model
+    xf = (np.arange(w, dtype=np.float64) + 0.5) / w * 2 - 1
+    yf = (np.arange(h, dtype=np.float64) + 0.5) / h * 2 - 1
+    out = np.zeros((h, w))
+    for c, (i, j) in zip(coeffs, terms):
+        out += c * np.outer(yf ** j, xf ** i)
+    return np.maximum(out, np.finfo(np.float32).eps).astype(np.float32)
+
+
 class LightDilution:
     """Fits (once) and applies the correction to dark-corrected on/off intensities."""
 
@@ -196,12 +230,17 @@ class LightDilution:
         return intensity
 
     def apply(self, fa: np.ndarray, fb: np.ndarray, model) -> None:
-        """Fit on first use (ambient radiance: ``model.ambient``), then correct both bands in
-        place against the background of the chain (``model.background``, an
-        :class:`~pycam.processing.absorbance.AbsorbanceModel`)."""
+        """Fit on first use (sky radiance: :func:`sky_surface` of the clear-sky images, else
+        of the frame), then correct both bands in place against the background of the chain
+        (``model`` is the :class:`~pycam.processing.absorbance.AbsorbanceModel`)."""
         if self.eps is None:
-            amb_a, amb_b = model.ambient(fa, fb)
-            self.fit({"on": fa, "off": fb}, {"on": amb_a, "off": amb_b})
+            refs = model.clear_images or (fa, fb)
+            amb = {}
+            for band, img, ref in (("on", fa, refs[0]), ("off", fb, refs[1])):
+                surface = sky_surface(ref)
+                scale = np.mean(img[model.roi], dtype=np.float64) / np.mean(surface[model.roi], dtype=np.float64)
+                amb[band] = surface * np.float32(scale)
+            self.fit({"on": fa, "off": fb}, amb)
         bg_a, bg_b = model.background(fa, fb)
         self.correct(fa, bg_a, "on")
         self.correct(fb, bg_b, "off")

@@ -35,7 +35,7 @@ def _column():
 
 
 def frames(eps=EPS, noise=0.0, seed=0):
-    """Raw (dark-free) on/off frames, clear-sky frames (no terrain) and the true AA."""
+    """Raw (dark-free) on/off frames, clear-sky frames (the same terrain, no plume) and the true AA."""
     rng = np.random.default_rng(seed)
     sky, y = _sky()
     s = _column()
@@ -43,12 +43,13 @@ def frames(eps=EPS, noise=0.0, seed=0):
     for band, level in (("on", 800.0), ("off", 2000.0)):
         t_p = np.exp(-eps[band] * PLUME_D)
         img = sky * (np.exp(-SIGMA[band] * s) * t_p + 1 - t_p)
+        clear = sky.copy()
         for y0, y1, d in TERRAIN:
             t = np.exp(-eps[band] * d)
-            img[y0:y1] = sky[y0:y1] * (RHO * t + 1 - t)
+            img[y0:y1] = clear[y0:y1] = sky[y0:y1] * (RHO * t + 1 - t)
         img = level * img * (1 + noise * rng.standard_normal(SHAPE))
         out[band] = img.astype(np.float32)
-        out["clear_" + band] = (level * sky).astype(np.float32)
+        out["clear_" + band] = (level * clear).astype(np.float32)
     out["aa_true"] = (SIGMA["on"] - SIGMA["off"]) * s
     return out
 
