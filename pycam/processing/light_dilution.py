@@ -22,7 +22,7 @@ is seen as
   behind the plume the additive light is under-estimated.
 
 **Fit.** Dilution lines lie on dark terrain at known distances ``d_i`` (PyCam line files;
-one distance per line).  Along them ``r = I / I_A = rho * T + 1 - T`` with ``rho`` the terrain
+one distance per line, or a start and end distance varying linearly along it).  Along them ``r = I / I_A = rho * T + 1 - T`` with ``rho`` the terrain
 to sky radiance ratio (taken the same for all lines), so ``ln(1 - r) = ln(1 - rho) - eps d``:
 a straight line in ``d`` fitted to every sample of every line (least squares weighted by
 ``1 - r``, the inverse noise of the logarithm).  ``eps`` is
@@ -76,22 +76,24 @@ class DilutionFit:
     r_squared: float
 
 
-def fit_extinction(ratios: Sequence[np.ndarray], distances_m: Sequence[float]) -> DilutionFit:
-    """Fit ``eps`` and ``rho`` to terrain/sky ratios ``ratios[i]`` sampled at ``distances_m[i]``."""
+def fit_extinction(ratios: Sequence[np.ndarray], distances_m: Sequence) -> DilutionFit:
+    """Fit ``eps`` and ``rho`` to terrain/sky ratios ``ratios[i]`` sampled at ``distances_m[i]``
+    (one distance per line, or one per sample)."""
     if len(ratios) != len(distances_m):
         raise DilutionError(f"{len(ratios)} dilution line(s) but {len(distances_m)} distance(s)")
-    if len({float(d) for d in distances_m}) < 2:
-        raise DilutionError("light dilution needs lines at two or more different distances")
     xs, ys = [], []
-    for r, d in zip(ratios, distances_m):
+    for i, (r, d) in enumerate(zip(ratios, distances_m)):
         r = np.asarray(r, float).ravel()
-        ok = np.isfinite(r) & (r < 1.0) & (r > 0.0)
+        d = np.broadcast_to(np.asarray(d, float), r.shape).ravel()
+        ok = np.isfinite(r) & (r < 1.0) & (r > 0.0) & np.isfinite(d)
         if not ok.any():
-            raise DilutionError(f"dilution line at {d} m: no sample darker than the sky (is it on terrain?)")
-        xs.append(np.full(int(ok.sum()), float(d)))
+            raise DilutionError(f"dilution line {i}: no sample darker than the sky (is it on terrain?)")
+        xs.append(d[ok])
         ys.append(np.log1p(-r[ok]))
     x = np.concatenate(xs)
     y = np.concatenate(ys)
+    if np.ptp(x) <= 0:
+        raise DilutionError("light dilution needs lines at two or more different distances")
     # ln(1 - r) has the noise of r divided by (1 - r): weight each sample by (1 - r)
     w = np.exp(y)
     slope, intercept = np.polyfit(x, y, 1, w=w)
@@ -111,7 +113,7 @@ class DilutionSetup:
     """What a user knows: dilution lines with distances, and the plume distance."""
 
     lines: list[PCSLine]
-    distances_m: list[float]
+    distances_m: list            # per line: a distance, or (start, end) varying linearly along it
     plume_distance_m: float
     tau_thresh: float = 0.01
     extinction_per_m: tuple[float, float] | None = None   # (on, off) if given instead of fitted
@@ -156,7 +158,13 @@ class DilutionSetup:
             raise DilutionError(f"dil_distances_m has {len(distances)} value(s) for {len(lines)} dil_lines")
         if plume_d is None:
             raise DilutionError("light dilution needs the plume distance: set plume_distance_m")
-        return cls(lines, [float(d) for d in distances], float(plume_d), float(settings["tau_thresh"]), ext)
+        return cls(lines, [_distance(d) for d in distances], float(plume_d), float(settings["tau_thresh"]), ext)
+
+
+def _distance(value):
+    if isinstance(value, (list, tuple)):
+        return (float(value[0]), float(value[1]))
+    return float(value)
 
 
 def _resolve(path, base: Path | None) -> Path:
@@ -209,9 +217,11 @@ class LightDilution:
     def fit(self, intensity: dict[str, np.ndarray], background: dict[str, np.ndarray]) -> dict[str, float]:
         """Fit eps per band from intensities and their plume-free backgrounds."""
         eps = {}
+        dists = [np.linspace(d[0], d[1], s.n) if isinstance(d, tuple) else d
+                 for s, d in zip(self.samplers, self.setup.distances_m)]
         for band in ("on", "off"):
             ratios = [s.sample(intensity[band]) / s.sample(background[band]) for s in self.samplers]
-            f = fit_extinction(ratios, self.setup.distances_m)
+            f = fit_extinction(ratios, dists)
             self.fits[band] = f
             eps[band] = f.eps_per_m
         log.info("light dilution: eps_on %.3g, eps_off %.3g 1/m (terrain/sky %.3f, %.3f)", eps["on"], eps["off"],

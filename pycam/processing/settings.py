@@ -153,8 +153,8 @@ SETTINGS_SCHEMA: dict[str, Setting] = {
     "use_light_dilution": _s("bool", False, doc="(PyCam) camera light-dilution correction (see "
                                                 "pycam.processing.light_dilution)"),
     "tau_thresh": _s("float", 0.01, 0.0, 10.0, doc="(PyCam) light dilution: correct pixels with tau above this"),
-    "dil_distances_m": _s("any", None, doc="light dilution: distance (m) of each dil_lines line (not needed "
-                                          "with a light_dilution.json)"),
+    "dil_distances_m": _s("any", None, doc="light dilution: distance (m) of each dil_lines line, or [start, end] "
+                                          "along it (not needed with a light_dilution.json)"),
     "dil_extinction_per_m": _s("any", None, doc="light dilution: fixed [eps_on, eps_off] in 1/m instead of "
                                                "fitting them on the dilution lines"),
     "grid_max_ppmm": _s("float", 5000.0),
@@ -245,9 +245,13 @@ def _cross_checks(values: dict[str, Any]) -> None:
                             or not all(isinstance(v, (int, float)) and 0 <= v <= 1e-3 for v in ext)):
         raise SettingsError(f"dil_extinction_per_m = {ext!r}: must be [eps_on, eps_off], each in 0..1e-3 1/m")
     dist = values["dil_distances_m"]
-    if dist is not None and (not isinstance(dist, (list, tuple))
-                             or not all(isinstance(v, (int, float)) and v > 0 for v in dist)):
-        raise SettingsError(f"dil_distances_m = {dist!r}: must be a list of positive distances in m")
+    def _positive(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+
+    if dist is not None and (not isinstance(dist, (list, tuple)) or not all(
+            _positive(v) or (isinstance(v, (list, tuple)) and len(v) == 2 and all(map(_positive, v))) for v in dist)):
+        raise SettingsError(f"dil_distances_m = {dist!r}: must list, per dilution line, a distance in m or "
+                            "[start, end] along the line")
     if values["ref_check_lower"] >= values["ref_check_upper"]:
         raise SettingsError("ref_check_lower must be below ref_check_upper")
     contrast = values["flow_contrast"]
