@@ -22,11 +22,12 @@ is seen as
   behind the plume the additive light is under-estimated.
 
 **Fit.** Dilution lines lie on dark terrain at known distances ``d_i`` (PyCam line files;
-one distance per line, or a start and end distance varying linearly along it).  Along them ``r = I / I_A = rho * T + 1 - T`` with ``rho`` the terrain
-to sky radiance ratio (taken the same for all lines), so ``ln(1 - r) = ln(1 - rho) - eps d``:
-a straight line in ``d`` fitted to every sample of every line (least squares weighted by
-``1 - r``, the inverse noise of the logarithm).  ``eps`` is
-clipped to ``[0, 1e-3]`` 1/m; two or more distinct distances are needed.  The fit is done per
+one distance per line, or a start and end distance varying linearly along it).  Along them
+``r = I / I_A = rho * T + 1 - T`` with ``rho`` the terrain to sky radiance ratio (taken the
+same for all lines), so ``ln(1 - r) = ln(1 - rho) - eps d``: a straight line in ``d`` fitted
+to every sample of every line (least squares weighted by ``1 - r``, the inverse noise of the
+logarithm).  ``eps`` is clipped to ``[0, 1e-3]`` 1/m; two or more distinct distances are
+needed.  The fit is done per
 band on the first pair processed (or ``dil_extinction_per_m`` gives both values).
 
 **Correction.** Before tau, for pixels where ``tau = ln(I_A / I) > tau_thresh`` (PyCam's key),

@@ -90,10 +90,6 @@ class PyplisFrames:
                                       check_state=False)
 
 
-def correlation(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.corrcoef(np.ravel(a), np.ravel(b))[0, 1])
-
-
 def pp_line_profile_dists(pyplis, geometry, line, level: int) -> np.ndarray:
     """pyplis's pixel footprint (m) along ``line`` at pyramid ``level`` (no topography)."""
     with warnings.catch_warnings():

@@ -11,22 +11,15 @@ import json
 import numpy as np
 import pytest
 
-from etna_setup import (BG_FILE_OFF, BG_FILE_ON, CELLS, PLUME_FILE, PLUME_FILE_NEXT, PYPLIS_FLOW_NOMINAL,
-                        START_CALIB, STOP_CALIB, TEST_LINE_L0, PyplisFrames, correlation, pp_setup)
+from etna_setup import (CELLS, PLUME_FILE, PLUME_FILE_NEXT, PYPLIS_FLOW_NOMINAL, START_CALIB, STOP_CALIB,
+                        TEST_LINE_L0, pp_setup)
 
 from pycam.formats.ecii import EcIIDarks, EcIIName, read_fits, read_frame, scan_ecii
-from pycam.formats.geometry import PCSLine
-from pycam.processing.ecii_data import cell_calibration, darks_at_level, frame_at_level
+from pycam.processing.ecii_data import cell_calibration, frame_at_level
 from pycam.processing.flow import FarnebackParams, FlowEngine
 from pycam.processing.flow_analysis import orientation_deg
 
 pytestmark = pytest.mark.realdata
-
-
-def ecii_line(x0, y0, x1, y1, orientation, width, name="0") -> PCSLine:
-    """A PCS line given in pixels of an image ``width`` wide, in our 648-px reference frame."""
-    s = 648.0 / width
-    return PCSLine(x0 * s, y0 * s, x1 * s, y1 * s, orientation, name)
 
 
 def test_ecii_adapter_reads_what_pyplis_reads(pyplis, etna_dir):

@@ -8,7 +8,6 @@ end), our chain fits on them, and the coefficients are compared with the publish
 """
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from etna_setup import BG_FILE_OFF, BG_FILE_ON
 
@@ -51,7 +50,8 @@ def test_extinction_fit_on_pyplis_ex11_images(etna_dir):
     eps = model.dilution.eps
     fits = model.dilution.fits
     print(f"ex11 images: eps on {eps['on']:.3g}, off {eps['off']:.3g} 1/m (pyplis published "
-          f"{PUBLISHED['on']:.3g}, {PUBLISHED['off']:.3g}); r^2 {fits['on'].r_squared:.3f}, {fits['off'].r_squared:.3f}")
+          f"{PUBLISHED['on']:.3g}, {PUBLISHED['off']:.3g}); "
+          f"r^2 {fits['on'].r_squared:.3f}, {fits['off'].r_squared:.3f}")
     for band in ("on", "off"):
         assert eps[band] == pytest.approx(PUBLISHED[band], rel=0.15), band
         assert fits[band].r_squared > 0.95
