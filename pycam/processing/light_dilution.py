@@ -10,13 +10,13 @@ is seen as
 
 ``I_A`` being the ambient (sky) radiance.
 
-* For the fit, ``I_A`` at a terrain pixel is the sky radiance the camera would see there: a
-  smooth surface (2-D polynomial, order 3) fitted to the sky pixels of the clear-sky image
-  (or of the frame itself without one) and extrapolated over the terrain, scaled to the
-  frame's brightness on ``ambient_roi``.  Sky pixels are found iteratively: everything below
-  90 % of the current surface (terrain, snow, plume, specks) is left out and the surface
-  refitted.  It carries the vignetting and the sky gradient; below the horizon it continues
-  the sky just above it (the airlight of a long path approaches the horizon sky).
+* For the fit, ``I_A`` at a terrain pixel is the sky radiance the camera would see there:
+  :func:`sky_surface` of the clear-sky image (or of the frame itself without one) - a radial
+  vignetting times a sky-gradient plane, fitted to the sky pixels and extrapolated over the
+  terrain - scaled to the frame's brightness on ``ambient_roi``.  Below the horizon the
+  gradient stays at its horizon value (the airlight of a long path approaches the horizon
+  sky; Campion et al. 2015).  Sky pixels are found iteratively: everything below 90 % of the
+  current model (terrain, snow, plume, specks) is left out and the model refitted.
 * For the correction, ``I_A`` at a pixel is the chain's plume-free background of that pixel
   (as pyplis's ``correct_img``): right where the plume is seen against the sky; over terrain
   behind the plume the additive light is under-estimated.
@@ -173,35 +173,60 @@ def _resolve(path, base: Path | None) -> Path:
     return base / p if base is not None and not p.is_absolute() else p
 
 
-def sky_surface(image: np.ndarray, order: int = 3, reduce: int = 8, iterations: int = 4,
-                keep_frac: float = 0.9) -> np.ndarray:
-    """Smooth sky radiance over the whole image from its sky pixels (module docstring)."""
+def sky_surface(image: np.ndarray, reduce: int = 8, iterations: int = 5, keep_frac: float = 0.9) -> np.ndarray:
+    """Sky radiance over the whole image from its sky pixels (module docstring):
+    ``S = V(r) * G(x, min(y, y_h(x)))`` with a radial vignetting ``V`` (even polynomial of
+    the distance to the image centre, order 6), a plane ``G`` for the sky gradient, and
+    ``y_h(x)`` the lowest sky row of each column (the horizon: below it the sky radiance of
+    the horizon continues).  Fitted on a reduced image by alternating least squares, with
+    pixels below ``keep_frac`` of the current model (terrain, snow, plume, specks) left out."""
     import cv2
 
     img = np.asarray(image, np.float32)
     h, w = img.shape
     hs, ws = max(4, h // reduce), max(4, w // reduce)
     small = cv2.resize(img, (ws, hs), interpolation=cv2.INTER_AREA).astype(np.float64)
-    yn, xn = np.mgrid[0:hs, 0:ws]
-    xn = (xn + 0.5) / ws * 2 - 1
-    yn = (yn + 0.5) / hs * 2 - 1
-    terms = [(i, j) for i in range(order + 1) for j in range(order + 1 - i)]
-    design = np.stack([(xn ** i * yn ** j).ravel() for i, j in terms], axis=1)
-    values = small.ravel()
+
+    def grids(ny, nx):
+        yy, xx = np.mgrid[0:ny, 0:nx]
+        xn = (xx + 0.5) / nx * 2 - 1
+        yn = (yy + 0.5) / ny * 2 - 1
+        r2 = (xn ** 2 * w ** 2 + yn ** 2 * h ** 2) / float(w ** 2 + h ** 2)
+        return xn, yn, r2
+
+    xn, yn, r2 = grids(hs, ws)
+    radial = np.stack([r2 ** k for k in range(4)], axis=-1)
+    values = small
     keep = values >= np.percentile(values, 30)          # first guess: the brighter part is sky
-    coeffs = None
+    vign = np.ones_like(values)
+    horizon = np.ones(ws)
     for _ in range(iterations):
-        if keep.sum() < 2 * len(terms):
+        if keep.sum() < 20:
             raise DilutionError("light dilution: too few sky pixels to model the sky radiance")
-        coeffs, *_ = np.linalg.lstsq(design[keep], values[keep], rcond=None)
-        model = design @ coeffs
-        keep = values >= keep_frac * model
-    xf = (np.arange(w, dtype=np.float64) + 0.5) / w * 2 - 1
-    yf = (np.arange(h, dtype=np.float64) + 0.5) / h * 2 - 1
-    out = np.zeros((h, w))
-    for c, (i, j) in zip(coeffs, terms):
-        out += c * np.outer(yf ** j, xf ** i)
+        horizon = _horizon(keep, yn)
+        yc = np.minimum(yn, horizon[None, :])
+        plane = np.stack([np.ones_like(xn), xn, yc], axis=-1)
+        for _ in range(4):
+            g_coef, *_ = np.linalg.lstsq(plane[keep], values[keep] / vign[keep], rcond=None)
+            sky_g = plane @ g_coef
+            v_coef, *_ = np.linalg.lstsq(radial[keep], values[keep] / sky_g[keep], rcond=None)
+            vign = radial @ (v_coef / v_coef[0])
+        keep = values >= keep_frac * vign * sky_g
+    xf, yf, r2f = grids(h, w)
+    hz = np.interp((np.arange(w) + 0.5) / w * 2 - 1, (np.arange(ws) + 0.5) / ws * 2 - 1, horizon)
+    out = (np.stack([r2f ** k for k in range(4)], axis=-1) @ (v_coef / v_coef[0])) * (
+        g_coef[0] + g_coef[1] * xf + g_coef[2] * np.minimum(yf, hz[None, :]))
     return np.maximum(out, np.finfo(np.float32).eps).astype(np.float32)
+
+
+def _horizon(sky: np.ndarray, yn: np.ndarray) -> np.ndarray:
+    """Lowest sky row (normalised y) of each column; columns without sky take their neighbours'."""
+    rows = np.where(sky, yn, -np.inf).max(axis=0)
+    ok = np.isfinite(rows)
+    if not ok.any():
+        return np.ones(sky.shape[1])
+    idx = np.arange(sky.shape[1])
+    return np.interp(idx, idx[ok], rows[ok])
 
 
 class LightDilution:

@@ -25,8 +25,8 @@ SIGMA = {"on": 1.0, "off": 0.25}    # optical depth per unit "column" in each ba
 def _sky():
     y, x = np.mgrid[0:SHAPE[0], 0:SHAPE[1]].astype(float)
     g = 0.8 + 0.4 * np.minimum(y, 380) / 485
-    r2 = ((x - 324) / 324) ** 2 + ((y - 243) / 243) ** 2
-    return g * (1 - 0.15 * r2), y          # sky radiance seen through the vignetting
+    r2 = ((x - 324) ** 2 + (y - 243) ** 2) / (324 ** 2 + 243 ** 2)
+    return g * (1 - 0.3 * r2), y           # sky radiance seen through a radial vignetting
 
 
 def _column():
