@@ -43,9 +43,27 @@ class EtnaRun:
     example: dict                 # one image of each, for figures
 
 
-def run_sequence(pyplis, etna_dir) -> EtnaRun:
-    from pyplis.fluxcalc import det_emission_rate
+@dataclasses.dataclass
+class EtnaInputs:
+    """What our chain gets for the Etna sequence (level 2), and the pyplis line."""
 
+    darks: object
+    clear: ClearSky
+    shape: tuple
+    line_pp: object
+    pcs: PCSLine
+    cell: object
+    calibration: object
+    geometry: MeasurementGeometry
+    common: dict
+
+    def chain(self, **settings) -> ProcessingChain:
+        return ProcessingChain(default_settings(**self.common, **settings), self.shape, darks=self.darks,
+                               clear=self.clear, calibration=self.calibration, pcs_lines=[self.pcs],
+                               geometry=self.geometry)
+
+
+def etna_inputs(pyplis, etna_dir) -> EtnaInputs:
     darks = darks_at_level(EcIIDarks.from_directory(etna_dir), LEVEL)
     bg_on = frame_at_level(read_frame(etna_dir / BG_FILE_ON), LEVEL)
     bg_off = frame_at_level(read_frame(etna_dir / BG_FILE_OFF), LEVEL)
@@ -59,16 +77,22 @@ def run_sequence(pyplis, etna_dir) -> EtnaRun:
     # the same calibration in both: our cell fit, applied as slope only (pyplis drops the offset)
     cell = cell_calibration(etna_dir, CELLS, START_CALIB, STOP_CALIB, level=LEVEL, fov=(w / 2, h / 2, 10))
     cal = dataclasses.replace(cell, use_mask=False, coeffs=np.array([0.0, cell.slope]))
-    cal_pp = pyplis.cellcalib.CellCalibData(tau_vec=cell.aa, cd_vec=cell.columns)
-    cal_pp.fit_calib_data(polyorder=1)
     geom = MeasurementGeometry(shape, PIXEL_PITCH_M * 2 ** LEVEL, FOCAL_LENGTH_M, PLUME_DISTANCE_M)
     common = dict(bg_mode=1, ambient_roi=[int(round(v)) for v in reference_coords(SKY_RECT, w)], min_cd=MIN_CD,
-                  ref_check_mode=False, flow_glob=False)
-    chain = ProcessingChain(default_settings(flow_contrast=FLOW_CONTRAST, flow_full_frame=True, **common), shape,
-                            darks=darks, clear=clear, calibration=cal, pcs_lines=[pcs], geometry=geom)
+                  ref_check_mode=False)
+    return EtnaInputs(darks, clear, shape, line_pp, pcs, cell, cal, geom, common)
+
+
+def run_sequence(pyplis, etna_dir) -> EtnaRun:
+    from pyplis.fluxcalc import det_emission_rate
+
+    inp = etna_inputs(pyplis, etna_dir)
+    line_pp, cell = inp.line_pp, inp.cell
+    cal_pp = pyplis.cellcalib.CellCalibData(tau_vec=cell.aa, cd_vec=cell.columns)
+    cal_pp.fit_calib_data(polyorder=1)
+    chain = inp.chain(flow_contrast=FLOW_CONTRAST, flow_full_frame=True, flow_glob=False)
     assert chain.absorbance.roi == (slice(SKY_RECT[1], SKY_RECT[3]), slice(SKY_RECT[0], SKY_RECT[2]))
-    chain_def = ProcessingChain(default_settings(**common), shape, darks=darks, clear=clear, calibration=cal,
-                                pcs_lines=[pcs], geometry=geom)
+    chain_def = inp.chain(flow_glob=False)
     frames = PyplisFrames(pyplis, etna_dir, LEVEL)
     pbg_on, pbg_off = frames.corrected(etna_dir / BG_FILE_ON), frames.corrected(etna_dir / BG_FILE_OFF)
     dataset = pyplis.Dataset(pp_setup(pyplis, etna_dir, START_PLUME, STOP_PLUME))

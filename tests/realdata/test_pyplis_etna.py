@@ -11,8 +11,8 @@ import json
 import numpy as np
 import pytest
 
-from etna_setup import (CELLS, PLUME_FILE, PLUME_FILE_NEXT, PYPLIS_FLOW_NOMINAL, START_CALIB, STOP_CALIB,
-                        TEST_LINE_L0, pp_setup)
+from etna_setup import (CELLS, PLUME_FILE, PLUME_FILE_NEXT, PYPLIS_FLOW_NOMINAL, START_CALIB, START_PLUME,
+                        STOP_CALIB, STOP_PLUME, TEST_LINE_L0, pp_setup)
 
 from pycam.formats.ecii import EcIIDarks, EcIIName, read_fits, read_frame, scan_ecii
 from pycam.processing.ecii_data import cell_calibration, frame_at_level
@@ -244,3 +244,34 @@ def _plot_rates(path, run):
         ax.legend(fontsize=8)
     fig.savefig(path, dpi=80)
     plt.close(fig)
+
+
+def test_batch_pipeline_with_defaults_on_etna(pyplis, etna_dir, etna_run, tmp_path, artifacts_dir):
+    """Our batch pipeline as a user runs it (default flow settings, cross-correlation on) over
+    the ECII sequence: every pair processed, PyCam output files written, and the flow_raw mean
+    within 10 % of pyplis's (the pipeline applies the flow from the previous image to this one,
+    pyplis from this image to the next: same data, shifted by one pair)."""
+    from etna_sequence import LEVEL, etna_inputs
+
+    from pycam.formats.pycam_outputs import read_emission_rates
+    from pycam.processing.ecii_data import iter_pairs
+    from pycam.processing.outputs import RunOutputs
+    from pycam.processing.pipeline import BatchProcessor
+
+    chain = etna_inputs(pyplis, etna_dir).chain(cross_corr_min_pairs=10)
+    outputs = RunOutputs(tmp_path)
+    summary = BatchProcessor(chain, outputs).run(iter_pairs(etna_dir, START_PLUME, STOP_PLUME, level=LEVEL))
+    outputs.close()
+    assert summary.pairs_processed == 89 and not summary.problems
+    means = {}
+    for mode in ("flow_raw", "flow_histo", "flow_hybrid", "flow_glob"):
+        (path,) = list((tmp_path / "line_young_plume").glob(f"*_EmissionRates_{mode}.txt"))
+        rows = read_emission_rates(path)
+        flux = np.array([np.nan if r.flux is None else r.flux for r in rows])
+        velo = np.array([np.nan if r.velo_eff is None else r.velo_eff for r in rows])
+        means[mode] = {"flux_kg_s": float(np.nanmean(flux)) if np.isfinite(flux).any() else None,
+                       "velo_eff_m_s": float(np.nanmean(velo)) if np.isfinite(velo).any() else None,
+                       "valid": int(np.isfinite(flux).sum()), "rows": len(rows)}
+    (artifacts_dir / "etna_pipeline_defaults.json").write_text(json.dumps(means, indent=1))
+    assert means["flow_raw"]["valid"] >= 85
+    assert means["flow_raw"]["flux_kg_s"] == pytest.approx(float(np.mean(etna_run.pyplis["flow_raw"])), rel=0.10)
