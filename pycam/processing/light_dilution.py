@@ -27,8 +27,8 @@ one distance per line, or a start and end distance varying linearly along it).  
 same for all lines), so ``ln(1 - r) = ln(1 - rho) - eps d``: a straight line in ``d`` fitted
 to every sample of every line (least squares weighted by ``1 - r``, the inverse noise of the
 logarithm).  ``eps`` is clipped to ``[0, 1e-3]`` 1/m; two or more distinct distances are
-needed.  The fit is done per
-band on the first pair processed (or ``dil_extinction_per_m`` gives both values).
+needed.  The fit is done per band on the first pair processed (or ``dil_extinction_per_m``
+gives both values) and kept for the run.
 
 **Correction.** Before tau, for pixels where ``tau = ln(I_A / I) > tau_thresh`` (PyCam's key),
 with ``T_p = exp(-eps d_p)`` at the plume distance ``d_p``::
@@ -240,13 +240,13 @@ class LightDilution:
         if setup.extinction_per_m is not None:
             self.eps = {"on": setup.extinction_per_m[0], "off": setup.extinction_per_m[1]}
 
-    def fit(self, intensity: dict[str, np.ndarray], background: dict[str, np.ndarray]) -> dict[str, float]:
-        """Fit eps per band from intensities and their plume-free backgrounds."""
+    def fit(self, intensity: dict[str, np.ndarray], sky: dict[str, np.ndarray]) -> dict[str, float]:
+        """Fit eps per band from intensities and the sky radiance images (``I_A``) per band."""
         eps = {}
         dists = [np.linspace(d[0], d[1], s.n) if isinstance(d, tuple) else d
                  for s, d in zip(self.samplers, self.setup.distances_m)]
         for band in ("on", "off"):
-            ratios = [s.sample(intensity[band]) / s.sample(background[band]) for s in self.samplers]
+            ratios = [s.sample(intensity[band]) / s.sample(sky[band]) for s in self.samplers]
             f = fit_extinction(ratios, dists)
             self.fits[band] = f
             eps[band] = f.eps_per_m
