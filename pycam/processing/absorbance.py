@@ -138,6 +138,9 @@ class AbsorbanceModel:
                         "(ln(mean(ambient_roi)/I))", bg_mode)
             bg_mode = 7
         self.bg_mode = bg_mode
+        #: optional light-dilution correction (:class:`pycam.processing.light_dilution.LightDilution`),
+        #: applied to the dark-corrected intensities before tau
+        self.dilution = None
         self._fa = np.empty(self.shape, np.float32)
         self._fb = np.empty(self.shape, np.float32)
         self._fb_reg = np.empty(self.shape, np.float32) if warp is not None else None
@@ -179,10 +182,36 @@ class AbsorbanceModel:
             np.maximum(fb, INTENSITY_FLOOR, out=fb)
         return fa, fb
 
+    def background(self, fa: np.ndarray, fb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The plume-free intensity images (on, off) this mode assumes for dark-corrected ``fa, fb``."""
+        out = []
+        for img, clear, vign in ((fa, self._bg_a, self.vign_a), (fb, self._bg_b, self.vign_b)):
+            if self.bg_mode == 7:   # ln(mean(ambient_roi of I/V) * V / I)
+                if vign is None:
+                    out.append(np.full(self.shape, np.mean(img[self.roi], dtype=np.float64), np.float32))
+                else:
+                    out.append(vign * np.float32(np.mean(img[self.roi] / vign[self.roi], dtype=np.float64)))
+            elif self.bg_mode == 99:
+                out.append(clear)
+            elif self.bg_mode == 1:
+                scale = np.mean(img[self.roi], dtype=np.float64) / np.mean(clear[self.roi], dtype=np.float64)
+                out.append(clear * np.float32(scale))
+            else:   # 0: the fitted surface (on I / V), times V
+                v = vign if vign is not None else np.float32(1)
+                out.append(self.surface.fit(img / v) * v)
+        return out[0], out[1]
+
+    @property
+    def clear_images(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Dark-corrected (and registered) clear-sky images (on, off), or None."""
+        return None if self._bg_a is None else (self._bg_a, self._bg_b)
+
     def compute(self, raw_a: np.ndarray, raw_b: np.ndarray, exposure_a_us: int = 0, exposure_b_us: int = 0,
                 *, out: np.ndarray | None = None, want_tau: bool = False) -> AbsorbanceResult:
         """AA (float32, written to ``out``) and, if ``want_tau``, new tau_A/tau_B arrays."""
         fa, fb = self._corrected(raw_a, raw_b, exposure_a_us, exposure_b_us)
+        if self.dilution is not None:
+            self.dilution.apply(fa, fb, self)
         if out is None:
             out = np.empty(self.shape, np.float32)
         tmp = self._tmp

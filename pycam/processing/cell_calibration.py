@@ -143,8 +143,6 @@ def calibrate_cells(cal_dir: str | os.PathLike[str], *, order: int = 1, fov: tup
 
     ``cells`` restricts the fit to these ppm*m amounts (default: every cell found).
     """
-    import cv2
-
     problems = problems if problems is not None else []
     d = Path(cal_dir)
     records = scan_directory(d)
@@ -168,12 +166,7 @@ def calibrate_cells(cal_dir: str | os.PathLike[str], *, order: int = 1, fov: tup
     if len(amounts) < order + 1:
         raise CalibrationError(f"{d}: {len(amounts)} cell amount(s) found ({amounts}); need at least "
                                f"{order + 1} for an order-{order} fit")
-    shape = clear["on"].shape
-    if fov is None:
-        fov = (shape[1] / 2.0, shape[0] / 2.0, min(40.0, min(shape) / 4.0))
-    mask = disk_mask(shape, *fov)
-    bg_off = warp_onto(clear["off"], warp) if warp is not None else clear["off"]
-    ppmm, aa_means, ton, toff, images = [], [], [], [], {}
+    cell_images: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for amount in amounts:
         cells = {}
         for band in ("on", "off"):
@@ -183,26 +176,58 @@ def calibrate_cells(cal_dir: str | os.PathLike[str], *, order: int = 1, fov: tup
             log.warning("calibration %s: %d ppm*m cell lacks a readable frame in one band: skipped", d, amount)
             problems.append(f"{d}: {amount} ppm*m cell incomplete")
             continue
-        cell_off = warp_onto(cells["off"], warp) if warp is not None else cells["off"]
-        tau_on = np.log(clear["on"] / cells["on"])
+        cell_images[amount] = (cells["on"], cells["off"])
+    if len(cell_images) < order + 1:
+        raise CalibrationError(f"{d}: only {len(cell_images)} complete cell(s); need {order + 1}")
+    return calibration_from_images(clear["on"], clear["off"],
+                                   {a: (on, off, a * PPMM_TO_MOLEC_CM2) for a, (on, off) in cell_images.items()},
+                                   order=order, fov=fov, warp=warp, mask_sigma=mask_sigma)
+
+
+def calibration_from_images(clear_on: np.ndarray, clear_off: np.ndarray, cells: dict, *, order: int = 1,
+                            fov: tuple[float, float, float] | None = None, warp: np.ndarray | None = None,
+                            mask_sigma: float = 10.0) -> CellCalibration:
+    """The calibration fit from dark-corrected images (any camera).
+
+    ``cells`` maps a cell key (ppm*m for PyCam cells) to ``(on, off, column_molec_cm2)``;
+    ``clear_on``/``clear_off`` are the cell backgrounds.  ``fov`` is (x, y, radius) in pixels
+    (default: image centre, radius min(40, side/4)).
+    """
+    import cv2
+
+    if len(cells) < order + 1:
+        raise CalibrationError(f"{len(cells)} cell(s) given; need at least {order + 1} for an order-{order} fit")
+    shape = clear_on.shape
+    if fov is None:
+        fov = (shape[1] / 2.0, shape[0] / 2.0, min(40.0, min(shape) / 4.0))
+    mask = disk_mask(shape, *fov)
+    bg_off = warp_onto(clear_off, warp) if warp is not None else clear_off
+    keys, columns, aa_means, ton, toff, images = [], [], [], [], [], {}
+    for key in sorted(cells, key=lambda k: cells[k][2]):
+        cell_on, cell_off, column = cells[key]
+        if cell_on.shape != shape or cell_off.shape != shape:
+            raise CalibrationError(f"cell {key}: image shapes {cell_on.shape}/{cell_off.shape} differ from the "
+                                   f"clear-sky images {shape}")
+        cell_off = warp_onto(cell_off, warp) if warp is not None else cell_off
+        tau_on = np.log(clear_on / cell_on)
         tau_off = np.log(bg_off / cell_off)
         aa = (tau_on - tau_off).astype(np.float32)
-        ppmm.append(amount)
+        keys.append(key)
+        columns.append(float(column))
         aa_means.append(float(np.mean(aa[mask])))
         ton.append(float(np.mean(tau_on[mask])))
         toff.append(float(np.mean(tau_off[mask])))
-        images[amount] = aa
-    if len(ppmm) < order + 1:
-        raise CalibrationError(f"{d}: only {len(ppmm)} complete cell(s); need {order + 1}")
-    ppmm_arr = np.asarray(ppmm, float)
-    columns = ppmm_arr * PPMM_TO_MOLEC_CM2
+        images[key] = aa
+    columns_arr = np.asarray(columns, float)
     aa_arr = np.asarray(aa_means)
-    coeffs, mse, r2 = fit_polynomial(aa_arr, columns, order)
-    strongest = images[ppmm[int(np.argmax(ppmm_arr))]]
+    coeffs, mse, r2 = fit_polynomial(aa_arr, columns_arr, order)
+    strongest = images[keys[int(np.argmax(columns_arr))]]
     sens = None
     mean_fov = float(np.mean(strongest[mask]))
     if abs(mean_fov) > 1e-6:
         sens = cv2.GaussianBlur(strongest, (0, 0), mask_sigma) / np.float32(mean_fov)
         sens = np.clip(sens, 0.2, 5.0).astype(np.float32)
-    return CellCalibration(ppmm_arr, columns, aa_arr, np.asarray(ton), np.asarray(toff), coeffs, mse, r2,
-                           tuple(float(v) for v in fov), sens, images)
+    ppmm = np.asarray([k if isinstance(k, (int, float)) else c / PPMM_TO_MOLEC_CM2 for k, c in zip(keys, columns)],
+                      float)
+    return CellCalibration(ppmm, columns_arr, aa_arr, np.asarray(ton), np.asarray(toff),
+                           coeffs, mse, r2, tuple(float(v) for v in fov), sens, images)

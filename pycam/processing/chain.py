@@ -44,6 +44,10 @@ class ProcessingChain:
             self.shape, bg_mode=settings["bg_mode"], ambient_roi=self._roi_for_shape(settings["ambient_roi"]),
             darks=darks, clear=clear, warp=warp, use_vign_corr=settings["use_vign_corr"],
             surface_rois=settings["surface_fit_rois"], surface_order=settings["surface_fit_polyorder"])
+        if settings["use_light_dilution"]:
+            from pycam.processing.light_dilution import DilutionSetup, LightDilution
+
+            self.absorbance.dilution = LightDilution(DilutionSetup.from_settings(settings), self.shape)
         self.geometry = self._make_geometry(geometry)
         self.flow_engine = FlowEngine(FarnebackParams.from_settings(settings), settings["flow_contrast"],
                                       coarse_init=settings["flow_coarse_init"])

@@ -5,7 +5,7 @@ The keys are those of PyCam's ``processing_setting_defaults.yml`` (``bg_mode``, 
 hard-codes (geometry, flow crop, error budget).  Every key is declared in :data:`SETTINGS_SCHEMA`
 with its type and range; :func:`load_settings` validates the whole file and raises
 :class:`SettingsError` naming the key.  PyCam keys that belong to other parts of the system
-(paths, DOAS fit windows, light dilution) are accepted and kept in the snapshot; unknown keys
+(paths, DOAS fit windows) are accepted and kept in the snapshot; unknown keys
 are an error (so a typo never silently falls back to a default).
 
 Defaults that differ from PyCam, and why:
@@ -154,12 +154,19 @@ SETTINGS_SCHEMA: dict[str, Setting] = {
     "start_stray_wave": _s("float", 293.0), "end_stray_wave": _s("float", 296.0),
     "start_fit_wave": _s("float", 308.0), "end_fit_wave": _s("float", 318.0),
     "start_fit_wave_ld": _s("float", 312.0), "end_fit_wave_ld": _s("float", 322.0),
-    "use_light_dilution": _s("bool", False, doc="(PyCam) light dilution (not in this chain: must stay false)"),
-    "tau_thresh": _s("float", 0.01), "grid_max_ppmm": _s("float", 5000.0),
+    "use_light_dilution": _s("bool", False, doc="(PyCam) camera light-dilution correction (see "
+                                                "pycam.processing.light_dilution)"),
+    "tau_thresh": _s("float", 0.01, 0.0, 10.0, doc="(PyCam) light dilution: correct pixels with tau above this"),
+    "dil_distances_m": _s("any", None, doc="light dilution: distance (m) of each dil_lines line, or [start, end] "
+                                          "along it (not needed with a light_dilution.json)"),
+    "dil_extinction_per_m": _s("any", None, doc="light dilution: fixed [eps_on, eps_off] in 1/m instead of "
+                                               "fitting them on the dilution lines"),
+    "grid_max_ppmm": _s("float", 5000.0),
     "grid_increment_ppmm": _s("float", 20.0), "ld_lookup_1": _s("path", None), "ld_lookup_2": _s("path", None),
     "dark_spec_dir": _s("path", None), "ILS_path": _s("path", None), "default_cam_geom": _s("path", None),
     "pcs_lines": _s("any", None, doc="(PyCam) list of PCS line files"),
-    "dil_lines": _s("any", None), "cross_corr_lines": _s("any", None),
+    "dil_lines": _s("any", None, doc="(PyCam) light dilution: line files on dark terrain, or a "
+                                     "light_dilution.json"), "cross_corr_lines": _s("any", None),
     "save_img_aa": _s("bool", False), "save_img_cal": _s("bool", False), "save_img_so2": _s("bool", False),
     "save_doas_cal": _s("bool", False), "bg_A": _s("any", None), "bg_B": _s("any", None),
 }
@@ -234,9 +241,21 @@ def _coerce(key: str, spec: Setting, raw: Any, base_dir: Path | None) -> Any:
 def _cross_checks(values: dict[str, Any]) -> None:
     if values["flow_nadeau"]:
         raise SettingsError("flow_nadeau = true: the Nadeau velocity mode is not implemented; set it false")
-    if values["use_light_dilution"]:
-        raise SettingsError("use_light_dilution = true: light-dilution correction is not part of this "
-                            "chain; set it false")
+    if values["use_light_dilution"] and not values["dil_lines"] and values["dil_extinction_per_m"] is None:
+        raise SettingsError("use_light_dilution = true needs dil_lines (line files or light_dilution.json) "
+                            "or dil_extinction_per_m")
+    ext = values["dil_extinction_per_m"]
+    if ext is not None and (not isinstance(ext, (list, tuple)) or len(ext) != 2
+                            or not all(isinstance(v, (int, float)) and 0 <= v <= 1e-3 for v in ext)):
+        raise SettingsError(f"dil_extinction_per_m = {ext!r}: must be [eps_on, eps_off], each in 0..1e-3 1/m")
+    dist = values["dil_distances_m"]
+    def _positive(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+
+    if dist is not None and (not isinstance(dist, (list, tuple)) or not all(
+            _positive(v) or (isinstance(v, (list, tuple)) and len(v) == 2 and all(map(_positive, v))) for v in dist)):
+        raise SettingsError(f"dil_distances_m = {dist!r}: must list, per dilution line, a distance in m or "
+                            "[start, end] along the line")
     if values["ref_check_lower"] >= values["ref_check_upper"]:
         raise SettingsError("ref_check_lower must be below ref_check_upper")
     contrast = values["flow_contrast"]

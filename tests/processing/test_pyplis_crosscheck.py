@@ -104,6 +104,7 @@ def test_line_sampling_and_normal_match_pyplis(coords, orientation):
     np.testing.assert_allclose(ours.sample(img), ref.get_line_profile(img), atol=1e-9)
 
 
+@pytest.mark.realdata
 def test_cell_calibration_slope_matches_pyplis_cellcalib(data_dir):
     import cv2
     from pyplis.cellcalib import CellCalibEngine
