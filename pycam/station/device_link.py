@@ -3,7 +3,9 @@ answer commands; forward spooled files and delete them only when the master ackn
 
 Two threads: the link thread (connect + read loop) and the sender thread (spool -> master,
 at most ``WINDOW`` files unacknowledged).  Neither polls: they block on the socket, on a
-condition variable, or on a backoff timer.
+condition variable, or on a backoff timer.  A file the master refuses (disk full) pauses
+the whole sender with an exponential back-off (pycam.station.resend); events raised while
+the master is out of reach are kept on disk and sent on reconnect (offline_events).
 """
 from __future__ import annotations
 
@@ -17,14 +19,16 @@ from pycam.config import Config
 from pycam.net.auth import AuthError, client_handshake
 from pycam.net.connection import Connection, ConnectionClosed, receive_until_closed
 from pycam.net.reconnect import Backoff, connect
+from pycam.protocol import events
 from pycam.protocol.errors import FrameError, MessageError
 from pycam.protocol.messages import Ack, Command, Error, Event, Message, Reply, utc_now_iso
+from pycam.station.offline_events import OfflineEvents
+from pycam.station.resend import ResendBackoff
 from pycam.station.spool import Spool, SpoolError
 
 log = logging.getLogger(__name__)
 
 WINDOW = 4               # files sent but not yet acknowledged
-RETRY_AFTER_S = 2.0      # after the master refused a file (disk full, damaged in transit)
 ACK_TIMEOUT_S = 60.0     # resend a file whose acknowledgement never came
 
 
@@ -50,7 +54,11 @@ class DeviceLink:
         self._waiting: collections.OrderedDict[str, None] = collections.OrderedDict(
             (n, None) for n in spool.pending())
         self._in_flight: dict[str, float] = {}
-        self._retry_at: dict[str, float] = {}
+        storage = config["storage"]
+        self.resend = ResendBackoff(storage["resend_initial_s"], storage["resend_max_s"])
+        self.offline = OfflineEvents(spool.directory.parent / f"{device}_events")
+        #: called on the link thread with each Event the master sends (clock replies)
+        self.on_event: Callable[[Event], None] | None = None
         self._threads = [threading.Thread(target=self._link_loop, name=f"{device}-link", daemon=True),
                          threading.Thread(target=self._send_loop, name=f"{device}-sender", daemon=True)]
         self.files_sent = 0
@@ -79,17 +87,17 @@ class DeviceLink:
         """Block until nothing is waiting or in flight (True) or ``timeout`` passes (False)."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._waiting or self._in_flight or self._retry_at:
+            while self._waiting or self._in_flight:
                 left = deadline - time.monotonic()
                 if left <= 0 or self._stop.is_set():
                     return False
-                self._cond.wait(min(left, 0.5) if self._retry_at else left)
+                self._cond.wait(min(left, 0.5))
         return True
 
     @property
     def backlog(self) -> int:
         with self._cond:
-            return len(self._waiting) + len(self._in_flight) + len(self._retry_at)
+            return len(self._waiting) + len(self._in_flight)
 
     # ----------------------------------------------------------------------------- outbound
     def file_spooled(self, filename: str) -> None:
@@ -110,7 +118,17 @@ class DeviceLink:
             return False
 
     def send_event(self, name: str, **fields) -> bool:
-        return self.send(Event(name=name, device=self.device, fields=fields, time=utc_now_iso()))
+        """Send a declared event (pycam.protocol.events checks the fields); kept on disk
+        while offline and sent on reconnect.  True if sent now."""
+        return self.send_typed(events.build(name, **fields))
+
+    def send_typed(self, event: events.StationEvent, keep_offline: bool = True) -> bool:
+        message = event.as_event(self.device, utc_now_iso())
+        if self.send(message):
+            return True
+        if keep_offline:
+            self.offline.add(message)
+        return False
 
     # --------------------------------------------------------------------------- link loop
     def _link_loop(self) -> None:
@@ -135,6 +153,13 @@ class DeviceLink:
             self.connected.set()
             with self._cond:
                 self._cond.notify_all()
+            dropped, self.offline.dropped = self.offline.dropped, 0
+            sent = self.offline.drain(self.send)
+            if sent or dropped:
+                log.info("%s: sent %d events raised while offline (%d dropped)", self.device, sent, dropped)
+            if dropped:
+                self.send_typed(events.Status("warning", f"{dropped} events raised while offline were dropped "
+                                                         f"(at most {self.offline.limit} are kept)"))
             if self.on_connected is not None:
                 try:
                     self.on_connected()
@@ -166,6 +191,11 @@ class DeviceLink:
                     return
             elif isinstance(msg, Ack):
                 self._acked(msg.filename)
+            elif isinstance(msg, Event) and self.on_event is not None:
+                try:
+                    self.on_event(msg)
+                except Exception:
+                    log.exception("%s: handling event %s failed", self.device, msg.name)
             elif isinstance(msg, Error):
                 if msg.filename:
                     self._refused(msg.filename, f"{msg.key}: {msg.reason}")
@@ -177,45 +207,45 @@ class DeviceLink:
     # ------------------------------------------------------------------------- send loop
     def _acked(self, filename: str) -> None:
         self.spool.confirm(filename)
+        self.resend.stored()
         with self._cond:
             self._in_flight.pop(filename, None)
-            self._retry_at.pop(filename, None)
             self.files_confirmed += 1
             self._cond.notify_all()
 
     def _refused(self, filename: str, reason: str) -> None:
-        log.warning("%s: master refused %s (%s); keeping it, retry in %.0f s", self.device, filename, reason,
-                    RETRY_AFTER_S)
+        first = self.resend.wait_left() == 0
+        pause = self.resend.refused()
+        if first:   # one line per pause, not one per file
+            log.warning("%s: master refused %s (%s); keeping it, sending again in %.1f s", self.device, filename,
+                        reason, pause)
         with self._cond:
             if self._in_flight.pop(filename, None) is not None:
-                self._retry_at[filename] = time.monotonic() + RETRY_AFTER_S
+                self._waiting[filename] = None
+                self._waiting.move_to_end(filename, last=False)
             self._cond.notify_all()
 
     def _requeue_in_flight(self) -> None:
         with self._cond:
-            names = sorted(set(self._in_flight) | set(self._retry_at) | set(self._waiting))
+            names = sorted(set(self._in_flight) | set(self._waiting))
             self._in_flight.clear()
-            self._retry_at.clear()
             self._waiting = collections.OrderedDict((n, None) for n in names)
             self._cond.notify_all()
 
     def _next_to_send(self) -> str | None:
         """With the condition held: the next file name, or None after waiting a while."""
         now = time.monotonic()
-        for name, due in list(self._retry_at.items()):
-            if due <= now:
-                del self._retry_at[name]
-                self._waiting[name] = None
-                self._waiting.move_to_end(name, last=False)
         for name, sent in list(self._in_flight.items()):
             if now - sent > ACK_TIMEOUT_S:
                 del self._in_flight[name]
                 self._waiting[name] = None
-        if self.connected.is_set() and self._waiting and len(self._in_flight) < WINDOW:
+        pause = self.resend.wait_left()
+        window = 1 if self.resend.probing else WINDOW
+        if self.connected.is_set() and self._waiting and len(self._in_flight) < window and pause == 0:
             name, _ = self._waiting.popitem(last=False)
             self._in_flight[name] = now
             return name
-        timeouts = [due - now for due in self._retry_at.values()]
+        timeouts = [pause] if pause > 0 and self._waiting else []
         timeouts += [ACK_TIMEOUT_S - (now - sent) for sent in self._in_flight.values()]
         self._cond.wait(max(0.01, min(timeouts)) if timeouts else None)
         return None

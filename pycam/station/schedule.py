@@ -220,7 +220,8 @@ class MasterHousekeeping:
                 timeout_s=section["watchdog_timeout_s"], check_s=section["watchdog_check_s"],
                 is_acquiring=lambda: master.acquiring, start_acquisition=master.start_acquisition,
                 stop_acquisition=master.stop_acquisition, publish_event=publish,
-                expected_devices=lambda: master.connected_devices, escalate=escalate)
+                expected_devices=lambda: master.connected_devices, escalate=escalate,
+                paused=master.storage_state.paused_reason, manual_devices=master.health.not_capturing)
             master.file_stored_callbacks.append(self.watchdog.file_stored)
         self.disk = None
         if section["disk_free_mb"] > 0:
