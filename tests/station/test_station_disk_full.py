@@ -1,0 +1,122 @@
+"""Disk full for a while (time scaled down): one storage event, bounded re-sends, nothing lost.
+
+The master's storage layer really fails with ENOSPC (the atomic writer raises it), the
+devices capture at 1 Hz all along; the back-off parameters are scaled so that the 120 s of
+the acceptance criterion become 12 s here (initial pause 0.1 s instead of 2 s, at most 2 s
+between probes instead of 60 s... the bound below is computed from the same parameters).
+"""
+from __future__ import annotations
+
+import collections
+import errno
+import math
+import threading
+import time
+
+from station_helpers import InProcessStation, stored_files, temporaries, wait_for
+
+import pycam.station.storage as storage_module
+from pycam.protocol import events
+from pycam.protocol import messages as m
+from pycam.station.device_link import WINDOW
+from pycam.station.launcher import write_station_config
+from pycam.station.watchdog import AcquisitionWatchdog
+
+FULL_S = 12.0
+INITIAL_S = 0.1
+MAX_S = 2.0
+
+
+def _bound_per_device(duration: float) -> int:
+    """Most files one device may send while the disk is full: the window in flight when the
+    disk filled, then one probe per pause (pauses double from INITIAL_S up to MAX_S)."""
+    probes, elapsed, pause = 0, 0.0, INITIAL_S
+    while elapsed < duration:
+        elapsed += pause
+        probes += 1
+        pause = min(MAX_S, pause * 2)
+    return WINDOW + probes + 1
+
+
+def test_disk_full_gives_one_event_bounded_resends_and_every_file_after(tmp_path, monkeypatch):
+    config_path = write_station_config(
+        tmp_path / "station.toml", data_dir=tmp_path / "data", spool_dir=tmp_path / "spool", framerate=1.0,
+        overrides={"storage": {"resend_initial_s": INITIAL_S, "resend_max_s": MAX_S, "min_free_mb": 0},
+                   "health": {"heartbeat_s": 1.0}})
+    full = threading.Event()
+    real_write = storage_module.atomic_write_bytes
+
+    def write(path, blob, fsync=True):
+        if full.is_set():
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(path, blob, fsync=fsync)
+
+    monkeypatch.setattr(storage_module, "atomic_write_bytes", write)
+    st = InProcessStation(config_path)
+    master = st.master
+    received = collections.Counter()       # files received while the disk was full, per device
+    real_store = master._store
+
+    def counting_store(peer, data):
+        if full.is_set():
+            received[peer.device] += 1
+        real_store(peer, data)
+
+    master._store = counting_store
+    watchdog = AcquisitionWatchdog(timeout_s=3.0, check_s=0.2, is_acquiring=lambda: master.acquiring,
+                                   start_acquisition=master.start_acquisition,
+                                   stop_acquisition=master.stop_acquisition, publish_event=master.publish_event,
+                                   expected_devices=lambda: master.connected_devices,
+                                   paused=master.storage_state.paused_reason,
+                                   manual_devices=master.health.not_capturing)
+    master.file_stored_callbacks.append(watchdog.file_stored)
+    try:
+        st.wait_devices()
+        seen: list = []
+        st.client(on_message=seen.append)
+        master.start_acquisition()
+        watchdog.start()
+        wait_for(lambda: len(stored_files(st.data_dir)) >= 6, 15, what="acquisition running")
+        full.set()
+        started = time.monotonic()
+        time.sleep(FULL_S)
+        full.clear()
+        full_for = time.monotonic() - started
+        time.sleep(2.5)   # captures go on after space returns
+        master.stop_acquisition()
+        for service in st.services.values():
+            wait_for(lambda s=service: s.link.backlog == 0, 3 * MAX_S + 10, what=f"{service.device} spool drained")
+        watchdog.stop()
+
+        storage = [events.parse(e) for e in seen if isinstance(e, m.Event) and e.name == "storage"]
+        assert [e.state for e in storage] == ["full", "ok"], storage
+        assert storage[1].refused == sum(received.values()) and storage[1].duration_s >= FULL_S - 1
+        file_errors = [e for e in seen if isinstance(e, m.Error) and e.filename]
+        assert not file_errors, f"{len(file_errors)} per-file errors reached the clients"
+        bound = _bound_per_device(full_for)
+        captured_while_full = math.ceil(full_for)
+        print(f"disk full {full_for:.1f} s: files received per device {dict(received)}, bound {bound}; "
+              f"a device captured ~{captured_while_full} meanwhile")
+        for device in ("CM1", "CM2", "SPC"):
+            assert 1 <= received[device] <= bound, (device, received[device], bound)
+        watchdog_events = [e.fields.get("action") for e in seen if isinstance(e, m.Event) and e.name == "watchdog"]
+        assert "restart" not in watchdog_events and "paused" in watchdog_events, watchdog_events
+
+        # every file captured is stored, once
+        for device, service in st.services.items():
+            names = [p.name for p in stored_files(st.data_dir) if _device_of(p.name) == device]
+            assert len(names) == len(set(names))
+            assert len(names) >= service.frames_captured, (device, len(names), service.frames_captured)
+            assert not list(service.spool.directory.iterdir())
+        assert not temporaries(st.data_dir)
+    finally:
+        watchdog.stop()
+        st.close()
+
+
+def _device_of(name: str) -> str:
+    if "_fltrA_" in name:
+        return "CM1"
+    if "_fltrB_" in name:
+        return "CM2"
+    return "SPC"
