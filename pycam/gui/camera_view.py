@@ -4,7 +4,9 @@ Images update by ``set_data`` + blit.  Display options: colour map, fixed or aut
 scaling (automatic limits are rounded so the colour scale rarely changes), saturation
 overlay (pixels at or above the saturation level in red), and a row or column profile of
 both images where the user clicks.  Settings (shutter, auto exposure, frame rate,
-saturation band) are typed commands validated before sending.
+saturation band, analogue gain) are typed commands validated before sending; the fields
+follow the station: auto exposure's new shutter (``exposure`` events) and every device's
+``settings`` event refresh them, except the field being edited.
 """
 from __future__ import annotations
 
@@ -14,9 +16,10 @@ from tkinter import ttk
 import numpy as np
 
 from pycam.gui.forms import CommandRow, ReplyTracker
-from pycam.gui.messages import ImageFrame
+from pycam.gui.messages import ImageFrame, MessageSummary
 from pycam.gui.plots import BlitCanvas, display_extent, for_display, nice_limits, robust_range
 from pycam.gui.worker import GuiQueue
+from pycam.protocol import events
 
 FULL_SCALE = 1023  # 10-bit sensor values stored in 16-bit PNGs
 SATURATION_LEVEL = 1000
@@ -74,11 +77,13 @@ class CameraView(ttk.Frame):
         for band, (device, title) in BANDS.items():
             box = ttk.LabelFrame(side, text=title, padding=3)
             box.pack(fill="x", pady=3)
-            shutter_key, auto_key = ("SSA", "ATA") if band == "A" else ("SSB", "ATB")
+            shutter_key, auto_key, gain_key = ("SSA", "ATA", "AGA") if band == "A" else ("SSB", "ATB", "AGB")
             self.rows[(device, shutter_key)] = CommandRow(box, 0, device, shutter_key, "Shutter (µs)", send, tracker,
                                                           camera_settings.get("shutter_us", 100000))
             self.rows[(device, auto_key)] = CommandRow(box, 1, device, auto_key, "Auto exposure", send, tracker,
                                                        camera_settings.get("auto_exposure", True))
+            self.rows[(device, gain_key)] = CommandRow(box, 2, device, gain_key, "Analogue gain", send, tracker,
+                                                       camera_settings.get("analog_gain", 1.0))
         both = ttk.LabelFrame(side, text="Both cameras", padding=3)
         both.pack(fill="x", pady=3)
         for i, (key, label, default) in enumerate((
@@ -90,6 +95,32 @@ class CameraView(ttk.Frame):
             self.rows[("all", key)] = CommandRow(both, i, "all", key, label, send, tracker, default)
 
         queue.subscribe("image", self.show_frame)
+        queue.subscribe("message", self._on_message)
+
+    # --- the station's values ------------------------------------------------------------
+    def _on_message(self, s: MessageSummary) -> None:
+        if s.kind != "event" or s.device not in ("CM1", "CM2") or not isinstance(s.value, dict):
+            return
+        ev = events.parse_quietly(s.key or "", s.value)
+        if isinstance(ev, events.Exposure):
+            self.show_setting(s.device, ev.key, ev.value)
+        elif isinstance(ev, events.Settings):
+            for key, value in ev.values.items():
+                self.show_setting(s.device, key, value)
+
+    def show_setting(self, device: str, key: str, value) -> bool:
+        """Show the value in force in its field (not while the user edits that field)."""
+        row = self.rows.get((device, key)) or self.rows.get(("all", key))
+        if row is None:
+            return False
+        try:
+            editing = self.focus_get() is row.widget
+        except (KeyError, tk.TclError):
+            editing = False
+        if editing:
+            return False
+        row.set_value(value)
+        return True
 
     def _build_display_options(self, side) -> None:
         box = ttk.LabelFrame(side, text="Display", padding=3)
