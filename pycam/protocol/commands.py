@@ -21,6 +21,7 @@ Additions (not in PyCam): ``AGA``/``AGB`` set a camera's analogue gain, and ``SC
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 from typing import Any
@@ -162,6 +163,11 @@ def parse_value(key: str, raw: Any) -> Any:
 def check_schedule(raw: Any, key: str = "SCH") -> dict[str, Any]:
     """A daily schedule: every key of SCHEDULE_KEYS, times ``HH:MM`` UTC with start < stop,
     the dark set inside start..stop, lead/lag 0-120 min and the power window within the day."""
+    if isinstance(raw, str) and raw.lstrip().startswith("{") and len(raw) <= 1024:
+        try:
+            raw = json.loads(raw)   # `pycam send 'SCH={"enabled": true, ...}'`
+        except ValueError:
+            raise CommandValueError(key, f"not a JSON object: {_show(raw)}") from None
     if not isinstance(raw, dict):
         raise CommandValueError(key, f"expected an object with {', '.join(SCHEDULE_KEYS)}, got {_show(raw)}")
     unknown = sorted(set(raw) - set(SCHEDULE_KEYS))
