@@ -11,8 +11,9 @@ Faults, at fixed fractions of the run (T = the run's length):
 * the data disk full at 0.55 T for min(60 s, 0.15 T): the master's data directory is a small
   ext4 file system on a loop device (root needed; otherwise this fault is skipped and the
   JSON says so) and a ballast file takes all its free space;
-* a drip flood at 0.75 T for min(60 s, 0.15 T): ``--flood`` connections to the client port,
-  each sending one byte every 5 s and never authenticating.
+* a drip flood at 0.75 T for min(60 s, 0.15 T) (in the background, the other faults go on):
+  ``--flood`` connections to the client port, each sending the next byte of a well-formed
+  frame every 5 s (so a frame is always "arriving") and never authenticating.
 
 Measured: files stored per device, files still spooled after the final drain (captured but
 not delivered), duplicates (one device, one time stamp, stored twice), temporaries left
@@ -44,6 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pycam.formats.names import parse_any  # noqa: E402
+from pycam.protocol.messages import Subscribe, encode_bytes  # noqa: E402
 from pycam.station.client import StationClient  # noqa: E402
 from pycam.station.launcher import start_simulated_station, write_station_config  # noqa: E402
 
@@ -187,11 +189,15 @@ def drip_flood(host: str, port: int, count: int, seconds: float, stop: threading
             refused += 1
     deadline = time.monotonic() + seconds
     dropped = 0
+    frame = encode_bytes(Subscribe(data_types=("image",)))
+    sent = 0
     while time.monotonic() < deadline and not stop.is_set():
         alive = []
+        byte = frame[sent % len(frame):sent % len(frame) + 1]
+        sent += 1
         for s in socks:
             try:
-                s.send(b"\x00")
+                s.send(byte)
                 alive.append(s)
             except OSError:
                 dropped += 1
@@ -271,6 +277,7 @@ def run(minutes: float, flood: int, framerate: float, out: Path, disk_mb: int) -
             sampler.start()
             prober.start()
             events = _schedule(total)
+            flooder = None
 
             def note(what: str, **extra) -> None:
                 entry = {"t_s": round(time.monotonic() - t0, 1), "fault": what, **extra}
@@ -310,11 +317,17 @@ def run(minutes: float, flood: int, framerate: float, out: Path, disk_mb: int) -
                     seconds = min(60.0, 0.15 * total)
                     note("drip flood", connections=flood, seconds=seconds)
                     net = station.config["network"]
-                    result = drip_flood(net["master_host"], net["client_port"], flood, seconds, stop)
-                    note("drip flood over", **result)
+
+                    def flood_job(host=net["master_host"], port=net["client_port"], seconds=seconds) -> None:
+                        note("drip flood over", **drip_flood(host, port, flood, seconds, stop))
+
+                    flooder = threading.Thread(target=flood_job, name="soak-flood", daemon=True)
+                    flooder.start()
             left = t0 + total - time.monotonic()
             if left > 0:
                 time.sleep(left)
+            if flooder is not None:
+                flooder.join(120)
             run_s = time.monotonic() - t0
             for device in ("CM1", "CM2", "SPC"):
                 if not station.alive(device):
