@@ -154,8 +154,10 @@ class HealthReporter:
 class StationHealth:
     """The master's view of its devices' health (see the module docstring)."""
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time, clock_warn_ms: float = 50.0) -> None:
         self.clock = clock
+        self.clock_warn_ms = clock_warn_ms
+        self._clock_off: set[str] = set()   # devices whose clock offset is above the warning now
         self._lock = threading.Lock()
         self._latest: dict[str, tuple[events.Health, float]] = {}
         self._capturing: dict[str, bool] = {}
@@ -176,6 +178,7 @@ class StationHealth:
                 self._latest[device] = (ev, self.clock())
                 self._capturing[device] = ev.acquiring
                 self._framerate[device] = ev.framerate
+                self._note_clock(device, ev.clock_offset_ms)
             elif isinstance(ev, events.Acquisition):
                 self._capturing[device] = ev.acquiring
             elif isinstance(ev, events.Settings):
@@ -186,6 +189,20 @@ class StationHealth:
                 if isinstance(rate, (int, float)) and not isinstance(rate, bool):
                     self._framerate[device] = float(rate)
         return False
+
+    def _note_clock(self, device: str, offset_ms: float | None) -> None:
+        """Log (once per change) a device clock too far from the master's: A/B pairing breaks."""
+        if offset_ms is None:
+            return
+        off = abs(offset_ms) > self.clock_warn_ms
+        if off and device not in self._clock_off:
+            self._clock_off.add(device)
+            log.warning("%s: clock %+.0f ms off the master's (more than %g ms): camera A/B pairs are matched by "
+                        "time stamp and may mix two moments; check NTP on that computer", device, offset_ms,
+                        self.clock_warn_ms)
+        elif not off and device in self._clock_off:
+            self._clock_off.discard(device)
+            log.info("%s: clock within %g ms of the master's again (%+.1f ms)", device, self.clock_warn_ms, offset_ms)
 
     def forget(self, device: str) -> None:
         with self._lock:

@@ -58,7 +58,7 @@ class Master:
         #: extra master command keys (e.g. SCH, the schedule) -> handler(value) -> reply value
         self.command_handlers: dict[str, Callable[[Any], Any]] = {}
         self.storage_state = StorageState(self.publish)
-        self.health = StationHealth()
+        self.health = StationHealth(clock_warn_ms=config["health"]["clock_offset_warn_ms"])
         self._state = MasterState(Path(storage["spool_dir"]), fsync=fsync)
         self._acquiring = self._state.load_acquiring()   # a restarted master resumes acquiring
         self.stopped = threading.Event()

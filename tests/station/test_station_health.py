@@ -26,7 +26,7 @@ def _health(seen, device):
             and e.fields.get("clock_offset_ms") is not None]
 
 
-def test_heartbeats_measure_clock_offset_and_reach_clients_and_prometheus(fast_config):
+def test_heartbeats_measure_clock_offset_and_reach_clients_and_prometheus(fast_config, caplog):
     from pycam.station.metrics import MetricsServer
 
     st = InProcessStation(fast_config)
@@ -49,6 +49,8 @@ def test_heartbeats_measure_clock_offset_and_reach_clients_and_prometheus(fast_c
         line = next(l for l in text.splitlines() if l.startswith('pycam_device_clock_offset_seconds{device="CM2"}'))
         assert float(line.split()[-1]) == pytest.approx(0.120, abs=0.025)
         assert 'pycam_device_connected{device="SPC"} 1.0' in text and "pycam_master_acquiring 1.0" in text
+        clock_lines = [r.getMessage() for r in caplog.records if "off the master" in r.getMessage()]
+        assert len(clock_lines) == 1 and clock_lines[0].startswith("CM2: clock +1"), clock_lines
     finally:
         metrics.stop()
         st.close()
