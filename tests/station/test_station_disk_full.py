@@ -38,7 +38,7 @@ def _bound_per_device(duration: float) -> int:
     return WINDOW + probes + 1
 
 
-def test_disk_full_gives_one_event_bounded_resends_and_every_file_after(tmp_path, monkeypatch):
+def test_disk_full_gives_one_event_bounded_resends_and_every_file_after(tmp_path, monkeypatch, caplog):
     config_path = write_station_config(
         tmp_path / "station.toml", data_dir=tmp_path / "data", spool_dir=tmp_path / "spool", framerate=1.0,
         overrides={"storage": {"resend_initial_s": INITIAL_S, "resend_max_s": MAX_S, "min_free_mb": 0},
@@ -99,6 +99,10 @@ def test_disk_full_gives_one_event_bounded_resends_and_every_file_after(tmp_path
               f"a device captured ~{captured_while_full} meanwhile")
         for device in ("CM1", "CM2", "SPC"):
             assert 1 <= received[device] <= bound, (device, received[device], bound)
+            refusal_lines = [r for r in caplog.records if r.getMessage().startswith(f"{device}: master refused")]
+            assert len(refusal_lines) <= bound - WINDOW, (device, len(refusal_lines))   # one per pause
+        master_lines = [r for r in caplog.records if r.name == "pycam.station.storage_state"]
+        assert len(master_lines) <= 2 + FULL_S / 60 + 1, [r.getMessage() for r in master_lines]
         watchdog_events = [e.fields.get("action") for e in seen if isinstance(e, m.Event) and e.name == "watchdog"]
         assert "restart" not in watchdog_events and "paused" in watchdog_events, watchdog_events
 
