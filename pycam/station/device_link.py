@@ -191,11 +191,8 @@ class DeviceLink:
                     return
             elif isinstance(msg, Ack):
                 self._acked(msg.filename)
-            elif isinstance(msg, Event) and self.on_event is not None:
-                try:
-                    self.on_event(msg)
-                except Exception:
-                    log.exception("%s: handling event %s failed", self.device, msg.name)
+            elif isinstance(msg, Event):
+                self._master_event(msg)
             elif isinstance(msg, Error):
                 if msg.filename:
                     self._refused(msg.filename, f"{msg.key}: {msg.reason}")
@@ -203,6 +200,17 @@ class DeviceLink:
                     log.warning("%s: master reports %s: %s", self.device, msg.key, msg.reason)
             elif not isinstance(msg, Reply):
                 log.debug("%s: ignoring %s from master", self.device, msg.kind)
+
+    def _master_event(self, msg: Event) -> None:
+        if msg.name == events.Storage.name and msg.fields.get("state") == "ok":
+            self.resend.stored()   # the master stores again: no need to wait for the next probe
+            with self._cond:
+                self._cond.notify_all()
+        if self.on_event is not None:
+            try:
+                self.on_event(msg)
+            except Exception:
+                log.exception("%s: handling event %s failed", self.device, msg.name)
 
     # ------------------------------------------------------------------------- send loop
     def _acked(self, filename: str) -> None:

@@ -57,7 +57,7 @@ class Master:
         self.file_stored_callbacks: list[Callable[[Path, str], None]] = []
         #: extra master command keys (e.g. SCH, the schedule) -> handler(value) -> reply value
         self.command_handlers: dict[str, Callable[[Any], Any]] = {}
-        self.storage_state = StorageState(self.publish)
+        self.storage_state = StorageState(self._publish_storage)
         self.health = StationHealth(clock_warn_ms=config["health"]["clock_offset_warn_ms"])
         self._state = MasterState(Path(storage["spool_dir"]), fsync=fsync)
         self._acquiring = self._state.load_acquiring()   # a restarted master resumes acquiring
@@ -465,6 +465,16 @@ class Master:
                 callback(path, peer.device)
             except Exception:
                 log.exception("file_stored callback %r failed for %s", callback, path)
+
+    def _publish_storage(self, event: events.StationEvent) -> None:
+        """Storage state changes go to the clients, and to the devices: on "ok" they stop
+        backing off and send their spools at once."""
+        self.publish(event)
+        message = event.as_event(vocab.MASTER, utc_now_iso())
+        with self._lock:
+            devices = list(self._devices.values())
+        for device in devices:
+            device.send(message)
 
     def _to_clients(self, message: Message) -> None:
         with self._lock:
