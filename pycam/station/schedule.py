@@ -267,6 +267,13 @@ class MasterHousekeeping:
         return [p for p in (self.schedule, self.watchdog, self.disk, self.metrics) if p is not None]
 
     def start(self) -> "MasterHousekeeping":
+        now = _utcnow()
+        if (self.schedule is not None and getattr(self._master, "acquiring", False)
+                and not self.schedule.times.window_contains(now.time().replace(tzinfo=None))):
+            # a master restarted outside the daily window remembers it was acquiring: the
+            # stop it missed while down is made now
+            log.info("schedule: outside the acquisition window at start: stopping the acquisition resumed")
+            self._master.stop_acquisition()
         for part in self.parts():
             part.start()
         return self

@@ -147,3 +147,25 @@ def test_schedule_and_gain_commands_reach_the_station(fast_config):
     finally:
         hk.stop()
         st.close()
+
+
+def test_a_master_restarted_outside_the_daily_window_stops_the_resumed_acquisition(fast_config):
+    import datetime as dt
+
+    from pycam.config import load_config, validate
+    from pycam.station.schedule import MasterHousekeeping
+
+    hour = dt.datetime.now(dt.timezone.utc).hour
+    start, stop, dark = ("13:00", "14:00", "13:30") if hour < 12 else ("01:00", "02:00", "01:30")
+    base = load_config(fast_config)
+    values = {s: dict(v) for s, v in base.values.items()}
+    values["schedule"].update(enabled=True, start_time=start, stop_time=stop, dark_time=dark, witty_pi_file="")
+    config = validate({s: {k: (str(v) if hasattr(v, "parent") else v) for k, v in sec.items() if v is not None}
+                       for s, sec in values.items()})
+    master = Master(config, fsync=False)
+    master.acquiring = True                      # what a restarted master remembers
+    hk = MasterHousekeeping(master, config).start()
+    try:
+        assert master.acquiring is False
+    finally:
+        hk.stop()
