@@ -169,3 +169,22 @@ def test_a_master_restarted_outside_the_daily_window_stops_the_resumed_acquisiti
         assert master.acquiring is False
     finally:
         hk.stop()
+
+
+def test_metrics_port_in_the_config_serves_prometheus_text(tmp_path):
+    from pycam.config import load_config
+    from pycam.station.launcher import free_loopback_port
+    from pycam.station.schedule import MasterHousekeeping
+
+    port = free_loopback_port()
+    path = write_station_config(tmp_path / "s.toml", data_dir=tmp_path / "d", spool_dir=tmp_path / "s",
+                                overrides={"master": {"metrics_port": port}})
+    config = load_config(path)
+    master = Master(config, fsync=False)
+    hk = MasterHousekeeping(master, config).start()
+    try:
+        assert hk.metrics is not None and hk.metrics.port == port
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        assert "pycam_master_storage_full 0.0" in text and 'pycam_device_connected{device="CM1"} 0.0' in text
+    finally:
+        hk.stop()
