@@ -75,8 +75,8 @@ class CameraView(ttk.Frame):
         self._build_display_options(side)
         self.rows: dict[tuple[str, str], CommandRow] = {}
         for band, (device, title) in BANDS.items():
-            box = ttk.LabelFrame(side, text=title, padding=3)
-            box.pack(fill="x", pady=3)
+            box = ttk.LabelFrame(side, text=title, padding=2)
+            box.pack(fill="x", pady=1)
             shutter_key, auto_key, gain_key = ("SSA", "ATA", "AGA") if band == "A" else ("SSB", "ATB", "AGB")
             self.rows[(device, shutter_key)] = CommandRow(box, 0, device, shutter_key, "Shutter (µs)", send, tracker,
                                                           camera_settings.get("shutter_us", 100000))
@@ -84,8 +84,8 @@ class CameraView(ttk.Frame):
                                                        camera_settings.get("auto_exposure", True))
             self.rows[(device, gain_key)] = CommandRow(box, 2, device, gain_key, "Analogue gain", send, tracker,
                                                        camera_settings.get("analog_gain", 1.0))
-        both = ttk.LabelFrame(side, text="Both cameras", padding=3)
-        both.pack(fill="x", pady=3)
+        both = ttk.LabelFrame(side, text="Both cameras", padding=2)
+        both.pack(fill="x", pady=1)
         for i, (key, label, default) in enumerate((
                 ("FRC", "Frame rate (Hz)", camera_settings.get("framerate", 0.25)),
                 ("SMN", "Min saturation", camera_settings.get("min_saturation", 0.7)),
@@ -123,12 +123,13 @@ class CameraView(ttk.Frame):
         return True
 
     def _build_display_options(self, side) -> None:
-        box = ttk.LabelFrame(side, text="Display", padding=3)
-        box.pack(fill="x", pady=3)
+        box = ttk.LabelFrame(side, text="Display", padding=2)
+        box.pack(fill="x", pady=1)
         ttk.Label(box, text="Colour map").grid(row=0, column=0, sticky="w")
         self.cmap_var = tk.StringVar(value="gray")
         cmap = ttk.Combobox(box, textvariable=self.cmap_var, values=COLOUR_MAPS, width=9, state="readonly")
-        cmap.grid(row=0, column=1, columnspan=2, sticky="w")
+        cmap.grid(row=0, column=1, sticky="w")
+        ttk.Button(box, text="Apply", command=self.apply_display).grid(row=0, column=2)
         cmap.bind("<<ComboboxSelected>>", lambda _e: self.apply_display())
         self.auto_scale = tk.BooleanVar(value=False)
         ttk.Checkbutton(box, text="Auto scale", variable=self.auto_scale,
@@ -138,12 +139,11 @@ class CameraView(ttk.Frame):
         ttk.Entry(box, textvariable=self.vmax_var, width=6).grid(row=1, column=2)
         self.saturation_overlay = tk.BooleanVar(value=True)
         ttk.Checkbutton(box, text="Saturation overlay", variable=self.saturation_overlay,
-                        command=self.apply_display).grid(row=2, column=0, columnspan=2, sticky="w")
-        ttk.Radiobutton(box, text="Row profile", variable=self.profile_mode, value="row").grid(row=3, column=0, sticky="w")
-        ttk.Radiobutton(box, text="Column", variable=self.profile_mode, value="column").grid(row=3, column=1, sticky="w")
-        ttk.Button(box, text="Apply", command=self.apply_display).grid(row=2, column=2)
+                        command=self.apply_display).grid(row=2, column=0, sticky="w")
+        ttk.Radiobutton(box, text="Row profile", variable=self.profile_mode, value="row").grid(row=2, column=1, sticky="w")
+        ttk.Radiobutton(box, text="Column", variable=self.profile_mode, value="column").grid(row=2, column=2, sticky="w")
         self.display_error = tk.StringVar(value="")
-        ttk.Label(box, textvariable=self.display_error, foreground="#c02020").grid(row=4, column=0, columnspan=3)
+        ttk.Label(box, textvariable=self.display_error, foreground="#c02020").grid(row=3, column=0, columnspan=3)
 
     # --- display ---------------------------------------------------------------------
     def apply_display(self) -> None:

@@ -82,3 +82,13 @@ def test_schedule_tab_sends_what_it_edits(standin_app):
     assert view.station_reply.kind == "reply" and "applies this schedule" in view.status.get()
     view.vars["dark_time"].set("19:00")
     assert not view.send() and len([s for s in client(app).sent if s[1] == "SCH"]) == 1
+
+
+def test_camera_form_with_gain_rows_fits_the_laptop_screen(standin_app):
+    app = standin_app
+    app.show_view("Camera")
+    view = app.views["Camera"]
+    assert pump_until(app.root, lambda: view.winfo_ismapped(), 5)
+    last = view.rows[("all", "RWC")].widget
+    assert last.winfo_rooty() + last.winfo_height() <= view.winfo_rooty() + view.winfo_height()
+    assert ("CM1", "AGA") in view.rows and ("CM2", "AGB") in view.rows
