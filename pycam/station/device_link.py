@@ -3,9 +3,11 @@ answer commands; forward spooled files and delete them only when the master ackn
 
 Two threads: the link thread (connect + read loop) and the sender thread (spool -> master,
 at most ``WINDOW`` files unacknowledged).  Neither polls: they block on the socket, on a
-condition variable, or on a backoff timer.  A file the master refuses (disk full) pauses
-the whole sender with an exponential back-off (pycam.station.resend); events raised while
-the master is out of reach are kept on disk and sent on reconnect (offline_events).
+condition variable, or on a backoff timer.  A file the master cannot store because its
+storage fails (an Error with key ``storage``: disk full) pauses the whole sender with an
+exponential back-off (pycam.station.resend); a file refused for itself (any other key) is
+retried alone, its own delay doubling, while the others flow.  Events raised while the master
+is out of reach are kept on disk and sent on reconnect (offline_events).
 """
 from __future__ import annotations
 
@@ -54,6 +56,8 @@ class DeviceLink:
         self._waiting: collections.OrderedDict[str, None] = collections.OrderedDict(
             (n, None) for n in spool.pending())
         self._in_flight: dict[str, float] = {}
+        self._retry_at: dict[str, float] = {}      # files refused for themselves -> when to retry
+        self._retry_delay: dict[str, float] = {}
         storage = config["storage"]
         self.resend = ResendBackoff(storage["resend_initial_s"], storage["resend_max_s"])
         self.offline = OfflineEvents(spool.directory.parent / f"{device}_events")
@@ -87,7 +91,7 @@ class DeviceLink:
         """Block until nothing is waiting or in flight (True) or ``timeout`` passes (False)."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._waiting or self._in_flight:
+            while self._waiting or self._in_flight or self._retry_at:
                 left = deadline - time.monotonic()
                 if left <= 0 or self._stop.is_set():
                     return False
@@ -97,7 +101,7 @@ class DeviceLink:
     @property
     def backlog(self) -> int:
         with self._cond:
-            return len(self._waiting) + len(self._in_flight)
+            return len(self._waiting) + len(self._in_flight) + len(self._retry_at)
 
     # ----------------------------------------------------------------------------- outbound
     def file_spooled(self, filename: str) -> None:
@@ -195,7 +199,7 @@ class DeviceLink:
                 self._master_event(msg)
             elif isinstance(msg, Error):
                 if msg.filename:
-                    self._refused(msg.filename, f"{msg.key}: {msg.reason}")
+                    self._refused(msg.filename, f"{msg.key}: {msg.reason}", link_wide=msg.key == "storage")
                 else:
                     log.warning("%s: master reports %s: %s", self.device, msg.key, msg.reason)
             elif not isinstance(msg, Reply):
@@ -218,31 +222,48 @@ class DeviceLink:
         self.resend.stored()
         with self._cond:
             self._in_flight.pop(filename, None)
+            self._retry_at.pop(filename, None)
+            self._retry_delay.pop(filename, None)
             self.files_confirmed += 1
             self._cond.notify_all()
 
-    def _refused(self, filename: str, reason: str) -> None:
-        first = self.resend.wait_left() == 0
-        pause = self.resend.refused()
-        if first:   # one line per pause, not one per file
-            log.warning("%s: master refused %s (%s); keeping it, sending again in %.1f s", self.device, filename,
-                        reason, pause)
-        with self._cond:
+    def _refused(self, filename: str, reason: str, link_wide: bool) -> None:
+        if link_wide:   # the master's storage fails: every file would be refused
+            first = self.resend.wait_left() == 0
+            pause = self.resend.refused()
+            if first:   # one line per pause, not one per file
+                log.warning("%s: master cannot store %s (%s); keeping it, sending again in %.1f s", self.device,
+                            filename, reason, pause)
+            with self._cond:
+                if self._in_flight.pop(filename, None) is not None:
+                    self._waiting[filename] = None
+                    self._waiting.move_to_end(filename, last=False)
+                self._cond.notify_all()
+            return
+        with self._cond:   # this file only: retried alone, later and later
+            delay = self._retry_delay.get(filename, self.resend.initial_s / self.resend.factor) * self.resend.factor
+            delay = min(delay, self.resend.maximum_s)
+            self._retry_delay[filename] = delay
             if self._in_flight.pop(filename, None) is not None:
-                self._waiting[filename] = None
-                self._waiting.move_to_end(filename, last=False)
+                self._retry_at[filename] = time.monotonic() + delay
             self._cond.notify_all()
+        log.warning("%s: master refused %s (%s); keeping it, retry in %.1f s", self.device, filename, reason, delay)
 
     def _requeue_in_flight(self) -> None:
         with self._cond:
-            names = sorted(set(self._in_flight) | set(self._waiting))
+            names = sorted(set(self._in_flight) | set(self._retry_at) | set(self._waiting))
             self._in_flight.clear()
+            self._retry_at.clear()
             self._waiting = collections.OrderedDict((n, None) for n in names)
             self._cond.notify_all()
 
     def _next_to_send(self) -> str | None:
         """With the condition held: the next file name, or None after waiting a while."""
         now = time.monotonic()
+        for name, due in list(self._retry_at.items()):
+            if due <= now:
+                del self._retry_at[name]
+                self._waiting[name] = None
         for name, sent in list(self._in_flight.items()):
             if now - sent > ACK_TIMEOUT_S:
                 del self._in_flight[name]
@@ -254,6 +275,7 @@ class DeviceLink:
             self._in_flight[name] = now
             return name
         timeouts = [pause] if pause > 0 and self._waiting else []
+        timeouts += [due - now for due in self._retry_at.values()]
         timeouts += [ACK_TIMEOUT_S - (now - sent) for sent in self._in_flight.values()]
         self._cond.wait(max(0.01, min(timeouts)) if timeouts else None)
         return None

@@ -442,7 +442,7 @@ class Master:
         try:
             path = self.store.store(data)
         except DiskFull as exc:   # one storage event for the clients, not one error per file
-            peer.send(Error(key="data", reason=str(exc), device=peer.device, filename=meta.filename))
+            peer.send(Error(key="storage", reason=str(exc), device=peer.device, filename=meta.filename))
             self.storage_state.refused(str(exc))
             return
         except StorageError as exc:

@@ -128,3 +128,40 @@ def _device_of(name: str) -> str:
     if "_fltrB_" in name:
         return "CM2"
     return "SPC"
+
+
+def test_a_file_refused_for_itself_is_retried_alone_and_blocks_nothing(tmp_path):
+    """Only a storage failure pauses the whole link; a file the master refuses for itself (here:
+    a camera-B name in camera A's spool) is retried alone, later and later, while the rest flows."""
+    import numpy as np
+
+    from pycam.formats.images import write_image
+
+    config_path = write_station_config(
+        tmp_path / "station.toml", data_dir=tmp_path / "data", spool_dir=tmp_path / "spool", framerate=1.0,
+        overrides={"storage": {"resend_initial_s": INITIAL_S, "resend_max_s": MAX_S}})
+    bad = "2024-05-01T120000_fltrB_1ag_1000ss_Test.png"
+    write_image(tmp_path / "spool" / "CM1" / bad, np.zeros((486, 648), np.uint16), fsync=False)
+    st = InProcessStation(config_path, devices=("CM1",))
+    seen = collections.Counter()
+    real_store = st.master._store
+
+    def counting_store(peer, data):
+        seen[data.meta.filename] += 1
+        real_store(peer, data)
+
+    st.master._store = counting_store
+    try:
+        st.wait_devices(("CM1",))
+        client = st.client()
+        for _ in range(3):
+            client.request("CM1", "TPA", "Test")
+        wait_for(lambda: len(stored_files(st.data_dir, "*Test.png")) == 3, 15, what="the good files")
+        started = time.monotonic()
+        time.sleep(3.0)
+        elapsed = time.monotonic() - started + 1.0
+        assert (tmp_path / "spool" / "CM1" / bad).exists(), "a refused file stays spooled"
+        assert st.services["CM1"].link.resend.refusals == 0, "a per-file refusal must not pause the link"
+        assert 2 <= seen[bad] <= _bound_per_device(elapsed) - WINDOW, seen[bad]
+    finally:
+        st.close()
