@@ -126,6 +126,23 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "spool_dir": Field(Path, "~/pycam_spool",
                            doc="where devices keep captured files until the master confirms them"),
         "min_free_mb": Field(int, 200, 0, 10_000_000, doc="refuse to store below this free space"),
+        "resend_initial_s": Field(float, 2.0, 0.01, 3600.0,
+                                  doc="after the master refuses a file (disk full), a device waits this long, "
+                                      "then sends one file to probe; the wait doubles on each refusal"),
+        "resend_max_s": Field(float, 60.0, 0.01, 86_400.0, doc="longest wait between two probes of a refusing master"),
+    },
+    "master": {
+        "metrics_port": Field(int, 0, 0, 65535,
+                              doc="serve the station's health as Prometheus metrics on this port; 0: off"),
+        "metrics_host": Field(str, "127.0.0.1", check=_host_check,
+                              doc="address the metrics server listens on (0.0.0.0 for a remote Prometheus)"),
+    },
+    "health": {
+        "heartbeat_s": Field(float, 10.0, 0.05, 3600.0,
+                             doc="how often each device reports its health (and measures its clock offset)"),
+        "clock_offset_warn_ms": Field(float, 50.0, 1.0, 60_000.0,
+                                      doc="warn when a device's clock differs from the master's by more: camera "
+                                          "A/B pairs are matched by their time stamps"),
     },
     "camera": {
         "framerate": Field(float, 0.25, 0.0, 1.0, doc="continuous capture rate, Hz (PyCam FRC)"),

@@ -18,6 +18,7 @@ from pycam.protocol.commands import DEVICES
 from pycam.protocol.messages import Event
 from pycam.station.launcher import StationError, start_simulated_station, write_station_config
 from pycam.station.runtime import demo_config_path
+from pycam.station.supervision import DemoState
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,8 +80,8 @@ class _Progress:
 
 
 def run(args: argparse.Namespace) -> int:
-    signal.signal(signal.SIGTERM, _interrupt)   # stop as cleanly as on Ctrl-C
-    signal.signal(signal.SIGINT, _interrupt)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):   # stop as cleanly as on Ctrl-C
+        signal.signal(sig, _interrupt)
     if not 0 < args.framerate <= 1:
         print("pycam demo: --framerate must be in (0, 1] Hz", file=sys.stderr)
         return 2
@@ -88,9 +89,14 @@ def run(args: argparse.Namespace) -> int:
     if not args.headless and run_gui is None:
         print(f"pycam demo: {why}: running headless", file=sys.stderr)
     config_path = args.config_file or demo_config_path()
-    if _demo_running(config_path):
-        print(f"pycam demo: a demo is already running with {config_path}; stop it first or pass --config-file",
-              file=sys.stderr)
+    state = DemoState(config_path)
+    running = state.running_pid()
+    if running is None:
+        for line in state.clear_stale():   # a demo that was killed: its leftovers go
+            print(f"demo: {line}", file=sys.stderr)
+    if running is not None or _demo_running(config_path):
+        print(f"pycam demo: a demo is already running with {config_path}"
+              f"{f' (pid {running})' if running else ''}; stop it first or pass --config-file", file=sys.stderr)
         return 1
     data_dir = args.data_dir.resolve()
     spool_dir = Path(tempfile.mkdtemp(prefix="pycam-demo-spool-"))
@@ -99,8 +105,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"demo: configuration {config_path}; data in {data_dir}", flush=True)
     progress = _Progress()
     station = None
+    code = 0
     try:
         station = start_simulated_station(config_path, framerate=args.framerate, log_dir=log_dir)
+        state.write(station.pids())
         print(f"demo: station up (logs in {station.log_dir}); `pycam send LOG=1` talks to it", flush=True)
         client = station.client(name="pycam-demo", on_message=progress.on_message)
         if not client.wait_connected(10):
@@ -108,37 +116,67 @@ def run(args: argparse.Namespace) -> int:
         client.request("all", "STC", True)
         client.request("all", "STS", True)
         if run_gui is not None:
+            watcher = threading.Thread(target=_watch_children, args=(station,), name="demo-watch", daemon=True)
+            watcher.start()
             code = run_gui(config_path, duration_s=args.duration) if args.duration else run_gui(config_path)
         else:
             code = _headless(args.duration, progress, station)
-        client.request("all", "SPC", True)
-        client.request("all", "SPS", True)
-        return int(code or 0)
+        if station.alive("master"):
+            client.request("all", "SPC", True)
+            client.request("all", "SPS", True)
     except StationError as exc:
         print(f"pycam demo: {exc}", file=sys.stderr)
-        return 1
+        code = 1
     except KeyboardInterrupt:
         print("demo: interrupted", file=sys.stderr)
-        return 130
+        code = 130
     finally:
         clean = True
         if station is not None:
             print("demo: stopping (devices deliver their spooled files first)", flush=True)
+            crashed = _report_crashes(station)
             codes = station.stop()
             bad = {k: v for k, v in codes.items() if v not in (0, None)}
-            if bad:
+            if bad or crashed:
                 clean = False
-                print(f"demo: processes exited with {bad}; logs kept in {station.log_dir}", file=sys.stderr)
+                print(f"demo: processes exited with {bad or crashed}; logs kept in {station.log_dir}",
+                      file=sys.stderr)
+            if crashed and not code:
+                code = 1   # a child crashed: the demo failed
         print(f"demo: {progress.summary()} in {data_dir}", flush=True)
         config_path.unlink(missing_ok=True)
+        state.remove()
         if _remove_if_empty(spool_dir) and clean:
             shutil.rmtree(log_dir, ignore_errors=True)
+    return int(code or 0)
+
+
+def _crashed(station) -> dict[str, int]:
+    """Children that exited on their own with a failure status (a master ending with 0
+    after EXT is not a crash)."""
+    return {name: rc for name, rc in station.unexpected_exits().items() if rc != 0}
+
+
+def _report_crashes(station) -> dict[str, int]:
+    crashed = _crashed(station)
+    for name, rc in sorted(crashed.items()):
+        how = f"killed by signal {-rc}" if rc < 0 else f"exit status {rc}"
+        print(f"demo: {name} crashed ({how}); last lines of {station.log_dir / (name + '.log')}:\n"
+              f"{station.log_tail(name, 10)}", file=sys.stderr)
+    return crashed
+
+
+def _watch_children(station) -> None:
+    """With the GUI: a child that exits on its own closes the window (the demo then stops)."""
+    while not station.unexpected_exits():
+        time.sleep(0.5)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _interrupt(signum, frame) -> None:
-    """First Ctrl-C / SIGTERM: stop cleanly; further ones are ignored so clean-up completes."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """First Ctrl-C / SIGTERM / SIGHUP: stop cleanly; further ones are ignored so clean-up completes."""
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
@@ -159,11 +197,13 @@ def _headless(duration: float | None, progress: _Progress, station) -> int:
     start = time.monotonic()
     next_report = start + 5
     while duration is None or time.monotonic() - start < duration:
-        if not station.alive("master"):
-            print("demo: the master has exited (EXT?); stopping", flush=True)
-            return 0
+        exited = station.unexpected_exits()
+        if exited:
+            if not _crashed(station):
+                print(f"demo: {', '.join(sorted(exited))} exited (EXT?); stopping", flush=True)
+            return 0   # crashes are reported (and make the exit status non-zero) when stopping
         left = None if duration is None else duration - (time.monotonic() - start)
-        time.sleep(max(0.0, min(next_report - time.monotonic(), left if left is not None else 5)))
+        time.sleep(max(0.0, min(next_report - time.monotonic(), left if left is not None else 5, 0.5)))
         if time.monotonic() >= next_report:
             print(f"demo: t={time.monotonic() - start:.0f}s: {progress.summary()}", flush=True)
             next_report += 5

@@ -11,6 +11,7 @@ from tkinter import ttk
 
 from pycam.gui.forms import validate_command
 from pycam.gui.messages import ImageFrame, MessageSummary, SpectrumFrame
+from pycam.protocol import events
 
 CAPTURE_TARGETS = {"Camera A": ("CM1", "TPA"), "Camera B": ("CM2", "TPB"), "Spectrometer": ("SPC", "TPS")}
 
@@ -216,8 +217,10 @@ class AcquisitionView(ttk.Frame):
         elif name == "settings" and fields:
             self.settings_report[s.device] = fields
             self._show_settings()
-        elif name == "acquisition" and "running" in fields:
-            self.acquiring.set("running" if fields["running"] else "stopped")
+        elif name == events.Acquisition.name:
+            ev = events.parse_quietly(name, fields)
+            if isinstance(ev, events.Acquisition):
+                self.acquiring.set("running" if ev.acquiring else "stopped")
 
     def _show_settings(self) -> None:
         self.settings_tree.delete(*self.settings_tree.get_children())

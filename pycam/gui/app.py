@@ -363,7 +363,7 @@ def run_gui(config_path: Path, duration_s: float | None = None) -> int:
     # Ctrl-C / SIGTERM close the window cleanly (Tk callbacks would swallow KeyboardInterrupt)
     stop_requested: list[int] = []
     previous = {sig: signal.signal(sig, lambda signum, _frame: stop_requested.append(signum))
-                for sig in (signal.SIGINT, signal.SIGTERM)}
+                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
 
     def check_stop() -> None:
         if stop_requested:

@@ -4,7 +4,9 @@ Images update by ``set_data`` + blit.  Display options: colour map, fixed or aut
 scaling (automatic limits are rounded so the colour scale rarely changes), saturation
 overlay (pixels at or above the saturation level in red), and a row or column profile of
 both images where the user clicks.  Settings (shutter, auto exposure, frame rate,
-saturation band) are typed commands validated before sending.
+saturation band, analogue gain) are typed commands validated before sending; the fields
+follow the station: auto exposure's new shutter (``exposure`` events) and every device's
+``settings`` event refresh them, except the field being edited.
 """
 from __future__ import annotations
 
@@ -14,9 +16,10 @@ from tkinter import ttk
 import numpy as np
 
 from pycam.gui.forms import CommandRow, ReplyTracker
-from pycam.gui.messages import ImageFrame
+from pycam.gui.messages import ImageFrame, MessageSummary
 from pycam.gui.plots import BlitCanvas, display_extent, for_display, nice_limits, robust_range
 from pycam.gui.worker import GuiQueue
+from pycam.protocol import events
 
 FULL_SCALE = 1023  # 10-bit sensor values stored in 16-bit PNGs
 SATURATION_LEVEL = 1000
@@ -72,15 +75,17 @@ class CameraView(ttk.Frame):
         self._build_display_options(side)
         self.rows: dict[tuple[str, str], CommandRow] = {}
         for band, (device, title) in BANDS.items():
-            box = ttk.LabelFrame(side, text=title, padding=3)
-            box.pack(fill="x", pady=3)
-            shutter_key, auto_key = ("SSA", "ATA") if band == "A" else ("SSB", "ATB")
+            box = ttk.LabelFrame(side, text=title, padding=2)
+            box.pack(fill="x", pady=1)
+            shutter_key, auto_key, gain_key = ("SSA", "ATA", "AGA") if band == "A" else ("SSB", "ATB", "AGB")
             self.rows[(device, shutter_key)] = CommandRow(box, 0, device, shutter_key, "Shutter (µs)", send, tracker,
                                                           camera_settings.get("shutter_us", 100000))
             self.rows[(device, auto_key)] = CommandRow(box, 1, device, auto_key, "Auto exposure", send, tracker,
                                                        camera_settings.get("auto_exposure", True))
-        both = ttk.LabelFrame(side, text="Both cameras", padding=3)
-        both.pack(fill="x", pady=3)
+            self.rows[(device, gain_key)] = CommandRow(box, 2, device, gain_key, "Analogue gain", send, tracker,
+                                                       camera_settings.get("analog_gain", 1.0))
+        both = ttk.LabelFrame(side, text="Both cameras", padding=2)
+        both.pack(fill="x", pady=1)
         for i, (key, label, default) in enumerate((
                 ("FRC", "Frame rate (Hz)", camera_settings.get("framerate", 0.25)),
                 ("SMN", "Min saturation", camera_settings.get("min_saturation", 0.7)),
@@ -90,14 +95,41 @@ class CameraView(ttk.Frame):
             self.rows[("all", key)] = CommandRow(both, i, "all", key, label, send, tracker, default)
 
         queue.subscribe("image", self.show_frame)
+        queue.subscribe("message", self._on_message)
+
+    # --- the station's values ------------------------------------------------------------
+    def _on_message(self, s: MessageSummary) -> None:
+        if s.kind != "event" or s.device not in ("CM1", "CM2") or not isinstance(s.value, dict):
+            return
+        ev = events.parse_quietly(s.key or "", s.value)
+        if isinstance(ev, events.Exposure):
+            self.show_setting(s.device, ev.key, ev.value)
+        elif isinstance(ev, events.Settings):
+            for key, value in ev.values.items():
+                self.show_setting(s.device, key, value)
+
+    def show_setting(self, device: str, key: str, value) -> bool:
+        """Show the value in force in its field (not while the user edits that field)."""
+        row = self.rows.get((device, key)) or self.rows.get(("all", key))
+        if row is None:
+            return False
+        try:
+            editing = self.focus_get() is row.widget
+        except (KeyError, tk.TclError):
+            editing = False
+        if editing:
+            return False
+        row.set_value(value)
+        return True
 
     def _build_display_options(self, side) -> None:
-        box = ttk.LabelFrame(side, text="Display", padding=3)
-        box.pack(fill="x", pady=3)
+        box = ttk.LabelFrame(side, text="Display", padding=2)
+        box.pack(fill="x", pady=1)
         ttk.Label(box, text="Colour map").grid(row=0, column=0, sticky="w")
         self.cmap_var = tk.StringVar(value="gray")
         cmap = ttk.Combobox(box, textvariable=self.cmap_var, values=COLOUR_MAPS, width=9, state="readonly")
-        cmap.grid(row=0, column=1, columnspan=2, sticky="w")
+        cmap.grid(row=0, column=1, sticky="w")
+        ttk.Button(box, text="Apply", command=self.apply_display).grid(row=0, column=2)
         cmap.bind("<<ComboboxSelected>>", lambda _e: self.apply_display())
         self.auto_scale = tk.BooleanVar(value=False)
         ttk.Checkbutton(box, text="Auto scale", variable=self.auto_scale,
@@ -107,12 +139,11 @@ class CameraView(ttk.Frame):
         ttk.Entry(box, textvariable=self.vmax_var, width=6).grid(row=1, column=2)
         self.saturation_overlay = tk.BooleanVar(value=True)
         ttk.Checkbutton(box, text="Saturation overlay", variable=self.saturation_overlay,
-                        command=self.apply_display).grid(row=2, column=0, columnspan=2, sticky="w")
-        ttk.Radiobutton(box, text="Row profile", variable=self.profile_mode, value="row").grid(row=3, column=0, sticky="w")
-        ttk.Radiobutton(box, text="Column", variable=self.profile_mode, value="column").grid(row=3, column=1, sticky="w")
-        ttk.Button(box, text="Apply", command=self.apply_display).grid(row=2, column=2)
+                        command=self.apply_display).grid(row=2, column=0, sticky="w")
+        ttk.Radiobutton(box, text="Row profile", variable=self.profile_mode, value="row").grid(row=2, column=1, sticky="w")
+        ttk.Radiobutton(box, text="Column", variable=self.profile_mode, value="column").grid(row=2, column=2, sticky="w")
         self.display_error = tk.StringVar(value="")
-        ttk.Label(box, textvariable=self.display_error, foreground="#c02020").grid(row=4, column=0, columnspan=3)
+        ttk.Label(box, textvariable=self.display_error, foreground="#c02020").grid(row=3, column=0, columnspan=3)
 
     # --- display ---------------------------------------------------------------------
     def apply_display(self) -> None:

@@ -1,8 +1,10 @@
 """Overview tab (the first one): everything live at a glance.
 
-Camera A and B, the calibrated SO2 image, the latest spectrum with the fit window, the
-latest DOAS fit (measured vs model) and the total emission rate with its error band, in
-one figure updated by blitting.  The detailed views and all settings are in the other tabs.
+On top, the health of every device (pycam.gui.health_panel: heartbeat, clock offset and
+warnings).  Below, camera A and B, the calibrated SO2 image, the latest spectrum with the fit
+window, the latest DOAS fit (measured vs model) and the total emission rate with its error
+band, in one figure updated by blitting.  The detailed views and all settings are in the
+other tabs.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from tkinter import ttk
 import numpy as np
 
 from pycam.gui.camera_view import FULL_SCALE
+from pycam.gui.health_panel import HealthPanel
 from pycam.gui.messages import ImageFrame, SpectrumFrame
 from pycam.gui.plots import BlitCanvas, GrowingSeries, display_extent, for_display, nice_limits, robust_range
 from pycam.gui.results import DoasDisplay, So2Display
@@ -19,11 +22,15 @@ from pycam.gui.worker import GuiQueue
 
 
 class OverviewView(ttk.Frame):
-    def __init__(self, master, queue: GuiQueue, fit_window=FIT_WINDOW_NM) -> None:
+    def __init__(self, master, queue: GuiQueue, fit_window=FIT_WINDOW_NM, health_settings=None) -> None:
         super().__init__(master)
+        health_settings = health_settings or {}
+        self.health = HealthPanel(self, queue, clock_warn_ms=health_settings.get("clock_offset_warn_ms", 50.0),
+                                  heartbeat_s=health_settings.get("heartbeat_s", 10.0))
+        self.health.pack(fill="x", padx=2, pady=(2, 0))
         self.updates = {"A": 0, "B": 0, "so2": 0, "spectrum": 0, "doas": 0, "rate": 0}
         self._t0: float | None = None
-        self.plot = BlitCanvas(self, figsize=(13.0, 6.2))
+        self.plot = BlitCanvas(self, figsize=(13.0, 5.2))
         self.plot.widget.pack(fill="both", expand=True)
         fig = self.plot.figure
         grid = fig.add_gridspec(2, 3)

@@ -6,9 +6,11 @@ power window (start − lead … stop + lag) stays within the day.  The station'
 (:func:`pycam.station.schedule.daily_times` and :func:`~pycam.station.schedule.witty_pi_schedule`,
 what the master applies) then check it once more, and the Witty Pi file it implies is shown.
 
-Sending: the station protocol has no schedule command (the vocabulary is PyCam's), so a
-valid schedule is written as the ``[schedule]`` section of a complete station configuration
-file (atomically); the master applies it when started with that file.
+Sending: *Send to station* sends the valid schedule as the ``SCH`` command to the master
+(:func:`pycam.protocol.commands.check_schedule` has the same rules), which applies it at
+once and answers with the values in force; *Save station config…* writes it as the
+``[schedule]`` section of a complete station configuration file (atomically), so it also
+holds after the master restarts.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from tkinter import filedialog, ttk
 from typing import Any
 
 from pycam.formats.atomic import atomic_write_text
+from pycam.gui.messages import MessageSummary
 
 FIELDS = (
     ("enabled", "Schedule enabled", bool),
@@ -139,6 +142,7 @@ class ScheduleView(ttk.Frame):
         buttons = ttk.Frame(box)
         buttons.grid(row=len(FIELDS), column=0, columnspan=2, pady=6, sticky="w")
         ttk.Button(buttons, text="Validate", command=self.validate).pack(side="left", padx=2)
+        ttk.Button(buttons, text="Send to station", command=self.send).pack(side="left", padx=2)
         ttk.Button(buttons, text="Save station config…", command=self.save_dialog).pack(side="left", padx=2)
         self.status = tk.StringVar(value="")
         self.status_label = ttk.Label(self, textvariable=self.status, wraplength=700)
@@ -146,6 +150,7 @@ class ScheduleView(ttk.Frame):
         self.power_var = tk.StringVar(value="")
         ttk.Label(self, textvariable=self.power_var, foreground="#2050a0").pack(anchor="w")
         self.validated: dict[str, Any] | None = None
+        self.station_reply: MessageSummary | None = None
 
     def values(self) -> dict[str, Any]:
         return {key: var.get() for key, var in self.vars.items()}
@@ -167,13 +172,39 @@ class ScheduleView(ttk.Frame):
         self.status_label.configure(foreground="#2e7d32")
         return schedule
 
+    def send(self) -> bool:
+        """Validate, then send the schedule to the master (SCH); the reply shows in the status."""
+        schedule = self.validate()
+        if schedule is None:
+            return False
+        request_id = self.app.send("master", "SCH", schedule)
+        if request_id is None:
+            self.status.set("not sent: not connected to the station")
+            self.status_label.configure(foreground="#c02020")
+            return False
+        self.station_reply = None
+        self.status.set("schedule sent to the master…")
+        self.status_label.configure(foreground="#2050a0")
+        self.app.tracker.expect(request_id, self._on_reply)
+        return True
+
+    def _on_reply(self, summary: MessageSummary) -> None:
+        self.station_reply = summary
+        if summary.kind == "error":
+            self.status.set(f"the station refused the schedule: {summary.text}")
+            self.status_label.configure(foreground="#c02020")
+        else:
+            self.status.set("the station applies this schedule now (save the station config to keep it "
+                            "after a restart of the master)")
+            self.status_label.configure(foreground="#2e7d32")
+
     def save(self, path: str | Path) -> Path | None:
         schedule = self.validate()
         if schedule is None:
             return None
         written = atomic_write_text(path, config_with_schedule(self.app.config, schedule))
-        self.status.set(f"schedule saved in {written}; restart the master to apply it "
-                        "(the station protocol has no schedule command)")
+        self.status.set(f"schedule saved in {written}; the master reads it when it starts "
+                        "(Send to station applies it now)")
         return written
 
     def save_dialog(self) -> None:

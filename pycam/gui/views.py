@@ -230,7 +230,7 @@ def build_views(app) -> dict:
 
     nb, queue, config = app.notebook, app.queue, app.config
     return {
-        "Overview": OverviewView(nb, queue),
+        "Overview": OverviewView(nb, queue, health_settings=dict(config["health"])),
         "Camera": CameraView(nb, queue, app.send, app.tracker, dict(config["camera"])),
         "Spectrometer": SpectrometerView(nb, queue, app.send, app.tracker, dict(config["spectrometer"])),
         "Acquisition": AcquisitionView(nb, app),

@@ -13,10 +13,15 @@ Differences from PyCam, on purpose:
   switch auto-exposure off for that device (PyCam refused them, so settings took two rounds).
 * ``CAD`` (co-adds) starts at 1: zero co-adds would produce no spectrum.
 * ``LOG 2``..``LOG 5`` are valid values but answered with a "not implemented" error.
+
+Additions (not in PyCam): ``AGA``/``AGB`` set a camera's analogue gain, and ``SCH`` (to
+``master``) replaces the daily schedule with a JSON object holding every key of the
+``[schedule]`` form (see :data:`SCHEDULE_KEYS`), checked by :func:`check_schedule`.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 from typing import Any
@@ -36,6 +41,10 @@ DEVICE_BAND = {CAMERA_A: "on", CAMERA_B: "off"}
 BAND_DEVICE = {v: k for k, v in DEVICE_BAND.items()}
 
 _CELL_RE = re.compile(r"\d+ppmm")
+_CLOCK_RE = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
+#: the keys of an SCH value (the daily schedule, times HH:MM UTC) and their kinds
+SCHEDULE_KEYS = {"enabled": "bool", "start_time": "clock", "stop_time": "clock", "dark_time": "clock",
+                 "power_on_lead_min": "minutes", "power_off_lag_min": "minutes"}
 _CAPTURE_TYPES = ("Test", "Dark", "Clear")
 
 
@@ -44,7 +53,7 @@ class CommandSpec:
     """One command key: what it means, its value type and range, which devices handle it."""
 
     key: str
-    kind: str                  # "int" | "float" | "bool" | "str" | "frame_type"
+    kind: str                  # "int" | "float" | "bool" | "str" | "frame_type" | "schedule"
     devices: tuple[str, ...]   # devices (and/or "master") that handle this key
     minimum: float | None = None
     maximum: float | None = None
@@ -55,6 +64,8 @@ class CommandSpec:
             return "true/false (1/0)"
         if self.kind == "frame_type":
             return "Test, Dark, Clear or <N>ppmm"
+        if self.kind == "schedule":
+            return "{" + ", ".join(SCHEDULE_KEYS) + "}"
         if self.minimum is not None:
             return f"{self.kind} {self.minimum:g}..{self.maximum:g}"
         return self.kind
@@ -74,6 +85,9 @@ VOCABULARY: dict[str, CommandSpec] = {s.key: s for s in (
     _spec("SSA", "int", (CAMERA_A,), 1, 6_000_001, "camera A shutter, us (switches ATA off)"),
     _spec("SSB", "int", (CAMERA_B,), 1, 6_000_001, "camera B shutter, us (switches ATB off)"),
     _spec("SSS", "int", _SPEC, 1, 10_001, "spectrometer integration time, ms (switches ATS off)"),
+    _spec("AGA", "float", (CAMERA_A,), 1, 16, "camera A analogue gain"),
+    _spec("AGB", "float", (CAMERA_B,), 1, 16, "camera B analogue gain"),
+    _spec("SCH", "schedule", (MASTER,), doc="replace the master's daily schedule (an object, see SCHEDULE_KEYS)"),
     _spec("FRC", "float", _CAM, 0, 1, "camera frame rate, Hz"),
     _spec("FRS", "float", _SPEC, 0, 10, "spectrometer frame rate, Hz"),
     _spec("ATA", "bool", (CAMERA_A,), doc="camera A auto exposure"),
@@ -105,8 +119,6 @@ VOCABULARY: dict[str, CommandSpec] = {s.key: s for s in (
     _spec("LOG", "int", _EVERY, 0, 5, "0 ping, 1 report all settings, 2-5 not implemented"),
 )}
 
-#: event names devices emit that PyCam users know
-EVENT_DARK_FINISHED = {"camera": "DFC", "spectrometer": "DFS"}
 
 
 def parse_value(key: str, raw: Any) -> Any:
@@ -133,6 +145,8 @@ def parse_value(key: str, raw: Any) -> Any:
         if len(raw) > 256:
             raise CommandValueError(key, "text longer than 256 characters")
         return raw
+    elif kind == "schedule":
+        return check_schedule(raw)
     elif kind == "frame_type":
         if not isinstance(raw, str):
             raise CommandValueError(key, f"expected a frame type (Test, Dark, Clear or <N>ppmm), got {raw!r}")
@@ -144,6 +158,49 @@ def parse_value(key: str, raw: Any) -> Any:
     if spec.minimum is not None and not (spec.minimum <= value <= spec.maximum):
         raise CommandValueError(key, f"value {value!r} out of range {spec.minimum:g}..{spec.maximum:g}")
     return value
+
+
+def check_schedule(raw: Any, key: str = "SCH") -> dict[str, Any]:
+    """A daily schedule: every key of SCHEDULE_KEYS, times ``HH:MM`` UTC with start < stop,
+    the dark set inside start..stop, lead/lag 0-120 min and the power window within the day."""
+    if isinstance(raw, str) and raw.lstrip().startswith("{") and len(raw) <= 1024:
+        try:
+            raw = json.loads(raw)   # `pycam send 'SCH={"enabled": true, ...}'`
+        except ValueError:
+            raise CommandValueError(key, f"not a JSON object: {_show(raw)}") from None
+    if not isinstance(raw, dict):
+        raise CommandValueError(key, f"expected an object with {', '.join(SCHEDULE_KEYS)}, got {_show(raw)}")
+    unknown = sorted(set(raw) - set(SCHEDULE_KEYS))
+    if unknown:
+        raise CommandValueError(key, f"unknown schedule key {_show(unknown[0])} (known: {', '.join(SCHEDULE_KEYS)})")
+    out: dict[str, Any] = {}
+    minutes = {}
+    for name, kind in SCHEDULE_KEYS.items():
+        if name not in raw:
+            raise CommandValueError(key, f"schedule key {name!r} missing")
+        value = raw[name]
+        if kind == "bool":
+            out[name] = _as_bool(f"{key}.{name}", value)
+        elif kind == "clock":
+            m = _CLOCK_RE.fullmatch(value) if isinstance(value, str) else None
+            if m is None:
+                raise CommandValueError(key, f"{name}: {_show(value)} is not a time HH:MM (00:00-23:59, UTC)")
+            out[name] = value
+            minutes[name] = int(m.group(1)) * 60 + int(m.group(2))
+        else:
+            number = _as_int(f"{key}.{name}", value)
+            if not 0 <= number <= 120:
+                raise CommandValueError(key, f"{name}: {number} out of range 0..120 minutes")
+            out[name] = number
+    if minutes["stop_time"] <= minutes["start_time"]:
+        raise CommandValueError(key, f"stop_time {out['stop_time']} must come after start_time {out['start_time']}")
+    if not minutes["start_time"] <= minutes["dark_time"] < minutes["stop_time"]:
+        raise CommandValueError(key, f"dark_time {out['dark_time']} must lie inside {out['start_time']}-"
+                                     f"{out['stop_time']}")
+    if (minutes["start_time"] - out["power_on_lead_min"] < 0
+            or minutes["stop_time"] + out["power_off_lag_min"] >= 24 * 60):
+        raise CommandValueError(key, "the power-on window (start - lead ... stop + lag) must stay within one day")
+    return out
 
 
 def _as_bool(key: str, raw: Any) -> bool:

@@ -22,13 +22,14 @@ Commands and answers:
     session id, so a client can tell its own replies from everybody else's: the master
     forwards every reply to every client).
   * :class:`Error` a refused command or malformed message: ``key`` names what was wrong
-    (a command key, a field name, ``auth``, ``payload``, ``frame``, ``data``…), ``reason``
+    (a command key, a field name, ``auth``, ``payload``, ``frame``, ``data``, ``storage`` when
+    the master cannot store any file now, e.g. a full disk…), ``reason``
     says why; ``filename`` is set when one data file could not be stored.
   * :class:`Event` something happened: ``name`` is ``status``, ``progress``,
-    ``file_stored`` (fields: ``filename``, ``path``, ``data_type``, ``frame_type``),
-    ``settings`` (fields: the device's settings), ``device_connected`` /
-    ``device_disconnected``, ``DFC``/``DFS`` (dark set finished), ``acquisition``…;
-    ``fields`` is a JSON object.
+    ``file_stored``, ``settings``, ``device_connected`` / ``device_disconnected``,
+    ``DFC``/``DFS`` (dark set finished), ``acquisition``, ``storage``, ``health``…;
+    ``fields`` is a JSON object whose keys and types are declared, once, by the typed
+    events of :mod:`pycam.protocol.events`.
 
 Data (device -> master, and master -> subscribed clients):
   * :class:`Data` ``meta`` (:class:`DataMeta`) + ``payload``.  For ``data_type == "image"``

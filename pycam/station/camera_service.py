@@ -20,6 +20,7 @@ from pycam.config import Config
 from pycam.drivers.base import CameraDriver
 from pycam.formats.names import ImageName
 from pycam.protocol import commands as vocab
+from pycam.protocol import events
 from pycam.protocol.errors import CommandValueError
 from pycam.drivers import exposure
 from pycam.station.device_service import DeviceService, accepts_frame_type
@@ -45,6 +46,7 @@ class CameraService(DeviceService):
         self.device = vocab.BAND_DEVICE[band]
         letter = "A" if band == "on" else "B"
         self.shutter_key, self.auto_key, self.capture_key = f"SS{letter}", f"AT{letter}", f"TP{letter}"
+        self.gain_key = f"AG{letter}"
         self.driver = driver
         cam = config["camera"]
         self.shutter_us = cam["shutter_us"]
@@ -77,7 +79,8 @@ class CameraService(DeviceService):
         return {"IDN": self.device, "band": self.band, self.shutter_key: self.shutter_us,
                 self.auto_key: self.auto_exposure, "FRC": self.framerate, "SMN": self.min_saturation,
                 "SMX": self.max_saturation, "PXC": self.saturation_pixels, "RWC": self.saturation_rows,
-                "gain": self.gain, "acquiring": self.acquiring, "backlog": self.link.backlog}
+                "gain": self.gain, self.gain_key: self.gain, "acquiring": self.acquiring,
+                "backlog": self.link.backlog}
 
     def apply_setting(self, key: str, value: Any) -> Any:
         if key == self.shutter_key:
@@ -87,6 +90,9 @@ class CameraService(DeviceService):
         if key == self.auto_key:
             self.auto_exposure = bool(value)
             return self.auto_exposure
+        if key == self.gain_key:
+            self.gain = self.driver.set_gain(float(value))
+            return self.gain
         if key == "SMN":
             if value >= self.max_saturation:
                 raise CommandValueError(key, f"{value} must be below SMX {self.max_saturation}")
@@ -141,8 +147,9 @@ class CameraService(DeviceService):
             if changed:
                 self.shutter_us = self.driver.set_exposure(decision.value)
         if changed:
-            self.link.send_event("exposure", saturation=round(decision.saturation, 4), action=decision.action,
-                                 **{self.shutter_key: self.shutter_us})
+            self.link.send_typed(events.Exposure(key=self.shutter_key, value=int(self.shutter_us),
+                                                 saturation=round(float(decision.saturation), 4),
+                                                 action=str(decision.action)))
 
     def shutter_values(self) -> list[int]:
         """The shutter speeds of a dark set (PyCam's list)."""

@@ -3,7 +3,11 @@ answer commands; forward spooled files and delete them only when the master ackn
 
 Two threads: the link thread (connect + read loop) and the sender thread (spool -> master,
 at most ``WINDOW`` files unacknowledged).  Neither polls: they block on the socket, on a
-condition variable, or on a backoff timer.
+condition variable, or on a backoff timer.  A file the master cannot store because its
+storage fails (an Error with key ``storage``: disk full) pauses the whole sender with an
+exponential back-off (pycam.station.resend); a file refused for itself (any other key) is
+retried alone, its own delay doubling, while the others flow.  Events raised while the master
+is out of reach are kept on disk and sent on reconnect (offline_events).
 """
 from __future__ import annotations
 
@@ -17,14 +21,16 @@ from pycam.config import Config
 from pycam.net.auth import AuthError, client_handshake
 from pycam.net.connection import Connection, ConnectionClosed, receive_until_closed
 from pycam.net.reconnect import Backoff, connect
+from pycam.protocol import events
 from pycam.protocol.errors import FrameError, MessageError
 from pycam.protocol.messages import Ack, Command, Error, Event, Message, Reply, utc_now_iso
+from pycam.station.offline_events import OfflineEvents
+from pycam.station.resend import ResendBackoff
 from pycam.station.spool import Spool, SpoolError
 
 log = logging.getLogger(__name__)
 
 WINDOW = 4               # files sent but not yet acknowledged
-RETRY_AFTER_S = 2.0      # after the master refused a file (disk full, damaged in transit)
 ACK_TIMEOUT_S = 60.0     # resend a file whose acknowledgement never came
 
 
@@ -50,7 +56,13 @@ class DeviceLink:
         self._waiting: collections.OrderedDict[str, None] = collections.OrderedDict(
             (n, None) for n in spool.pending())
         self._in_flight: dict[str, float] = {}
-        self._retry_at: dict[str, float] = {}
+        self._retry_at: dict[str, float] = {}      # files refused for themselves -> when to retry
+        self._retry_delay: dict[str, float] = {}
+        storage = config["storage"]
+        self.resend = ResendBackoff(storage["resend_initial_s"], storage["resend_max_s"])
+        self.offline = OfflineEvents(spool.directory.parent / f"{device}_events")
+        #: called on the link thread with each Event the master sends (clock replies)
+        self.on_event: Callable[[Event], None] | None = None
         self._threads = [threading.Thread(target=self._link_loop, name=f"{device}-link", daemon=True),
                          threading.Thread(target=self._send_loop, name=f"{device}-sender", daemon=True)]
         self.files_sent = 0
@@ -83,7 +95,7 @@ class DeviceLink:
                 left = deadline - time.monotonic()
                 if left <= 0 or self._stop.is_set():
                     return False
-                self._cond.wait(min(left, 0.5) if self._retry_at else left)
+                self._cond.wait(min(left, 0.5))
         return True
 
     @property
@@ -110,7 +122,17 @@ class DeviceLink:
             return False
 
     def send_event(self, name: str, **fields) -> bool:
-        return self.send(Event(name=name, device=self.device, fields=fields, time=utc_now_iso()))
+        """Send a declared event (pycam.protocol.events checks the fields); kept on disk
+        while offline and sent on reconnect.  True if sent now."""
+        return self.send_typed(events.build(name, **fields))
+
+    def send_typed(self, event: events.StationEvent, keep_offline: bool = True) -> bool:
+        message = event.as_event(self.device, utc_now_iso())
+        if self.send(message):
+            return True
+        if keep_offline:
+            self.offline.add(message)
+        return False
 
     # --------------------------------------------------------------------------- link loop
     def _link_loop(self) -> None:
@@ -135,6 +157,13 @@ class DeviceLink:
             self.connected.set()
             with self._cond:
                 self._cond.notify_all()
+            dropped, self.offline.dropped = self.offline.dropped, 0
+            sent = self.offline.drain(self.send)
+            if sent or dropped:
+                log.info("%s: sent %d events raised while offline (%d dropped)", self.device, sent, dropped)
+            if dropped:
+                self.send_typed(events.Status("warning", f"{dropped} events raised while offline were dropped "
+                                                         f"(at most {self.offline.limit} are kept)"))
             if self.on_connected is not None:
                 try:
                     self.on_connected()
@@ -166,30 +195,59 @@ class DeviceLink:
                     return
             elif isinstance(msg, Ack):
                 self._acked(msg.filename)
+            elif isinstance(msg, Event):
+                self._master_event(msg)
             elif isinstance(msg, Error):
                 if msg.filename:
-                    self._refused(msg.filename, f"{msg.key}: {msg.reason}")
+                    self._refused(msg.filename, f"{msg.key}: {msg.reason}", link_wide=msg.key == "storage")
                 else:
                     log.warning("%s: master reports %s: %s", self.device, msg.key, msg.reason)
             elif not isinstance(msg, Reply):
                 log.debug("%s: ignoring %s from master", self.device, msg.kind)
 
+    def _master_event(self, msg: Event) -> None:
+        if msg.name == events.Storage.name and msg.fields.get("state") == "ok":
+            self.resend.stored()   # the master stores again: no need to wait for the next probe
+            with self._cond:
+                self._cond.notify_all()
+        if self.on_event is not None:
+            try:
+                self.on_event(msg)
+            except Exception:
+                log.exception("%s: handling event %s failed", self.device, msg.name)
+
     # ------------------------------------------------------------------------- send loop
     def _acked(self, filename: str) -> None:
         self.spool.confirm(filename)
+        self.resend.stored()
         with self._cond:
             self._in_flight.pop(filename, None)
             self._retry_at.pop(filename, None)
+            self._retry_delay.pop(filename, None)
             self.files_confirmed += 1
             self._cond.notify_all()
 
-    def _refused(self, filename: str, reason: str) -> None:
-        log.warning("%s: master refused %s (%s); keeping it, retry in %.0f s", self.device, filename, reason,
-                    RETRY_AFTER_S)
-        with self._cond:
+    def _refused(self, filename: str, reason: str, link_wide: bool) -> None:
+        if link_wide:   # the master's storage fails: every file would be refused
+            first = self.resend.wait_left() == 0
+            pause = self.resend.refused()
+            if first:   # one line per pause, not one per file
+                log.warning("%s: master cannot store %s (%s); keeping it, sending again in %.1f s", self.device,
+                            filename, reason, pause)
+            with self._cond:
+                if self._in_flight.pop(filename, None) is not None:
+                    self._waiting[filename] = None
+                    self._waiting.move_to_end(filename, last=False)
+                self._cond.notify_all()
+            return
+        with self._cond:   # this file only: retried alone, later and later
+            delay = self._retry_delay.get(filename, self.resend.initial_s / self.resend.factor) * self.resend.factor
+            delay = min(delay, self.resend.maximum_s)
+            self._retry_delay[filename] = delay
             if self._in_flight.pop(filename, None) is not None:
-                self._retry_at[filename] = time.monotonic() + RETRY_AFTER_S
+                self._retry_at[filename] = time.monotonic() + delay
             self._cond.notify_all()
+        log.warning("%s: master refused %s (%s); keeping it, retry in %.1f s", self.device, filename, reason, delay)
 
     def _requeue_in_flight(self) -> None:
         with self._cond:
@@ -206,16 +264,18 @@ class DeviceLink:
             if due <= now:
                 del self._retry_at[name]
                 self._waiting[name] = None
-                self._waiting.move_to_end(name, last=False)
         for name, sent in list(self._in_flight.items()):
             if now - sent > ACK_TIMEOUT_S:
                 del self._in_flight[name]
                 self._waiting[name] = None
-        if self.connected.is_set() and self._waiting and len(self._in_flight) < WINDOW:
+        pause = self.resend.wait_left()
+        window = 1 if self.resend.probing else WINDOW
+        if self.connected.is_set() and self._waiting and len(self._in_flight) < window and pause == 0:
             name, _ = self._waiting.popitem(last=False)
             self._in_flight[name] = now
             return name
-        timeouts = [due - now for due in self._retry_at.values()]
+        timeouts = [pause] if pause > 0 and self._waiting else []
+        timeouts += [due - now for due in self._retry_at.values()]
         timeouts += [ACK_TIMEOUT_S - (now - sent) for sent in self._in_flight.values()]
         self._cond.wait(max(0.01, min(timeouts)) if timeouts else None)
         return None

@@ -21,9 +21,11 @@ from typing import Any, Callable
 
 from pycam.config import Config
 from pycam.protocol import commands as vocab
+from pycam.protocol import events
 from pycam.protocol.errors import CommandValueError
 from pycam.protocol.messages import Command, Error, Message, Reply
 from pycam.station.device_link import DeviceLink
+from pycam.station.health import HealthReporter
 from pycam.station.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -81,6 +83,8 @@ class DeviceService:
         self.link = DeviceLink(config, self.device, self.spool, self.handle_command,
                                on_connected=self._announce)
         self.frames_captured = 0
+        self.last_frame_time: float | None = None   # UNIX time of the last continuous frame
+        self.health = HealthReporter(self, config["health"]["heartbeat_s"])
 
     # ---------------------------------------------------------------------- to implement
     def _config_framerate(self) -> float:
@@ -115,6 +119,7 @@ class DeviceService:
         self.acquiring = acquire
         self._thread.start()
         self.link.start()
+        self.health.start()
 
     def stop(self, drain_timeout: float = 5.0) -> None:
         """Stop capturing, give the link ``drain_timeout`` s to deliver the spool, close."""
@@ -126,6 +131,7 @@ class DeviceService:
         self._jobs.put(_STOP)
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout=30)
+        self.health.stop()
         self.link.stop(drain_timeout=drain_timeout)
         self.close_driver()
         self.finished.set()
@@ -157,7 +163,7 @@ class DeviceService:
         return value
 
     def _announce(self) -> None:
-        self.link.send_event("settings", **self.settings())
+        self.link.send_typed(events.Settings(self.settings()), keep_offline=False)   # the newest only
 
     # ------------------------------------------------------------------------------ commands
     def handle_command(self, cmd: Command) -> Message:
@@ -210,7 +216,7 @@ class DeviceService:
             else:
                 with self._driver_lock, self._state_lock:
                     result = self.apply_setting(key, value)
-            self.link.send_event("settings", **self.settings())
+            self.link.send_typed(events.Settings(self.settings()), keep_offline=False)
             return reply(result)
         except CommandValueError as exc:
             return Error(key=exc.key, reason=exc.reason, request_id=cmd.request_id, device=self.device,
@@ -222,7 +228,7 @@ class DeviceService:
             self.acquiring = on
             self._jobs.put(lambda: None)   # wake the capture thread
         if changed:
-            self.link.send_event("acquisition", acquiring=on)
+            self.link.send_typed(events.Acquisition(acquiring=on))
 
     # ------------------------------------------------------------------------- capture loop
     def _capture_loop(self) -> None:
@@ -248,17 +254,18 @@ class DeviceService:
                 with self._driver_lock:
                     self.capture(when, "Plume")
                     self.frames_captured += 1
+                    self.last_frame_time = time.time()
                     self.after_continuous_frame()
             except Exception as exc:
                 log.exception("%s: continuous capture failed", self.device)
-                self.link.send_event("status", level="error", message=f"capture failed: {exc}")
+                self.link.send_typed(events.Status(level="error", message=f"capture failed: {exc}"))
 
     def _run_job(self, job: Callable[[], None]) -> None:
         try:
             job()
         except Exception as exc:
             log.exception("%s: job failed", self.device)
-            self.link.send_event("status", level="error", message=str(exc))
+            self.link.send_typed(events.Status(level="error", message=str(exc)))
 
     def _manual_capture(self, frame_type: str) -> None:
         now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
@@ -268,19 +275,19 @@ class DeviceService:
     def _dark_job(self) -> None:
         was = self.acquiring
         self.acquiring = False
-        self.link.send_event("progress", task="dark_set", state="started")
+        self.link.send_typed(events.Progress(task="dark_set", state="started"))
         try:
             names = self.run_dark_set()
         finally:
             self.acquiring = was
-        self.link.send_event(vocab.EVENT_DARK_FINISHED["spectrometer" if self.device == vocab.SPECTROMETER
-                                                       else "camera"], files=len(names))
+        finished = events.DARK_FINISHED["spectrometer" if self.device == vocab.SPECTROMETER else "camera"]
+        self.link.send_typed(finished(files=len(names)))
 
     def _restart_driver(self) -> None:
         with self._driver_lock:
             self.close_driver()
             self.open_driver()
-        self.link.send_event("status", level="info", message="driver restarted")
+        self.link.send_typed(events.Status(level="info", message="driver restarted"))
 
     def unique_time(self, when: dt.datetime, make_name: Callable[[dt.datetime], str]) -> tuple[dt.datetime, str]:
         """PyCam names have whole seconds: if ``make_name(when)`` was already used by this

@@ -10,7 +10,9 @@
 
 Processes are named ``master``, ``CM1``, ``CM2`` and ``SPC``; each runs
 ``python -m pycam masterpi|camera|spectrometer`` in its own session (so a Ctrl-C in the
-terminal reaches only the parent, which then stops them in order).  Their output goes to
+terminal reaches only the parent, which then stops them in order) and gets SIGTERM if the
+parent dies (pycam.station.supervision; call ``start_*`` from the main thread).  A process
+that exits without being asked to is reported by ``unexpected_exits()``.  Their output goes to
 ``<log_dir>/<name>.log`` (by default a new temporary directory, removed again when every
 process exited cleanly).
 """
@@ -31,6 +33,7 @@ from pycam.config import generate_secret, load_config, render_config
 from pycam.formats.atomic import atomic_write_text
 from pycam.protocol import commands as vocab
 from pycam.station.client import NotConnected, StationClient
+from pycam.station.supervision import PARENT_ENV
 
 PROCESS_NAMES = ("master", vocab.CAMERA_A, vocab.CAMERA_B, vocab.SPECTROMETER)
 
@@ -49,6 +52,7 @@ class StationProcesses:
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.processes: dict[str, subprocess.Popen] = {}
+        self._asked_to_stop: set[str] = set()
         self._clients: list[StationClient] = []
         self.remove_logs_when_clean = False   # set for a log directory the launcher created
 
@@ -58,11 +62,14 @@ class StationProcesses:
         if old is not None and old.poll() is None:
             raise StationError(f"{name} is already running (pid {old.pid})")
         log = open(self.log_dir / f"{name}.log", "ab")
+        env = dict(self.env)
+        env[PARENT_ENV] = str(os.getpid())   # the child ends when we do
         try:
-            proc = subprocess.Popen(self.commands[name], stdout=log, stderr=subprocess.STDOUT, env=self.env,
+            proc = subprocess.Popen(self.commands[name], stdout=log, stderr=subprocess.STDOUT, env=env,
                                     stdin=subprocess.DEVNULL, start_new_session=True)
         finally:
             log.close()
+        self._asked_to_stop.discard(name)
         self.processes[name] = proc
         return proc
 
@@ -77,8 +84,17 @@ class StationProcesses:
         proc = self.processes.get(name)
         return proc is not None and proc.poll() is None
 
+    def unexpected_exits(self) -> dict[str, int]:
+        """Processes that exited without being asked (kill/terminate/stop): name -> status."""
+        return {name: proc.returncode for name, proc in self.processes.items()
+                if name not in self._asked_to_stop and proc.poll() is not None}
+
+    def pids(self) -> dict[str, int]:
+        return {name: proc.pid for name, proc in self.processes.items()}
+
     def kill(self, name: str) -> None:
         """SIGKILL one process (no clean-up at all) and reap it."""
+        self._asked_to_stop.add(name)
         proc = self.processes[name]
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
@@ -89,6 +105,7 @@ class StationProcesses:
         proc = self.processes.get(name)
         if proc is None:
             return None
+        self._asked_to_stop.add(name)
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
         return self._reap(name, timeout)
@@ -114,6 +131,7 @@ class StationProcesses:
             client.stop()
         self._clients.clear()
         codes = {}
+        self._asked_to_stop.update(n for n, p in self.processes.items() if p.poll() is None)
         devices = [n for n in self.processes if n != "master"]
         for name in devices:
             proc = self.processes[name]

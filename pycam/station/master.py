@@ -28,11 +28,15 @@ from pycam.net.auth import AuthError, server_handshake
 from pycam.net.connection import Connection, ConnectionClosed
 from pycam.net.server import Acceptor, listen
 from pycam.protocol import commands as vocab
+from pycam.protocol import events
 from pycam.protocol.errors import CommandValueError, FrameError, MessageError, ProtocolError
 from pycam.protocol.messages import (Ack, Command, Data, Error, Event, Message, Reply, Subscribe,
                                      header_filename, utc_now_iso)
+from pycam.station.health import StationHealth
+from pycam.station.master_state import MasterState
 from pycam.station.peers import Peer
-from pycam.station.storage import DataStore, StorageError
+from pycam.station.storage import DataStore, DiskFull, StorageError
+from pycam.station.storage_state import StorageState
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +55,12 @@ class Master:
         self.store = DataStore(Path(data_dir or storage["data_dir"]), storage["min_free_mb"], fsync=fsync)
         #: callables ``(path, device)`` run after each file is stored (watchdog, processing)
         self.file_stored_callbacks: list[Callable[[Path, str], None]] = []
-        self.acquiring = False
+        #: extra master command keys (e.g. SCH, the schedule) -> handler(value) -> reply value
+        self.command_handlers: dict[str, Callable[[Any], Any]] = {}
+        self.storage_state = StorageState(self._publish_storage)
+        self.health = StationHealth(clock_warn_ms=config["health"]["clock_offset_warn_ms"])
+        self._state = MasterState(Path(storage["spool_dir"]), fsync=fsync)
+        self._acquiring = self._state.load_acquiring()   # a restarted master resumes acquiring
         self.stopped = threading.Event()
         self._lock = threading.RLock()
         self._devices: dict[str, Peer] = {}
@@ -77,8 +86,20 @@ class Master:
         self._ports = {tag: s.getsockname()[1] for tag, s in listeners.items()}
         self._acceptor = Acceptor(listeners, self._on_accept, name="master-accept")
         self._acceptor.start()
+        if self._acquiring:
+            log.info("master: the station was acquiring when the master stopped: acquisition resumes")
         log.info("master listening: devices on %s:%d, clients on %s:%d, data in %s", self.bind_host,
                  self.device_port, self.bind_host, self.client_port, self.store.data_dir)
+
+    @property
+    def acquiring(self) -> bool:
+        return self._acquiring
+
+    @acquiring.setter
+    def acquiring(self, on: bool) -> None:
+        if bool(on) != self._acquiring:
+            self._acquiring = bool(on)
+            self._state.save_acquiring(self._acquiring)
 
     @property
     def device_port(self) -> int:
@@ -127,13 +148,13 @@ class Master:
         self.store.new_sequence()
         self.acquiring = True
         told = self._send_own("STC", True, vocab.CAMERAS) + self._send_own("STS", True, (vocab.SPECTROMETER,))
-        self.publish_event("acquisition", state="started", devices=told)
+        self.publish(events.Acquisition(acquiring=True, devices=tuple(told)))
         return told
 
     def stop_acquisition(self) -> list[str]:
         self.acquiring = False
         told = self._send_own("SPC", True, vocab.CAMERAS) + self._send_own("SPS", True, (vocab.SPECTROMETER,))
-        self.publish_event("acquisition", state="stopped", devices=told)
+        self.publish(events.Acquisition(acquiring=False, devices=tuple(told)))
         return told
 
     def start_dark_set(self) -> list[str]:
@@ -141,8 +162,11 @@ class Master:
         return self._send_own("DKC", True, vocab.CAMERAS) + self._send_own("DKS", True, (vocab.SPECTROMETER,))
 
     def publish_event(self, kind: str, **fields: Any) -> None:
-        """Send an event from the master to every client."""
-        self._to_clients(Event(name=kind, device=vocab.MASTER, fields=fields, time=utc_now_iso()))
+        """Send a declared event (pycam.protocol.events) from the master to every client."""
+        self.publish(events.build(kind, **fields))
+
+    def publish(self, event: events.StationEvent) -> None:
+        self._to_clients(event.as_event(vocab.MASTER, utc_now_iso()))
 
     def _send_own(self, key: str, value: Any, devices: tuple[str, ...]) -> list[str]:
         told = []
@@ -220,7 +244,7 @@ class Master:
             old.close()
         if peer.role == "device":
             log.info("device %s connected from %s", peer.device, peer.conn.peer)
-            self.publish_event("device_connected", device=peer.device)
+            self.publish(events.DeviceConnected(device=peer.device))
             if self.acquiring:   # a device that (re)joins follows the station's state
                 key = "STS" if peer.device == vocab.SPECTROMETER else "STC"
                 self._forward(peer.device, key, True, MASTER_SESSION, next(self._ids), quiet=True)
@@ -239,7 +263,8 @@ class Master:
                 self._clients.pop(peer.session, None)
                 return
         log.info("device %s disconnected", peer.device)
-        self.publish_event("device_disconnected", device=peer.device)
+        self.health.forget(peer.device)
+        self.publish(events.DeviceDisconnected(device=peer.device))
         for _rid, (session, their_id, device) in lost:
             self._to_clients(Error(key="device", reason=f"{device} disconnected before replying",
                                    request_id=their_id, device=device, session=session))
@@ -295,9 +320,8 @@ class Master:
                                    request_id=cmd.request_id, device=cmd.device, session=peer.session))
             return
         if cmd.device == vocab.ALL:
-            peer.send(Event(name="routed", device=vocab.MASTER, time=utc_now_iso(),
-                            fields={"request_id": cmd.request_id, "session": peer.session, "key": cmd.key,
-                                    "targets": targets}))
+            peer.send(events.Routed(request_id=cmd.request_id, session=peer.session, key=cmd.key,
+                                    targets=tuple(targets)).as_event(vocab.MASTER, utc_now_iso()))
         self._note_station_state(cmd.key, value)
         for target in targets:
             if target == vocab.MASTER:
@@ -339,12 +363,14 @@ class Master:
         elif key == "LOG":
             if value == 0:
                 reply({"devices": list(self.connected_devices), "acquiring": self.acquiring,
-                       "clients": len(self._clients), "files_stored": self.files_stored})
+                       "clients": len(self._clients), "files_stored": self.files_stored,
+                       "storage_full": self.storage_state.full})
             elif value == 1:
                 with self._lock:
                     settings = {d: dict(s) for d, s in self._settings.items() if d in self._devices}
                 settings[vocab.MASTER] = {"data_dir": str(self.store.data_dir), "acquiring": self.acquiring,
-                                          "devices": list(self.connected_devices)}
+                                          "devices": list(self.connected_devices), "health": self.health.snapshot(),
+                                          "storage_full": self.storage_state.full}
                 reply(settings)
             else:
                 self._to_clients(Error(key=key, reason=f"LOG {value} is not implemented (0 ping, 1 settings)",
@@ -356,6 +382,12 @@ class Master:
                                  name="master-exit", daemon=True).start()
         elif key == "RST":
             reply(bool(value))   # accepted; a no-op, as in PyCam
+        elif key in self.command_handlers:
+            try:
+                reply(self.command_handlers[key](value))
+            except (CommandValueError, ValueError) as exc:
+                self._to_clients(Error(key=key, reason=getattr(exc, "reason", str(exc)), request_id=rid,
+                                       device=vocab.MASTER, session=session))
         else:  # pragma: no cover - route() only sends master keys here
             self._to_clients(Error(key=key, reason="not handled by master", request_id=rid, session=session))
 
@@ -385,6 +417,8 @@ class Master:
                             session=session, filename=msg.filename)
             self._to_clients(out)
         elif isinstance(msg, Event):
+            if self.health.from_device(peer.device, msg, peer.send):
+                return   # a clock probe, answered
             if msg.name == "settings":
                 with self._lock:
                     self._settings[peer.device] = dict(msg.fields)
@@ -407,6 +441,10 @@ class Master:
             return
         try:
             path = self.store.store(data)
+        except DiskFull as exc:   # one storage event for the clients, not one error per file
+            peer.send(Error(key="storage", reason=str(exc), device=peer.device, filename=meta.filename))
+            self.storage_state.refused(str(exc))
+            return
         except StorageError as exc:
             log.error("%s: %s", peer.device, exc)
             error = Error(key="data", reason=str(exc), device=peer.device, filename=meta.filename)
@@ -414,10 +452,10 @@ class Master:
             self._to_clients(error)
             return
         self.files_stored += 1
+        self.storage_state.stored()
         peer.send(Ack(filename=meta.filename, path=str(path)))
-        self._to_clients(Event(name="file_stored", device=peer.device, time=utc_now_iso(),
-                               fields={"filename": meta.filename, "path": str(path), "data_type": meta.data_type,
-                                       "frame_type": meta.frame_type}))
+        self._to_clients(events.FileStored(filename=meta.filename, path=str(path), data_type=meta.data_type,
+                                           frame_type=meta.frame_type).as_event(peer.device, utc_now_iso()))
         with self._lock:
             subscribers = [c for c in self._clients.values() if meta.data_type in c.subscribe]
         for client in subscribers:
@@ -427,6 +465,16 @@ class Master:
                 callback(path, peer.device)
             except Exception:
                 log.exception("file_stored callback %r failed for %s", callback, path)
+
+    def _publish_storage(self, event: events.StationEvent) -> None:
+        """Storage state changes go to the clients, and to the devices: on "ok" they stop
+        backing off and send their spools at once."""
+        self.publish(event)
+        message = event.as_event(vocab.MASTER, utc_now_iso())
+        with self._lock:
+            devices = list(self._devices.values())
+        for device in devices:
+            device.send(message)
 
     def _to_clients(self, message: Message) -> None:
         with self._lock:

@@ -45,7 +45,8 @@ def setup_logging(level: str = "INFO") -> None:
 
 
 def on_termination(callback: Callable[[], None]) -> None:
-    """Run ``callback`` (in a new thread) on SIGTERM or SIGINT; a second signal is ignored."""
+    """Run ``callback`` (in a new thread) on SIGTERM, SIGINT or SIGHUP (a closed terminal);
+    a second signal is ignored."""
     fired = threading.Event()
 
     def handler(signum, frame) -> None:
@@ -54,8 +55,8 @@ def on_termination(callback: Callable[[], None]) -> None:
         fired.set()
         threading.Thread(target=callback, name="shutdown", daemon=True).start()
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, handler)
 
 
 def resolve_driver(kind: str, name: str):

@@ -204,6 +204,7 @@ class MasterHousekeeping:
         from pycam.station.watchdog import AcquisitionWatchdog
 
         section = config["schedule"]
+        self.section = dict(section)
         publish = master.publish_event
         self.schedule = None
         if section["enabled"]:
@@ -220,7 +221,9 @@ class MasterHousekeeping:
                 timeout_s=section["watchdog_timeout_s"], check_s=section["watchdog_check_s"],
                 is_acquiring=lambda: master.acquiring, start_acquisition=master.start_acquisition,
                 stop_acquisition=master.stop_acquisition, publish_event=publish,
-                expected_devices=lambda: master.connected_devices, escalate=escalate)
+                expected_devices=lambda: master.connected_devices, escalate=escalate,
+                paused=getattr(getattr(master, "storage_state", None), "paused_reason", None),
+                manual_devices=getattr(getattr(master, "health", None), "not_capturing", None))
             master.file_stored_callbacks.append(self.watchdog.file_stored)
         self.disk = None
         if section["disk_free_mb"] > 0:
@@ -229,11 +232,48 @@ class MasterHousekeeping:
             master.file_stored_callbacks.append(ledger.file_stored)
             self.disk = DiskManager(master.store.data_dir, section["disk_free_mb"], ledger, publish_event=publish,
                                     check_s=section["disk_check_s"])
+        self.metrics = None
+        master_section = config.values.get("master", {}) if hasattr(config, "values") else {}
+        if master_section.get("metrics_port"):
+            from pycam.station.metrics import MetricsServer
+
+            self.metrics = MetricsServer(master, master_section["metrics_port"], master_section["metrics_host"])
+        self._master = master
+        if hasattr(master, "command_handlers"):
+            master.command_handlers["SCH"] = self.replace_schedule
+
+    def replace_schedule(self, values: dict) -> dict:
+        """The SCH command: a new daily schedule from the GUI, in force at once (until the
+        master restarts: the configuration file is not rewritten)."""
+        section = {**self.section, **values}
+        daily_times(section)   # the station's rules have the last word (ConfigError is a ValueError)
+        witty_pi_schedule(section, _utcnow().date())
+        if self.schedule is not None:
+            self.schedule.stop()
+            self.schedule = None
+        self.section = section
+        master = self._master
+        if section["enabled"]:
+            self.schedule = StationSchedule(section, start_acquisition=master.start_acquisition,
+                                            stop_acquisition=master.stop_acquisition,
+                                            start_dark_set=master.start_dark_set, publish_event=master.publish_event)
+            self.schedule.start()
+        master.publish_event("schedule", action="changed", state="done",
+                             message=f"{'enabled' if section['enabled'] else 'disabled'}: "
+                                     f"{section['start_time']}-{section['stop_time']}, darks {section['dark_time']}")
+        return {key: section[key] for key in values}
 
     def parts(self) -> list:
-        return [p for p in (self.schedule, self.watchdog, self.disk) if p is not None]
+        return [p for p in (self.schedule, self.watchdog, self.disk, self.metrics) if p is not None]
 
     def start(self) -> "MasterHousekeeping":
+        now = _utcnow()
+        if (self.schedule is not None and getattr(self._master, "acquiring", False)
+                and not self.schedule.times.window_contains(now.time().replace(tzinfo=None))):
+            # a master restarted outside the daily window remembers it was acquiring: the
+            # stop it missed while down is made now
+            log.info("schedule: outside the acquisition window at start: stopping the acquisition resumed")
+            self._master.stop_acquisition()
         for part in self.parts():
             part.start()
         return self

@@ -17,6 +17,7 @@ from pycam.config import Config
 from pycam.drivers.base import SpectrometerDriver, SpectrumFrame
 from pycam.formats.names import SpectrumName
 from pycam.protocol import commands as vocab
+from pycam.protocol import events
 from pycam.protocol.errors import CommandValueError
 from pycam.drivers import exposure
 from pycam.station.device_service import DeviceService, accepts_frame_type
@@ -138,8 +139,9 @@ class SpectrometerService(DeviceService):
             if changed:
                 self.integration_ms = self.driver.set_integration_time(decision.value)
         if changed:
-            self.link.send_event("exposure", saturation=round(decision.saturation, 4), action=decision.action,
-                                 SSS=self.integration_ms)
+            self.link.send_typed(events.Exposure(key="SSS", value=int(self.integration_ms),
+                                                 saturation=round(float(decision.saturation), 4),
+                                                 action=str(decision.action)))
 
     def integration_values(self) -> list[int]:
         """The integration times of a dark set."""

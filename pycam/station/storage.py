@@ -10,6 +10,7 @@ is written atomically (hidden temporary, fsync, rename, directory fsync).
 """
 from __future__ import annotations
 
+import errno
 import re
 import shutil
 import threading
@@ -25,6 +26,10 @@ from pycam.protocol.messages import Data
 
 class StorageError(RuntimeError):
     """A file could not be stored (bad name, disk full, I/O error); the message says which."""
+
+
+class DiskFull(StorageError):
+    """No room for the file (below ``min_free_mb``, or the system said ENOSPC/EDQUOT)."""
 
 
 def folder_kind(frame_type: str) -> str:
@@ -94,7 +99,8 @@ class DataStore:
                 blob = encode_spectrum_npy(arr[0], arr[1])
             atomic_write_bytes(path, blob, fsync=self.fsync)
         except OSError as exc:
-            raise StorageError(f"{path}: cannot write: {exc.strerror or exc}") from None
+            kind = DiskFull if exc.errno in (errno.ENOSPC, errno.EDQUOT) else StorageError
+            raise kind(f"{path}: cannot write: {exc.strerror or exc}") from None
         except ValueError as exc:
             raise StorageError(f"{meta.filename}: {exc}") from None
         return path
@@ -107,5 +113,5 @@ class DataStore:
         except OSError as exc:
             raise StorageError(f"{self.data_dir}: cannot check free space: {exc.strerror}") from None
         if free - nbytes < self.min_free_mb * 1024 * 1024:
-            raise StorageError(f"disk full: {free // (1024 * 1024)} MB free in {self.data_dir}, "
+            raise DiskFull(f"disk full: {free // (1024 * 1024)} MB free in {self.data_dir}, "
                                f"[storage] min_free_mb = {self.min_free_mb}")

@@ -7,6 +7,12 @@ the master is acquiring, every ``[schedule] watchdog_check_s`` it looks at each 
 ``start_acquisition()`` and a ``watchdog`` event naming the silent devices.  If
 ``max_restarts`` restarts in a row did not help, ``escalate()`` runs (e.g. power-cycle the
 second Pi, as PyCam did) and is reported too.
+
+Silence that has a known cause restarts nothing: while ``paused()`` names a reason (the
+master's disk is full, so files are refused, not missing) the watchdog only reports
+``paused`` once and gives every device a full timeout again when the reason clears
+(``resumed``); devices listed by ``manual_devices()`` (in manual mode: the operator stopped
+their continuous capture, or their frame rate is 0) are not expected to deliver at all.
 """
 from __future__ import annotations
 
@@ -29,6 +35,8 @@ class AcquisitionWatchdog:
                  publish_event: Publish | None = None,
                  expected_devices: Callable[[], Iterable[str]] | None = None,
                  escalate: Callable[[], Any] | None = None, max_restarts: int = 2,
+                 paused: Callable[[], str | None] | None = None,
+                 manual_devices: Callable[[], Iterable[str]] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if timeout_s <= 0 or check_s <= 0:
             raise ValueError("watchdog timeout and check interval must be positive")
@@ -40,6 +48,9 @@ class AcquisitionWatchdog:
         self._publish = publish_event or (lambda kind, **fields: None)
         self._expected = expected_devices
         self._escalate = escalate
+        self._paused = paused or (lambda: None)
+        self._manual = manual_devices or (lambda: ())
+        self.paused_for: str | None = None
         self.max_restarts = int(max_restarts)
         self._clock = clock
         self._lock = threading.Lock()
@@ -62,14 +73,34 @@ class AcquisitionWatchdog:
             return []
         expected = set(self._expected()) if self._expected is not None else set()
         expected |= set(self._last)
+        expected -= set(self._manual())
         silent = []
         for device in sorted(expected):
             since = max(self._last.get(device, self._armed_at), self._armed_at)
             if now - since >= self.timeout_s:
                 silent.append(device)
-        if not expected and now - self._armed_at >= self.timeout_s:
+        if not expected and not self._expected_all_manual() and now - self._armed_at >= self.timeout_s:
             silent.append("all devices")
         return silent
+
+    def _expected_all_manual(self) -> bool:
+        return bool(set(self._manual()))
+
+    def _pause_check(self, now: float) -> bool:
+        """With the lock held: True while silence has a known cause (then re-armed)."""
+        reason = self._paused()
+        if reason is None:
+            if self.paused_for is not None:
+                self.paused_for = None
+                self._armed_at = now   # a full timeout for everybody after the pause
+                self._last = {d: now for d in self._last}
+                self._publish("watchdog", action="resumed")
+            return False
+        if self.paused_for is None:
+            log.info("watchdog: paused (%s)", reason)
+            self._publish("watchdog", action="paused", message=reason)
+        self.paused_for = reason
+        return True
 
     def check(self) -> list[str]:
         """One look; returns the silent devices that caused a restart ([] when all is well)."""
@@ -82,6 +113,8 @@ class AcquisitionWatchdog:
                 return []
             if self._armed_at is None:
                 self._armed_at = now  # grace: every device gets a full timeout after the start
+                return []
+            if self._pause_check(now):
                 return []
             silent = self._silent_locked(now)
             if not silent:

@@ -1,7 +1,8 @@
 """Stand-ins for the station client and the processing chain, for GUI unit tests.
 
-They speak the real protocol message types (pycam.protocol.messages), so the GUI code
-under test is exactly the code that runs against the real station.
+They speak the real protocol message types (pycam.protocol.messages) and build their
+events from the station's own declarations (pycam.protocol.events), so the GUI code under
+test is exactly the code that runs against the real station.
 """
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ import time
 
 import numpy as np
 
+from pycam.protocol import events
 from pycam.protocol.commands import parse_value, route
 from pycam.protocol.errors import CommandValueError
-from pycam.protocol.messages import Data, DataMeta, Error, Event, Reply
+from pycam.protocol.messages import Data, DataMeta, Error, Reply
 
 
 def image_message(band: str, when: dt.datetime, frame_type: str = "Plume", shift: float = 0.0,
@@ -64,6 +66,11 @@ class FakeStationClient:
         self.acquiring = False
         self.rate_hz = 2.0
         self.thread: threading.Thread | None = None
+        #: what the heartbeats say (tests change them): clock offset to the master, ms
+        self.clock_offsets_ms = {"CM1": 1.5, "CM2": -2.0, "SPC": 0.8}
+        self.shutter_us = {"CM1": 100000, "CM2": 100000}
+        self.exposure_every = 3   # auto exposure changes camera A's shutter every N frames
+        self._started = time.monotonic()
         FakeStationClient.instances.append(self)
 
     def start(self) -> None:
@@ -102,10 +109,10 @@ class FakeStationClient:
                 self.on_message(Reply(rid, target, key, {"SSA": 1000, "FRC": 1.0}))
             else:
                 self.on_message(Reply(rid, target, key, value))
-        if key == "STC":
-            self.acquiring = True
-        if key == "SPC":
-            self.acquiring = False
+        if key in ("STC", "SPC"):
+            self.acquiring = key == "STC"
+            for target in targets:
+                self.on_message(events.Acquisition(acquiring=self.acquiring).as_event(target))
         if key in ("TPA", "TPB"):
             when = dt.datetime.now(dt.timezone.utc)
             self.on_message(image_message("on" if key == "TPA" else "off", when, value))
@@ -113,20 +120,33 @@ class FakeStationClient:
             self.on_message(spectrum_message(dt.datetime.now(dt.timezone.utc), value))
         if key == "DKC":
             for i in range(1, 4):
-                self.on_message(Event("progress", target, {"task": "dark", "done": i, "total": 3}))
-            self.on_message(Event("DFC", target, {}))
+                self.on_message(events.Progress(task="dark", done=i, total=3).as_event(target))
+            self.on_message(events.DarkFinishedCameras(files=3).as_event(target))
 
     def _run(self) -> None:
         start = dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
         for n in itertools.count():
             if self._stop.wait(1.0 / self.rate_hz):
                 return
+            if n % max(1, int(self.rate_hz)) == 0:
+                self._heartbeats()
             if not self.acquiring:
                 continue
             when = start + dt.timedelta(seconds=n)
-            self.on_message(image_message("on", when, shift=n))
-            self.on_message(image_message("off", when, shift=n))
+            if self.exposure_every and n % self.exposure_every == 0:
+                self.shutter_us["CM1"] = 60000 + (n * 7919) % 80000
+                self.on_message(events.Exposure(key="SSA", value=self.shutter_us["CM1"], saturation=0.93,
+                                                action="down").as_event("CM1"))
+            self.on_message(image_message("on", when, shift=n, exposure_us=self.shutter_us["CM1"]))
+            self.on_message(image_message("off", when, shift=n, exposure_us=self.shutter_us["CM2"]))
             self.on_message(spectrum_message(when))
+
+    def _heartbeats(self) -> None:
+        for device, offset in self.clock_offsets_ms.items():
+            self.on_message(events.Health(
+                uptime_s=round(time.monotonic() - self._started, 1), spool_backlog=0, disk_free_mb=21_500.0,
+                last_frame_age_s=0.4 if self.acquiring else None, cpu_temp_c=48.0, clock_offset_ms=offset,
+                clock_rtt_ms=1.2, acquiring=self.acquiring, framerate=1.0).as_event(device))
 
 
 class FakeEmissionRate:

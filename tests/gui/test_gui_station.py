@@ -22,7 +22,7 @@ def station(tmp_path_factory):
 
     base = tmp_path_factory.mktemp("gui-station")
     config_path = write_station_config(base / "station.toml", data_dir=base / "data", spool_dir=base / "spool",
-                                       framerate=1.0)
+                                       framerate=1.0, overrides={"health": {"heartbeat_s": 2.0}})
     processes = start_simulated_station(config_path, framerate=1.0, log_dir=base / "logs")
     yield processes
     processes.stop()
@@ -83,6 +83,23 @@ def test_live_views_within_60_s(app, artifacts_dir):
     assert pump_until(root, lambda: all(overview.updates[k] >= updates[k] + 2 for k in ("A", "B", "so2", "rate")), 30)
     assert overview.updates["doas"] > 0 and len(overview.rates) >= 3
     assert_not_blank(screenshot(root, artifacts_dir / "gui_overview.png"), "overview")
+
+
+def test_overview_shows_every_devices_real_heartbeat(app, artifacts_dir):
+    """Health rows filled by the real services' heartbeats; loopback clocks agree (no warning)."""
+    root = app.root
+    app.show_view("Overview")
+    panel = app.views["Overview"].health
+    assert pump_until(root, lambda: len(panel.health) == 3 and all(
+        h.clock_offset_ms is not None and h.last_frame_age_s is not None for h in panel.health.values()), 60), \
+        f"heartbeats: {panel.health}"
+    for device, health in panel.health.items():
+        assert abs(health.clock_offset_ms) < 50 and health.clock_rtt_ms >= 0, (device, health)
+        assert health.acquiring and health.uptime_s > 0 and health.disk_free_mb > 0
+        assert not [w for w in panel.warnings[device] if "clock" in w], panel.warnings[device]
+    assert panel.values("CM1")["link"] == "connected"
+    shot = screenshot(root, artifacts_dir / "gui_overview_health_station.png")
+    assert_not_blank(shot, "overview with real heartbeats")
 
 
 def test_drawn_pcs_line_gets_its_emission_rate(app):
@@ -222,3 +239,4 @@ def test_wrong_secret_is_reported(station, tmp_path):
         link.disconnect(wait=True)
     assert any("authentication failed" in e for e in errors), (errors, states)
     assert "connected" not in states
+

@@ -187,7 +187,7 @@ def test_file_stored_callbacks_and_published_events(station):
     station.master.file_stored_callbacks.append(lambda path, device: seen.append((path, device)))
     events = []
     client = station.client(on_message=events.append)
-    station.master.publish_event("watchdog", state="ok", checked=3)
+    station.master.publish_event("watchdog", action="restart", state="done", attempt=3)
     client.request("SPC", "TPS", "Test")
     wait_for(lambda: seen, 10, what="callback")
     assert seen[0][1] == "SPC" and seen[0][0].exists()
@@ -229,11 +229,13 @@ def test_disk_full_keeps_files_spooled(station_config):
     try:
         st.wait_devices(("CM1",))
         client = st.client()
-        errors = []
-        client.on_message = lambda msg: errors.append(msg) if isinstance(msg, m.Error) else None
+        seen = []
+        client.on_message = seen.append
         client.request("CM1", "TPA", "Test")
-        err = wait_for(lambda: [e for e in errors if e.key == "data"], 10, what="disk-full error")[0]
-        assert "disk full" in err.reason and err.filename.endswith("Test.png")
+        full = wait_for(lambda: [e for e in seen if isinstance(e, m.Event) and e.name == "storage"], 10,
+                        what="disk-full event")[0]
+        assert full.fields["state"] == "full" and "disk full" in full.fields["reason"]
+        assert not [e for e in seen if isinstance(e, m.Error)], "clients get one storage event, not file errors"
         # the frame travels while the camera still writes it to its spool: once written, it stays
         assert wait_for(lambda: list((st.spool_dir / "CM1").glob("*Test.png")), 10,
                         what="the file must stay in the spool")
