@@ -293,7 +293,7 @@ def write_dataset(out_dir: str | Path, options: DatasetOptions,
     dilution = write_dilution_lines(out, scene)
     files += len(dilution["lines"]) + 1 if dilution else 0
     write_processing_settings(out / "process_config.yml", truth_distance_m=options.plume_distance_m,
-                              line_gap_px=options.line_gap_px, scene=scene)
+                              line_gap_px=options.line_gap_px, scene=scene, cells=len(options.cells_ppmm))
     files += 1
     truth = scene.truth(times, [line0, line1], [0, *options.cells_ppmm], columns_per_pixel=options.line_columns)
     for entry, record in zip(truth["pairs"], pair_records):
@@ -362,15 +362,18 @@ REALISTIC_AMBIENT_ROI = (12, 120, 72, 180)
 
 
 def write_processing_settings(path: Path, *, truth_distance_m: float, line_gap_px: float,
-                              scene: Scene | None = None) -> Path:
+                              scene: Scene | None = None, cells: int = 3) -> Path:
     """Processing settings matching the scene, in PyCam's YAML key names (what a user who knows
     the station would set; the flow and background methods stay at their defaults)."""
+    bent = scene is not None and scene.style.on_band_saturating[0] > 0
+    order = max(1, min(3, cells)) if bent else 2
     text = (
         "# Processing settings for this simulated data set (pycam process --config ...).\n"
         "# The simulated cameras see the plume at a fixed distance; the cell calibration AA\n"
-        "# curves at high columns, so a 2nd-order polynomial is fitted.\n"
-        f"plume_distance_m: {truth_distance_m!r}\n"
-        "polyorder_cal: 2\n"
+        + ("# bends strongly (as real cells do), so a 3rd-order polynomial through the cells is fitted.\n"
+           if bent else "# curves at high columns, so a 2nd-order polynomial is fitted.\n")
+        + f"plume_distance_m: {truth_distance_m!r}\n"
+        f"polyorder_cal: {order}\n"
         f"cross_corr_gap_px: {float(line_gap_px)!r}\n"
     )
     if scene is not None and scene.style.terrain:

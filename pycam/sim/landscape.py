@@ -10,7 +10,7 @@ scenes of ``pycam simulate --scene``:
   the summit vent that rises, bends over and spreads (``pycam.sim.plume``, vent plume); a few
   clouds drifting through the top of the sky (above the PCS lines); dust specks on each sensor;
   camera B shifted by (−24, 17) px and rotated by 0.6° against A; mild light dilution; an
-  on-band stray-light leak that makes the gas-cell AA curve bend like the real Villarrica cells;
+  on-band camera whose AA curve bends like the real Villarrica cells (``pycam.sim.optics``);
   stronger vignetting and a faint fixed row banding (as real PyCam frames);
 * ``cloudy``: ``realistic`` with more and larger clouds that cross the plume and the PCS lines
   (the main source of false AA; a stress test for the quality flags).
@@ -61,6 +61,7 @@ class SceneStyle:
     extinction_on_per_m: float = 0.0
     extinction_off_per_m: float = 0.0
     on_band_leak: float = 0.0            # fraction of the on-band signal that SO2 does not absorb
+    on_band_saturating: tuple[float, float] = (0.0, 0.0)   # (fraction w, sigma_s cm²): strongly absorbed part
     cell_window_transmission: float = 0.95
     horizon_knee_row: float | None = None   # the sky gradient stops below this row (horizon haze)
 
@@ -104,7 +105,7 @@ def scene_preset(name: str) -> tuple[SceneStyle, dict]:
         name=name, terrain=True, summit_xy=summit, clouds=0.5, cloud_rows=(0.0, 60.0), specks=70,
         vignetting_quadratic=(0.45, 0.38), row_banding=0.004,
         extinction_on_per_m=REALISTIC_EXTINCTION[0], extinction_off_per_m=REALISTIC_EXTINCTION[1],
-        on_band_leak=0.075, cell_window_transmission=0.79, horizon_knee_row=summit[1] - 8.0)
+        on_band_leak=0.2, on_band_saturating=(0.1, 1e-18), cell_window_transmission=0.79, horizon_knee_row=summit[1] - 8.0)
     if name == "cloudy":
         style = dataclasses.replace(style, clouds=0.75, cloud_rows=(0.0, 330.0))
     (dx, dy), rot = REALISTIC_MISREGISTRATION

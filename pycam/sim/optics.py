@@ -20,9 +20,12 @@ then rounded and clipped to 0..1023 (10-bit; 1023 = saturated).
 * ``C`` gas cell: 1 without cell, w·T_b(S_cell) with a cell (window loss w common to both
   bands: 0.95 clean, 0.79 realistic as the real Villarrica cells); ``S_cell = ppmm · 2.687e15``
   molec cm⁻² (273.15 K, 1 atm).
-* on-band stray-light leak ``f`` (realistic scenes 0.075, clean 0): the on-band transmission is
-  ``f + (1 − f)·T_on(S)`` for plume and cells alike, so the AA curve bends at high columns like
-  the real cells (0–304 ppm·m slope ~30 % below the 3-cell linear fit).
+* realistic on-band camera (clean scene: f = w = 0): a stray-light leak ``f`` = 0.2 that SO2
+  does not absorb and a fraction ``w`` = 0.1 of the passband (its blue wing) where SO2 absorbs
+  strongly (σ_s = 1e-18 cm²): ``T_on,eff = f + (1 − f)·((1 − w)·T_on(S) + w·exp(−σ_s·S))`` for
+  plume and cells alike.  The AA curve then bends like the real Villarrica cells: the 0–304
+  ppm·m column-per-AA slope is 30 % below the linear fit of 0, 304, 1257 ppm·m (real: 29 %),
+  AA(304 ppm·m) = 0.164 (real 0.149), AA(1257) = 0.48 (real 0.445), synthetic references.
 * ``offset`` ≈ 15 DN (fixed pattern, std 0.6 DN); dark current ``D`` ≈ 3 DN s⁻¹ (log-normal
   fixed pattern) plus 40 hot pixels of 50–150 DN s⁻¹ (binned frame).
 * noise: shot noise of the electrons (64 e⁻/DN at gain 1 for the 4x4-binned frame, 4 e⁻/DN
@@ -83,7 +86,8 @@ TABLE_MAX = 1e20           # columns beyond are treated as TABLE_MAX (transmissi
 class BandTransmission:
     """T_b(S) for one band filter and SO2 cross-section, tabulated (see module docstring)."""
 
-    def __init__(self, references: ReferenceSet, band_filter: BandFilter, leak: float = 0.0) -> None:
+    def __init__(self, references: ReferenceSet, band_filter: BandFilter, leak: float = 0.0,
+                 saturating: tuple[float, float] = (0.0, 0.0)) -> None:
         lo = band_filter.centre_nm - 2 * band_filter.fwhm_nm
         hi = band_filter.centre_nm + 2 * band_filter.fwhm_nm
         wl = np.arange(lo, hi + 1e-9, 0.02)
@@ -95,10 +99,16 @@ class BandTransmission:
         coarse = np.arange(TABLE_FINE_MAX + TABLE_COARSE_STEP, TABLE_MAX + TABLE_COARSE_STEP / 2, TABLE_COARSE_STEP)
         self.columns = np.concatenate([fine, coarse])
         self.leak = float(leak)
-        self.table = self.leak + (1.0 - self.leak) * (np.exp(-np.outer(self.columns, self.sigma)) @ self.weights)
+        self.saturating = (float(saturating[0]), float(saturating[1]))
+        self.table = self._response(np.exp(-np.outer(self.columns, self.sigma)) @ self.weights, self.columns)
+
+    def _response(self, filtered: np.ndarray | float, column: np.ndarray | float) -> np.ndarray | float:
+        """leak + (1 − leak)·((1 − w)·T_filter + w·exp(−σ_s·S)) (the realistic on-band camera)."""
+        w, sigma_s = self.saturating
+        return self.leak + (1.0 - self.leak) * ((1.0 - w) * filtered + w * np.exp(-sigma_s * column))
 
     def exact(self, column: float) -> float:
-        return self.leak + (1.0 - self.leak) * float(np.sum(self.weights * np.exp(-self.sigma * column)))
+        return float(self._response(float(np.sum(self.weights * np.exp(-self.sigma * column))), column))
 
     def __call__(self, columns: np.ndarray) -> np.ndarray:
         return np.interp(columns, self.columns, self.table)
@@ -140,8 +150,9 @@ class CameraModel:
         self.style = style if style is not None else SceneStyle()
         self.shape = (1944, 2592) if full_resolution else BINNED_SHAPE
         self.full_resolution = full_resolution
-        leak = self.style.on_band_leak if band == "on" else 0.0
-        self.transmission = BandTransmission(references, FILTERS[band], leak)
+        st = self.style
+        self.transmission = BandTransmission(references, FILTERS[band], *(
+            (st.on_band_leak, st.on_band_saturating) if band == "on" else (0.0, (0.0, 0.0))))
         rows, cols = self.shape
         scale = cols / BINNED_SHAPE[1]
         self.e_per_dn = 64.0 / scale ** 2
@@ -161,6 +172,7 @@ class CameraModel:
         self.dark_rate = dark.astype(np.float32)
         self.registration_offset = field.params.misregistration_px if band == "off" else (0.0, 0.0)
         self.registration_rotation_deg = field.params.misregistration_rot_deg if band == "off" else 0.0
+        self.terrain: Terrain | None = None
         self._world = None if self.style.name == "clean" and self.registration_rotation_deg == 0.0 else \
             self._build_world(vignetting, rng)
 
@@ -181,7 +193,6 @@ class CameraModel:
         be, ge, add = g * e_plume, g * (st.cloud_brightening[0 if self.band == "on" else 1] * e_plume), g * (1 - e_plume)
         sky = np.ones(self.shape, bool)
         plume_visible = np.ones(self.shape, bool)
-        self.terrain = None
         if st.terrain:
             self.terrain = Terrain(st, p.plume_distance_m, p.seed)
             m = self.terrain.maps(px, py)
@@ -295,6 +306,7 @@ class CameraModel:
             "noise": self.noise, "saturation_dn": MAX_DN,
             "cell_window_transmission": self.style.cell_window_transmission,
             "on_band_leak": self.transmission.leak,
+            "on_band_saturating_fraction_sigma_cm2": list(self.transmission.saturating),
             "extinction_per_m": self.style.extinction(self.band),
             "vignetting_quadratic": self.style.vignetting_quadratic[0 if self.band == "on" else 1],
             "dust_specks": self.style.specks,
