@@ -17,8 +17,17 @@ Layout of ``OUT`` (all files in PyCam formats; times are whole seconds UTC)::
                                    is downstream of line 0; use both for cross-correlation)
     OUT/doas_fov.txt               the spectrometer field of view (x_pos, y_pos, radius)
     OUT/process_config.yml         processing settings for ``pycam process --config`` (PyCam YAML
-                                   keys): the scene's plume distance, a 2nd-order cell fit (the
-                                   simulated AA curves at high columns) and the line gap
+                                   keys): the scene's plume distance, the cell-fit order (2 clean,
+                                   3 realistic: the cells bend), the line gap; realistic scenes also
+                                   a sky ``ambient_roi`` and ``reg_mode: ecc`` (B is offset/rotated)
+    OUT/dil_line_0.txt, dil_line_1.txt, OUT/light_dilution.json   (scenes with terrain) two lines
+                                   on dark terrain at known distances and
+                                   {"lines": [{"file", "distance_m"}], "plume_distance_m"}
+
+Scenes (``--scene``, :mod:`pycam.sim.landscape`): ``realistic`` (default), ``cloudy``, ``clean``
+(the original uniform sky with a full-width plume band).  In the vent-plume scenes the PCS lines
+lie in clear sky 280 px downstream of the vent and the truth's flux stays exact (see
+:mod:`pycam.sim.plume`).
 
 Exposures follow the auto-exposure of :mod:`pycam.drivers.exposure` (settled on pre-roll
 frames, then updated after every frame, as a station does), so they normally stay constant.
@@ -40,7 +49,10 @@ columns_molec_cm2 [...] (omitted with --compact-truth)}}}], ``mean_flux_kg_s`` {
 ``mean_fov_column_molec_cm2``, ``plume_free_rows`` {top, bottom: [first, last] rows where
 the column stays < 1e16}, ``spectrometer`` (forward-model constants: wavelength formula, ILS
 super-Gaussian FWEM/k, O3, Ring, polynomial, dark, noise), ``cameras`` {A, B: sensor and
-optics constants}, ``misregistration_px``, ``reference_set``, ``dataset`` (layout, counts,
+optics constants}, ``misregistration_px`` {dx, dy, rotation_deg}, ``registration``
+{warp_a_to_b (2x3, OpenCV WARP_INVERSE_MAP convention), centre_xy, shift_px, rotation_deg},
+``scene``, ``scene_style``, ``light_dilution`` {eps_on_per_m, eps_off_per_m, plume_distance_m},
+``vent_xy``, ``reference_set``, ``dataset`` (layout, counts,
 framerate, period, exposures, cal exposure, file lists).  Coordinates are binned 648x486
 pixels (also for ``--full-resolution`` data; multiply by 4 for full-resolution pixels).
 """
@@ -327,14 +339,14 @@ def write_dataset(out_dir: str | Path, options: DatasetOptions,
 def pcs_lines(scene: Scene, line_gap_px: float) -> tuple[PCSLine, PCSLine]:
     """Two PCS lines perpendicular to the flow, ``line_gap_px`` apart (line 1 downstream).
 
-    Clean band: they span the image height round the frame centre.  Vent plume: 120 px either
+    Clean band: they span the image height round the frame centre.  Vent plume: 130 px either
     side of the axis, centred 280 px downstream of the vent (the plume is fully developed there,
     the lines lie in the sky above the terrain and below the clouds of the realistic scene)."""
     field = scene.field
     if scene.params.vent_xy is None:
         half, centre = BINNED_SHAPE[0] / 2 - 13, -40.0     # 13 px margin
     else:
-        half, centre = 120.0, 280.0
+        half, centre = 130.0, 280.0
     return (perpendicular_line(field, centre - 0.5 * line_gap_px, half, "0"),
             perpendicular_line(field, centre + 0.5 * line_gap_px, half, "1"))
 

@@ -110,7 +110,7 @@ def scene_preset(name: str) -> tuple[SceneStyle, dict]:
         style = dataclasses.replace(style, clouds=0.75, cloud_rows=(0.0, 330.0))
     (dx, dy), rot = REALISTIC_MISREGISTRATION
     params = {"vent_xy": summit, "wind_direction_deg": 8.0, "plume_sigma_px": 40.0,
-              "vent_sigma_px": 12.0, "spread_per_px": 0.07, "vent_rise_px": 60.0, "bend_length_px": 45.0,
+              "vent_sigma_px": 10.0, "spread_per_px": 0.06, "width_variation": 0.05, "vent_rise_px": 60.0, "bend_length_px": 45.0,
               "misregistration_px": (dx, dy), "misregistration_rot_deg": rot, "fov_radius_px": 10.0}
     return style, params
 

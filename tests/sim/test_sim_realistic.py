@@ -60,7 +60,7 @@ def test_lines_in_clear_sky_and_the_plume_inside_them(realistic):
         cloud = cam.cloud_opacity(T0)
         assert float(cloud[iy, ix].max()) == 0.0                           # realistic: clouds above the lines
         cols = realistic.field.columns(xs, ys, T0)
-        assert cols[[0, -1]].max() < 1e-3 * cols.max()                    # the plume ends inside the line
+        assert cols[[0, -1]].max() < 2e-3 * cols.max()                    # the plume ends inside the line
 
 
 def test_light_dilution_follows_the_contract(references):
@@ -96,7 +96,8 @@ def test_light_dilution_follows_the_contract(references):
 
 def test_clouds_give_false_aa_and_cloudy_clouds_cross_the_lines(references):
     for name in ("realistic", "cloudy"):
-        scene = Scene.preset(name, references, noise=False, seed=2, extinction=(0.0, 0.0))
+        scene = Scene.preset(name, references, noise=False, seed=2, extinction=(0.0, 0.0),
+                             misregistration_px=(0.0, 0.0), misregistration_rot_deg=0.0)   # same pixels in A and B
         on, off = scene.camera("on"), scene.camera("off")
         c_on = on.cloud_opacity(T0)
         aa = (-np.log(on.scene_radiance(T0, "Plume") / on.scene_radiance(T0, "Clear"))
