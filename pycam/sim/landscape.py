@@ -8,7 +8,9 @@ scenes of ``pycam simulate --scene``:
 * ``realistic`` (default): a volcano (snow-capped summit, dark flanks) at the plume distance
   + 300 m and a dark foreground ridge at 0.45 × the plume distance below the sky; a plume from
   the summit vent that rises, bends over and spreads (``pycam.sim.plume``, vent plume); a few
-  clouds drifting through the top of the sky (above the PCS lines); dust specks on each sensor;
+  clouds drifting through the top of the sky (above the PCS lines); dust specks on each sensor
+  (70, in every frame, plus 8 that arrived after the clear-sky and cell frames were taken, so
+  they do not cancel in the plume frames' optical depths: sharp AA spikes as in real data);
   camera B shifted by (−24, 17) px and rotated by 0.6° against A; mild light dilution; an
   on-band camera whose AA curve bends like the real Villarrica cells (``pycam.sim.optics``);
   stronger vignetting and a faint fixed row banding (as real PyCam frames);
@@ -56,6 +58,7 @@ class SceneStyle:
     cloud_speed_factor: float = 0.7      # cloud drift speed / plume speed (to the right)
     cloud_brightening: tuple[float, float] = (0.35, 0.45)   # on, off: I = I_sky·(1 + a·C)
     specks: int = 0                      # dust specks per sensor
+    new_specks: int = 0                  # specks that arrived after the clear-sky and cell references
     vignetting_quadratic: tuple[float, float] = (0.0, 0.0)  # on, off: extra (1 − b·(r/r_corner)²)
     row_banding: float = 0.0             # std of the fixed per-row gain pattern
     extinction_on_per_m: float = 0.0
@@ -102,7 +105,7 @@ def scene_preset(name: str) -> tuple[SceneStyle, dict]:
         raise ValueError(f"unknown scene {name!r}: use one of {', '.join(SCENES)}")
     summit = (170.0, 318.0)
     style = SceneStyle(
-        name=name, terrain=True, summit_xy=summit, clouds=0.5, cloud_rows=(0.0, 60.0), specks=70,
+        name=name, terrain=True, summit_xy=summit, clouds=0.5, cloud_rows=(0.0, 60.0), specks=70, new_specks=8,
         vignetting_quadratic=(0.45, 0.38), row_banding=0.004,
         extinction_on_per_m=REALISTIC_EXTINCTION[0], extinction_off_per_m=REALISTIC_EXTINCTION[1],
         on_band_leak=0.2, on_band_saturating=(0.1, 1e-18), cell_window_transmission=0.79, horizon_knee_row=summit[1] - 8.0)
@@ -217,11 +220,13 @@ class Clouds:
         rng = np.random.default_rng([seed, 0xC10D])
         self.style = style
         self.speed_px_s = style.cloud_speed_factor * plume_speed_px_s
-        # cumulus: a large-scale field sets where clouds are, a finer one their feathered texture
-        field = band_noise_2d(rng, 512, CLOUD_PERIOD_PX, 70.0, 400.0) + 0.3 * band_noise_2d(
-            rng, 512, CLOUD_PERIOD_PX, 10.0, 50.0)
+        # cumulus: a large-scale field sets where clouds are (feathered edges), a finer one their
+        # inner structure (denser cores, thinner parts)
+        field = band_noise_2d(rng, 512, CLOUD_PERIOD_PX, 110.0, 700.0)
+        inner = band_noise_2d(rng, 512, CLOUD_PERIOD_PX, 18.0, 120.0)
         threshold = 1.5 - 1.6 * style.clouds         # more cover: lower threshold
-        c = np.clip((field - threshold) / 1.2, 0.0, 1.0)
+        c = np.clip((field - threshold) / 0.9, 0.0, 1.0)
+        c = c * np.clip(0.8 + 0.2 * inner, 0.4, 1.0)
         self.texture = (c * c * (3 - 2 * c)).astype(np.float32)
 
     def envelope(self, py: np.ndarray) -> np.ndarray:

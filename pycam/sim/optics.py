@@ -45,7 +45,8 @@ brightening a_b), ``B`` the background at the plume plane (g for sky; for the vo
 plume ``g·(ρ·e_v + 1 − e_v)``, e_v over the distance volcano−plume); on the foreground ridge in
 front of the plume ``I = g·(ρ·e_r + 1 − e_r)`` (no plume).  This is the contract's light
 dilution ``I = I0·exp(−ε d) + I_sky·(1 − exp(−ε d))`` per band.  The sensor multiplies by its
-fixed vignetting (an extra ``1 − b·(r/r_corner)²``), dust specks and row banding.
+fixed vignetting (an extra ``1 − b·(r/r_corner)²``), dust specks and row banding; plume and
+test frames also by the dust that arrived after the references (``SceneStyle.new_specks``).
 """
 from __future__ import annotations
 
@@ -215,8 +216,13 @@ class CameraModel:
             sensor = sensor * (1 + st.row_banding * rng.standard_normal(self.shape[0]))[:, None]
         self.flat = (SKY_RATE_DN_S[self.band] * sensor).astype(np.float32)
         clouds = Clouds(st, self.field.speed_px_s, p.seed) if st.clouds > 0 else None
+        new_dust = None
+        if st.new_specks:
+            new_dust = speck_transmission(self.shape, st.new_specks,
+                                          frame_rng(self.seed, "new-specks", self.band)).astype(np.float32)
         return {"px": px_b, "py": py_b, "be": be.astype(np.float32), "ge": ge.astype(np.float32),
-                "add": add.astype(np.float32), "plume_visible": plume_visible, "sky": sky, "clouds": clouds}
+                "add": add.astype(np.float32), "plume_visible": plume_visible, "sky": sky, "clouds": clouds,
+                "new_dust": new_dust}
 
     def _binned_to_frame(self, image: np.ndarray) -> np.ndarray:
         if self.shape == BINNED_SHAPE:
@@ -248,7 +254,10 @@ class CameraModel:
             trans = self.transmission(cols).astype(np.float32)
             clouds = self.cloud_opacity(t)
             front = w["be"] if clouds is None else w["be"] + w["ge"] * clouds
-            return trans * front + w["add"]
+            radiance = trans * front + w["add"]
+            # dust that arrived after the Clear/cell references (a sensor property, applied here
+            # so that only the plume frames carry it)
+            return radiance if w["new_dust"] is None else radiance * w["new_dust"]
         if frame_type.endswith("ppmm"):
             ppmm = int(frame_type[:-4])
             cell = self.style.cell_window_transmission * self.transmission.exact(ppmm * MOLEC_CM2_PER_PPMM)
@@ -310,6 +319,7 @@ class CameraModel:
             "extinction_per_m": self.style.extinction(self.band),
             "vignetting_quadratic": self.style.vignetting_quadratic[0 if self.band == "on" else 1],
             "dust_specks": self.style.specks,
+            "dust_specks_after_references": self.style.new_specks,
             "row_banding_std": self.style.row_banding,
             "shape": list(self.shape),
         }

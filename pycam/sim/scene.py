@@ -136,7 +136,10 @@ class Scene:
 
     def spectrometer(self) -> SpectrometerModel:
         if self._spectrometer is None:
-            self._spectrometer = SpectrometerModel(self.field, self.references, self.params.seed, noise=self.noise)
+            self._spectrometer = SpectrometerModel(
+                self.field, self.references, self.params.seed, noise=self.noise,
+                extinction=(self.style.extinction_on_per_m, self.style.extinction_off_per_m),
+                plume_distance_m=self.params.plume_distance_m)
         return self._spectrometer
 
     @property

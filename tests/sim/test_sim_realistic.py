@@ -261,3 +261,28 @@ def test_bad_scene_options_are_named(tmp_path):
     assert main(["simulate", "--out", str(tmp_path / "b"), "--pairs", "2", "--rotation", "9", "--quiet"]) == 1
     with pytest.raises(SystemExit):
         main(["simulate", "--out", str(tmp_path / "c"), "--scene", "foggy"])
+
+
+def test_new_dust_only_in_plume_frames(realistic):
+    """Dust that arrived after the references: dips in the plume frames that the clear frame lacks
+    (the AA spikes real data show), none in the clear/cell frames."""
+    cam = realistic.camera("on")
+    plume = cam.scene_radiance(T0, "Plume")
+    clear = cam.scene_radiance(T0, "Clear")
+    no_plume = cam.columns(T0) == 0
+    ratio = np.where(no_plume, plume / clear, 1.0)
+    assert 3 <= np.count_nonzero(ratio < 0.8) < 400
+    assert realistic.truth([], [])["cameras"]["A"]["dust_specks_after_references"] == 8
+
+
+def test_spectrometer_sees_the_same_light_dilution(references):
+    ods = {}
+    for eps in ((0.0, 0.0), (8e-5, 6e-5)):
+        model = Scene.preset("realistic", references, noise=False, extinction=eps).spectrometer()
+        sel = (model.wavelengths > 310) & (model.wavelengths < 320)
+        plume = model.expected_counts(1e17, 1000) - model.dark_pattern
+        clear = model.expected_counts(0.0, 1000) - model.dark_pattern
+        ods[eps] = float(np.mean(-np.log(plume[sel] / clear[sel])))
+    # weak absorber: the optical depth shrinks by about exp(-eps(315 nm)·d)
+    expected = math.exp(-8e-5 * (315 / 310) ** (-math.log(8 / 6) / math.log(330 / 310)) * 5000)
+    assert ods[(8e-5, 6e-5)] / ods[(0.0, 0.0)] == pytest.approx(expected, rel=0.02)
