@@ -13,7 +13,8 @@ scenes of ``pycam simulate --scene``:
   they do not cancel in the plume frames' optical depths: sharp AA spikes as in real data);
   camera B shifted by (−24, 17) px and rotated by 0.6° against A; mild light dilution; an
   on-band camera whose AA curve bends like the real Villarrica cells (``pycam.sim.optics``);
-  stronger vignetting and a faint fixed row banding (as real PyCam frames);
+  stronger vignetting, a faint fixed row banding and (on-band) a vertical stray-light band near
+  x = 230 (as real PyCam frames; all sensor-fixed, so they cancel against the clear sky);
 * ``cloudy``: ``realistic`` with more and larger clouds that cross the plume and the PCS lines
   (the main source of false AA; a stress test for the quality flags).
 
@@ -61,6 +62,7 @@ class SceneStyle:
     new_specks: int = 0                  # specks that arrived after the clear-sky and cell references
     vignetting_quadratic: tuple[float, float] = (0.0, 0.0)  # on, off: extra (1 − b·(r/r_corner)²)
     row_banding: float = 0.0             # std of the fixed per-row gain pattern
+    stray_band: tuple[float, float] = (0.0, 0.0)   # on-band vertical stray-light band: (column, relative height)
     extinction_on_per_m: float = 0.0
     extinction_off_per_m: float = 0.0
     on_band_leak: float = 0.0            # fraction of the on-band signal that SO2 does not absorb
@@ -106,7 +108,7 @@ def scene_preset(name: str) -> tuple[SceneStyle, dict]:
     summit = (170.0, 318.0)
     style = SceneStyle(
         name=name, terrain=True, summit_xy=summit, clouds=0.5, cloud_rows=(0.0, 60.0), specks=70, new_specks=8,
-        vignetting_quadratic=(0.45, 0.38), row_banding=0.004,
+        vignetting_quadratic=(0.3, 0.25), row_banding=0.004, stray_band=(230.0, 0.05),
         extinction_on_per_m=REALISTIC_EXTINCTION[0], extinction_off_per_m=REALISTIC_EXTINCTION[1],
         on_band_leak=0.2, on_band_saturating=(0.1, 1e-18), cell_window_transmission=0.79, horizon_knee_row=summit[1] - 8.0)
     if name == "cloudy":
@@ -236,14 +238,19 @@ class Clouds:
         b = np.clip(((bottom + edge) - py) / edge, 0.0, 1.0)
         return a * b
 
-    def opacity(self, px: np.ndarray, py: np.ndarray, t: float) -> np.ndarray:
+    def prepare(self, px: np.ndarray, py: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The time-independent part of :meth:`opacity` for scene points (px, py)."""
+        return (np.asarray(px, np.float64), np.mod(py, self.texture.shape[0]).astype(np.float32),
+                self.envelope(np.asarray(py, np.float64)).astype(np.float32))
+
+    def opacity(self, px: np.ndarray, py: np.ndarray, t: float, prepared=None) -> np.ndarray:
         import cv2
 
+        x, map_y, envelope = prepared if prepared is not None else self.prepare(px, py)
         shift = math.fmod(self.speed_px_s * float(t), CLOUD_PERIOD_PX)
-        map_x = np.mod(px - shift, CLOUD_PERIOD_PX).astype(np.float32)
-        map_y = np.mod(py, self.texture.shape[0]).astype(np.float32)
+        map_x = np.mod(x - shift, CLOUD_PERIOD_PX).astype(np.float32)
         c = cv2.remap(self.texture, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
-        return c * self.envelope(py).astype(np.float32)
+        return c * envelope
 
 
 # ---------------------------------------------------------------------------- sensor dust

@@ -212,6 +212,9 @@ class CameraModel:
         sensor = vignetting * (1 - b * (r_px / r_corner) ** 2)
         if st.specks:
             sensor = sensor * speck_transmission(self.shape, st.specks, frame_rng(self.seed, "specks", self.band))
+        column, height = st.stray_band
+        if height and self.band == "on":
+            sensor = sensor * (1 + height * np.exp(-0.5 * ((xs - column) / 22.0) ** 2))[None, :]
         if st.row_banding:
             sensor = sensor * (1 + st.row_banding * rng.standard_normal(self.shape[0]))[:, None]
         self.flat = (SKY_RATE_DN_S[self.band] * sensor).astype(np.float32)
@@ -220,7 +223,8 @@ class CameraModel:
         if st.new_specks:
             new_dust = speck_transmission(self.shape, st.new_specks,
                                           frame_rng(self.seed, "new-specks", self.band)).astype(np.float32)
-        return {"px": px_b, "py": py_b, "be": be.astype(np.float32), "ge": ge.astype(np.float32),
+        footprint = self.field.footprint(*self.field.plume_coordinates(px_b, py_b))
+        return {"footprint": footprint, "cloud_points": clouds.prepare(px_b, py_b) if clouds else None, "be": be.astype(np.float32), "ge": ge.astype(np.float32),
                 "add": add.astype(np.float32), "plume_visible": plume_visible, "sky": sky, "clouds": clouds,
                 "new_dust": new_dust}
 
@@ -235,7 +239,7 @@ class CameraModel:
         if self._world is None:
             return self.field.column_image_fast(t, self.shape, self.registration_offset)
         w = self._world
-        cols = self._binned_to_frame(self.field.columns(w["px"], w["py"], t))
+        cols = self._binned_to_frame(self.field.columns_on(w["footprint"], t))
         return np.where(w["plume_visible"], cols, 0.0)
 
     def cloud_opacity(self, t: float) -> np.ndarray | None:
@@ -243,7 +247,7 @@ class CameraModel:
         if self._world is None or self._world["clouds"] is None:
             return None
         w = self._world
-        return self._binned_to_frame(w["clouds"].opacity(w["px"], w["py"], t))
+        return self._binned_to_frame(w["clouds"].opacity(None, None, t, w["cloud_points"]))
 
     def scene_radiance(self, t: float, frame_type: str, columns: np.ndarray | None = None) -> np.ndarray:
         """Relative radiance (float32, 1 = the sky at the frame centre) reaching the lens."""

@@ -256,39 +256,53 @@ class PlumeField:
         dy = np.asarray(ys, dtype=np.float64) - self.axis[1]
         return dx * self.along[0] + dy * self.along[1], dx * self.across[0] + dy * self.across[1]
 
-    def columns_from_coordinates(self, xi: np.ndarray, n: np.ndarray, t: float) -> np.ndarray:
-        """S (molec cm⁻²) at plume coordinates (ξ, n) and POSIX time t."""
+    def footprint(self, xi: np.ndarray, n: np.ndarray) -> dict:
+        """The time-independent part of :meth:`columns_from_coordinates` for points (ξ, n): the
+        body row and weight of every point that can hold plume (reuse it for many frames)."""
         xi = np.asarray(xi, dtype=np.float64)
         n = np.asarray(n, dtype=np.float64)
-        shifted = xi - self.speed_px_s * float(t)
         p = self.params
-        stretch = onset = None
+        factor = None
         if p.vent_xy is not None:   # vent plume: bent centre line and spreading cross-section
             xi_v = np.maximum(xi, 0.0)
             centre = p.vent_rise_px * np.exp(-xi_v / p.bend_length_px)
             stretch = (p.vent_sigma_px + p.spread_per_px * xi_v) / p.plume_sigma_px
             n = (n - centre) / stretch
             onset = np.clip((xi + 4.0) / 12.0, 0.0, 1.0)
-            onset = onset * onset * (3.0 - 2.0 * onset)
+            factor = onset * onset * (3.0 - 2.0 * onset) / stretch
+        row_pos = (n - self._n0) / self.STEP
+        weight = ((row_pos >= 0) & (row_pos <= self._n_count - 1)).astype(np.float64)
+        if factor is not None:
+            weight = weight * factor
+        idx = np.flatnonzero(weight)
+        row_pos = np.clip(row_pos.ravel()[idx], 0, self._n_count - 1 - 1e-9)
+        j0 = np.floor(row_pos).astype(np.intp)
+        return {"shape": xi.shape, "idx": idx, "xi": xi.ravel()[idx], "j0": j0, "fy": row_pos - j0,
+                "weight": weight.ravel()[idx]}
+
+    def columns_on(self, footprint: dict, t: float) -> np.ndarray:
+        """S (molec cm⁻²) at the points of a :meth:`footprint` and POSIX time t."""
+        p = self.params
+        shifted = footprint["xi"] - self.speed_px_s * float(t)
         body_pos = np.mod(shifted, p.body_period_px) / self._xi_step
         i0 = np.minimum(np.floor(body_pos).astype(np.intp), self._body.shape[1] - 2)
         fx = body_pos - i0
-        row_pos = (np.asarray(n, dtype=np.float64) - self._n0) / self.STEP
-        inside = (row_pos >= 0) & (row_pos <= self._n_count - 1)
-        row_pos = np.clip(row_pos, 0, self._n_count - 1 - 1e-9)
-        j0 = np.floor(row_pos).astype(np.intp)
-        fy = row_pos - j0
+        j0, fy = footprint["j0"], footprint["fy"]
         b = self._body
         top = b[j0, i0] * (1 - fx) + b[j0, i0 + 1] * fx
         bottom = b[j0 + 1, i0] * (1 - fx) + b[j0 + 1, i0 + 1] * fx
-        body = (top * (1 - fy) + bottom * fy) * inside
-        if stretch is not None:
-            body = body / stretch * onset
+        body = (top * (1 - fy) + bottom * fy) * footprint["weight"]
         puff_pos = np.mod(shifted, p.puff_length_px) / self._puff_step
         k0 = np.minimum(puff_pos.astype(np.intp), self._puff_table.size - 2)
         fk = puff_pos - k0
         puff = self._puff_table[k0] * (1 - fk) + self._puff_table[k0 + 1] * fk
-        return body * puff
+        out = np.zeros(footprint["shape"], dtype=np.float64)
+        out.flat[footprint["idx"]] = body * puff
+        return out
+
+    def columns_from_coordinates(self, xi: np.ndarray, n: np.ndarray, t: float) -> np.ndarray:
+        """S (molec cm⁻²) at plume coordinates (ξ, n) and POSIX time t."""
+        return self.columns_on(self.footprint(xi, n), t)
 
     def columns(self, xs: np.ndarray, ys: np.ndarray, t: float) -> np.ndarray:
         """S (molec cm⁻²) at image points (binned px) and POSIX time t."""
