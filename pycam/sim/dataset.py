@@ -20,9 +20,11 @@ Layout of ``OUT`` (all files in PyCam formats; times are whole seconds UTC)::
                                    keys): the scene's plume distance, the cell-fit order (2 clean,
                                    3 realistic: the cells bend), the line gap; realistic scenes also
                                    a sky ``ambient_roi`` and ``reg_mode: ecc`` (B is offset/rotated)
-    OUT/dil_line_0.txt, dil_line_1.txt, OUT/light_dilution.json   (scenes with terrain) two lines
-                                   on dark terrain at known distances and
-                                   {"lines": [{"file", "distance_m"}], "plume_distance_m"}
+    OUT/dil_line_0.txt, dil_line_1.txt, OUT/light_dilution.json, flat_A.npy, flat_B.npy
+                                   (scenes with terrain) two lines on dark terrain at known
+                                   distances, {"lines": [{"file", "distance_m", "sky_roi"}],
+                                   "plume_distance_m", "flat_fields": {"A", "B"}} and the sensors'
+                                   flat fields (what a user calibrating dilution would have)
 
 Scenes (``--scene``, :mod:`pycam.sim.landscape`): ``realistic`` (default), ``cloudy``, ``clean``
 (the original uniform sky with a full-width plume band).  In the vent-plume scenes the PCS lines
@@ -71,7 +73,7 @@ from pycam.drivers.sim import SimCamera, SimSpectrometer
 from pycam.sim.plume import BINNED_SHAPE, PIXEL_PITCH_M, SceneParameters, focal_length_m
 from pycam.sim.landscape import SCENES, scene_preset
 from pycam.sim.scene import Scene, perpendicular_line
-from pycam.formats.atomic import atomic_write_text
+from pycam.formats.atomic import atomic_write, atomic_write_text
 from pycam.formats.geometry import (CameraGeometry, DoasFov, PCSLine, write_camera_geometry, write_doas_fov,
                                    write_pcs_line)
 from pycam.formats.images import write_image, write_spectrum_npy
@@ -303,7 +305,7 @@ def write_dataset(out_dir: str | Path, options: DatasetOptions,
         volcano="Simulated", lat=-39.42, lon=-71.94, altitude=1500.0, elev=10.0, azim=90.0, alt_offset=1.5))
     files += 5
     dilution = write_dilution_lines(out, scene)
-    files += len(dilution["lines"]) + 1 if dilution else 0
+    files += len(dilution["lines"]) + len(dilution["flat_fields"]) + 1 if dilution else 0
     write_processing_settings(out / "process_config.yml", truth_distance_m=options.plume_distance_m,
                               line_gap_px=options.line_gap_px, scene=scene, cells=len(options.cells_ppmm))
     files += 1
@@ -361,9 +363,17 @@ def write_dilution_lines(out: Path, scene: Scene) -> dict | None:
     for i, ((x0, y0, x1, y1), distance) in enumerate(terrain.dil_line_points()):
         name = f"dil_line_{i}.txt"
         write_pcs_line(out / name, PCSLine(x0, y0, x1, y1, "left", f"dil{i}"))
-        lines.append({"file": name, "distance_m": distance})
-    info = {"lines": lines, "plume_distance_m": scene.params.plume_distance_m,
-            "note": "lines lie on dark terrain (camera A pixels); distances camera->terrain in m"}
+        lines.append({"file": name, "distance_m": distance, "sky_roi": list(terrain.sky_above(x0, x1))})
+    flats = {}
+    for band, key in (("on", "A"), ("off", "B")):
+        flat = scene.camera(band).flat.astype(np.float64)
+        flats[key] = f"flat_{key}.npy"
+        atomic_write(out / flats[key], lambda fh, a=flat / flat.max(): np.save(fh, a, allow_pickle=False))
+    info = {"lines": lines, "plume_distance_m": scene.params.plume_distance_m, "flat_fields": flats,
+            "note": "lines lie on dark terrain (camera A pixels); distance_m camera->terrain; sky_roi "
+                    "[x0, y0, x1, y1] is sky just above the terrain over the same columns (the ambient "
+                    "radiance); flat_fields are the sensors' relative responses (vignetting, dust, "
+                    "banding; max 1) as a lab flat field gives them, in each camera's own pixels"}
     atomic_write_text(out / "light_dilution.json", json.dumps(info, indent=1) + "\n")
     return info
 

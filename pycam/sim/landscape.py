@@ -200,6 +200,13 @@ class Terrain:
         return [((560, 455, 635, 455), self.ridge_distance_m),
                 ((int(round(xc - half + 20)), row1, int(round(xc - 40)), row1), self.volcano_distance_m)]
 
+    def sky_above(self, x0: int, x1: int) -> tuple[int, int, int, int]:
+        """A sky rectangle (x0, y0, x1, y1) just above the terrain over columns x0..x1: the
+        ambient (horizon) sky radiance of a light-dilution fit (the sky is flat in y there)."""
+        xs = np.arange(x0, x1 + 1, dtype=np.float64)
+        top = float(np.min(np.minimum(self._profile(self._volcano_top, xs), self._profile(self._ridge_top, xs))))
+        return (int(x0), int(math.floor(top - 22.0)), int(x1), int(math.floor(top - 8.0)))
+
     def maps(self, px: np.ndarray, py: np.ndarray) -> dict[str, np.ndarray]:
         """Per scene point: ``ridge`` (foreground ridge, in front of the plume), ``volcano``
         (terrain behind the plume), ``radiance`` (intrinsic, relative to the local sky)."""

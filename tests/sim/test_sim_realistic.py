@@ -286,3 +286,32 @@ def test_spectrometer_sees_the_same_light_dilution(references):
     # weak absorber: the optical depth shrinks by about exp(-eps(315 nm)·d)
     expected = math.exp(-8e-5 * (315 / 310) ** (-math.log(8 / 6) / math.log(330 / 310)) * 5000)
     assert ods[(8e-5, 6e-5)] / ods[(0.0, 0.0)] == pytest.approx(expected, rel=0.02)
+
+
+def test_dilution_lines_let_a_user_recover_the_extinction(realistic_dataset):
+    """What light_dilution.json gives (lines, distances, sky ROIs, flat fields) is enough to fit
+    the extinction coefficients from a plume frame: r = I_line/I_sky = ρ·e + 1 − e, e = exp(−ε d),
+    with the same terrain ρ for both lines."""
+    from pycam.formats.images import read_image
+    from pycam.formats.names import ImageName
+
+    out, truth = realistic_dataset
+    info = json.loads((out / "light_dilution.json").read_text())
+    for band, key, eps_true in (("on", "A", 2e-5), ("off", "B", 1.5e-5)):
+        if band == "off":
+            continue          # B's lines need registration first (the lines are in A pixels)
+        frame = out / truth["pairs"][0]["files"][key]
+        exposure = ImageName.parse(frame.name).exposure_us
+        darks = [p for p in (out / "Dark").iterdir()
+                 if ImageName.parse(p.name).band == band and ImageName.parse(p.name).exposure_us == exposure]
+        dark = np.mean([read_image(p).astype(float) for p in darks], axis=0)
+        img = (read_image(frame).astype(float) - dark) / np.load(out / info["flat_fields"][key])
+        ratios = []
+        for entry in info["lines"]:
+            line = read_pcs_line(out / entry["file"])
+            x0, y0, x1, y1 = entry["sky_roi"]
+            ratios.append(img[line.y0, line.x0:line.x1 + 1].mean() / img[y0:y1 + 1, x0:x1 + 1].mean())
+        d = [e["distance_m"] for e in info["lines"]]
+        eps = math.log((1 - ratios[0]) / (1 - ratios[1])) / (d[1] - d[0])
+        print(f"fitted extinction {band}: {eps:.3e} 1/m (truth {eps_true:.1e})")
+        assert eps == pytest.approx(eps_true, rel=0.1)
