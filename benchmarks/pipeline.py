@@ -244,10 +244,10 @@ def main(argv=None) -> int:
               "note": "ratios are taken within this run; the machine may be shared (see loadavg)"}
     with tempfile.TemporaryDirectory(prefix="pycam_bench_") as tmpdir:
         tmp = Path(tmpdir)
-        write_dataset(tmp / "binned", DatasetOptions(pairs=args.pairs, seed=1))
+        write_dataset(tmp / "binned", DatasetOptions(pairs=args.pairs, seed=1, scene="clean"))
         result["648x486"] = run_resolution(tmp / "binned", args.workers, args.repeat, True, tmp)
         if args.full_pairs:
-            write_dataset(tmp / "full", DatasetOptions(pairs=args.full_pairs, seed=1, full_resolution=True))
+            write_dataset(tmp / "full", DatasetOptions(pairs=args.full_pairs, seed=1, scene="clean", full_resolution=True))
             result["2592x1944"] = run_resolution(tmp / "full", args.workers, 1, not args.no_pyplis_full, tmp,
                                                  batch_runs=1)
     result["machine"]["loadavg_end"] = list(__import__("os").getloadavg())

@@ -169,18 +169,30 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "wavelength_max": Field(float, 340.0, 200.0, 450.0, doc="saturation window end, nm (PyCam WMX)"),
     },
     "simulator": {
+        "scene": Field(str, "realistic", choices=("realistic", "clean", "cloudy"),
+                       doc="realistic: volcano, terrain, vent plume, clouds, specks, rotated B, light dilution; "
+                           "cloudy: clouds through the plume; clean: uniform sky with a full-width plume band"),
         "seed": Field(int, 1, 0, 2**31 - 1),
         "emission_rate_kg_s": Field(float, 5.0, 0.0, 1000.0),
         "wind_speed_m_s": Field(float, 8.0, 0.1, 100.0),
         "wind_direction_deg": Field(float, 0.0, -360.0, 360.0,
-                                    doc="direction the plume travels in the image, degrees from +x"),
+                                    doc="direction the plume travels in the image, degrees from +x; 0 with a "
+                                        "realistic/cloudy scene: the scene's own (8)"),
         "plume_distance_m": Field(float, 5000.0, 100.0, 100_000.0),
         "reference_dir": Field(Path, "", doc="directory with real cross-sections; empty: synthetic band model"),
         "full_resolution": Field(bool, False, doc="produce 2592x1944 frames instead of binned 648x486"),
         "noise": Field(bool, True, doc="add shot and read noise to simulated frames and spectra"),
-        "misregistration_x_px": Field(float, 0.0, -20.0, 20.0,
-                                      doc="off-band (B) camera pixel (x, y) views on-band pixel (x+dx, y+dy)"),
-        "misregistration_y_px": Field(float, 0.0, -20.0, 20.0, doc="see misregistration_x_px"),
+        "misregistration_x_px": Field(float, 0.0, -80.0, 80.0,
+                                      doc="off-band (B) camera pixel (x, y) views on-band pixel (x+dx, y+dy); all "
+                                          "three misregistration keys 0: the scene's own (realistic -24, 17, 0.6 deg)"),
+        "misregistration_y_px": Field(float, 0.0, -80.0, 80.0, doc="see misregistration_x_px"),
+        "misregistration_rot_deg": Field(float, 0.0, -5.0, 5.0,
+                                         doc="rotation of camera B against A about the frame centre, degrees"),
+        "extinction_on_per_m": Field(float, -1.0, -1.0, 1e-3,
+                                     doc="light dilution: on-band extinction between plume/terrain and camera, 1/m; "
+                                         "-1: the scene's (realistic 6e-6, clean 0)"),
+        "extinction_off_per_m": Field(float, -1.0, -1.0, 1e-3,
+                                      doc="the same for the off-band; -1: the scene's (realistic 5e-6, clean 0)"),
         "brightness": Field(float, 1.0, 0.001, 1000.0, doc="scale of the simulated sky brightness"),
     },
     # --- field hardware and deployment (issue 6) ---

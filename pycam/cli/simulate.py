@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from pycam.sim.landscape import SCENES
 from pycam.sim.dataset import DEFAULT_START, DatasetError, DatasetOptions, flux_check, write_dataset
 
 
@@ -30,9 +31,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="SO2 emission rate of the simulated plume, kg/s (default 5)")
     parser.add_argument("--wind-speed", type=float, default=8.0, metavar="M_S",
                         help="plume speed, m/s (default 8)")
-    parser.add_argument("--wind-direction", type=float, default=0.0, metavar="DEG",
+    parser.add_argument("--scene", choices=SCENES, default="realistic",
+                        help="realistic (default): volcano, snow, dark terrain, a plume from the vent, clouds "
+                             "above the lines, dust specks, B offset and rotated against A, mild light dilution, "
+                             "bending cell response; cloudy: the same with clouds through the plume; clean: "
+                             "the uniform sky with a full-width plume band")
+    parser.add_argument("--wind-direction", type=float, default=None, metavar="DEG",
                         help="direction the plume travels in the image, degrees counter-clockwise from +x "
-                             "(default 0: to the right)")
+                             "(default: the scene's, clean 0 = to the right, realistic 8)")
     parser.add_argument("--plume-distance", type=float, default=5000.0, metavar="M",
                         help="distance camera-plume, m (default 5000)")
     parser.add_argument("--seed", type=int, default=1, help="scene seed (default 1); same seed, same data")
@@ -46,8 +52,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="directory with the real SO2/O3/Ring/solar references (default: the labelled "
                              "synthetic band model)")
     parser.add_argument("--no-noise", action="store_true", help="noise-free frames and spectra")
-    parser.add_argument("--misregistration", type=float, nargs=2, default=(0.0, 0.0), metavar=("DX", "DY"),
-                        help="off-band (B) camera pixel (x, y) views on-band pixel (x+DX, y+DY) (default 0 0)")
+    parser.add_argument("--misregistration", type=float, nargs=2, default=None, metavar=("DX", "DY"),
+                        help="off-band (B) camera pixel (x, y) views on-band pixel (x+DX, y+DY), within ±80 px "
+                             "(default: the scene's, clean 0 0, realistic -24 17)")
+    parser.add_argument("--rotation", type=float, default=None, metavar="DEG",
+                        help="rotation of camera B against A about the frame centre, degrees, within ±5 "
+                             "(default: the scene's, clean 0, realistic 0.6)")
+    parser.add_argument("--extinction-on", type=float, default=None, metavar="PER_M",
+                        help="atmospheric extinction between plume/terrain and camera, on-band, 1/m (light "
+                             "dilution; default: the scene's, realistic 6e-6, clean 0)")
+    parser.add_argument("--extinction-off", type=float, default=None, metavar="PER_M",
+                        help="the same for the off-band (default: the scene's, realistic 5e-6, clean 0)")
     parser.add_argument("--cells", type=int, nargs="+", default=[304, 600, 1257], metavar="PPMM",
                         help="gas-cell amounts in ppm·m besides 0ppmm (default 304 600 1257)")
     parser.add_argument("--dark-frames", type=int, default=2, help="dark frames per filter and exposure (default 2)")
@@ -75,7 +90,9 @@ def run(args: argparse.Namespace) -> int:
         wind_direction_deg=args.wind_direction, plume_distance_m=args.plume_distance, seed=args.seed,
         framerate_hz=args.framerate, start=args.start, full_resolution=args.full_resolution,
         reference_dir=args.reference_dir, noise=not args.no_noise,
-        misregistration_px=(args.misregistration[0], args.misregistration[1]),
+        scene=args.scene, misregistration_rot_deg=args.rotation,
+        misregistration_px=None if args.misregistration is None else (args.misregistration[0], args.misregistration[1]),
+        extinction_on_per_m=args.extinction_on, extinction_off_per_m=args.extinction_off,
         cells_ppmm=tuple(args.cells), dark_frames=args.dark_frames, coadd=args.coadd, line_gap_px=args.line_gap,
         line_columns=not args.compact_truth,
     )
@@ -98,6 +115,9 @@ def run(args: argparse.Namespace) -> int:
           f"exposures A {summary.exposures_us['A']} µs, B {summary.exposures_us['B']} µs, "
           f"spectra {summary.integration_ms} ms")
     deviations = ", ".join(f"line {k} {v * 100:+.3f} %" for k, v in flux_check(truth).items())
+    print(f"scene {truth['scene']}: "
+          f"light dilution eps on/off {truth['light_dilution']['eps_on_per_m']:g}/"
+          f"{truth['light_dilution']['eps_off_per_m']:g} 1/m")
     print(f"truth: emission rate {truth['emission_rate_kg_s']} kg/s, plume speed {truth['plume_speed_m_s']} m/s "
           f"({truth['plume_speed_px_s']:.4f} px/s), mean true flux vs rate: {deviations}; {summary.truth_path}")
     return 0

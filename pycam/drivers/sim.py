@@ -12,8 +12,9 @@ Both accept a ``frame_type`` keyword in ``capture`` (``Plume`` default, ``Test``
 covered, ``Clear`` = no plume, ``<N>ppmm`` = gas cell in front of the lens; spectrometer:
 ``Plume``/``Test``/``Dark``/``Clear``) and expose ``brightness`` (a simulator-only multiplier
 of the sky radiance, to exercise auto-exposure).  A frame is a pure function of (seed, trigger
-time, band, exposure, gain, frame type, brightness).  Physics: see ``pycam.sim.plume``,
-``pycam.sim.optics`` and ``pycam.sim.spectra``.
+time, band, exposure, gain, frame type, brightness).  The world is the ``[simulator] scene``
+(``realistic`` by default, ``cloudy`` or ``clean``; see ``pycam.sim.landscape``).  Physics: see
+``pycam.sim.plume``, ``pycam.sim.optics`` and ``pycam.sim.spectra``.
 """
 from __future__ import annotations
 

@@ -17,8 +17,19 @@ Layout of ``OUT`` (all files in PyCam formats; times are whole seconds UTC)::
                                    is downstream of line 0; use both for cross-correlation)
     OUT/doas_fov.txt               the spectrometer field of view (x_pos, y_pos, radius)
     OUT/process_config.yml         processing settings for ``pycam process --config`` (PyCam YAML
-                                   keys): the scene's plume distance, a 2nd-order cell fit (the
-                                   simulated AA curves at high columns) and the line gap
+                                   keys): the scene's plume distance, the cell-fit order (2 clean,
+                                   3 realistic: the cells bend), the line gap; realistic scenes also
+                                   a sky ``ambient_roi`` and ``reg_mode: ecc`` (B is offset/rotated)
+    OUT/dil_line_0.txt, dil_line_1.txt, OUT/light_dilution.json, flat_A.npy, flat_B.npy
+                                   (scenes with terrain) two lines on dark terrain at known
+                                   distances, {"lines": [{"file", "distance_m", "sky_roi"}],
+                                   "plume_distance_m", "flat_fields": {"A", "B"}} and the sensors'
+                                   flat fields (what a user calibrating dilution would have)
+
+Scenes (``--scene``, :mod:`pycam.sim.landscape`): ``realistic`` (default), ``cloudy``, ``clean``
+(the original uniform sky with a full-width plume band).  In the vent-plume scenes the PCS lines
+lie in clear sky 280 px downstream of the vent and the truth's flux stays exact (see
+:mod:`pycam.sim.plume`).
 
 Exposures follow the auto-exposure of :mod:`pycam.drivers.exposure` (settled on pre-roll
 frames, then updated after every frame, as a station does), so they normally stay constant.
@@ -40,7 +51,10 @@ columns_molec_cm2 [...] (omitted with --compact-truth)}}}], ``mean_flux_kg_s`` {
 ``mean_fov_column_molec_cm2``, ``plume_free_rows`` {top, bottom: [first, last] rows where
 the column stays < 1e16}, ``spectrometer`` (forward-model constants: wavelength formula, ILS
 super-Gaussian FWEM/k, O3, Ring, polynomial, dark, noise), ``cameras`` {A, B: sensor and
-optics constants}, ``misregistration_px``, ``reference_set``, ``dataset`` (layout, counts,
+optics constants}, ``misregistration_px`` {dx, dy, rotation_deg}, ``registration``
+{warp_a_to_b (2x3, OpenCV WARP_INVERSE_MAP convention), centre_xy, shift_px, rotation_deg},
+``scene``, ``scene_style``, ``light_dilution`` {eps_on_per_m, eps_off_per_m, plume_distance_m},
+``vent_xy``, ``reference_set``, ``dataset`` (layout, counts,
 framerate, period, exposures, cal exposure, file lists).  Coordinates are binned 648x486
 pixels (also for ``--full-resolution`` data; multiply by 4 for full-resolution pixels).
 """
@@ -57,9 +71,11 @@ import numpy as np
 
 from pycam.drivers.sim import SimCamera, SimSpectrometer
 from pycam.sim.plume import BINNED_SHAPE, PIXEL_PITCH_M, SceneParameters, focal_length_m
+from pycam.sim.landscape import SCENES, scene_preset
 from pycam.sim.scene import Scene, perpendicular_line
-from pycam.formats.atomic import atomic_write_text
-from pycam.formats.geometry import CameraGeometry, DoasFov, write_camera_geometry, write_doas_fov, write_pcs_line
+from pycam.formats.atomic import atomic_write, atomic_write_text
+from pycam.formats.geometry import (CameraGeometry, DoasFov, PCSLine, write_camera_geometry, write_doas_fov,
+                                   write_pcs_line)
 from pycam.formats.images import write_image, write_spectrum_npy
 from pycam.formats.names import ImageName, SpectrumName
 from pycam.reference_spectra import reference_set_for
@@ -79,7 +95,7 @@ class DatasetOptions:
     pairs: int = 20
     emission_rate_kg_s: float = 5.0
     wind_speed_m_s: float = 8.0
-    wind_direction_deg: float = 0.0
+    wind_direction_deg: float | None = None   # None: the scene's (clean 0, realistic 8 degrees)
     plume_distance_m: float = 5000.0
     seed: int = 1
     framerate_hz: float = 0.25
@@ -87,7 +103,11 @@ class DatasetOptions:
     full_resolution: bool = False
     reference_dir: Path | None = None
     noise: bool = True
-    misregistration_px: tuple[float, float] = (0.0, 0.0)
+    scene: str = "realistic"
+    misregistration_px: tuple[float, float] | None = None   # None: the scene's (clean: none)
+    misregistration_rot_deg: float | None = None             # None: the scene's
+    extinction_on_per_m: float | None = None                 # None: the scene's light dilution
+    extinction_off_per_m: float | None = None
     cells_ppmm: tuple[int, ...] = (304, 600, 1257)
     dark_frames: int = 2
     coadd: int = 1
@@ -106,7 +126,13 @@ class DatasetOptions:
              "--cells must be positive ppm·m values"),
             (1 <= self.dark_frames <= 20, "--dark-frames must be between 1 and 20"),
             (1 <= self.coadd <= 20, "--coadd must be between 1 and 20"),
-            (all(abs(v) <= 20 for v in self.misregistration_px), "--misregistration must be within ±20 px"),
+            (self.scene in SCENES, f"--scene must be one of {', '.join(SCENES)}"),
+            (self.misregistration_px is None or all(abs(v) <= 80 for v in self.misregistration_px),
+             "--misregistration must be within ±80 px"),
+            (self.misregistration_rot_deg is None or abs(self.misregistration_rot_deg) <= 5,
+             "--rotation must be within ±5 degrees"),
+            (all(e is None or 0 <= e <= 1e-3 for e in (self.extinction_on_per_m, self.extinction_off_per_m)),
+             "--extinction-on/--extinction-off must be between 0 and 1e-3 per m"),
             (5 <= self.line_gap_px <= 200, "--line-gap must be between 5 and 200 px"),
         ]
         for ok, message in checks:
@@ -131,10 +157,16 @@ class DatasetSummary:
 def build_scene(options: DatasetOptions) -> Scene:
     """The scene for a data set: puffs periodic over the run (exact mean flux, see module doc)."""
     references = reference_set_for(options.reference_dir)
-    probe = SceneParameters(seed=options.seed, emission_rate_kg_s=options.emission_rate_kg_s,
-                            wind_speed_m_s=options.wind_speed_m_s, wind_direction_deg=options.wind_direction_deg,
-                            plume_distance_m=options.plume_distance_m,
-                            misregistration_px=tuple(options.misregistration_px))
+    _, preset = scene_preset(options.scene)
+    values = {**preset, "seed": options.seed, "emission_rate_kg_s": options.emission_rate_kg_s,
+              "wind_speed_m_s": options.wind_speed_m_s, "plume_distance_m": options.plume_distance_m}
+    if options.wind_direction_deg is not None:
+        values["wind_direction_deg"] = options.wind_direction_deg
+    if options.misregistration_px is not None:
+        values["misregistration_px"] = tuple(options.misregistration_px)
+    if options.misregistration_rot_deg is not None:
+        values["misregistration_rot_deg"] = options.misregistration_rot_deg
+    probe = SceneParameters(**values)
     extra = {}
     if options.pairs >= 2:
         speed_px_s = options.wind_speed_m_s / (options.plume_distance_m * PIXEL_PITCH_M / focal_length_m())
@@ -143,7 +175,9 @@ def build_scene(options: DatasetOptions) -> Scene:
         extra = {"puff_length_px": max(8.0, run_px / periods), "puff_balance_samples": options.pairs,
                  "puff_balance_periods": periods}
     params = dataclasses.replace(probe, **extra)
-    return Scene(params, references, full_resolution=options.full_resolution, noise=options.noise)
+    return Scene.preset(options.scene, references, extinction=(options.extinction_on_per_m, options.extinction_off_per_m),
+                        full_resolution=options.full_resolution, noise=options.noise,
+                        **dataclasses.asdict(params))
 
 
 def _settle_camera(cam: SimCamera, when: dt.datetime, period: int) -> None:
@@ -262,19 +296,18 @@ def write_dataset(out_dir: str | Path, options: DatasetOptions,
     report("darks", 1, 1)
 
     # --- geometry, lines, FOV, truth ---
-    field = scene.field
-    half = BINNED_SHAPE[0] / 2 - 13     # lines span the image height (binned px), 13 px margin
-    line0 = perpendicular_line(field, -0.5 * options.line_gap_px - 40.0, half, "0")
-    line1 = perpendicular_line(field, 0.5 * options.line_gap_px - 40.0, half, "1")
+    line0, line1 = pcs_lines(scene, options.line_gap_px)
     write_pcs_line(out / "pcs_line_0.txt", line0)
     write_pcs_line(out / "pcs_line_1.txt", line1)
-    fov_x, fov_y = field.fov_centre
+    fov_x, fov_y = scene.field.fov_centre
     write_doas_fov(out / "doas_fov.txt", DoasFov(float(fov_x), float(fov_y), float(scene.params.fov_radius_px)))
     write_camera_geometry(out / "cam_geom.txt", CameraGeometry(
         volcano="Simulated", lat=-39.42, lon=-71.94, altitude=1500.0, elev=10.0, azim=90.0, alt_offset=1.5))
     files += 5
+    dilution = write_dilution_lines(out, scene)
+    files += len(dilution["lines"]) + len(dilution["flat_fields"]) + 1 if dilution else 0
     write_processing_settings(out / "process_config.yml", truth_distance_m=options.plume_distance_m,
-                              line_gap_px=options.line_gap_px)
+                              line_gap_px=options.line_gap_px, scene=scene, cells=len(options.cells_ppmm))
     files += 1
     truth = scene.truth(times, [line0, line1], [0, *options.cells_ppmm], columns_per_pixel=options.line_columns)
     for entry, record in zip(truth["pairs"], pair_records):
@@ -283,7 +316,8 @@ def write_dataset(out_dir: str | Path, options: DatasetOptions,
         "layout": {"plume": "Seq_1", "dark": "Dark", "clear": "Clear", "cell_calibration": "Cal_1",
                    "spectra": "Spectra", "pcs_lines": ["pcs_line_0.txt", "pcs_line_1.txt"],
                    "camera_geometry": "cam_geom.txt", "doas_fov": "doas_fov.txt",
-                   "processing_settings": "process_config.yml"},
+                   "processing_settings": "process_config.yml",
+                   "light_dilution": "light_dilution.json" if dilution else None},
         "pairs": options.pairs,
         "framerate_hz": options.framerate_hz,
         "period_s": period,
@@ -304,16 +338,73 @@ def write_dataset(out_dir: str | Path, options: DatasetOptions,
                           {"A": sorted(used["on"]), "B": sorted(used["off"])}, integration_ms)
 
 
-def write_processing_settings(path: Path, *, truth_distance_m: float, line_gap_px: float) -> Path:
-    """Processing settings matching the scene, in PyCam's YAML key names."""
+def pcs_lines(scene: Scene, line_gap_px: float) -> tuple[PCSLine, PCSLine]:
+    """Two PCS lines perpendicular to the flow, ``line_gap_px`` apart (line 1 downstream).
+
+    Clean band: they span the image height round the frame centre.  Vent plume: 130 px either
+    side of the axis, centred 280 px downstream of the vent (the plume is fully developed there,
+    the lines lie in the sky above the terrain and below the clouds of the realistic scene)."""
+    field = scene.field
+    if scene.params.vent_xy is None:
+        half, centre = BINNED_SHAPE[0] / 2 - 13, -40.0     # 13 px margin
+    else:
+        half, centre = 130.0, 280.0
+    return (perpendicular_line(field, centre - 0.5 * line_gap_px, half, "0"),
+            perpendicular_line(field, centre + 0.5 * line_gap_px, half, "1"))
+
+
+def write_dilution_lines(out: Path, scene: Scene) -> dict | None:
+    """``dil_line_0.txt``, ``dil_line_1.txt`` (horizontal lines on dark terrain at known distances)
+    and ``light_dilution.json``; None for scenes without terrain."""
+    terrain = scene.camera("on").terrain
+    if terrain is None:
+        return None
+    lines = []
+    for i, ((x0, y0, x1, y1), distance) in enumerate(terrain.dil_line_points()):
+        name = f"dil_line_{i}.txt"
+        write_pcs_line(out / name, PCSLine(x0, y0, x1, y1, "left", f"dil{i}"))
+        lines.append({"file": name, "distance_m": distance, "sky_roi": list(terrain.sky_above(x0, x1))})
+    flats = {}
+    for band, key in (("on", "A"), ("off", "B")):
+        flat = scene.camera(band).flat.astype(np.float64)
+        flats[key] = f"flat_{key}.npy"
+        atomic_write(out / flats[key], lambda fh, a=flat / flat.max(): np.save(fh, a, allow_pickle=False))
+    info = {"lines": lines, "plume_distance_m": scene.params.plume_distance_m, "flat_fields": flats,
+            "note": "lines lie on dark terrain (camera A pixels); distance_m camera->terrain; sky_roi "
+                    "[x0, y0, x1, y1] is sky just above the terrain over the same columns (the ambient "
+                    "radiance); flat_fields are the sensors' relative responses (vignetting, dust, "
+                    "banding; max 1) as a lab flat field gives them, in each camera's own pixels"}
+    atomic_write_text(out / "light_dilution.json", json.dumps(info, indent=1) + "\n")
+    return info
+
+
+#: the sky region (x0, y0, x1, y1) a user would take as the background reference in the
+#: realistic scenes: left of the vent, below the clouds, above the terrain, no plume
+REALISTIC_AMBIENT_ROI = (12, 120, 72, 180)
+
+
+def write_processing_settings(path: Path, *, truth_distance_m: float, line_gap_px: float,
+                              scene: Scene | None = None, cells: int = 3) -> Path:
+    """Processing settings matching the scene, in PyCam's YAML key names (what a user who knows
+    the station would set; the flow and background methods stay at their defaults)."""
+    bent = scene is not None and scene.style.on_band_saturating[0] > 0
+    order = max(1, min(3, cells)) if bent else 2
     text = (
         "# Processing settings for this simulated data set (pycam process --config ...).\n"
         "# The simulated cameras see the plume at a fixed distance; the cell calibration AA\n"
-        "# curves at high columns, so a 2nd-order polynomial is fitted.\n"
-        f"plume_distance_m: {truth_distance_m!r}\n"
-        "polyorder_cal: 2\n"
+        + ("# bends strongly (as real cells do), so a 3rd-order polynomial through the cells is fitted.\n"
+           if bent else "# curves at high columns, so a 2nd-order polynomial is fitted.\n")
+        + f"plume_distance_m: {truth_distance_m!r}\n"
+        f"polyorder_cal: {order}\n"
         f"cross_corr_gap_px: {float(line_gap_px)!r}\n"
     )
+    if scene is not None and scene.style.terrain:
+        text += ("# sky reference region: clear sky left of the volcano, below the clouds\n"
+                 f"ambient_roi: {list(REALISTIC_AMBIENT_ROI)}\n")
+    if scene is not None and (scene.params.misregistration_px != (0.0, 0.0) or scene.params.misregistration_rot_deg):
+        text += ("# the off-band camera is offset and rotated against the on-band one: register B onto A\n"
+                 "# with ECC on the clear-sky images\n"
+                 "reg_mode: ecc\n")
     return atomic_write_text(path, text)
 
 

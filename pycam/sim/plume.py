@@ -34,6 +34,18 @@ instant (Σ S·v·Δx over the line's pixels; the pixel sum equals the integral 
 over a run of N samples spaced ``dt`` when ``L_q = N·u·dt / j`` for an integer j and no
 harmonic m of q has m·j divisible by N (``pycam simulate`` sets this up).  t is POSIX time (s).
 
+Vent plume (``vent_xy`` set; the realistic scenes): the axis point is ``vent_rise_px`` above
+the vent across the flow, so the vent sits at ξ = 0, n = h.  With ``ξ⁺ = max(ξ, 0)``, the
+centre line ``c(ξ) = h·exp(−ξ⁺/L_b)`` (the plume rises from the vent and bends over into the
+wind) and the stretch ``s(ξ) = (σ_v + k·ξ⁺)/σ`` (spreading)::
+
+    S(ξ, n, t) = q(ξ − u·t) · A((ξ − u·t) mod P, (n − c(ξ))/s(ξ)) / s(ξ) · o(ξ)
+
+with a smooth onset ``o`` from 0 at ξ = −4 px to 1 at ξ = 8 px (nothing upstream of the vent).
+∫S dn is still Q·q(ξ − u·t) for every ξ ≥ 8 px, so the flux through any line perpendicular to
+the flow downstream of the vent is exactly Φ·q, as for the band; the texture still advects at u
+along the flow (and spreads across it, which adds no flux through a perpendicular line).
+
 Everything is a pure function of the parameters (seeded); nothing happens at import.
 """
 from __future__ import annotations
@@ -90,6 +102,15 @@ class SceneParameters:
     fov_xy: tuple[float, float] | None = None   # spectrometer FOV centre; None: on the axis, 78 px downstream
     fov_radius_px: float = 10.0
     misregistration_px: tuple[float, float] = (0.0, 0.0)  # B views the scene point of A's pixel (x+dx, y+dy)
+    misregistration_rot_deg: float = 0.0  # rotation of B against A about the image centre (see optics)
+    # A plume from a vent (None: the band of the clean scene).  The plume leaves the vent rising
+    # vent_rise_px across the flow over bend_length_px, and spreads from vent_sigma_px by
+    # spread_per_px per px downstream (see "Vent plume" in the module docstring).
+    vent_xy: tuple[float, float] | None = None
+    vent_rise_px: float = 60.0
+    bend_length_px: float = 45.0
+    vent_sigma_px: float = 12.0
+    spread_per_px: float = 0.11
 
     def __post_init__(self) -> None:
         checks = [
@@ -106,6 +127,9 @@ class SceneParameters:
             (self.puff_balance_samples >= 0 and self.puff_balance_periods >= 1, "bad puff balance"),
             (self.body_period_px >= 64, "body_period_px must be >= 64"),
             (self.fov_radius_px > 0, "fov_radius_px must be > 0"),
+            (abs(self.misregistration_rot_deg) <= 5, "misregistration_rot_deg must be within ±5"),
+            (self.vent_sigma_px >= 1 and self.spread_per_px >= 0 and self.bend_length_px > 0,
+             "vent plume: need vent_sigma_px >= 1, spread_per_px >= 0, bend_length_px > 0"),
         ]
         for ok, message in checks:
             if not ok:
@@ -142,7 +166,10 @@ class PlumeField:
         theta = math.radians(params.wind_direction_deg)
         self.along = np.array([math.cos(theta), -math.sin(theta)])
         self.across = np.array([math.sin(theta), math.cos(theta)])
-        self.axis = np.asarray(params.plume_axis_xy, dtype=np.float64)
+        if params.vent_xy is None:
+            self.axis = np.asarray(params.plume_axis_xy, dtype=np.float64)
+        else:   # the axis point lies vent_rise_px above the vent (across the flow): the vent is at ξ = 0
+            self.axis = np.asarray(params.vent_xy, dtype=np.float64) - params.vent_rise_px * self.across
         # Q: integral of the column across the plume in molec cm^-2 · px
         self.q_integral = params.emission_rate_kg_s / (
             KG_M2_PER_MOLEC_CM2 * params.wind_speed_m_s * self.pixel_size_m)
@@ -229,27 +256,53 @@ class PlumeField:
         dy = np.asarray(ys, dtype=np.float64) - self.axis[1]
         return dx * self.along[0] + dy * self.along[1], dx * self.across[0] + dy * self.across[1]
 
-    def columns_from_coordinates(self, xi: np.ndarray, n: np.ndarray, t: float) -> np.ndarray:
-        """S (molec cm⁻²) at plume coordinates (ξ, n) and POSIX time t."""
-        shifted = np.asarray(xi, dtype=np.float64) - self.speed_px_s * float(t)
+    def footprint(self, xi: np.ndarray, n: np.ndarray) -> dict:
+        """The time-independent part of :meth:`columns_from_coordinates` for points (ξ, n): the
+        body row and weight of every point that can hold plume (reuse it for many frames)."""
+        xi = np.asarray(xi, dtype=np.float64)
+        n = np.asarray(n, dtype=np.float64)
         p = self.params
+        factor = None
+        if p.vent_xy is not None:   # vent plume: bent centre line and spreading cross-section
+            xi_v = np.maximum(xi, 0.0)
+            centre = p.vent_rise_px * np.exp(-xi_v / p.bend_length_px)
+            stretch = (p.vent_sigma_px + p.spread_per_px * xi_v) / p.plume_sigma_px
+            n = (n - centre) / stretch
+            onset = np.clip((xi + 4.0) / 12.0, 0.0, 1.0)
+            factor = onset * onset * (3.0 - 2.0 * onset) / stretch
+        row_pos = (n - self._n0) / self.STEP
+        weight = ((row_pos >= 0) & (row_pos <= self._n_count - 1)).astype(np.float64)
+        if factor is not None:
+            weight = weight * factor
+        idx = np.flatnonzero(weight)
+        row_pos = np.clip(row_pos.ravel()[idx], 0, self._n_count - 1 - 1e-9)
+        j0 = np.floor(row_pos).astype(np.intp)
+        return {"shape": xi.shape, "idx": idx, "xi": xi.ravel()[idx], "j0": j0, "fy": row_pos - j0,
+                "weight": weight.ravel()[idx]}
+
+    def columns_on(self, footprint: dict, t: float) -> np.ndarray:
+        """S (molec cm⁻²) at the points of a :meth:`footprint` and POSIX time t."""
+        p = self.params
+        shifted = footprint["xi"] - self.speed_px_s * float(t)
         body_pos = np.mod(shifted, p.body_period_px) / self._xi_step
         i0 = np.minimum(np.floor(body_pos).astype(np.intp), self._body.shape[1] - 2)
         fx = body_pos - i0
-        row_pos = (np.asarray(n, dtype=np.float64) - self._n0) / self.STEP
-        inside = (row_pos >= 0) & (row_pos <= self._n_count - 1)
-        row_pos = np.clip(row_pos, 0, self._n_count - 1 - 1e-9)
-        j0 = np.floor(row_pos).astype(np.intp)
-        fy = row_pos - j0
+        j0, fy = footprint["j0"], footprint["fy"]
         b = self._body
         top = b[j0, i0] * (1 - fx) + b[j0, i0 + 1] * fx
         bottom = b[j0 + 1, i0] * (1 - fx) + b[j0 + 1, i0 + 1] * fx
-        body = (top * (1 - fy) + bottom * fy) * inside
+        body = (top * (1 - fy) + bottom * fy) * footprint["weight"]
         puff_pos = np.mod(shifted, p.puff_length_px) / self._puff_step
         k0 = np.minimum(puff_pos.astype(np.intp), self._puff_table.size - 2)
         fk = puff_pos - k0
         puff = self._puff_table[k0] * (1 - fk) + self._puff_table[k0 + 1] * fk
-        return body * puff
+        out = np.zeros(footprint["shape"], dtype=np.float64)
+        out.flat[footprint["idx"]] = body * puff
+        return out
+
+    def columns_from_coordinates(self, xi: np.ndarray, n: np.ndarray, t: float) -> np.ndarray:
+        """S (molec cm⁻²) at plume coordinates (ξ, n) and POSIX time t."""
+        return self.columns_on(self.footprint(xi, n), t)
 
     def columns(self, xs: np.ndarray, ys: np.ndarray, t: float) -> np.ndarray:
         """S (molec cm⁻²) at image points (binned px) and POSIX time t."""
@@ -290,8 +343,9 @@ class PlumeField:
     def fov_centre(self) -> tuple[float, float]:
         if self.params.fov_xy is not None:
             return (float(self.params.fov_xy[0]), float(self.params.fov_xy[1]))
-        # on the plume axis, 78 px downstream of the axis point (402, 243 for the defaults)
-        x, y = self.axis + 78.0 * self.along
+        # on the plume axis, 78 px downstream of the axis point (402, 243 for the defaults);
+        # vent plume: 200 px downstream of the vent
+        x, y = self.axis + (78.0 if self.params.vent_xy is None else 200.0) * self.along
         return (float(round(np.clip(x, 20, BINNED_SHAPE[1] - 20))), float(round(np.clip(y, 20, BINNED_SHAPE[0] - 20))))
 
     def fov_column(self, t: float) -> float:

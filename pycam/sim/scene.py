@@ -13,12 +13,14 @@ footprint and ``K = 1e4·M_SO2/N_A/1000``.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from pycam.sim.landscape import SceneStyle, scene_preset, warp_a_to_b
 from pycam.sim.optics import (FILTERS, MOLEC_CM2_PER_PPMM, CameraModel, aa_of_column)
 from pycam.sim.plume import (BINNED_SHAPE, FOV_X_DEG, FULL_SHAPE, KG_M2_PER_MOLEC_CM2, M_SO2, N_A,
                                      PIXEL_PITCH_M, PlumeField, SceneParameters)
@@ -73,8 +75,9 @@ class Scene:
     """One simulated world; camera and spectrometer models are built on first use."""
 
     def __init__(self, params: SceneParameters, references: ReferenceSet, *, full_resolution: bool = False,
-                 noise: bool = True, brightness: float = 1.0) -> None:
+                 noise: bool = True, brightness: float = 1.0, style: SceneStyle | None = None) -> None:
         self.params = params
+        self.style = style if style is not None else SceneStyle()
         self.references = references
         self.full_resolution = full_resolution
         self.noise = noise
@@ -84,30 +87,59 @@ class Scene:
         self._spectrometer: SpectrometerModel | None = None
 
     @classmethod
+    def preset(cls, name: str, references: ReferenceSet, *, extinction: tuple[float | None, float | None] = (None, None),
+               full_resolution: bool = False, noise: bool = True, brightness: float = 1.0,
+               **params: Any) -> "Scene":
+        """A named scene (``clean``, ``realistic``, ``cloudy``; see :mod:`pycam.sim.landscape`);
+        ``params`` override :class:`SceneParameters` fields (also the preset's), ``extinction``
+        (on, off, 1/m; None: the preset's) the light dilution."""
+        style, preset = scene_preset(name)
+        values = {**preset, **params}
+        on, off = extinction
+        if on is not None or off is not None:
+            style = dataclasses.replace(style, extinction_on_per_m=style.extinction_on_per_m if on is None else on,
+                                        extinction_off_per_m=style.extinction_off_per_m if off is None else off)
+        return cls(SceneParameters(**values), references, full_resolution=full_resolution, noise=noise,
+                   brightness=brightness, style=style)
+
+    @classmethod
     def from_config(cls, config: Any, **overrides: Any) -> "Scene":
         """A scene from a station configuration's ``[simulator]`` section (+ keyword overrides
-        for :class:`SceneParameters` fields)."""
+        for :class:`SceneParameters` fields).  The scene preset's misregistration applies unless
+        the config gives one (non-zero ``misregistration_*``)."""
         sim: Mapping[str, Any] = config["simulator"]
         values = dict(
             seed=sim["seed"], emission_rate_kg_s=sim["emission_rate_kg_s"], wind_speed_m_s=sim["wind_speed_m_s"],
-            wind_direction_deg=sim["wind_direction_deg"], plume_distance_m=sim["plume_distance_m"],
-            misregistration_px=(sim.get("misregistration_x_px", 0.0), sim.get("misregistration_y_px", 0.0)),
+            plume_distance_m=sim["plume_distance_m"],
         )
+        shift = (float(sim.get("misregistration_x_px", 0.0)), float(sim.get("misregistration_y_px", 0.0)))
+        rotation = float(sim.get("misregistration_rot_deg", 0.0))
+        if shift != (0.0, 0.0) or rotation != 0.0:
+            values.update(misregistration_px=shift, misregistration_rot_deg=rotation)
+        name = str(sim.get("scene", "realistic"))
+        if name == "clean" or sim.get("wind_direction_deg", 0.0) != 0.0:
+            values["wind_direction_deg"] = sim["wind_direction_deg"]
         values.update(overrides)
-        return cls(SceneParameters(**values), reference_set_for(sim.get("reference_dir")),
-                   full_resolution=bool(sim.get("full_resolution", False)), noise=bool(sim.get("noise", True)),
-                   brightness=float(sim.get("brightness", 1.0)))
+        extinction = (sim.get("extinction_on_per_m", -1.0), sim.get("extinction_off_per_m", -1.0))
+        return cls.preset(name, reference_set_for(sim.get("reference_dir")),
+                          extinction=tuple(None if e is None or e < 0 else float(e) for e in extinction),
+                          full_resolution=bool(sim.get("full_resolution", False)), noise=bool(sim.get("noise", True)),
+                          brightness=float(sim.get("brightness", 1.0)), **values)
 
     # ------------------------------------------------------------------ models
     def camera(self, band: str) -> CameraModel:
         if band not in self._cameras:
             self._cameras[band] = CameraModel(self.field, self.references, band, self.params.seed,
-                                              full_resolution=self.full_resolution, noise=self.noise)
+                                              full_resolution=self.full_resolution, noise=self.noise,
+                                              style=self.style)
         return self._cameras[band]
 
     def spectrometer(self) -> SpectrometerModel:
         if self._spectrometer is None:
-            self._spectrometer = SpectrometerModel(self.field, self.references, self.params.seed, noise=self.noise)
+            self._spectrometer = SpectrometerModel(
+                self.field, self.references, self.params.seed, noise=self.noise,
+                extinction=(self.style.extinction_on_per_m, self.style.extinction_off_per_m),
+                plume_distance_m=self.params.plume_distance_m)
         return self._spectrometer
 
     @property
@@ -128,6 +160,15 @@ class Scene:
         if columns_per_pixel:
             out["columns_molec_cm2"] = [float(c) for c in columns]
         return out
+
+    def registration(self) -> dict[str, Any]:
+        """The true A/B warp (binned px): ``warp_a_to_b`` maps an A pixel to the B pixel seeing the
+        same scene point (OpenCV ``warpAffine(B, M, WARP_INVERSE_MAP)`` puts B on A's grid)."""
+        p = self.params
+        centre = ((BINNED_SHAPE[1] - 1) / 2, (BINNED_SHAPE[0] - 1) / 2)
+        m = warp_a_to_b(p.misregistration_px, p.misregistration_rot_deg, centre)
+        return {"warp_a_to_b": [[float(v) for v in row] for row in m], "centre_xy": list(centre),
+                "shift_px": list(p.misregistration_px), "rotation_deg": p.misregistration_rot_deg}
 
     def plume_free_rows(self, times: Sequence[float], threshold: float = 1e16) -> dict[str, Any]:
         """Top and bottom row ranges [first, last] (binned px) where the column stays below
@@ -204,8 +245,17 @@ class Scene:
             "puff_length_px": p.puff_length_px,
             "puff_balance": {"samples": p.puff_balance_samples, "periods": p.puff_balance_periods},
             "misregistration_px": {"dx": p.misregistration_px[0], "dy": p.misregistration_px[1],
-                                   "meaning": "off-band (B) pixel (x, y) shows the scene of on-band (A) pixel "
-                                              "(x+dx, y+dy)"},
+                                   "rotation_deg": p.misregistration_rot_deg,
+                                   "meaning": "off-band (B) pixel q shows the scene point R(rotation)(q - c) + c + "
+                                              "(dx, dy) of the on-band (A) frame, c = (323.5, 242.5)"},
+            "registration": self.registration(),
+            "scene": self.style.name,
+            "scene_style": self.style.describe(),
+            "light_dilution": {"eps_on_per_m": self.style.extinction_on_per_m,
+                               "eps_off_per_m": self.style.extinction_off_per_m,
+                               "plume_distance_m": p.plume_distance_m,
+                               "model": "I = I0*exp(-eps*d) + I_sky*(1 - exp(-eps*d)) per band"},
+            "vent_xy": list(p.vent_xy) if p.vent_xy is not None else None,
             "spectrometer_fov": {"x": fov_x, "y": fov_y, "radius_px": p.fov_radius_px,
                                  "meaning": "disk of binned pixels whose centres are within radius_px"},
             "band_filters": {band: {"centre_nm": flt.centre_nm, "fwhm_nm": flt.fwhm_nm, "shape": "Gaussian"}

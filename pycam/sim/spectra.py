@@ -13,6 +13,9 @@ same reference set returns the simulated column)::
 * ``G`` symmetric super-Gaussian ``exp(−|2Δλ/FWEM|^k)``, FWEM = 0.6 nm, k = 2.2 (a_w = a_k = 0),
   sampled at the grid step over ±2·FWEM and normalised to unit sum; ``np.convolve(…, 'same')``.
 * pixel wavelengths ``λ_i = 251.5 + 0.085·i − 4.53e-6·i²`` nm (i = 0…2047; 251.5–406.5 nm).
+* light dilution (realistic scenes): ``exp(−σ_SO2·S)`` becomes ``exp(−σ_SO2·S)·e(λ) + 1 − e(λ)``
+  with ``e(λ) = exp(−ε(λ)·d_plume)`` and ε(λ) a power law through the cameras' ε_on (310 nm) and
+  ε_off (330 nm): the sky light scattered between plume and spectrometer (as for the cameras).
 * ``S_fov`` = mean plume column over the FOV disk (``PlumeField.fov_column``), evaluated at
   the trigger time (no motion during the integration).  O3 = 8e18 molec cm⁻² and a_ring = 0.02
   are constant.  ``L(t)`` is the scene illumination shared with the cameras.
@@ -66,8 +69,11 @@ class SpectrometerModel:
     """Spectra of a :class:`PlumeField` scene (see the module docstring); ``field=None`` gives a
     model that only makes spectra for given columns (:meth:`spectrum_for_column`)."""
 
-    def __init__(self, field: PlumeField | None, references: ReferenceSet, seed: int = 1, noise: bool = True) -> None:
+    def __init__(self, field: PlumeField | None, references: ReferenceSet, seed: int = 1, noise: bool = True,
+                 extinction: tuple[float, float] = (0.0, 0.0), plume_distance_m: float = 0.0) -> None:
         self.field = field
+        self.extinction = (float(extinction[0]), float(extinction[1]))
+        self.plume_distance_m = float(plume_distance_m)
         self.references = references
         self.seed = int(seed)
         self.noise = noise
@@ -92,6 +98,7 @@ class SpectrometerModel:
         x = (grid - POLY_CENTRE_NM) / POLY_SCALE_NM
         self.poly = POLY_COEFFS[0] + POLY_COEFFS[1] * x + POLY_COEFFS[2] * x * x
         self.kernel = super_gaussian_kernel(self.step)
+        self.dilution = self._dilution_transmission(grid)
         self._background = self.solar * self.poly * np.exp(-self.sigma_o3 * O3_COLUMN - self.ring * RING_AMOUNT)
         window = (self.wavelengths >= SATURATION_WINDOW[0]) & (self.wavelengths <= SATURATION_WINDOW[1])
         self.norm = float(np.max(self._convolved(0.0)[window]))
@@ -100,8 +107,24 @@ class SpectrometerModel:
         dark[0], dark[1] = 17.0, 30670.0
         self.dark_pattern = dark
 
+    def _dilution_transmission(self, grid: np.ndarray) -> np.ndarray | None:
+        """exp(−ε(λ)·d) on the model grid; ε(λ) = ε_on·(λ/310 nm)^−k through the camera bands'
+        values (ε_off at 330 nm); None without light dilution."""
+        eps_on, eps_off = self.extinction
+        if self.plume_distance_m <= 0 or (eps_on <= 0 and eps_off <= 0):
+            return None
+        if eps_on > 0 and eps_off > 0:
+            k = math.log(eps_on / eps_off) / math.log(330.0 / 310.0)
+            eps = eps_on * (grid / 310.0) ** (-k)
+        else:
+            eps = max(eps_on, eps_off) * (grid / (310.0 if eps_on > 0 else 330.0)) ** -4.0
+        return np.exp(-eps * self.plume_distance_m)
+
     def _convolved(self, column: float) -> np.ndarray:
-        hires = self._background * np.exp(-self.sigma_so2 * column)
+        absorbed = np.exp(-self.sigma_so2 * column)
+        if self.dilution is not None:       # I = I0·exp(−εd) + I_sky·(1 − exp(−εd)), per wavelength
+            absorbed = absorbed * self.dilution + (1.0 - self.dilution)
+        hires = self._background * absorbed
         conv = np.convolve(hires, self.kernel, mode="same")
         return np.interp(self.wavelengths, self.grid, conv)
 
@@ -160,4 +183,8 @@ class SpectrometerModel:
             "electrons_per_count": E_PER_COUNT, "read_noise_counts": READ_NOISE,
             "noise": self.noise,
             "saturation_counts": MAX_COUNTS,
+            "light_dilution": {"eps_on_per_m_at_310nm": self.extinction[0], "eps_off_per_m_at_330nm": self.extinction[1],
+                               "plume_distance_m": self.plume_distance_m,
+                               "model": "I = I_sky*exp(-sigma*S)*exp(-eps(l)*d) + I_sky*(1 - exp(-eps(l)*d)), "
+                                        "eps(l) = eps_on*(l/310)^-k through eps_off at 330 nm (k = 4 if one is 0)"},
         }

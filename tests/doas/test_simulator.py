@@ -86,7 +86,7 @@ def dataset(tmp_path_factory):
     from pycam.cli.main import main
 
     out = tmp_path_factory.mktemp("simulated")
-    assert main(["simulate", "--out", str(out), "--pairs", "30", "--force", "--quiet"]) == 0
+    assert main(["simulate", "--out", str(out), "--pairs", "30", "--scene", "clean", "--force", "--quiet"]) == 0
     return out, json.loads((out / "truth.json").read_text())
 
 

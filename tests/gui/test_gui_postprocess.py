@@ -17,7 +17,7 @@ pytestmark = pytest.mark.gui
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     out = tmp_path_factory.mktemp("sim") / "ds"
-    subprocess.run([sys.executable, "-m", "pycam", "simulate", "--out", str(out), "--pairs", "16", "--quiet"],
+    subprocess.run([sys.executable, "-m", "pycam", "simulate", "--out", str(out), "--pairs", "16", "--scene", "clean", "--quiet"],
                    check=True, timeout=120)
     return out
 

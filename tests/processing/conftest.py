@@ -19,7 +19,7 @@ def sim_datasets(tmp_path_factory):
     out = {}
     for seed, rate, wind in SIM_CASES:
         d = tmp_path_factory.mktemp(f"sim_{seed}")
-        sim.write_dataset(d, sim.DatasetOptions(pairs=SIM_PAIRS, seed=seed, emission_rate_kg_s=rate,
+        sim.write_dataset(d, sim.DatasetOptions(pairs=SIM_PAIRS, seed=seed, scene="clean", emission_rate_kg_s=rate,
                                                 wind_speed_m_s=wind))
         out[(seed, rate, wind)] = (d, json.loads((d / "truth.json").read_text()))
     return out

@@ -82,7 +82,7 @@ def test_misregistered_off_band_with_saved_warp(tmp_path):
 
     sim = pytest.importorskip("pycam.sim.dataset")
     d = tmp_path / "mis"
-    sim.write_dataset(d, sim.DatasetOptions(pairs=8, seed=5, misregistration_px=(3.0, -2.0)))
+    sim.write_dataset(d, sim.DatasetOptions(pairs=8, seed=5, scene="clean", misregistration_px=(3.0, -2.0)))
     truth = json.loads((d / "truth.json").read_text())
     # B pixel (x, y) shows A's (x + 3, y - 2): A's pixel (x, y) is found in B at (x - 3, y + 2)
     warp = save_warp(tmp_path / "image_reg.npy", np.array([[1.0, 0.0, -3.0], [0.0, 1.0, 2.0]]))

@@ -19,7 +19,7 @@ def dataset(tmp_path_factory):
     out = tmp_path_factory.mktemp("sim") / "D"
     started = time.perf_counter()
     code = main(["simulate", "--out", str(out), "--pairs", "20", "--emission-rate", "3.5", "--wind-speed", "6",
-                 "--seed", "4", "--quiet"])
+                 "--seed", "4", "--scene", "clean", "--quiet"])
     elapsed = time.perf_counter() - started
     print(f"\n[info] pycam simulate --pairs 20 took {elapsed:.2f} s (budget: < 60 s; not asserted)")
     assert code == 0
