@@ -50,7 +50,7 @@ def make_archive(pairs: int, days: int) -> Path:
         day = (dt.date(2026, 3, 15) + dt.timedelta(days=i)).isoformat()
         start = dt.datetime.fromisoformat(f"{day}T12:00:00+00:00")
         print(f"simulating {day}: {pairs} pairs", file=sys.stderr)
-        write_dataset(root / "BENCH" / day, DatasetOptions(pairs=pairs, seed=21 + i, start=start,
+        write_dataset(root / "BENCH" / day, DatasetOptions(pairs=pairs, seed=21 + i, start=start, scene="clean",
                                                            line_columns=False))
     stamp.write_text("ok\n")
     return root

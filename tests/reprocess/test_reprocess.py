@@ -1,4 +1,8 @@
-"""``pycam reprocess`` on a simulated archive of 2 stations x 3 days (issue 12 acceptance)."""
+"""``pycam reprocess`` on a simulated archive of 2 stations x 3 days (issue 12 acceptance).
+
+The days are the simulator's clean scene: these tests are about reprocessing (planning, resuming,
+products); the accuracy of the chain on realistic scenes is tested in tests/sim and tests/realdata.
+"""
 from __future__ import annotations
 
 import datetime as dt
@@ -42,8 +46,8 @@ def archive(tmp_path_factory):
         day = DAYS[i]
         d = root / station / day
         start = dt.datetime.fromisoformat(f"{day}T12:00:00+00:00")
-        write_dataset(d, DatasetOptions(pairs=PAIRS, emission_rate_kg_s=rate, seed=11 + i + (7 if station == "ST_B"
-                                                                                            else 0), start=start))
+        seed = 11 + i + (7 if station == "ST_B" else 0)
+        write_dataset(d, DatasetOptions(pairs=PAIRS, emission_rate_kg_s=rate, scene="clean", seed=seed, start=start))
         if station == "ST_B":
             for name in ("process_config.yml", "pcs_line_0.txt", "pcs_line_1.txt", "cam_geom.txt"):
                 src = d / name
@@ -151,7 +155,7 @@ def test_corrupt_file_and_failing_day_are_reported_others_complete(tmp_path):
     root = tmp_path / "archive"
     for i, day in enumerate(DAYS):
         start = dt.datetime.fromisoformat(f"{day}T12:00:00+00:00")
-        write_dataset(root / "ST" / day, DatasetOptions(pairs=6, seed=3 + i, start=start))
+        write_dataset(root / "ST" / day, DatasetOptions(pairs=6, seed=3 + i, start=start, scene="clean"))
     bad_png = sorted((root / "ST" / DAYS[0] / "Seq_1").glob("*fltrA*Plume.png"))[2]
     bad_png.write_bytes(bad_png.read_bytes()[:200])           # truncated image: reported, pair skipped
     (root / "ST" / DAYS[1] / "process_config.yml").write_text("plume_distance_m: [not a number\n")
@@ -226,7 +230,7 @@ def test_external_scheduler_gives_identical_files(archive, first_run, tmp_path):
 def test_zarr_cube_opens_lazily_and_report_renders(tmp_path):
     root = tmp_path / "archive"
     day = DAYS[0]
-    write_dataset(root / day, DatasetOptions(pairs=6, seed=5,
+    write_dataset(root / day, DatasetOptions(pairs=6, seed=5, scene="clean",
                                              start=dt.datetime.fromisoformat(f"{day}T12:00:00+00:00")))
     out = tmp_path / "out"
     r = _pycam("reprocess", root, "--out", out, "--workers", "1", "--zarr", "--no-progress")
@@ -256,7 +260,7 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(tmp_path):
 
     root = tmp_path / "archive"
     for i, day in enumerate(DAYS):
-        write_dataset(root / "ST" / day, DatasetOptions(pairs=8, seed=30 + i,
+        write_dataset(root / "ST" / day, DatasetOptions(pairs=8, seed=30 + i, scene="clean",
                                                         start=dt.datetime.fromisoformat(f"{day}T12:00:00+00:00")))
     out = tmp_path / "out"
     proc = subprocess.Popen([PYCAM, "reprocess", str(root), "--out", str(out), "--workers", "1", "--no-progress"],
