@@ -73,18 +73,30 @@ def _doas_config(path: str | None) -> dict:
         raise CliError(str(exc)) from None
 
 
-def build_settings(args: argparse.Namespace, conf: dict):
-    from pycam.doas.configure import DoasConfigError, settings_from_config
-
-    overrides = {
+def _overrides(args: argparse.Namespace) -> dict:
+    return {
         "fit_window": args.fit_window, "stray_window": args.stray_window, "ils_file": args.ils,
         "fwem": args.fwem, "fit_ils": True if args.fit_ils else None,
         "warm_start": False if args.no_warm_start else None,
     }
+
+
+def build_settings(args: argparse.Namespace, conf: dict):
+    from pycam.doas.configure import DoasConfigError, settings_from_config
+
     if args.fit_ils and args.ils:
         raise CliError("--fit-ils fits a super-Gaussian; it cannot be combined with a measured --ils file")
     try:
-        return settings_from_config(conf, overrides)
+        return settings_from_config(conf, _overrides(args))
+    except DoasConfigError as exc:
+        raise CliError(str(exc)) from None
+
+
+def line_shape_mode(args: argparse.Namespace, conf: dict) -> str:
+    from pycam.doas.configure import DoasConfigError, ils_mode
+
+    try:
+        return ils_mode(conf, _overrides(args))
     except DoasConfigError as exc:
         raise CliError(str(exc)) from None
 
@@ -107,11 +119,36 @@ def build_references(args: argparse.Namespace, conf: dict):
         raise CliError(str(exc)) from None
 
 
-def _make_retrieval(args, conf, refs, settings, dark):
-    from pycam.doas.dilution import LightDilutionCorrection
-    from pycam.doas.retrieval import DoasRetrieval
+def _log(message: str) -> None:
+    print(f"pycam doas: {message}", file=sys.stderr)
 
+
+def _make_retrieval(args, conf, refs, settings, dark, history_path=None):
+    import dataclasses
+
+    from pycam.doas.dilution import LightDilutionCorrection
+    from pycam.doas.retrieval import DoasRetrieval, line_shape_label
+
+    mode = line_shape_mode(args, conf)
     use_ld = args.light_dilution or bool(conf["use_light_dilution"])
+    if mode == "auto" and not use_ld:
+        from pycam.doas.selfcal import CalibrationHistory, CalibrationHistoryError, SelfCalibratingRetrieval
+
+        try:
+            history = CalibrationHistory.load(history_path) if history_path is not None else CalibrationHistory()
+        except CalibrationHistoryError as exc:
+            raise CliError(str(exc)) from None
+        _log("line shape: super-Gaussian self-calibrated on the sky (fitted on the first good, preferably clear-sky, "
+             "spectrum, then fixed; refitted on drift" + (f"; history in {history_path}" if history_path else "") + ")")
+        return SelfCalibratingRetrieval(refs, settings, dark, history=history,
+                                        recal_minutes=float(conf.get("ils_recal_minutes", 30.0)), log=_log)
+    if mode == "auto":
+        settings = dataclasses.replace(settings, line_shape=dataclasses.replace(settings.line_shape, fit=True))
+        _log("line shape: fitted per spectrum (light-dilution correction does not self-calibrate)")
+    elif mode == "fit":
+        _log(f"line shape: super-Gaussian fitted per spectrum (first guess FWEM {settings.line_shape.fwem:g} nm)")
+    else:
+        _log(f"line shape: {line_shape_label(settings.line_shape)}")
     if not use_ld:
         return DoasRetrieval(refs, settings, dark)
     from pycam.doas.configure import DoasConfigError, window_from_config
@@ -197,7 +234,9 @@ def run_directory(args, conf, refs, settings) -> int:
     # The instrument's pixel count: the dark's, else the most common one among the spectra.
     sizes = [s.pixels for s in measurements]
     expected = fixed_dark.pixels if fixed_dark is not None else (max(set(sizes), key=sizes.count) if sizes else None)
-    retrieval = _make_retrieval(args, conf, refs, settings, None)
+    from pycam.doas.selfcal import HISTORY_NAME
+
+    retrieval = _make_retrieval(args, conf, refs, settings, None, Path(args.out).parent / HISTORY_NAME)
     print(f"pycam doas: {len(measurements)} spectra, references: {refs.label}", file=sys.stderr)
     results, flagged = [], 0
     try:
@@ -215,8 +254,12 @@ def run_directory(args, conf, refs, settings) -> int:
     finally:
         if results:
             out = write_results_csv(args.out, results)
-            write_processing_params(out.parent / "doas_processing_params.txt", settings,
-                                    {"References": refs.label, "Dark": dark_path or "Dark spectra in SPEC_DIR"})
+            extra = {"References": refs.label, "Dark": dark_path or "Dark spectra in SPEC_DIR"}
+            latest = getattr(getattr(retrieval, "history", None), "latest", None)
+            if latest is not None:
+                extra["Line shape"] = (f"self-calibrated super-Gaussian, latest FWEM={latest.fwem:.4f} k={latest.k:.3f} "
+                                       f"a_w={latest.a_w:.4f} a_k={latest.a_k:.3f} (history: {HISTORY_NAME})")
+            write_processing_params(out.parent / "doas_processing_params.txt", settings, extra)
     for message in skipped:
         print(f"skipped: {message}", file=sys.stderr)
     print(f"pycam doas: {len(results)} fitted ({flagged} flagged), {len(skipped)} skipped"

@@ -123,22 +123,32 @@ class IntensityModel:
         if line_shape.measured is not None:
             half_width = line_shape.measured.half_width
         else:
-            upper = line_shape.fwem * line_shape.fwem_range[1] if line_shape.fit else line_shape.fwem
-            half_width = super_gaussian_half_width(upper, min(line_shape.k, 2.0) if line_shape.fit else line_shape.k,
-                                                   abs(line_shape.a_w), abs(line_shape.a_k), tail=1e-5)
+            if line_shape.fit:
+                # sized for the largest FWEM and a_w the fit may reach, at k = 2 with a_k = 0.25
+                upper = line_shape.fwem * line_shape.fwem_range[1]
+                half_width = super_gaussian_half_width(upper, min(line_shape.k, 2.0), 0.2 * line_shape.fwem, 0.25,
+                                                       tail=1e-5)
+            else:
+                half_width = super_gaussian_half_width(line_shape.fwem, line_shape.k, abs(line_shape.a_w),
+                                                       abs(line_shape.a_k), tail=1e-5)
         self.kernel_offsets = kernel_offsets(half_width, self.step)
         self.kernel_half = (self.kernel_offsets.size - 1) // 2
         # The pixels may move by the largest shift plus the largest stretch at the window edges.
         self.max_stretch = MAX_STRETCH
         pad = half_width + max_shift_nm + self.max_stretch * self.half_span + 0.1
-        n_grid = int(np.ceil((hi - lo + 2 * pad) / self.step)) + 1
-        self.grid = lo - pad + self.step * np.arange(n_grid)
+        # The grid starts on a multiple of the step, so that models with different padding sample the
+        # references at the same wavelengths (their parameters then describe the same spectrum).
+        start = np.floor((lo - pad) / self.step) * self.step
+        n_grid = int(np.ceil((hi + pad - start) / self.step)) + 1
+        self.grid = start + self.step * np.arange(n_grid)
         self.max_shift_nm = max_shift_nm
 
         solar = _on_grid(references.solar_wavelengths, references.solar, self.grid, "solar")
         if not np.all(solar > 0):
             raise ModelError("solar reference has non-positive values inside the model grid")
-        self.solar = solar / solar.mean()
+        # Normalised over the fit window (not the padded grid), so that parameters carry over between
+        # models whose kernel support (hence padding) differs.
+        self.solar = solar / solar[(self.grid >= lo) & (self.grid <= hi)].mean()
         self.sigma = np.array([_on_grid(*references.cross_sections[n], self.grid, n) for n in absorbers])
         x_grid = (self.grid - self.centre) / self.half_span
         self.poly_basis = np.vander(x_grid, poly_order + 1, increasing=True).T    # (P, grid)
