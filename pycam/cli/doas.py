@@ -41,9 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     shape = parser.add_mutually_exclusive_group()
     shape.add_argument("--ils", metavar="FILE", help="measured instrument line shape (offset nm, intensity)")
     shape.add_argument("--fwem", metavar="NM", type=float,
-                       help="super-Gaussian line shape with this full width at 1/e maximum (nm; default: [doas] fwem, "
-                            "0.6, unless [doas] ils_file is set)")
-    parser.add_argument("--fit-ils", action="store_true", help="fit the super-Gaussian line shape (not with --ils)")
+                       help="fixed super-Gaussian line shape with this full width at 1/e maximum (nm).  Default (no "
+                            "--ils/--fwem/--fit-ils, [doas] ils_mode auto): the line shape and wavelength calibration "
+                            "are fitted on the first good (clear-sky) spectrum, held fixed and refitted on drift; "
+                            "history in doas_calibration_history.csv beside --out")
+    parser.add_argument("--fit-ils", action="store_true",
+                        help="fit the super-Gaussian line shape on every spectrum (not with --ils)")
     parser.add_argument("--fit-window", nargs=2, type=float, metavar=("LO", "HI"),
                         help="SO2 fit window, nm (default: [doas] fit_window, 308 318)")
     parser.add_argument("--stray-window", nargs=2, type=float, metavar=("LO", "HI"),
