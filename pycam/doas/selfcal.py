@@ -12,6 +12,14 @@ fast) while shift and stretch stay free per spectrum.  It recalibrates
 * every ``recal_minutes`` of spectrum time, on the next clear-sky spectrum;
 * once on the first clear-sky spectrum when the first calibration came from a plume spectrum.
 
+A plume spectrum whose column would move by more than ``column_tolerance`` (0.5 %) if the
+shape were freed (predicted from the same linearised step as the score test, which costs one
+model evaluation) is refitted with the shape free, starting from the calibration; that
+refinement is not a calibration (a line shape fitted through strong SO2 absorption is
+correlated with the column), so the history keeps the sky's.  This keeps the defaults within
+1 % of fitting the shape on every spectrum (``--fit-ils``) while clear-sky and weak-plume
+spectra use the faster fixed-shape fit.
+
 Each calibration is an :class:`InstrumentCalibration` row of a :class:`CalibrationHistory`
 (CSV, written atomically after each new row), flagged when the FWEM differs by more than
 5 % or the shift by more than 0.05 nm from the history's first (reference) calibration.
@@ -30,7 +38,7 @@ from typing import Callable
 import numpy as np
 
 from pycam.doas.lineshape import kernel_offsets, super_gaussian, super_gaussian_half_width
-from pycam.doas.model import LineShapeSpec, ReferenceArrays
+from pycam.doas.model import SO2, LineShapeSpec, ReferenceArrays
 from pycam.doas.retrieval import QUALITY_HIGH_RESIDUAL, DoasRetrieval, FitResult, RetrievalSettings
 from pycam.doas.spectra import MeasuredSpectrum
 
@@ -186,7 +194,7 @@ class SelfCalibratingRetrieval:
     def __init__(self, references: ReferenceArrays, settings: RetrievalSettings = RetrievalSettings(),
                  dark: MeasuredSpectrum | None = None, *, history: CalibrationHistory | None = None,
                  recal_minutes: float = 30.0, residual_factor: float = 1.5, shift_tolerance: float = 0.02,
-                 ils_gain_limit: float = 0.1, log: Callable[[str], None] | None = None) -> None:
+                 ils_gain_limit: float = 0.1, column_tolerance: float = 0.005, log: Callable[[str], None] | None = None) -> None:
         if settings.line_shape.measured is not None:
             raise ValueError("self-calibration fits a super-Gaussian; it cannot be used with a measured line shape")
         if recal_minutes < 0 or residual_factor <= 1.0 or shift_tolerance <= 0:
@@ -199,6 +207,7 @@ class SelfCalibratingRetrieval:
         self.residual_factor = residual_factor
         self.shift_tolerance = shift_tolerance
         self.ils_gain_limit = ils_gain_limit
+        self.column_tolerance = column_tolerance
         self.log = log or (lambda message: None)
         first = settings.line_shape
         self._fitting = DoasRetrieval(references, dataclasses.replace(
@@ -208,6 +217,7 @@ class SelfCalibratingRetrieval:
         self._fixed: DoasRetrieval | None = None
         self._start: np.ndarray | None = None
         self.calibrations = 0
+        self.refinements = 0
 
     # ------------------------------------------------------------------ state
     def use(self, calibration: InstrumentCalibration) -> None:
@@ -240,8 +250,16 @@ class SelfCalibratingRetrieval:
             reason = "residual above limit"
         elif result.ok and _rms(result) > self.residual_factor * cal.rms_residual:
             reason = f"residual drift ({_rms(result):.2e} vs {cal.rms_residual:.2e})"
-        elif result.ok and self._line_shape_gain(corrected, result) > self.ils_gain_limit:
+        elif result.ok and (step := self._free_shape_step(corrected, result))[0] > self.ils_gain_limit:
             reason = "line-shape residual"
+        elif result.ok and not is_clear_sky(result) and abs(step[1]) > self.column_tolerance * abs(result.so2):
+            # The column depends on the line shape more than the tolerance: fit the shape for this
+            # spectrum (as --fit-ils would) but keep the calibration, which comes from the sky.
+            refined = self._fitting.fit(corrected, prepared=True, start=self._with_calibrated_shape(
+                corrected, self._params(result)))
+            self.refinements += 1
+            if refined.ok:
+                return self._labelled(refined, cal.label().replace("(self-calibrated)", "(refined for this spectrum)"))
         elif result.ok and abs(result.values["shift"] - self._centroid - cal.shift) > self.shift_tolerance:
             reason = f"shift drift ({result.values['shift'] - self._centroid:+.3f} vs {cal.shift:+.3f} nm)"
         elif result.ok and is_clear_sky(result) and not cal.clear_sky:
@@ -254,9 +272,10 @@ class SelfCalibratingRetrieval:
                 return refit
         return self._labelled(result, cal.label())
 
-    def _line_shape_gain(self, corrected: MeasuredSpectrum, result: FitResult) -> float:
-        """Fraction of the fixed-shape fit's sum of squares that freeing the line shape would remove,
-        predicted by one linearised step (a score test: ILS-shaped structure left in the residual)."""
+    def _free_shape_step(self, corrected: MeasuredSpectrum, result: FitResult) -> tuple[float, float]:
+        """What freeing the line shape would do to a fixed-shape fit, from one linearised step:
+        the fraction of the sum of squares it would remove (a score test for ILS-shaped structure
+        left in the residual) and the change of the SO2 column."""
         model = self._fitting.model_for(corrected.wavelengths)
         modelled, jac = model.evaluate(self._params(result), jacobian=True)
         residual = result.measured - modelled
@@ -265,7 +284,10 @@ class SelfCalibratingRetrieval:
         coeffs, *_ = np.linalg.lstsq(jac / scale, residual, rcond=None)
         explained = (jac / scale) @ coeffs
         total = float(residual @ residual)
-        return float(explained @ explained) / total if total > 0 else 0.0
+        gain = float(explained @ explained) / total if total > 0 else 0.0
+        free_names = [n for n, f in zip(model.names, model.free) if f]
+        d_so2 = float(coeffs[free_names.index(SO2)] / scale[free_names.index(SO2)]) if SO2 in free_names else 0.0
+        return gain, d_so2
 
     def _take_start(self):
         start, self._start = self._start, None
@@ -275,13 +297,19 @@ class SelfCalibratingRetrieval:
     def _params(result: FitResult) -> np.ndarray:
         return np.array([result.values[n] for n in result.names])
 
+    def _with_calibrated_shape(self, corrected: MeasuredSpectrum, params: np.ndarray) -> np.ndarray:
+        cal = self.current
+        if cal is None:
+            return params
+        names = self._fitting.model_for(corrected.wavelengths).names
+        params = params.copy()
+        for name, value in zip(("fwem", "k", "a_w", "a_k"), (cal.fwem, cal.k, cal.a_w, cal.a_k)):
+            params[names.index(name)] = value
+        return params
+
     def _calibrate(self, corrected: MeasuredSpectrum, reason: str, start: np.ndarray | None = None) -> FitResult:
-        if start is not None and self.current is not None:
-            cal = self.current
-            names = self._fitting.model_for(corrected.wavelengths).names
-            start = start.copy()
-            for name, value in zip(("fwem", "k", "a_w", "a_k"), (cal.fwem, cal.k, cal.a_w, cal.a_k)):
-                start[names.index(name)] = value
+        if start is not None:
+            start = self._with_calibrated_shape(corrected, start)
         result = self._fitting.fit(corrected, prepared=True, start=start)
         self.calibrations += 1
         if not result.ok:
