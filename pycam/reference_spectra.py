@@ -148,10 +148,13 @@ def load_text_spectrum(path: str | os.PathLike[str], skiprows: int | None = None
                 break
         else:
             raise ReferenceFileError(f"{p}: no numeric data rows with at least {value_column + 1} columns")
-    body = "\n".join(line for line in lines[start:] if line.strip() and not line.lstrip().startswith("#"))
-    delimiter = "," if "," in body.split("\n", 1)[0] else None
-    data = _parse_table_fast(body, value_column) if delimiter is None else None
+    data = None
+    tail = "\n".join(lines[start:]).rstrip()
+    if "#" not in tail and "," not in tail and "\n\n" not in tail:
+        data = _parse_table_fast(tail, value_column)
     if data is None:
+        body = "\n".join(line for line in lines[start:] if line.strip() and not line.lstrip().startswith("#"))
+        delimiter = "," if "," in body.split("\n", 1)[0] else None
         try:
             data = np.loadtxt(io.StringIO(body), delimiter=delimiter, usecols=(0, value_column), ndmin=2)
         except (ValueError, IndexError) as exc:

@@ -94,25 +94,27 @@ def _header_meta(lines: list[str]) -> dict | None:
 def _read_text_fast(raw: str) -> tuple[np.ndarray, dict] | None:
     """The common layout (``#`` header lines, then rows of exactly two numbers) parsed in one go;
     None for anything else, which the line-by-line reader handles (and names the problem of)."""
-    lines = raw.splitlines()
-    n_header = 0
-    while n_header < len(lines) and lines[n_header].lstrip().startswith("#"):
-        n_header += 1
-    body = lines[n_header:]
-    if not body or len(body[0].split()) != 2:
+    pos = 0
+    while raw.startswith("#", pos):
+        nl = raw.find("\n", pos)
+        if nl < 0:
+            return None
+        pos = nl + 1
+    body = raw[pos:].rstrip()
+    first_end = body.find("\n")
+    if not body or len(body[:first_end if first_end >= 0 else len(body)].split()) != 2:
         return None
-    text = "\n".join(body)
-    if "#" in text or "," in text:
+    if "#" in body or "," in body or "\n\n" in body or "\n\r\n" in body:
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")          # a partial parse is detected by its length below
         try:
-            values = np.fromstring(text, dtype=np.float64, sep=" ")
+            values = np.fromstring(body, dtype=np.float64, sep=" ")
         except ValueError:
             return None
-    if values.size != 2 * len(body):             # blank lines, short rows or junk: the slow path
+    if values.size != 2 * (body.count("\n") + 1):   # short rows, whitespace-only lines, junk: slow path
         return None
-    meta = _header_meta(lines[:n_header])
+    meta = _header_meta(raw[:pos].splitlines())
     if meta is None:
         return None
     return values.reshape(-1, 2).T.copy(), meta
