@@ -209,6 +209,7 @@ class IntensityModel:
         self._grid0 = self.grid[0]
         self._n_grid = n_grid
         self._four = np.arange(4)
+        self._gather_offsets = (self.kernel_half - 1 + self._four)[:, None]       # (4, 1)
 
     # ------------------------------------------------------------------ parameters
     def default_parameters(self, first_guess: Mapping[str, float] | None = None) -> np.ndarray:
@@ -342,14 +343,19 @@ class IntensityModel:
         # shift/stretch derivatives are exact derivatives of the sampled model.
         shift, stretch = params[self._i_shift], params[self._i_stretch]
         positions = (self.wavelengths + shift + stretch * self._pixel_rel - self._grid0) / self.step
-        idx = np.clip(np.floor(positions).astype(np.intp), 1, self._n_grid - 3)
+        idx = positions.astype(np.intp)                  # positions > 0: truncation is floor
+        np.maximum(idx, 1, out=idx)
+        np.minimum(idx, self._n_grid - 3, out=idx)
         t = positions - idx
         t2 = t * t
         t3 = t2 * t
-        weights = np.stack([-0.5 * t + t2 - 0.5 * t3, 1.0 - 2.5 * t2 + 1.5 * t3, 0.5 * t + 2.0 * t2 - 1.5 * t3,
-                            -0.5 * t2 + 0.5 * t3], axis=1)                        # (pixels, 4)
-        gathered = conv[:, (idx + self.kernel_half - 1)[:, None] + self._four]    # (rows, pixels, 4)
-        sampled = np.einsum("rpk,pk->rp", gathered, weights)
+        weights = np.empty((4, t.size))                                            # (4, pixels)
+        weights[0] = -0.5 * t + t2 - 0.5 * t3
+        weights[1] = 1.0 - 2.5 * t2 + 1.5 * t3
+        weights[2] = 0.5 * t + 2.0 * t2 - 1.5 * t3
+        weights[3] = -0.5 * t2 + 0.5 * t3
+        gathered = conv[:, idx + self._gather_offsets]                             # (rows, 4, pixels)
+        sampled = np.einsum("rkp,kp->rp", gathered, weights)
         offset = params[self._slice_offset] @ self.offset_basis if self.offset_basis.size else 0.0
         if not jacobian:
             return sampled[0] + offset, None
@@ -367,10 +373,13 @@ class IntensityModel:
             jac[:, self._slice_ils] = sampled[row:row + 4].T
         if self.offset_basis.size:
             jac[:, self._slice_offset] = self.offset_basis.T
-        d_weights = np.stack([-0.5 + 2.0 * t - 1.5 * t2, -5.0 * t + 4.5 * t2, 0.5 + 4.0 * t - 4.5 * t2,
-                              -t + 1.5 * t2], axis=1)
-        local = np.einsum("r,rpk->pk", coeffs, gathered[:n_poly])
-        slope = np.einsum("pk,pk->p", local, d_weights) / self.step
+        d_weights = weights                                                        # reused: (4, pixels)
+        d_weights[0] = -0.5 + 2.0 * t - 1.5 * t2
+        d_weights[1] = -5.0 * t + 4.5 * t2
+        d_weights[2] = 0.5 + 4.0 * t - 4.5 * t2
+        d_weights[3] = -t + 1.5 * t2
+        local = np.einsum("r,rkp->kp", coeffs, gathered[:n_poly])
+        slope = np.einsum("kp,kp->p", local, d_weights) / self.step
         jac[:, self._i_shift] = slope
         jac[:, self._i_stretch] = slope * self._pixel_rel
         if all_columns:
