@@ -210,8 +210,6 @@ def _read_dark(path):
 
 
 def run_directory(args, conf, refs, settings) -> int:
-    from tqdm import tqdm
-
     from pycam.doas.results import write_processing_params, write_results_csv
     from pycam.doas.spectra import SpectrumError, check_spectrum, is_dark, list_spectrum_files, read_spectrum
 
@@ -243,7 +241,12 @@ def run_directory(args, conf, refs, settings) -> int:
     print(f"pycam doas: {len(measurements)} spectra, references: {refs.label}", file=sys.stderr)
     results, flagged = [], 0
     try:
-        for spectrum in tqdm(measurements, desc="fitting", unit="spectrum", file=sys.stderr, disable=None):
+        progress = measurements
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            progress = tqdm(measurements, desc="fitting", unit="spectrum", file=sys.stderr)
+        for spectrum in progress:
             try:
                 check_spectrum(spectrum, expected_pixels=expected, bad_pixels=settings.bad_pixels)
                 result = _fit(retrieval, spectrum, finder.for_spectrum(spectrum))

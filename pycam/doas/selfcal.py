@@ -281,10 +281,14 @@ class SelfCalibratingRetrieval:
         residual = result.measured - modelled
         scale = np.sqrt(np.einsum("ij,ij->j", jac, jac))
         scale[scale == 0] = 1.0
-        coeffs, *_ = np.linalg.lstsq(jac / scale, residual, rcond=None)
-        explained = (jac / scale) @ coeffs
+        js = jac / scale
+        gradient = residual @ js
+        try:
+            coeffs = np.linalg.solve(js.T @ js, gradient)
+        except np.linalg.LinAlgError:
+            return 0.0, 0.0
         total = float(residual @ residual)
-        gain = float(explained @ explained) / total if total > 0 else 0.0
+        gain = float(coeffs @ gradient) / total if total > 0 else 0.0      # |J c|^2 = c.J'r at the solution
         free_names = [n for n, f in zip(model.names, model.free) if f]
         d_so2 = float(coeffs[free_names.index(SO2)] / scale[free_names.index(SO2)]) if SO2 in free_names else 0.0
         return gain, d_so2
