@@ -7,8 +7,10 @@ the wavelength shift/stretch against the solar reference on the first good spect
 fast) while shift and stretch stay free per spectrum.  It recalibrates
 
 * when a fixed-shape fit drifts: its relative rms residual grows beyond ``residual_factor``
-  times the calibration's, it is flagged for its residual, or its shift moves more than
-  ``shift_tolerance`` nm from the calibration's;
+  times the calibration's, it is flagged for its residual, freeing the shape would remove more
+  than ``ils_gain_limit`` (15 %) of its sum of squares (a score test from one linearised step;
+  white noise alone gives ~4/dof, about 3 %, and exceeds 15 % with p < 0.001), or its shift
+  moves more than ``shift_tolerance`` nm from the calibration's;
 * every ``recal_minutes`` of spectrum time, on the next clear-sky spectrum;
 * once on the first clear-sky spectrum when the first calibration came from a plume spectrum.
 
@@ -194,7 +196,7 @@ class SelfCalibratingRetrieval:
     def __init__(self, references: ReferenceArrays, settings: RetrievalSettings = RetrievalSettings(),
                  dark: MeasuredSpectrum | None = None, *, history: CalibrationHistory | None = None,
                  recal_minutes: float = 30.0, residual_factor: float = 1.5, shift_tolerance: float = 0.02,
-                 ils_gain_limit: float = 0.1, column_tolerance: float = 0.005, log: Callable[[str], None] | None = None) -> None:
+                 ils_gain_limit: float = 0.15, column_tolerance: float = 0.005, log: Callable[[str], None] | None = None) -> None:
         if settings.line_shape.measured is not None:
             raise ValueError("self-calibration fits a super-Gaussian; it cannot be used with a measured line shape")
         if recal_minutes < 0 or residual_factor <= 1.0 or shift_tolerance <= 0:
@@ -220,6 +222,17 @@ class SelfCalibratingRetrieval:
         self.refinements = 0
 
     # ------------------------------------------------------------------ state
+    @property
+    def dark(self) -> MeasuredSpectrum | None:
+        return self._dark
+
+    @dark.setter
+    def dark(self, value: MeasuredSpectrum | None) -> None:
+        self._dark = value
+        for retrieval in (getattr(self, "_fitting", None), getattr(self, "_fixed", None)):
+            if retrieval is not None:
+                retrieval.dark = value
+
     def use(self, calibration: InstrumentCalibration) -> None:
         """Fit with ``calibration``'s line shape from now on (e.g. the latest of a stored history)."""
         self.current = calibration
