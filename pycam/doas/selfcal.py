@@ -52,6 +52,21 @@ HISTORY_COLUMNS = ("time", "source", "reason", "fwem_nm", "k", "a_w_nm", "a_k", 
                    "rms_residual", "clear_sky", "flag")
 
 
+#: Column changes up to this fraction are applied as one Gauss-Newton step; larger ones get a full fit.
+ONE_STEP_LIMIT = 0.03
+
+
+@dataclasses.dataclass(frozen=True)
+class ShapeStep:
+    """The linearised effect of freeing the line shape on a fixed-shape fit."""
+
+    gain: float                    # fraction of the sum of squares removed
+    d_so2: float                   # change of the SO2 column
+    start: np.ndarray              # all parameters at the fixed-shape solution
+    delta: np.ndarray              # the step for all parameters (0 for fixed ones)
+    errors: np.ndarray             # free-parameter errors per unit misfit (multiply by sqrt(cost/dof))
+
+
 class CalibrationHistoryError(ValueError):
     """A calibration history file is unreadable."""
 
@@ -258,53 +273,83 @@ class SelfCalibratingRetrieval:
             return self._calibrate(corrected, "first good spectrum")
         result = self._fixed.fit(corrected, prepared=True, start=self._take_start())
         cal = self.current
+        step = self._free_shape_step(corrected, result) if result.ok else None
         reason = ""
         if result.quality == QUALITY_HIGH_RESIDUAL:
             reason = "residual above limit"
-        elif result.ok and _rms(result) > self.residual_factor * cal.rms_residual:
+        elif step is None:
+            pass
+        elif _rms(result) > self.residual_factor * cal.rms_residual:
             reason = f"residual drift ({_rms(result):.2e} vs {cal.rms_residual:.2e})"
-        elif result.ok and (step := self._free_shape_step(corrected, result))[0] > self.ils_gain_limit:
-            reason = "line-shape residual"
-        elif result.ok and not is_clear_sky(result) and abs(step[1]) > self.column_tolerance * abs(result.so2):
-            # The column depends on the line shape more than the tolerance: fit the shape for this
-            # spectrum (as --fit-ils would) but keep the calibration, which comes from the sky.
-            refined = self._fitting.fit(corrected, prepared=True, start=self._with_calibrated_shape(
-                corrected, self._params(result)))
-            self.refinements += 1
-            if refined.ok:
-                return self._labelled(refined, cal.label().replace("(self-calibrated)", "(refined for this spectrum)"))
-        elif result.ok and abs(result.values["shift"] - self._centroid - cal.shift) > self.shift_tolerance:
+        elif step.gain > self.ils_gain_limit:
+            reason = f"line-shape residual ({100 * step.gain:.0f} % of the misfit)"
+        elif abs(result.values["shift"] - self._centroid - cal.shift) > self.shift_tolerance:
             reason = f"shift drift ({result.values['shift'] - self._centroid:+.3f} vs {cal.shift:+.3f} nm)"
-        elif result.ok and is_clear_sky(result) and not cal.clear_sky:
+        elif is_clear_sky(result) and not cal.clear_sky:
             reason = "first clear-sky spectrum"
-        elif result.ok and is_clear_sky(result) and self._due(corrected.time):
+        elif is_clear_sky(result) and self._due(corrected.time):
             reason = "periodic"
         if reason:
             refit = self._calibrate(corrected, reason, start=self._params(result))
             if refit.ok:
                 return refit
+        if step is not None and not is_clear_sky(result) and abs(step.d_so2) > self.column_tolerance * abs(result.so2):
+            # The column depends on the line shape more than the tolerance: free the shape for this
+            # spectrum (as --fit-ils does) but keep the calibration, which comes from the sky.
+            refined = self._refine(corrected, result, step)
+            if refined is not None:
+                return refined
         return self._labelled(result, cal.label())
 
-    def _free_shape_step(self, corrected: MeasuredSpectrum, result: FitResult) -> tuple[float, float]:
+    def _refine(self, corrected: MeasuredSpectrum, result: FitResult, step: "ShapeStep") -> FitResult | None:
+        """``result`` with the line shape freed: the linearised step itself when it is small and
+        lowers the misfit (one Gauss-Newton step), else a full fit from the calibration."""
+        self.refinements += 1
+        label = self.current.label().replace("(self-calibrated)", "(refined for this spectrum)")
+        model = self._fitting.model_for(corrected.wavelengths)
+        if abs(step.d_so2) <= ONE_STEP_LIMIT * abs(result.so2):
+            lower, upper = model.bounds()
+            params = np.clip(step.start + step.delta, lower, upper)
+            modelled, _ = model.evaluate(params, jacobian=False)
+            residual = result.measured - modelled
+            cost = float(residual @ residual)
+            if cost <= result.chi2 * max(model.n_pixels - int(self._fixed.model_for(corrected.wavelengths).free.sum()), 1):
+                dof = max(model.n_pixels - int(model.free.sum()), 1)
+                errors = np.full(len(model.names), np.nan)
+                errors[model.free] = step.errors * np.sqrt(cost / dof)
+                refined = dataclasses.replace(
+                    result, values=dict(zip(model.names, map(float, params))),
+                    errors=dict(zip(model.names, map(float, errors))), model=modelled, residual=residual,
+                    chi2=cost / dof, message="one Gauss-Newton step with the line shape freed")
+                return self._labelled(refined, label)
+        refined = self._fitting.fit(corrected, prepared=True,
+                                    start=self._with_calibrated_shape(corrected, self._params(result)))
+        return self._labelled(refined, label) if refined.ok else None
+
+    def _free_shape_step(self, corrected: MeasuredSpectrum, result: FitResult) -> "ShapeStep":
         """What freeing the line shape would do to a fixed-shape fit, from one linearised step:
         the fraction of the sum of squares it would remove (a score test for ILS-shaped structure
-        left in the residual) and the change of the SO2 column."""
+        left in the residual), the parameter step and the change of the SO2 column, and the
+        parameter errors (unscaled by the misfit) with the shape free."""
         model = self._fitting.model_for(corrected.wavelengths)
-        modelled, jac = model.evaluate(self._params(result), jacobian=True)
+        start = self._params(result)
+        modelled, jac = model.evaluate(start, jacobian=True)
         residual = result.measured - modelled
         scale = np.sqrt(np.einsum("ij,ij->j", jac, jac))
         scale[scale == 0] = 1.0
         js = jac / scale
         gradient = residual @ js
+        delta = np.zeros(len(model.names))
         try:
-            coeffs = np.linalg.solve(js.T @ js, gradient)
+            inverse = np.linalg.inv(js.T @ js)
         except np.linalg.LinAlgError:
-            return 0.0, 0.0
+            return ShapeStep(0.0, 0.0, start, delta, np.full(int(model.free.sum()), np.nan))
+        coeffs = inverse @ gradient
         total = float(residual @ residual)
         gain = float(coeffs @ gradient) / total if total > 0 else 0.0      # |J c|^2 = c.J'r at the solution
-        free_names = [n for n, f in zip(model.names, model.free) if f]
-        d_so2 = float(coeffs[free_names.index(SO2)] / scale[free_names.index(SO2)]) if SO2 in free_names else 0.0
-        return gain, d_so2
+        delta[model.free] = coeffs / scale
+        errors = np.sqrt(np.clip(np.diag(inverse), 0.0, None)) / scale
+        return ShapeStep(gain, float(delta[model.index[SO2]]) if SO2 in model.index else 0.0, start, delta, errors)
 
     def _take_start(self):
         start, self._start = self._start, None
