@@ -16,11 +16,13 @@ fast) while shift and stretch stay free per spectrum.  It recalibrates
 
 A plume spectrum whose column would move by more than ``column_tolerance`` (0.5 %) if the
 shape were freed (predicted from the same linearised step as the score test, which costs one
-model evaluation) is refitted with the shape free, starting from the calibration; that
-refinement is not a calibration (a line shape fitted through strong SO2 absorption is
-correlated with the column), so the history keeps the sky's.  This keeps the defaults within
-1 % of fitting the shape on every spectrum (``--fit-ils``) while clear-sky and weak-plume
-spectra use the faster fixed-shape fit.
+model evaluation) gets the shape freed: the linearised step itself when it is small, else a
+full fit from the calibration; the following spectra are then fitted with the shape free
+directly until the sky is clear again.  Those refinements are not calibrations (a line shape
+fitted through strong SO2 absorption is correlated with the column), so the history keeps the
+sky's.  This keeps the defaults within 1 % of fitting the shape on every spectrum
+(``--fit-ils``) while clear sky uses the faster fixed-shape fit (the score test runs there
+only when the residual has grown by 5 %).
 
 Each calibration is an :class:`InstrumentCalibration` row of a :class:`CalibrationHistory`
 (CSV, written atomically after each new row), flagged when the FWEM differs by more than
@@ -52,6 +54,8 @@ HISTORY_COLUMNS = ("time", "source", "reason", "fwem_nm", "k", "a_w_nm", "a_k", 
                    "rms_residual", "clear_sky", "flag")
 
 
+#: On clear sky the score test runs only when the rms residual exceeds the calibration's by this factor.
+SCORE_RMS_FACTOR = 1.05
 #: Column changes up to this fraction are applied as one Gauss-Newton step; larger ones get a full fit.
 ONE_STEP_LIMIT = 0.03
 
@@ -235,6 +239,7 @@ class SelfCalibratingRetrieval:
         self._start: np.ndarray | None = None
         self.calibrations = 0
         self.refinements = 0
+        self._plume_mode = False
 
     # ------------------------------------------------------------------ state
     @property
@@ -255,6 +260,7 @@ class SelfCalibratingRetrieval:
         self._fixed = DoasRetrieval(self.references, dataclasses.replace(
             self.settings, line_shape=calibration.line_shape()), self.dark)
         self._fitting.reset()
+        self._plume_mode = False
 
     def prepare(self, spectrum: MeasuredSpectrum, dark: MeasuredSpectrum | None = None) -> MeasuredSpectrum:
         return self._fitting.prepare(spectrum, dark)
@@ -271,41 +277,57 @@ class SelfCalibratingRetrieval:
         corrected = spectrum if prepared else self.prepare(spectrum, dark)
         if self.current is None:
             return self._calibrate(corrected, "first good spectrum")
-        result = self._fixed.fit(corrected, prepared=True, start=self._take_start())
         cal = self.current
-        step = self._free_shape_step(corrected, result) if result.ok else None
+        if self._plume_mode:
+            # The previous spectrum needed its shape freed: fit it free directly (warm from the last
+            # free fit), until the sky is clear again.
+            fitted = self._fitting.fit(corrected, prepared=True)
+            if fitted.ok:
+                self.refinements += 1
+                self._plume_mode = not is_clear_sky(fitted)
+                return self._labelled(fitted, self._refined_label())
+            self._plume_mode = False
+        result = self._fixed.fit(corrected, prepared=True, start=self._take_start())
+        clear = result.ok and is_clear_sky(result)
+        # The score step costs a model evaluation: on clear sky only when the residual has grown.
+        need_step = result.ok and (not clear or _rms(result) > SCORE_RMS_FACTOR * cal.rms_residual)
+        step = self._free_shape_step(corrected, result) if need_step else None
         reason = ""
         if result.quality == QUALITY_HIGH_RESIDUAL:
             reason = "residual above limit"
-        elif step is None:
+        elif not result.ok:
             pass
         elif _rms(result) > self.residual_factor * cal.rms_residual:
             reason = f"residual drift ({_rms(result):.2e} vs {cal.rms_residual:.2e})"
-        elif step.gain > self.ils_gain_limit:
+        elif step is not None and step.gain > self.ils_gain_limit:
             reason = f"line-shape residual ({100 * step.gain:.0f} % of the misfit)"
         elif abs(result.values["shift"] - self._centroid - cal.shift) > self.shift_tolerance:
             reason = f"shift drift ({result.values['shift'] - self._centroid:+.3f} vs {cal.shift:+.3f} nm)"
-        elif is_clear_sky(result) and not cal.clear_sky:
+        elif clear and not cal.clear_sky:
             reason = "first clear-sky spectrum"
-        elif is_clear_sky(result) and self._due(corrected.time):
+        elif clear and self._due(corrected.time):
             reason = "periodic"
         if reason:
             refit = self._calibrate(corrected, reason, start=self._params(result))
             if refit.ok:
                 return refit
-        if step is not None and not is_clear_sky(result) and abs(step.d_so2) > self.column_tolerance * abs(result.so2):
+        if step is not None and not clear and abs(step.d_so2) > self.column_tolerance * abs(result.so2):
             # The column depends on the line shape more than the tolerance: free the shape for this
             # spectrum (as --fit-ils does) but keep the calibration, which comes from the sky.
             refined = self._refine(corrected, result, step)
             if refined is not None:
+                self._plume_mode = True
                 return refined
         return self._labelled(result, cal.label())
+
+    def _refined_label(self) -> str:
+        return self.current.label().replace("(self-calibrated)", "(refined for this spectrum)")
 
     def _refine(self, corrected: MeasuredSpectrum, result: FitResult, step: "ShapeStep") -> FitResult | None:
         """``result`` with the line shape freed: the linearised step itself when it is small and
         lowers the misfit (one Gauss-Newton step), else a full fit from the calibration."""
         self.refinements += 1
-        label = self.current.label().replace("(self-calibrated)", "(refined for this spectrum)")
+        label = self._refined_label()
         model = self._fitting.model_for(corrected.wavelengths)
         if abs(step.d_so2) <= ONE_STEP_LIMIT * abs(result.so2):
             lower, upper = model.bounds()
