@@ -210,6 +210,7 @@ class IntensityModel:
         self._n_grid = n_grid
         self._four = np.arange(4)
         self._gather_offsets = (self.kernel_half - 1 + self._four)[:, None]       # (4, 1)
+        self._row_buffers: dict[int, np.ndarray] = {}
 
     # ------------------------------------------------------------------ parameters
     def default_parameters(self, first_guess: Mapping[str, float] | None = None) -> np.ndarray:
@@ -322,7 +323,12 @@ class IntensityModel:
             # Rows: d/dpoly_k = I0*·T·D·x^k (F itself is Σ p_k of these rows, so it needs no row
             # of its own), d/da_i = −σ_i·F, and d/dL.
             with_ldf = bool(want[self._i_ldf])
-            rows = np.empty((n_poly + n_abs + int(with_ldf), self._n_grid))
+            # Rows padded to the FFT length once (zero tail), so the transform needs no padding copy.
+            n_rows = n_poly + n_abs + int(with_ldf)
+            buffer = self._row_buffers.get(n_rows)
+            if buffer is None:
+                buffer = self._row_buffers[n_rows] = np.zeros((n_rows, self.n_fft))
+            rows = buffer[:, :self._n_grid]
             np.multiply(self.poly_basis, transmitted, out=rows[:n_poly])
             np.multiply(self.sigma, -spectrum, out=rows[n_poly:n_poly + n_abs])
             if base is not None:
@@ -331,10 +337,13 @@ class IntensityModel:
                 t = t_so2 if t_so2 is not None else np.exp(-a[self.so2_index] * self.sigma[self.so2_index])
                 b = base if base is not None else transmitted / t
                 rows[-1] = b * poly * (1.0 - t)
-            spec_fft = np.fft.rfft(rows, self.n_fft, axis=-1)
-            products = spec_fft * k_fft
+            spec_fft = np.fft.rfft(buffer, axis=-1)
             if fit_ils:
-                products = np.vstack([products, (coeffs @ spec_fft[:n_poly]) * dk_fft])
+                products = np.empty((n_rows + 4, spec_fft.shape[1]), dtype=spec_fft.dtype)
+                np.multiply(spec_fft, k_fft, out=products[:n_rows])
+                np.multiply(coeffs @ spec_fft[:n_poly], dk_fft, out=products[n_rows:])
+            else:
+                products = np.multiply(spec_fft, k_fft, out=spec_fft)
             conv = np.fft.irfft(products, self.n_fft, axis=-1)
         else:
             conv = np.fft.irfft(np.fft.rfft(spectrum, self.n_fft) * k_fft, self.n_fft)[None, :]
