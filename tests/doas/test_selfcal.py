@@ -106,3 +106,17 @@ def test_history_file_round_trip_and_bad_file(tmp_path):
     (tmp_path / "bad.csv").write_text("time,source\nx,y\n")
     with pytest.raises(CalibrationHistoryError, match="not a calibration history"):
         CalibrationHistory.load(tmp_path / "bad.csv")
+
+
+def test_line_shape_mode_from_config_and_flags():
+    from pycam.doas.configure import DoasConfigError, default_doas_section, ils_mode
+
+    conf = default_doas_section()
+    assert ils_mode(conf) == "auto"                                   # no FWEM given: never a silent fixed width
+    assert ils_mode(conf, {"fwem": 0.7}) == "fixed"
+    assert ils_mode(conf, {"fit_ils": True}) == "fit"
+    assert ils_mode({**conf, "ils_file": "x.txt"}) == "measured"
+    assert ils_mode({**conf, "ils_file": "x.txt"}, {"fwem": 0.7}) == "fixed"
+    assert ils_mode({**conf, "ils_mode": "fixed"}) == "fixed"
+    with pytest.raises(DoasConfigError, match="ils_mode"):
+        ils_mode({**conf, "ils_mode": "guess"})
