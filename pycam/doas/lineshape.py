@@ -108,14 +108,13 @@ class MeasuredILS:
     def kernel(self, offsets: np.ndarray) -> np.ndarray:
         """Resampled onto ``offsets`` and normalised to unit sum.
 
-        Resampling is a cubic spline through the samples (not-a-knot, as iFit's
-        ``griddata(..., 'cubic')``), zero outside the measured range.
+        Resampling is a cubic spline through the samples (as iFit's ``griddata(..., 'cubic')``;
+        natural end conditions, which differ from its not-a-knot ones only next to the ends,
+        in the wings), zero outside the measured range.
         """
-        from scipy.interpolate import CubicSpline
+        from pycam.doas.interpolation import cubic_spline
 
-        inside = (offsets >= self.offsets[0]) & (offsets <= self.offsets[-1])
-        k = np.zeros(offsets.shape)
-        k[inside] = CubicSpline(self.offsets, self.values)(offsets[inside])
+        k = cubic_spline(self.offsets, self.values, offsets, outside=0.0)
         total = k.sum()
         if not total > 0:
             raise LineShapeError(f"{self.source}: line shape has no positive area")

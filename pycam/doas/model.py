@@ -29,6 +29,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from pycam.doas.interpolation import cubic_spline
 from pycam.doas.lineshape import (ILS_PARAMETERS, LineShapeError, MeasuredILS, kernel_offsets, super_gaussian,
                                   super_gaussian_half_width)
 
@@ -99,7 +100,11 @@ def _on_grid(wl: np.ndarray, values: np.ndarray, grid: np.ndarray, name: str) ->
     if np.any(np.diff(wl) <= 0):
         order = np.argsort(wl)
         wl, values = wl[order], values[order]
-    return np.interp(grid, wl, values)
+        keep = np.concatenate([[True], np.diff(wl) > 0])
+        wl, values = wl[keep], values[keep]
+    # A cubic spline, as iFit resamples its references: linear interpolation of a coarsely
+    # sampled cross-section (Bogumil's SO2, 0.11 nm) rounds its bands off.
+    return cubic_spline(wl, values, grid)
 
 
 class IntensityModel:
