@@ -138,7 +138,8 @@ def _make_retrieval(args, conf, refs, settings, dark, history_path=None):
         from pycam.doas.selfcal import CalibrationHistory, CalibrationHistoryError, SelfCalibratingRetrieval
 
         try:
-            history = CalibrationHistory.load(history_path) if history_path is not None else CalibrationHistory()
+            history = (CalibrationHistory.load(history_path, write_each=False) if history_path is not None
+                       else CalibrationHistory())
         except CalibrationHistoryError as exc:
             raise CliError(str(exc)) from None
         _log("line shape: super-Gaussian self-calibrated on the sky (fitted on the first good, preferably clear-sky, "
@@ -266,6 +267,9 @@ def run_directory(args, conf, refs, settings) -> int:
                 extra["Line shape"] = (f"self-calibrated super-Gaussian, latest FWEM={latest.fwem:.4f} k={latest.k:.3f} "
                                        f"a_w={latest.a_w:.4f} a_k={latest.a_k:.3f} (history: {HISTORY_NAME})")
             write_processing_params(out.parent / "doas_processing_params.txt", settings, extra)
+            history = getattr(retrieval, "history", None)
+            if history is not None and history.path is not None and history.entries:
+                history.write()
     for message in skipped:
         print(f"skipped: {message}", file=sys.stderr)
     print(f"pycam doas: {len(results)} fitted ({flagged} flagged), {len(skipped)} skipped"

@@ -126,16 +126,18 @@ class CalibrationHistory:
     """Calibrations in time order; ``path`` (optional) is rewritten atomically after each append."""
 
     def __init__(self, path: str | os.PathLike[str] | None = None,
-                 entries: list[InstrumentCalibration] | None = None) -> None:
+                 entries: list[InstrumentCalibration] | None = None, *, write_each: bool = True) -> None:
         self.path = Path(path) if path is not None else None
         self.entries: list[InstrumentCalibration] = list(entries or [])
+        #: rewrite the file after every append (a station); False: the owner calls write() (a batch run)
+        self.write_each = write_each
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> "CalibrationHistory":
+    def load(cls, path: str | os.PathLike[str], *, write_each: bool = True) -> "CalibrationHistory":
         """The history in ``path`` (empty when the file does not exist yet)."""
         p = Path(path)
         if not p.exists():
-            return cls(p)
+            return cls(p, write_each=write_each)
         try:
             with open(p, newline="", encoding="utf-8") as fh:
                 rows = list(csv.DictReader(fh))
@@ -147,7 +149,7 @@ class CalibrationHistory:
                 for r in rows]
         except (OSError, KeyError, ValueError, TypeError) as exc:
             raise CalibrationHistoryError(f"{p}: not a calibration history ({HISTORY_NAME} layout): {exc}") from None
-        return cls(p, entries)
+        return cls(p, entries, write_each=write_each)
 
     @property
     def reference(self) -> InstrumentCalibration | None:
@@ -168,7 +170,7 @@ class CalibrationHistory:
         """Add ``calibration`` with its drift flags set; write the file when there is one."""
         calibration = dataclasses.replace(calibration, flag=drift_flags(calibration, self.reference))
         self.entries.append(calibration)
-        if self.path is not None:
+        if self.path is not None and self.write_each:
             self.write()
         return calibration
 
