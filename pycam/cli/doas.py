@@ -262,13 +262,13 @@ def run_directory(args, conf, refs, settings) -> int:
         if results:
             out = write_results_csv(args.out, results)
             extra = {"References": refs.label, "Dark": dark_path or "Dark spectra in SPEC_DIR"}
-            latest = getattr(getattr(retrieval, "history", None), "latest", None)
+            history = getattr(retrieval, "history", None)          # the self-calibrated line shape's
+            latest = history.latest if history is not None else None
             if latest is not None:
                 extra["Line shape"] = (f"self-calibrated super-Gaussian, latest FWEM={latest.fwem:.4f} k={latest.k:.3f} "
                                        f"a_w={latest.a_w:.4f} a_k={latest.a_k:.3f} (history: {HISTORY_NAME})")
             write_processing_params(out.parent / "doas_processing_params.txt", settings, extra)
-            history = getattr(retrieval, "history", None)
-            if history is not None and history.path is not None and history.entries:
+            if latest is not None and history.path is not None:
                 history.write()
     for message in skipped:
         print(f"skipped: {message}", file=sys.stderr)
