@@ -287,7 +287,7 @@ class SelfCalibratingRetrieval:
             if fitted.ok:
                 self.refinements += 1
                 self._plume_mode = not is_clear_sky(fitted)
-                return self._labelled(fitted, self._refined_label())
+                return self._labelled(fitted, self._refined_label(fitted))
             self._plume_mode = False
         result = self._fixed.fit(corrected, prepared=True, start=self._take_start())
         clear = result.ok and is_clear_sky(result)
@@ -322,14 +322,16 @@ class SelfCalibratingRetrieval:
                 return refined
         return self._labelled(result, cal.label())
 
-    def _refined_label(self) -> str:
-        return self.current.label().replace("(self-calibrated)", "(refined for this spectrum)")
+    @staticmethod
+    def _refined_label(result: FitResult) -> str:
+        v = result.values
+        return (f"super-Gaussian FWEM={v['fwem']:.4f} k={v['k']:.3f} a_w={v['a_w']:.4f} a_k={v['a_k']:.3f} "
+                "(refined for this spectrum)")
 
     def _refine(self, corrected: MeasuredSpectrum, result: FitResult, step: "ShapeStep") -> FitResult | None:
         """``result`` with the line shape freed: the linearised step itself when it is small and
         lowers the misfit (one Gauss-Newton step), else a full fit from the calibration."""
         self.refinements += 1
-        label = self._refined_label()
         model = self._fitting.model_for(corrected.wavelengths)
         if abs(step.d_so2) <= ONE_STEP_LIMIT * abs(result.so2):
             lower, upper = model.bounds()
@@ -345,10 +347,10 @@ class SelfCalibratingRetrieval:
                     result, values=dict(zip(model.names, map(float, params))),
                     errors=dict(zip(model.names, map(float, errors))), model=modelled, residual=residual,
                     chi2=cost / dof, message="one Gauss-Newton step with the line shape freed")
-                return self._labelled(refined, label)
+                return self._labelled(refined, self._refined_label(refined))
         refined = self._fitting.fit(corrected, prepared=True,
                                     start=self._with_calibrated_shape(corrected, self._params(result)))
-        return self._labelled(refined, label) if refined.ok else None
+        return self._labelled(refined, self._refined_label(refined)) if refined.ok else None
 
     def _free_shape_step(self, corrected: MeasuredSpectrum, result: FitResult) -> "ShapeStep":
         """What freeing the line shape would do to a fixed-shape fit, from one linearised step:
