@@ -215,7 +215,7 @@ class IntensityModel:
         self._n_grid = n_grid
         self._four = np.arange(4)
         self._gather_offsets = (self.kernel_half - 1 + self._four)[:, None]       # (4, 1)
-        self._row_buffers: dict[int, np.ndarray] = {}
+        self._row_buffers: dict[int | str, np.ndarray] = {}    # FFT-length, zero-tailed work rows
 
     # ------------------------------------------------------------------ parameters
     def default_parameters(self, first_guess: Mapping[str, float] | None = None) -> np.ndarray:
@@ -284,7 +284,12 @@ class IntensityModel:
         fwem, k, a_w, a_k = params[self._slice_ils]
         kernel, d_kernel = super_gaussian(self.kernel_offsets, fwem, k, a_w, a_k, derivatives=derivatives)
         if derivatives:
-            both = np.fft.rfft(np.vstack([kernel, d_kernel]), self.n_fft, axis=-1)
+            buffer = self._row_buffers.get("kernel")
+            if buffer is None:
+                buffer = self._row_buffers["kernel"] = np.zeros((5, self.n_fft))
+            buffer[0, :kernel.size] = kernel
+            buffer[1:, :kernel.size] = d_kernel
+            both = np.fft.rfft(buffer, axis=-1)
             return both[0], both[1:]
         return np.fft.rfft(kernel, self.n_fft), None
 
