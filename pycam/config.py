@@ -280,8 +280,16 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "ld_window": Field(list, [312.0, 322.0], check=lambda v: _window_check(v, 250.0, 450.0),
                            doc="second fit window [lo, hi] nm for the two-waveband light-dilution correction"),
         "ils_file": Field(Path, "", doc="measured instrument line shape (offset nm, intensity); empty: super-Gaussian"),
-        "fwem": Field(float, 0.6, 0.05, 5.0, doc="super-Gaussian full width at 1/e maximum, nm (first guess if fitted)"),
-        "fit_ils": Field(bool, False, doc="fit the super-Gaussian line shape (FWEM, k, asymmetries)"),
+        "fwem": Field(float, 0.6, 0.05, 5.0, doc="super-Gaussian full width at 1/e maximum, nm (first guess if fitted; "
+                      "used fixed only with ils_mode = \"fixed\")"),
+        "fit_ils": Field(bool, False, doc="fit the super-Gaussian line shape (FWEM, k, asymmetries) on every spectrum"),
+        "ils_mode": Field(str, "auto", choices=("auto", "fixed", "fit"),
+                          doc="without ils_file: auto = fit the line shape and wavelength calibration on the first good "
+                              "(clear-sky) spectrum, keep them fixed, recalibrate on drift and every ils_recal_minutes "
+                              "(history in doas_calibration_history.csv); fixed = fwem as given; fit = every spectrum"),
+        "ils_recal_minutes": Field(float, 30.0, 0.0, 10_000.0,
+                                   doc="auto line shape: recalibrate on the next clear-sky spectrum after this many "
+                                       "minutes (0: only on drift)"),
         "poly_order": Field(int, 3, 0, 8, doc="order of the multiplicative background polynomial"),
         "warm_start": Field(bool, True, doc="seed each fit with the previous good result"),
         "max_residual": Field(float, 0.1, 0.0, 10.0, doc="quality flag when max |residual|/model exceeds this"),

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +104,24 @@ def _parse_floats(line: str) -> list[float] | None:
         return None
 
 
+def _parse_table_fast(body: str, value_column: int) -> np.ndarray | None:
+    """Whitespace-separated rows with the same number of columns, parsed in one C call
+    (several times faster than ``np.loadtxt``); None when the layout is anything else."""
+    rows = body.count("\n") + 1
+    columns = len(body[:body.find("\n")].split()) if rows > 1 else len(body.split())
+    if columns <= value_column:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")          # a partial parse is detected by its length below
+        try:
+            values = np.fromstring(body, dtype=np.float64, sep=" ")
+        except ValueError:
+            return None
+    if values.size != rows * columns:
+        return None
+    return values.reshape(rows, columns)[:, [0, value_column]]
+
+
 def load_text_spectrum(path: str | os.PathLike[str], skiprows: int | None = None,
                        value_column: int = 1) -> Spectrum:
     """Read a two-or-more-column text spectrum (wavelength in column 0).
@@ -129,12 +148,17 @@ def load_text_spectrum(path: str | os.PathLike[str], skiprows: int | None = None
                 break
         else:
             raise ReferenceFileError(f"{p}: no numeric data rows with at least {value_column + 1} columns")
-    body = "\n".join(line for line in lines[start:] if line.strip() and not line.lstrip().startswith("#"))
-    delimiter = "," if "," in body.split("\n", 1)[0] else None
-    try:
-        data = np.loadtxt(io.StringIO(body), delimiter=delimiter, usecols=(0, value_column), ndmin=2)
-    except (ValueError, IndexError) as exc:
-        raise ReferenceFileError(f"{p}: malformed data after line {start}: {exc}") from None
+    data = None
+    tail = "\n".join(lines[start:]).rstrip()
+    if "#" not in tail and "," not in tail and "\n\n" not in tail:
+        data = _parse_table_fast(tail, value_column)
+    if data is None:
+        body = "\n".join(line for line in lines[start:] if line.strip() and not line.lstrip().startswith("#"))
+        delimiter = "," if "," in body.split("\n", 1)[0] else None
+        try:
+            data = np.loadtxt(io.StringIO(body), delimiter=delimiter, usecols=(0, value_column), ndmin=2)
+        except (ValueError, IndexError) as exc:
+            raise ReferenceFileError(f"{p}: malformed data after line {start}: {exc}") from None
     if data.shape[0] < 2:
         raise ReferenceFileError(f"{p}: fewer than two data rows")
     wl, values = data[:, 0], data[:, 1]

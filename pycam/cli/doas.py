@@ -41,9 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     shape = parser.add_mutually_exclusive_group()
     shape.add_argument("--ils", metavar="FILE", help="measured instrument line shape (offset nm, intensity)")
     shape.add_argument("--fwem", metavar="NM", type=float,
-                       help="super-Gaussian line shape with this full width at 1/e maximum (nm; default: [doas] fwem, "
-                            "0.6, unless [doas] ils_file is set)")
-    parser.add_argument("--fit-ils", action="store_true", help="fit the super-Gaussian line shape (not with --ils)")
+                       help="fixed super-Gaussian line shape with this full width at 1/e maximum (nm).  Default (no "
+                            "--ils/--fwem/--fit-ils, [doas] ils_mode auto): the line shape and wavelength calibration "
+                            "are fitted on the first good (clear-sky) spectrum, held fixed and refitted on drift; "
+                            "history in doas_calibration_history.csv beside --out")
+    parser.add_argument("--fit-ils", action="store_true",
+                        help="fit the super-Gaussian line shape on every spectrum (not with --ils)")
     parser.add_argument("--fit-window", nargs=2, type=float, metavar=("LO", "HI"),
                         help="SO2 fit window, nm (default: [doas] fit_window, 308 318)")
     parser.add_argument("--stray-window", nargs=2, type=float, metavar=("LO", "HI"),
@@ -73,18 +76,30 @@ def _doas_config(path: str | None) -> dict:
         raise CliError(str(exc)) from None
 
 
-def build_settings(args: argparse.Namespace, conf: dict):
-    from pycam.doas.configure import DoasConfigError, settings_from_config
-
-    overrides = {
+def _overrides(args: argparse.Namespace) -> dict:
+    return {
         "fit_window": args.fit_window, "stray_window": args.stray_window, "ils_file": args.ils,
         "fwem": args.fwem, "fit_ils": True if args.fit_ils else None,
         "warm_start": False if args.no_warm_start else None,
     }
+
+
+def build_settings(args: argparse.Namespace, conf: dict):
+    from pycam.doas.configure import DoasConfigError, settings_from_config
+
     if args.fit_ils and args.ils:
         raise CliError("--fit-ils fits a super-Gaussian; it cannot be combined with a measured --ils file")
     try:
-        return settings_from_config(conf, overrides)
+        return settings_from_config(conf, _overrides(args))
+    except DoasConfigError as exc:
+        raise CliError(str(exc)) from None
+
+
+def line_shape_mode(args: argparse.Namespace, conf: dict) -> str:
+    from pycam.doas.configure import DoasConfigError, ils_mode
+
+    try:
+        return ils_mode(conf, _overrides(args))
     except DoasConfigError as exc:
         raise CliError(str(exc)) from None
 
@@ -107,11 +122,37 @@ def build_references(args: argparse.Namespace, conf: dict):
         raise CliError(str(exc)) from None
 
 
-def _make_retrieval(args, conf, refs, settings, dark):
-    from pycam.doas.dilution import LightDilutionCorrection
-    from pycam.doas.retrieval import DoasRetrieval
+def _log(message: str) -> None:
+    print(f"pycam doas: {message}", file=sys.stderr)
 
+
+def _make_retrieval(args, conf, refs, settings, dark, history_path=None):
+    import dataclasses
+
+    from pycam.doas.dilution import LightDilutionCorrection
+    from pycam.doas.retrieval import DoasRetrieval, line_shape_label
+
+    mode = line_shape_mode(args, conf)
     use_ld = args.light_dilution or bool(conf["use_light_dilution"])
+    if mode == "auto" and not use_ld:
+        from pycam.doas.selfcal import CalibrationHistory, CalibrationHistoryError, SelfCalibratingRetrieval
+
+        try:
+            history = (CalibrationHistory.load(history_path, write_each=False) if history_path is not None
+                       else CalibrationHistory())
+        except CalibrationHistoryError as exc:
+            raise CliError(str(exc)) from None
+        _log("line shape: super-Gaussian self-calibrated on the sky (fitted on the first good, preferably clear-sky, "
+             "spectrum, then fixed; refitted on drift" + (f"; history in {history_path}" if history_path else "") + ")")
+        return SelfCalibratingRetrieval(refs, settings, dark, history=history,
+                                        recal_minutes=float(conf.get("ils_recal_minutes", 30.0)), log=_log)
+    if mode == "auto":
+        settings = dataclasses.replace(settings, line_shape=dataclasses.replace(settings.line_shape, fit=True))
+        _log("line shape: fitted per spectrum (light-dilution correction does not self-calibrate)")
+    elif mode == "fit":
+        _log(f"line shape: super-Gaussian fitted per spectrum (first guess FWEM {settings.line_shape.fwem:g} nm)")
+    else:
+        _log(f"line shape: {line_shape_label(settings.line_shape)}")
     if not use_ld:
         return DoasRetrieval(refs, settings, dark)
     from pycam.doas.configure import DoasConfigError, window_from_config
@@ -170,8 +211,6 @@ def _read_dark(path):
 
 
 def run_directory(args, conf, refs, settings) -> int:
-    from tqdm import tqdm
-
     from pycam.doas.results import write_processing_params, write_results_csv
     from pycam.doas.spectra import SpectrumError, check_spectrum, is_dark, list_spectrum_files, read_spectrum
 
@@ -197,11 +236,18 @@ def run_directory(args, conf, refs, settings) -> int:
     # The instrument's pixel count: the dark's, else the most common one among the spectra.
     sizes = [s.pixels for s in measurements]
     expected = fixed_dark.pixels if fixed_dark is not None else (max(set(sizes), key=sizes.count) if sizes else None)
-    retrieval = _make_retrieval(args, conf, refs, settings, None)
+    from pycam.doas.selfcal import HISTORY_NAME
+
+    retrieval = _make_retrieval(args, conf, refs, settings, None, Path(args.out).parent / HISTORY_NAME)
     print(f"pycam doas: {len(measurements)} spectra, references: {refs.label}", file=sys.stderr)
     results, flagged = [], 0
     try:
-        for spectrum in tqdm(measurements, desc="fitting", unit="spectrum", file=sys.stderr, disable=None):
+        progress = measurements
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            progress = tqdm(measurements, desc="fitting", unit="spectrum", file=sys.stderr)
+        for spectrum in progress:
             try:
                 check_spectrum(spectrum, expected_pixels=expected, bad_pixels=settings.bad_pixels)
                 result = _fit(retrieval, spectrum, finder.for_spectrum(spectrum))
@@ -215,8 +261,15 @@ def run_directory(args, conf, refs, settings) -> int:
     finally:
         if results:
             out = write_results_csv(args.out, results)
-            write_processing_params(out.parent / "doas_processing_params.txt", settings,
-                                    {"References": refs.label, "Dark": dark_path or "Dark spectra in SPEC_DIR"})
+            extra = {"References": refs.label, "Dark": dark_path or "Dark spectra in SPEC_DIR"}
+            history = getattr(retrieval, "history", None)          # the self-calibrated line shape's
+            latest = history.latest if history is not None else None
+            if latest is not None:
+                extra["Line shape"] = (f"self-calibrated super-Gaussian, latest FWEM={latest.fwem:.4f} k={latest.k:.3f} "
+                                       f"a_w={latest.a_w:.4f} a_k={latest.a_k:.3f} (history: {HISTORY_NAME})")
+            write_processing_params(out.parent / "doas_processing_params.txt", settings, extra)
+            if latest is not None and history.path is not None:
+                history.write()
     for message in skipped:
         print(f"skipped: {message}", file=sys.stderr)
     print(f"pycam doas: {len(results)} fitted ({flagged} flagged), {len(skipped)} skipped"

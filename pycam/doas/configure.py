@@ -40,6 +40,30 @@ def _window(value, key: str) -> tuple[float, float]:
     return lo, hi
 
 
+def ils_mode(section: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> str:
+    """How the line shape is obtained: "measured" (an ILS file), "fit" (every spectrum), "fixed"
+    (a given FWEM) or "auto" (self-calibrated, :mod:`pycam.doas.selfcal`).
+
+    An ``ils_file`` wins unless ``fwem`` is overridden; ``fit_ils`` means "fit"; an overridden
+    ``fwem`` (e.g. ``pycam doas --fwem``) means "fixed"; otherwise the section's ``ils_mode``.
+    """
+    conf = dict(section)
+    over = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if "fwem" in over and "ils_file" not in over:
+        conf["ils_file"] = None
+    conf.update(over)
+    if conf.get("ils_file") is not None:
+        return "measured"
+    if conf.get("fit_ils"):
+        return "fit"
+    if "fwem" in over:
+        return "fixed"
+    mode = str(conf.get("ils_mode", "auto"))
+    if mode not in ("auto", "fixed", "fit"):
+        raise DoasConfigError(f"ils_mode: expected auto, fixed or fit, got {mode!r}")
+    return mode
+
+
 def settings_from_config(section: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> RetrievalSettings:
     """:class:`RetrievalSettings` from a ``[doas]`` section plus overrides.
 
@@ -58,7 +82,7 @@ def settings_from_config(section: Mapping[str, Any], overrides: Mapping[str, Any
                 raise DoasConfigError("fit_ils: a measured ILS file cannot be fitted; give a FWEM to fit a super-Gaussian")
             line_shape = LineShapeSpec(measured=read_ils_file(ils_path))
         else:
-            line_shape = LineShapeSpec(fwem=float(conf["fwem"]), fit=bool(conf.get("fit_ils")))
+            line_shape = LineShapeSpec(fwem=float(conf["fwem"]), fit=ils_mode(section, over) == "fit")
     except LineShapeError as exc:
         raise DoasConfigError(str(exc)) from None
     try:

@@ -49,7 +49,7 @@ def _covariance_errors(jac: np.ndarray, cost: float) -> np.ndarray:
 
 def levenberg_marquardt(fun: ModelFunction, measured: np.ndarray, x0: np.ndarray, *,
                         lower: np.ndarray | None = None, upper: np.ndarray | None = None,
-                        max_iterations: int = 100, ftol: float = 1e-7, initial_damping: float = 1e-3,
+                        max_iterations: int = 100, ftol: float = 1e-7, initial_damping: float = 1e-5,
                         ) -> LeastSquaresResult:
     """Minimise ``|measured − fun(x)[0]|²``; ``fun`` returns (model, Jacobian d model/d x)."""
     x = np.array(x0, dtype=np.float64)

@@ -11,8 +11,10 @@ the analytic derivatives of the normalised kernel with respect to (FWEM, k, a_w,
 the fitter needs when the line shape is fitted.
 
 A measured ILS (:func:`read_ils_file`) is a two-column text file (wavelength offset in nm,
-intensity), such as PyCam's ``*_ILS.txt``; it is centred on its centroid, resampled to the
-fine grid and normalised.
+intensity), such as PyCam's ``*_ILS.txt``.  It is used as iFit uses it: samples as measured
+(no floor removed), resampled to the fine grid by a cubic spline and normalised to unit sum;
+we centre it on its centroid (iFit on the middle of the sampled range), which only moves
+the fitted wavelength shift.
 """
 from __future__ import annotations
 
@@ -82,7 +84,13 @@ def super_gaussian_half_width(fwem: float, k: float = 2.0, a_w: float = 0.0, a_k
 
 @dataclasses.dataclass(frozen=True)
 class MeasuredILS:
-    """A measured line shape: offsets from its centroid (nm, increasing) and intensities."""
+    """A measured line shape: offsets from its centroid (nm, increasing) and intensities (peak 1).
+
+    The samples are kept as measured (no floor removed, no clipping), as iFit and PyCam use
+    them: a measured line sits on wings of a few percent of its peak that belong to the
+    instrument's response, and removing them narrows the kernel (for PyCam's 302 nm file the
+    columns then come out ~4.5 % low).
+    """
 
     offsets: np.ndarray
     values: np.ndarray
@@ -98,33 +106,47 @@ class MeasuredILS:
         return float(above[-1] - above[0])
 
     def kernel(self, offsets: np.ndarray) -> np.ndarray:
-        """Resampled (linear interpolation, zero outside) and normalised to unit sum."""
-        k = np.interp(offsets, self.offsets, self.values, left=0.0, right=0.0)
+        """Resampled onto ``offsets`` and normalised to unit sum.
+
+        Resampling is a cubic spline through the samples (as iFit's ``griddata(..., 'cubic')``;
+        natural end conditions, which differ from its not-a-knot ones only next to the ends,
+        in the wings), zero outside the measured range.
+        """
+        from pycam.doas.interpolation import cubic_spline
+
+        k = cubic_spline(self.offsets, self.values, offsets, outside=0.0)
         total = k.sum()
-        if total <= 0:
+        if not total > 0:
             raise LineShapeError(f"{self.source}: line shape has no positive area")
         return k / total
 
 
 def measured_ils_from_arrays(offsets: np.ndarray, values: np.ndarray, source: str = "<memory>") -> MeasuredILS:
+    """A :class:`MeasuredILS` from samples (offset or wavelength in nm, intensity).
+
+    The samples are sorted, scaled to a peak of 1 and centred on their centroid (the first
+    moment of the samples as given).  Centring only moves the fitted wavelength shift: iFit
+    centres a measured kernel on the middle of its sampled range, so its shift differs from
+    ours by (centroid - middle); the columns do not.
+    """
     x = np.asarray(offsets, dtype=np.float64)
     y = np.asarray(values, dtype=np.float64)
-    if x.ndim != 1 or x.size != y.size or x.size < 3:
-        raise LineShapeError(f"{source}: a line shape needs at least 3 (offset, intensity) rows")
+    if x.ndim != 1 or x.size != y.size or x.size < 4:
+        raise LineShapeError(f"{source}: a line shape needs at least 4 (offset, intensity) rows")
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
         raise LineShapeError(f"{source}: line shape contains NaN or infinite values")
     order = np.argsort(x)
     x, y = x[order], y[order]
     if np.any(np.diff(x) <= 0):
         raise LineShapeError(f"{source}: repeated wavelength offsets in the line shape")
-    y = np.clip(y - min(0.0, y.min()), 0.0, None)
-    # Remove a constant pedestal estimated from the two end samples (measured lines sit on a floor).
-    floor = min(y[0], y[-1])
-    y = np.clip(y - floor, 0.0, None)
-    if y.max() <= 0:
+    peak = y.max()
+    if not peak > 0 or not y.sum() > 0:
         raise LineShapeError(f"{source}: line shape has no positive values")
+    if y.min() < -0.2 * peak:
+        raise LineShapeError(f"{source}: line shape has values below -20 % of its peak ({y.min():g} vs {peak:g}): "
+                             "not an intensity profile")
     centroid = float(np.sum(x * y) / np.sum(y))
-    return MeasuredILS(offsets=x - centroid, values=y / y.max(), source=source)
+    return MeasuredILS(offsets=x - centroid, values=y / peak, source=source)
 
 
 def read_ils_file(path: str | os.PathLike[str]) -> MeasuredILS:
@@ -141,13 +163,32 @@ def read_ils_file(path: str | os.PathLike[str]) -> MeasuredILS:
     return measured_ils_from_arrays(data[:, 0], data[:, 1], str(p))
 
 
-def fit_super_gaussian_to(ils: MeasuredILS) -> tuple[float, float]:
-    """A quick (fwem, k) estimate of a measured line shape (width at 1/e and shape from the FWHM ratio)."""
-    peak = ils.values.max()
-    above_e = ils.offsets[ils.values >= peak / np.e]
-    fwem = float(above_e[-1] - above_e[0])
-    fwhm = ils.fwhm()
-    # For a symmetric super-Gaussian FWHM/FWEM = ln(2)^(1/k).
-    ratio = np.clip(fwhm / fwem, 0.05, 0.999)
-    k = float(np.log(np.log(2.0)) / np.log(ratio))
-    return fwem, k
+def fit_super_gaussian_to(ils: MeasuredILS) -> dict[str, float]:
+    """Least-squares super-Gaussian (fwem, k, a_w, a_k) through a measured line shape.
+
+    The model is ``amplitude · G(x − centre)`` with G the unnormalised asymmetric
+    super-Gaussian, fitted to the samples as given (peak 1).  Returns the four shape
+    parameters plus ``centre`` (nm) and the rms misfit ``rms`` (fraction of the peak).
+    """
+    from scipy.optimize import least_squares
+
+    x, y = ils.offsets, ils.values
+    peak = y.max()
+    above_e = x[y >= peak / np.e]
+    fwem0 = float(above_e[-1] - above_e[0])
+
+    def shape(p: np.ndarray) -> np.ndarray:
+        fwem, k, a_w, a_k, centre, amplitude = p
+        u = x - centre
+        left = u < 0
+        w = np.where(left, 0.5 * fwem - a_w, 0.5 * fwem + a_w)
+        kk = np.where(left, k - a_k, k + a_k)
+        return amplitude * np.exp(-(np.abs(u) / w) ** kk)
+
+    start = np.array([fwem0, 2.0, 0.0, 0.0, float(x[np.argmax(y)]), 1.0])
+    lower = np.array([0.2 * fwem0, 1.0, -0.3 * fwem0, -0.9, x[0], 0.5])
+    upper = np.array([5.0 * fwem0, 8.0, 0.3 * fwem0, 0.9, x[-1], 2.0])
+    fit = least_squares(lambda p: shape(p) - y, start, bounds=(lower, upper))
+    fwem, k, a_w, a_k, centre, _ = fit.x
+    return {"fwem": float(fwem), "k": float(k), "a_w": float(a_w), "a_k": float(a_k), "centre": float(centre),
+            "rms": float(np.sqrt(np.mean(fit.fun ** 2)))}

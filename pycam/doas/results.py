@@ -1,7 +1,8 @@
 """DOAS results files in PyCam's layout.
 
 ``doas_results_<first-time>.csv``: ``Time,Column density,CD error,LDF`` (molec cm⁻², LDF in
-[0, 1], NaN when no light-dilution correction ran) plus our ``file`` column, no index column.
+[0, 1], NaN when no light-dilution correction ran) plus our ``file`` and ``line_shape`` (the
+instrument line shape the fit used) columns, no index column.
 ``doas_processing_params.txt`` records the settings as ``key=value`` lines (PyCam writes e.g.
 ``Fit window=308:318``).  Files are written atomically.
 """
@@ -18,7 +19,7 @@ from typing import Iterable, Mapping
 from pycam.doas.retrieval import FitResult, RetrievalSettings
 from pycam.formats.atomic import atomic_write_text
 
-RESULT_COLUMNS = ("Time", "Column density", "CD error", "LDF", "file")
+RESULT_COLUMNS = ("Time", "Column density", "CD error", "LDF", "file", "line_shape")
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
@@ -43,7 +44,7 @@ def results_csv_text(results: Iterable[FitResult]) -> str:
     writer.writerow(RESULT_COLUMNS)
     for r in results:
         writer.writerow([format_time(r.time), _number(r.so2), _number(r.so2_error), _number(r.ldf),
-                         Path(r.source).name])
+                         Path(r.source).name, r.line_shape])
     return buf.getvalue()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from pathlib import Path
 from typing import Mapping
 
 import numpy as np
@@ -80,6 +81,7 @@ class FitResult:
     quality: str
     message: str = ""
     ldf: float = float("nan")           # light-dilution factor (when the two-waveband correction ran)
+    line_shape: str = ""                # which instrument line shape the fit used (for the results and the log)
 
     @property
     def so2(self) -> float:
@@ -96,6 +98,16 @@ class FitResult:
     @property
     def ok(self) -> bool:
         return self.quality == QUALITY_OK
+
+
+def line_shape_label(spec: LineShapeSpec, params: np.ndarray | None = None, model: IntensityModel | None = None) -> str:
+    """A short description of the line shape a fit used (fitted values when it was fitted)."""
+    if spec.measured is not None:
+        return f"measured {Path(spec.measured.source).name}"
+    if spec.fit and params is not None and model is not None:
+        fwem, k, a_w, a_k = (float(params[model.index[n]]) for n in ("fwem", "k", "a_w", "a_k"))
+        return f"super-Gaussian FWEM={fwem:.4f} k={k:.3f} a_w={a_w:.4f} a_k={a_k:.3f} (fitted per spectrum)"
+    return f"super-Gaussian FWEM={spec.fwem:.4f} k={spec.k:.3f} a_w={spec.a_w:.4f} a_k={spec.a_k:.3f} (fixed)"
 
 
 class DoasRetrieval:
@@ -175,7 +187,8 @@ class DoasRetrieval:
                          values=dict(zip(model.names, map(float, params))),
                          errors=dict(zip(model.names, map(float, errors))), wavelengths=model.wavelengths,
                          measured=measured, model=fit.model, residual=fit.residual, chi2=fit.cost / dof,
-                         iterations=fit.iterations, converged=converged, quality=quality, message=fit.message)
+                         iterations=fit.iterations, converged=converged, quality=quality, message=fit.message,
+                         line_shape=line_shape_label(self.settings.line_shape, params, model))
 
     def _solve(self, model: IntensityModel, measured: np.ndarray, first: np.ndarray, rescale_only: bool = False,
                first_model: np.ndarray | None = None):

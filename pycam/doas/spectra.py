@@ -17,6 +17,7 @@ import dataclasses
 import datetime as dt
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -76,6 +77,49 @@ def _parse_header_time(text: str) -> dt.datetime | None:
     return None
 
 
+def _header_meta(lines: list[str]) -> dict | None:
+    """Metadata of ``#`` header lines; None for a line-shape file (the slow path names it)."""
+    meta: dict = {}
+    for number, line in enumerate(lines, 1):
+        body = line.strip().lstrip("#").strip()
+        if number == 1 and "line shape" in body.lower():
+            return None
+        for key, pattern in _HEADER_PATTERNS.items():
+            m = pattern.search(body)
+            if m and key not in meta:
+                meta[key] = m.group(1)
+    return meta
+
+
+def _read_text_fast(raw: str) -> tuple[np.ndarray, dict] | None:
+    """The common layout (``#`` header lines, then rows of exactly two numbers) parsed in one go;
+    None for anything else, which the line-by-line reader handles (and names the problem of)."""
+    pos = 0
+    while raw.startswith("#", pos):
+        nl = raw.find("\n", pos)
+        if nl < 0:
+            return None
+        pos = nl + 1
+    body = raw[pos:].rstrip()
+    first_end = body.find("\n")
+    if not body or len(body[:first_end if first_end >= 0 else len(body)].split()) != 2:
+        return None
+    if "#" in body or "," in body or "\n\n" in body or "\n\r\n" in body:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")          # a partial parse is detected by its length below
+        try:
+            values = np.fromstring(body, dtype=np.float64, sep=" ")
+        except ValueError:
+            return None
+    if values.size != 2 * (body.count("\n") + 1):   # short rows, whitespace-only lines, junk: slow path
+        return None
+    meta = _header_meta(raw[:pos].splitlines())
+    if meta is None:
+        return None
+    return values.reshape(-1, 2).T.copy(), meta
+
+
 def _read_text(path: Path) -> tuple[np.ndarray, dict]:
     try:
         raw = path.read_text(encoding="utf-8", errors="strict")
@@ -83,6 +127,9 @@ def _read_text(path: Path) -> tuple[np.ndarray, dict]:
         raise SpectrumError(f"{path}: not a text spectrum (undecodable bytes)") from None
     except OSError as exc:
         raise SpectrumError(f"{path}: cannot read: {exc.strerror}") from None
+    fast = _read_text_fast(raw)
+    if fast is not None:
+        return fast
     meta: dict = {}
     rows: list[tuple[float, float]] = []
     for number, line in enumerate(raw.splitlines(), 1):

@@ -99,6 +99,7 @@ class SpectrometerModel:
         self.poly = POLY_COEFFS[0] + POLY_COEFFS[1] * x + POLY_COEFFS[2] * x * x
         self.kernel = super_gaussian_kernel(self.step)
         self.dilution = self._dilution_transmission(grid)
+        self.shift_nm = 0.0
         self._background = self.solar * self.poly * np.exp(-self.sigma_o3 * O3_COLUMN - self.ring * RING_AMOUNT)
         window = (self.wavelengths >= SATURATION_WINDOW[0]) & (self.wavelengths <= SATURATION_WINDOW[1])
         self.norm = float(np.max(self._convolved(0.0)[window]))
@@ -120,13 +121,33 @@ class SpectrometerModel:
             eps = max(eps_on, eps_off) * (grid / (310.0 if eps_on > 0 else 330.0)) ** -4.0
         return np.exp(-eps * self.plume_distance_m)
 
+    def set_instrument(self, *, fwem: float = ILS_FWEM_NM, k: float = ILS_K, shift_nm: float = 0.0,
+                       measured: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """Change the instrument: its line shape (a super-Gaussian of ``fwem``/``k``, or a
+        ``measured`` (offsets from the line centre in nm, intensities) profile resampled
+        linearly to the grid, zero outside) and its wavelength-calibration error ``shift_nm``
+        (the light at pixel i has wavelength λ_i + shift).  Call it again to let the instrument
+        drift (e.g. per spectrum time).  The count normalisation ``N`` stays that of the start."""
+        if measured is None:
+            if not (fwem > 0 and k > 0):
+                raise ValueError(f"line shape: fwem {fwem:g} nm and k {k:g} must be positive")
+            self.kernel = super_gaussian_kernel(self.step, fwem, k)
+        else:
+            x, y = (np.asarray(a, dtype=np.float64) for a in measured)
+            half = int(math.ceil(max(-x.min(), x.max()) / self.step))
+            g = np.interp(np.arange(-half, half + 1) * self.step, x, y, left=0.0, right=0.0)
+            if not g.sum() > 0:
+                raise ValueError("line shape: the measured profile has no positive area")
+            self.kernel = g / g.sum()
+        self.shift_nm = float(shift_nm)
+
     def _convolved(self, column: float) -> np.ndarray:
         absorbed = np.exp(-self.sigma_so2 * column)
         if self.dilution is not None:       # I = I0·exp(−εd) + I_sky·(1 − exp(−εd)), per wavelength
             absorbed = absorbed * self.dilution + (1.0 - self.dilution)
         hires = self._background * absorbed
         conv = np.convolve(hires, self.kernel, mode="same")
-        return np.interp(self.wavelengths, self.grid, conv)
+        return np.interp(self.wavelengths + self.shift_nm, self.grid, conv)
 
     def expected_counts(self, column: float, integration_ms: int, brightness: float = 1.0, t: float = 0.0,
                         frame_type: str = "Plume") -> np.ndarray:

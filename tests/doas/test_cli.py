@@ -49,7 +49,8 @@ def test_directory_run_skips_bad_files(spec_dir, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "NaN" in err and "not a valid .npy" in err and "wrong length" in err
     rows = _rows(out)
-    assert list(rows[0]) == ["Time", "Column density", "CD error", "LDF", "file"]
+    assert list(rows[0]) == ["Time", "Column density", "CD error", "LDF", "file", "line_shape"]
+    assert all(r["line_shape"] for r in rows)
     assert [r["file"][:17] for r in rows] == ["2024-03-01T120000", "2024-03-01T120001", "2024-03-01T120002"]
     assert rows[0]["Time"] == "2024-03-01 12:00:00"
     values = [float(r["Column density"]) for r in rows]

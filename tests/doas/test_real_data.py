@@ -64,3 +64,34 @@ def test_pycam_spectra_with_measured_ils(data_dir, real_refs):
             assert 0 < r.so2_error < 3e17
             assert 5e18 < r.values["O3"] < 3e19                # a sensible ozone slant column
             assert abs(r.values["shift"]) < 0.3
+
+
+def _doas_cli(data_dir, out, *extra):
+    from pycam.cli.main import main
+
+    ref = data_dir / "reference"
+    folder = ref / "spectra_ifit_masaya_2018"
+    code = main(["doas", str(folder), "--out", str(out), "--reference-dir", str(ref), "--dark", str(folder / "dark.txt"),
+                 "--fit-window", "310", "320", "--stray-window", "280", "290", *extra])
+    assert code == 0
+    import csv
+
+    with open(out, newline="") as fh:
+        return {row["file"]: row for row in csv.DictReader(fh)}
+
+
+def test_masaya_defaults_agree_with_fitted_line_shape(data_dir, tmp_path, capsys):
+    """`pycam doas` with no line-shape option self-calibrates the line shape and agrees with
+    --fit-ils within 1 % on the plume spectra; the shape used is in the results and the log."""
+    default = _doas_cli(data_dir, tmp_path / "default" / "res.csv")
+    log = capsys.readouterr().err
+    fitted = _doas_cli(data_dir, tmp_path / "fitted" / "res.csv", "--fit-ils")
+    for name in MASAYA_EXPECTED:
+        assert float(default[name]["Column density"]) == pytest.approx(float(fitted[name]["Column density"]), rel=0.01)
+    clear = "spectrum_00000.txt"
+    assert abs(float(default[clear]["Column density"]) - float(fitted[clear]["Column density"])) < 5e15
+    assert all("super-Gaussian" in row["line_shape"] for row in default.values())
+    assert "line shape calibrated on spectrum_00000.txt" in log
+    history = (tmp_path / "default" / "doas_calibration_history.csv").read_text().splitlines()
+    assert history[0].startswith("time,source,reason,fwem_nm") and len(history) >= 2
+    assert "self-calibrated" in (tmp_path / "default" / "doas_processing_params.txt").read_text()
