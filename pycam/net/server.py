@@ -86,3 +86,21 @@ class Acceptor:
                 pass
         self._wake_r.close()
         self._wake_w.close()
+
+
+def raise_fd_limit(wanted: int = 65536) -> tuple[int, int]:
+    """Raise this process's soft RLIMIT_NOFILE towards ``wanted`` (at most the hard limit);
+    returns the (soft, hard) limits in force.  Does nothing where ``resource`` is missing."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on POSIX
+        return (-1, -1)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the open-file limit from %d to %d: %s", soft, target, exc)
+    return soft, hard

@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Callable
 
-from pycam.config import Config
+from pycam.config import Config, require_device_secret
 from pycam.net.auth import AuthError, client_handshake
 from pycam.net.connection import Connection, ConnectionClosed, receive_until_closed
 from pycam.net.reconnect import Backoff, connect
@@ -35,7 +35,7 @@ class DeviceLink:
         net = config["network"]
         self.host = net["master_host"]
         self.port = net["device_port"]
-        self.secret = net["secret"]
+        self.secret = require_device_secret(config)
         self.max_payload = net["max_frame_bytes"]
         self.backoff = Backoff(maximum=net["reconnect_max_s"])
         self.device = device

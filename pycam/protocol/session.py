@@ -1,0 +1,344 @@
+"""The session rules of one connection as a socket-free state machine (bytes in, events out).
+
+Like h11 for HTTP, :class:`ServerSession` (the master's side) and :class:`ClientSession` (a
+device's or a client's side) know nothing about sockets or time: feed them the bytes that
+arrived (:meth:`receive_data`) or the messages already decoded (:meth:`handle_message`), act on
+the events they return, and send what :meth:`data_to_send` gives.  The caller owns the clock
+(the handshake deadline) and the socket.
+
+Handshake (HMAC-SHA256 with the secret of the peer's *role*: ``[network] device_secret`` for
+cameras and the spectrometer, ``[network] secret`` for the GUI and scripts, so one role's
+credential never opens the other's port)::
+
+    master -> peer   Challenge(nonce_s)
+    peer -> master   Hello(role, name, device, nonce_p,
+                           mac = HMAC(secret[role], "pycam-hello|nonce_s|nonce_p|role|name|device"))
+    master -> peer   Welcome(session, mac = HMAC(secret[role], "pycam-welcome|nonce_p|nonce_s|session"))
+                     or Error(key "auth") and the connection closes
+
+Session key: ``K = HMAC(secret[role], "pycam-session|nonce_s|nonce_p|role|name|device")``; one
+key per direction and algorithm is derived from it.  Every frame after the Welcome, in both
+directions, carries a 16-byte MAC trailer over the whole frame (prefix, header, payload) keyed
+with the frame's sequence number in that direction: Poly1305 with the one-time key
+``HMAC(K_dir, seq)`` (fast; needs the ``cryptography`` package) or, flagged differently,
+HMAC-SHA256 over ``seq || frame`` truncated to 16 bytes.  A frame that was altered, injected,
+replayed, reordered or dropped fails the check and closes the connection; a frame without a
+MAC after the handshake closes it too.  Nothing is encrypted: see the threat model in README.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import secrets as _secrets
+from typing import Iterable, Mapping
+
+from pycam.protocol.decoder import MessageDecoder
+from pycam.protocol.errors import FrameError, MessageError, ProtocolError
+from pycam.protocol.frames import (DEFAULT_MAX_PAYLOAD, FLAG_MAC_HMAC, FLAG_MAC_POLY1305, PROTOCOL_VERSION,
+                                   TAG_SIZE, add_frame_flags)
+from pycam.protocol.messages import Challenge, Command, Error, Hello, Message, Welcome, encode
+
+try:  # fast one-time MAC; HMAC-SHA256 (stdlib) is the flagged fallback
+    from cryptography.hazmat.primitives.poly1305 import Poly1305 as _Poly1305
+except ImportError:  # pragma: no cover - depends on the installation
+    _Poly1305 = None
+
+HAVE_POLY1305 = _Poly1305 is not None
+#: frame limits before authentication: a hello is small and carries no payload
+PRE_AUTH_MAX_HEADER = 16 * 1024
+PRE_AUTH_MAX_PAYLOAD = 0
+TO_MASTER = "to-master"
+FROM_MASTER = "from-master"
+
+
+# ------------------------------------------------------------------------------- MACs
+def _mac_hex(secret: str, *parts: str) -> str:
+    return hmac.new(secret.encode("utf-8"), "|".join(parts).encode("utf-8"), "sha256").hexdigest()
+
+
+def hello_mac(secret: str, server_nonce: str, peer_nonce: str, role: str, name: str, device: str) -> str:
+    return _mac_hex(secret, "pycam-hello", server_nonce, peer_nonce, role, name, device)
+
+
+def welcome_mac(secret: str, peer_nonce: str, server_nonce: str, session: str) -> str:
+    return _mac_hex(secret, "pycam-welcome", peer_nonce, server_nonce, session)
+
+
+def session_key(secret: str, server_nonce: str, peer_nonce: str, role: str, name: str, device: str) -> bytes:
+    return bytes.fromhex(_mac_hex(secret, "pycam-session", server_nonce, peer_nonce, role, name, device))
+
+
+def new_nonce() -> str:
+    return _secrets.token_hex(32)
+
+
+class _PolyFrame:
+    def __init__(self, key: bytes) -> None:
+        self._p = _Poly1305(key)
+
+    def update(self, data) -> None:
+        self._p.update(data)
+
+    def tag(self) -> bytes:
+        return self._p.finalize()
+
+    def verify(self, tag: bytes) -> bool:
+        return hmac.compare_digest(self.tag(), tag)
+
+
+class _HmacFrame:
+    def __init__(self, key: bytes, seq: bytes) -> None:
+        self._h = hmac.new(key, seq, hashlib.sha256)
+
+    def update(self, data) -> None:
+        self._h.update(data)
+
+    def tag(self) -> bytes:
+        return self._h.digest()[:TAG_SIZE]
+
+    def verify(self, tag: bytes) -> bool:
+        return hmac.compare_digest(self.tag(), tag)
+
+
+class FrameKeys:
+    """The MAC keys of one direction with its frame counter (sender or receiver side)."""
+
+    def __init__(self, key: bytes, direction: str) -> None:
+        self._keys = {flag: hmac.new(key, f"{direction}|{name}".encode(), hashlib.sha256).digest()
+                      for flag, name in ((FLAG_MAC_POLY1305, "poly1305"), (FLAG_MAC_HMAC, "hmac-sha256"))}
+        self.seq = 0
+
+    def begin(self, flags: int):
+        """The verifier (or signer) of the next frame; ``flags`` names the algorithm."""
+        seq = self.seq.to_bytes(8, "big")
+        self.seq += 1
+        if flags & FLAG_MAC_POLY1305:
+            if _Poly1305 is None:
+                raise FrameError("auth", "the peer signs frames with Poly1305 but the cryptography package "
+                                         "is not installed here")
+            return _PolyFrame(hmac.new(self._keys[FLAG_MAC_POLY1305], seq, hashlib.sha256).digest())
+        return _HmacFrame(self._keys[FLAG_MAC_HMAC], seq)
+
+    def seal(self, buffers: list) -> list:
+        """``buffers`` of one encoded frame, flagged and followed by their MAC trailer."""
+        flag = FLAG_MAC_POLY1305 if _Poly1305 is not None else FLAG_MAC_HMAC
+        first = add_frame_flags(buffers[0], flag)
+        mac = self.begin(flag)
+        mac.update(first)
+        for b in buffers[1:]:
+            mac.update(b)
+        return [first, *buffers[1:], mac.tag()]
+
+
+# ------------------------------------------------------------------------------ events
+@dataclasses.dataclass(frozen=True)
+class Authenticated:
+    """(server) The peer proved it holds its role's secret: admit it with ``welcome()`` or ``refuse()``."""
+    hello: Hello
+
+
+@dataclasses.dataclass(frozen=True)
+class Established:
+    """(client) The master proved it holds the secret; frames are authenticated from now on."""
+    welcome: Welcome
+
+
+@dataclasses.dataclass(frozen=True)
+class Refused:
+    """The handshake failed (``reason``); send ``data_to_send()`` if any, then close."""
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class MessageReceived:
+    """An authenticated message after the handshake."""
+    message: Message
+
+
+class SessionError(ProtocolError):
+    """A session method was called in the wrong state."""
+
+
+class _Session:
+    _tell_peer = False   # answer a corrupt stream with an Error before closing (the master does)
+
+    def __init__(self, max_payload_bytes: int) -> None:
+        self.max_payload_bytes = max_payload_bytes
+        self.decoder = MessageDecoder(PRE_AUTH_MAX_PAYLOAD, PRE_AUTH_MAX_HEADER)
+        self.state = "handshake"
+        self._out: list[bytes] = []
+        self._send_keys: FrameKeys | None = None
+
+    @property
+    def established(self) -> bool:
+        return self.state == "established"
+
+    @property
+    def closed(self) -> bool:
+        return self.state == "closed"
+
+    def data_to_send(self) -> bytes:
+        out, self._out = b"".join(self._out), []
+        return out
+
+    def _queue(self, message: Message) -> None:
+        self._out.append(b"".join(bytes(b) for b in encode(message)))
+
+    def seal(self, buffers: list) -> list:
+        """The buffers of one outgoing frame as they must go on the wire (with the MAC once
+        established).  Call in sending order (the sequence number advances)."""
+        if self._send_keys is None:
+            return buffers
+        return self._send_keys.seal(buffers)
+
+    def send(self, message: Message) -> bytes:
+        """``message`` as bytes to send (established sessions only)."""
+        if not self.established:
+            raise SessionError("session", f"cannot send {message.kind} in state {self.state}")
+        return b"".join(bytes(b) for b in self.seal(encode(message)))
+
+    def _establish(self, key: bytes, send_direction: str) -> None:
+        self.state = "established"
+        self.decoder.require_authenticated = True
+        self.decoder.set_limits(self.max_payload_bytes)
+        self._send_keys = FrameKeys(key, send_direction)
+
+    def receive_data(self, data: bytes) -> list:
+        """Feed received bytes; returns the events they complete.  A corrupt or forged stream,
+        or any malformed message before authentication, gives :class:`Refused` (close the
+        connection); after it a malformed message raises MessageError (answer it, carry on)."""
+        events = []
+        try:
+            if data:
+                self.decoder.feed(data)
+            while self.state in ("handshake", "hello-sent", "established"):   # not while a decision is due
+                msg = self.decoder.next_message()
+                if msg is None:
+                    break
+                events.extend(self.handle_message(msg))
+        except MessageError as exc:
+            if self.established:
+                raise   # one bad message: the caller answers it and carries on
+            if self._tell_peer:   # nothing malformed is tolerated before authentication
+                self._queue(Error(key=exc.key, reason=f"not authenticated: {exc.reason}"))
+            self.state = "closed"
+            events.append(Refused(f"{exc.key}: {exc.reason}"))
+        except FrameError as exc:
+            if self._tell_peer and not self.established:
+                self._queue(Error(key=exc.key, reason=exc.reason))
+            self.state = "closed"
+            events.append(Refused(f"{exc.key}: {exc.reason}"))
+        return events
+
+    def handle_message(self, msg: Message) -> list:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class ServerSession(_Session):
+    """The master's side.  ``secrets`` maps each role allowed on this port to its secret."""
+
+    _tell_peer = True
+
+    def __init__(self, secrets: Mapping[str, str], session_id: str,
+                 max_payload_bytes: int = DEFAULT_MAX_PAYLOAD) -> None:
+        super().__init__(max_payload_bytes)
+        if not secrets:
+            raise ValueError("at least one role with its secret is needed")
+        self.secrets = dict(secrets)
+        self.session_id = session_id
+        self.nonce = new_nonce()
+        self.hello: Hello | None = None
+        self._key = b""
+        self._queue(Challenge(nonce=self.nonce, version=PROTOCOL_VERSION))
+
+    def _refuse(self, msg: Message | None, reason: str) -> list:
+        key = msg.key if isinstance(msg, Command) else "auth"
+        rid = msg.request_id if isinstance(msg, Command) else None
+        self._queue(Error(key=key, reason=reason, request_id=rid))
+        self.state = "closed"
+        return [Refused(f"{key}: {reason}")]
+
+    def handle_message(self, msg: Message) -> list:
+        if self.established:
+            return [MessageReceived(msg)]
+        if self.state != "handshake":
+            raise SessionError("session", f"message {msg.kind} in state {self.state}")
+        if not isinstance(msg, Hello):
+            return self._refuse(msg, "not authenticated: answer the challenge with a hello first")
+        if msg.version != PROTOCOL_VERSION:
+            return self._refuse(msg, f"protocol version {msg.version} not supported "
+                                     f"(master speaks {PROTOCOL_VERSION})")
+        if msg.role not in self.secrets:
+            return self._refuse(msg, f"role {msg.role!r} not accepted on this port "
+                                     f"(expected {' or '.join(self.secrets)})")
+        secret = self.secrets[msg.role]
+        expected = hello_mac(secret, self.nonce, msg.nonce, msg.role, msg.name, msg.device)
+        if not hmac.compare_digest(expected, msg.mac):
+            key = "device_secret" if msg.role == "device" else "secret"
+            return self._refuse(msg, f"authentication failed: wrong {msg.role} secret ([network] {key})")
+        self.hello = msg
+        self._key = session_key(secret, self.nonce, msg.nonce, msg.role, msg.name, msg.device)
+        # the peer's first frame after our welcome is already signed: verify from now on
+        self.decoder.frames.authenticator = FrameKeys(self._key, TO_MASTER)
+        self.state = "admitting"
+        return [Authenticated(msg)]
+
+    def welcome(self, devices: Iterable[str] = ()) -> None:
+        """Admit the authenticated peer: queue the Welcome; later frames carry MACs."""
+        if self.state != "admitting":
+            raise SessionError("session", f"cannot welcome in state {self.state}")
+        secret = self.secrets[self.hello.role]
+        self._queue(Welcome(session=self.session_id, devices=tuple(devices),
+                            mac=welcome_mac(secret, self.hello.nonce, self.nonce, self.session_id)))
+        self._establish(self._key, FROM_MASTER)
+
+    def refuse(self, reason: str) -> list:
+        """Refuse an authenticated peer (e.g. unknown device id): queue the Error."""
+        return self._refuse(self.hello, reason)
+
+
+class ClientSession(_Session):
+    """A device's or a client's side of the handshake."""
+
+    def __init__(self, secret: str, *, role: str, name: str, device: str = "",
+                 subscribe: tuple[str, ...] = (), max_payload_bytes: int = DEFAULT_MAX_PAYLOAD) -> None:
+        super().__init__(max_payload_bytes)
+        self.decoder.set_limits(max_payload_bytes)   # the master's messages are trusted by their MACs later
+        self.secret, self.role, self.name, self.device = secret, role, name, device
+        self.subscribe = tuple(subscribe)
+        self.nonce = new_nonce()
+        self._server_nonce = ""
+        self.welcome: Welcome | None = None
+
+    def handle_message(self, msg: Message) -> list:
+        if self.established:
+            return [MessageReceived(msg)]
+        if isinstance(msg, Error):
+            self.state = "closed"
+            return [Refused(f"{msg.key}: {msg.reason}")]
+        if self.state == "handshake":
+            if not isinstance(msg, Challenge):
+                self.state = "closed"
+                return [Refused(f"expected a challenge from the master, got {msg.kind}")]
+            if msg.version != PROTOCOL_VERSION:
+                self.state = "closed"
+                return [Refused(f"master speaks protocol version {msg.version}, we speak {PROTOCOL_VERSION}")]
+            self._server_nonce = msg.nonce
+            self._queue(Hello(role=self.role, name=self.name, nonce=self.nonce, device=self.device,
+                              version=PROTOCOL_VERSION, subscribe=self.subscribe,
+                              mac=hello_mac(self.secret, msg.nonce, self.nonce, self.role, self.name, self.device)))
+            key = session_key(self.secret, msg.nonce, self.nonce, self.role, self.name, self.device)
+            self.decoder.frames.authenticator = FrameKeys(key, FROM_MASTER)
+            self._key = key
+            self.state = "hello-sent"
+            return []
+        if not isinstance(msg, Welcome):
+            self.state = "closed"
+            return [Refused(f"expected welcome, got {msg.kind}")]
+        if not hmac.compare_digest(msg.mac, welcome_mac(self.secret, self.nonce, self._server_nonce, msg.session)):
+            self.state = "closed"
+            return [Refused("the master failed to prove it holds the secret")]
+        self.welcome = msg
+        self._establish(self._key, TO_MASTER)
+        return [Established(msg)]
