@@ -429,8 +429,8 @@ def _toml_value(value: Any) -> str:
 def render_config(overrides: Mapping[str, Mapping[str, Any]] | None = None, secret: str | None = None) -> str:
     """A complete, commented TOML configuration with defaults and the given overrides.
 
-    ``secret`` is the client secret; when it is given and the overrides hold no
-    ``device_secret``, a fresh device secret is generated too (a new station)."""
+    ``secret`` is the client secret; when it is given and the overrides have no
+    ``device_secret`` key, a fresh device secret is generated too (a new station)."""
     overrides = overrides or {}
     lines = ["# PyCam station configuration (validated on load; see `pycam init-config --help`).", ""]
     for section, fields in SCHEMA.items():
@@ -441,7 +441,7 @@ def render_config(overrides: Mapping[str, Mapping[str, Any]] | None = None, secr
             if section == "network" and key == "secret":
                 value: Any = secret if secret is not None else SECRET_PLACEHOLDER
             elif section == "network" and key == "device_secret" and secret is not None \
-                    and not overrides.get("network", {}).get("device_secret"):
+                    and "device_secret" not in overrides.get("network", {}):
                 value = generate_secret()
             else:
                 value = overrides.get(section, {}).get(key, field.default)

@@ -309,7 +309,10 @@ class Ack(Message):
 
     @classmethod
     def from_header(cls, d: dict, payload) -> "Ack":
-        return cls(filename=_get(d, "filename", (str,)), path=_get(d, "path", (str,), required=False, default=""))
+        filename = _get(d, "filename", (str,))
+        if not filename or "/" in filename or "\\" in filename or filename.startswith("."):
+            raise MessageError("filename", f"not a plain file name: {filename[:60]!r}")
+        return cls(filename=filename, path=_get(d, "path", (str,), required=False, default=""))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -34,7 +34,7 @@ from pycam.protocol.session import ServerSession
 from pycam.protocol.messages import (Ack, Command, Data, Error, Event, Message, Reply, Subscribe,
                                      header_filename, utc_now_iso)
 from pycam.station.peers import Peer
-from pycam.station.storage import DataStore, StorageError
+from pycam.station.storage import DataStore, StorageError, check_origin
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,8 @@ class Master:
             raise
         self._ports = {tag: s.getsockname()[1] for tag, s in listeners.items()}
         raise_fd_limit()
+        for path in self.store.clean_temporaries():
+            log.info("removed a half-written file left by an earlier run: %s", path)
         self._acceptor = Gatekeeper(
             listeners, new_session=lambda tag: ServerSession({tag: self._secrets[tag]}, secrets.token_hex(4),
                                                              self.max_payload),
@@ -386,21 +388,29 @@ class Master:
             peer.send(Error(key="device", reason=f"{meta.filename}: data from {peer.device} claims to be from "
                                                  f"{meta.device}", device=peer.device, filename=meta.filename))
             return
-        allowed = {vocab.CAMERA_A: ("image", "on", "band 'on' (fltrA) images"),
-                   vocab.CAMERA_B: ("image", "off", "band 'off' (fltrB) images"),
-                   vocab.SPECTROMETER: ("spectrum", "", "spectra")}[peer.device]
-        if (meta.data_type, meta.band if meta.data_type == "image" else "") != allowed[:2]:
-            peer.send(Error(key="data", reason=f"{meta.filename}: {peer.device} may only send {allowed[2]}",
-                            device=peer.device, filename=meta.filename))
+        problem = check_origin(peer.device, meta)
+        if problem:
+            log.warning("%s: refused %s", peer.device, problem)
+            peer.send(Error(key="data", reason=problem, device=peer.device, filename=meta.filename))
             return
         try:
-            path = self.store.store(data)
+            stored = self.store.store(data)
         except StorageError as exc:
             log.error("%s: %s", peer.device, exc)
             error = Error(key="data", reason=str(exc), device=peer.device, filename=meta.filename)
             peer.send(error)
             self._to_clients(error)
             return
+        path = stored.path
+        if stored.duplicate:   # a resend of a file already stored: acknowledge it again, nothing else
+            peer.send(Ack(filename=meta.filename, path=str(path)))
+            return
+        if stored.conflict:
+            log.warning("%s: %s differs from the stored file of that name; kept as %s", peer.device,
+                        meta.filename, path)
+            self._to_clients(Error(key="data", device=peer.device, filename=meta.filename,
+                                   reason=f"{meta.filename}: a different file of this name is already stored; "
+                                          f"the new one is kept as {path}"))
         self.files_stored += 1
         peer.send(Ack(filename=meta.filename, path=str(path)))
         self._to_clients(Event(name="file_stored", device=peer.device, time=utc_now_iso(),
