@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 
 from pycam.net.connection import Connection
-from pycam.protocol.messages import Welcome
-from pycam.protocol.session import ClientSession, Established, Refused
+from pycam.protocol.messages import Hello, Welcome
+from pycam.protocol.session import Authenticated, ClientSession, Established, Refused, ServerSession
 
 HANDSHAKE_TIMEOUT_S = 10.0
 
@@ -43,3 +43,28 @@ def client_handshake(conn: Connection, secret: str, *, role: str, name: str, dev
         out = session.data_to_send()
         if out:
             conn.send_raw(out)
+
+
+def server_handshake(conn: Connection, session: ServerSession, *, devices: tuple[str, ...] = (),
+                     timeout: float = HANDSHAKE_TIMEOUT_S) -> Hello:
+    """The master's side over a blocking connection, for tools and tests (the master itself runs
+    it in :mod:`pycam.net.gatekeeper`): admits any authenticated peer; returns its Hello or
+    raises AuthError, TimeoutError, ConnectionClosed."""
+    deadline = time.monotonic() + timeout
+    conn.use_session(session)
+    conn.send_raw(session.data_to_send())
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"no complete handshake within {timeout:g} s")
+        for event in session.handle_message(conn.receive(timeout=left)):
+            if isinstance(event, Refused):
+                try:
+                    conn.send_raw(session.data_to_send())
+                finally:
+                    conn.close()
+                raise AuthError(event.reason)
+            if isinstance(event, Authenticated):
+                session.welcome(devices)
+                conn.send_raw(session.data_to_send())
+                return event.hello

@@ -75,8 +75,8 @@ class Connection:
 
     def send(self, message: Message) -> None:
         """Send one message; raises ConnectionClosed if the connection is gone."""
-        buffers = encode(message)
-        self.send_buffers(buffers)
+        session = self.session   # an established session's MAC covers the payload: no checksum pass
+        self.send_buffers(encode(message, checksum=session is None or not session.established))
 
     def send_raw(self, data: bytes) -> None:
         """Send bytes a session produced itself (its handshake frames), never sealed again."""

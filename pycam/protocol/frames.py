@@ -6,8 +6,8 @@ Layout (all integers big-endian)::
     0       4     magic  b"\\xffPYC"   (0xFF: never the start of text)
     4       1     protocol version  (PROTOCOL_VERSION)
     5       1     flags  (bit 0: the payload checksum is CRC-32C; bit 1: a 16-byte session MAC
-                  trailer (Poly1305) follows the payload; bit 2: the same with HMAC-SHA256;
-                  other bits reserved, 0)
+                  trailer follows the payload (GMAC of the payload bound by HMAC-SHA256);
+                  bit 2: the same with HMAC-SHA256 alone; other bits reserved, 0)
     6       4     header length H   (1 .. MAX_HEADER_BYTES)
     10      8     payload length P  (0 .. max_payload_bytes)
     18      4     CRC-32 of bytes 0..17 followed by the header
@@ -16,7 +16,8 @@ Layout (all integers big-endian)::
     26      H     header: UTF-8 JSON object (the typed message, see messages.py)
     26+H    P     payload: raw binary (image pixels, spectrum array), never parsed as text
     26+H+P  16    (only with flag bit 1 or 2) the session MAC over bytes 0..26+H+P-1, keyed per
-                  frame and direction (see pycam.protocol.session); never part of the checksums
+                  frame and direction (see pycam.protocol.session); such frames carry no
+                  payload checksum (0): the MAC covers the payload, one pass instead of two
 
 The header CRC is zlib's CRC-32 (IEEE 802.3 polynomial).  Payloads use the hardware-accelerated
 CRC-32C of the ``crc32c`` package (~20 GB/s) when it is installed, else zlib's CRC-32
@@ -64,9 +65,9 @@ _SCRATCH = 1 << 12  # receive chunk between frames: holds a usual prefix+header;
 #                     bytes read here are copied once more (64 KiB cost ~10 us per 630 kB frame)
 _PAYLOAD_CHUNK = 1 << 22  # payload receive chunk (bounded so the checksum runs while data is fresh)
 FLAG_CRC32C = 0x01
-FLAG_MAC_POLY1305 = 0x02
+FLAG_MAC_GMAC = 0x02
 FLAG_MAC_HMAC = 0x04
-FLAG_MAC = FLAG_MAC_POLY1305 | FLAG_MAC_HMAC
+FLAG_MAC = FLAG_MAC_GMAC | FLAG_MAC_HMAC
 KNOWN_FLAGS = FLAG_CRC32C | FLAG_MAC
 TAG_SIZE = 16
 HAVE_CRC32C = _crc32c is not None
@@ -89,10 +90,12 @@ class Frame:
     authenticated: bool = False   # its session MAC was verified (see FrameDecoder.authenticator)
 
 
-def encode_frame(header: bytes, payload=b"", *, crc32c: bool | None = None) -> list[bytes | memoryview]:
+def encode_frame(header: bytes, payload=b"", *, crc32c: bool | None = None,
+                 checksum: bool = True) -> list[bytes | memoryview]:
     """The frame for ``header`` + ``payload`` as buffers to send in order (payload not copied).
 
-    ``crc32c`` chooses the payload checksum (default: CRC-32C when available)."""
+    ``crc32c`` chooses the payload checksum (default: CRC-32C when available);
+    ``checksum=False`` leaves it out (0) for a frame the session MAC will cover."""
     if not 0 < len(header) <= MAX_HEADER_BYTES:
         raise ValueError(f"header length {len(header)} outside 1..{MAX_HEADER_BYTES}")
     view = memoryview(payload).cast("B") if len(payload) else memoryview(b"")
@@ -100,7 +103,9 @@ def encode_frame(header: bytes, payload=b"", *, crc32c: bool | None = None) -> l
     if use_c and not HAVE_CRC32C:
         raise ValueError("CRC-32C requested but the crc32c package is not installed")
     flags = FLAG_CRC32C if use_c and len(view) else 0
-    payload_crc = payload_checksum(view, flags) if len(view) else 0
+    if not checksum:
+        flags = 0
+    payload_crc = payload_checksum(view, flags) if len(view) and checksum else 0
     head = struct.pack(">4sBBIQ", MAGIC, PROTOCOL_VERSION, flags, len(header), len(view))
     header_crc = zlib.crc32(header, zlib.crc32(head))
     first = head + struct.pack(">II", header_crc, payload_crc) + header
@@ -157,8 +162,10 @@ class FrameDecoder:
         #: input bytes taken by the decoder, each copied (or, a whole prefix, read in place)
         #: exactly once (for the linear-time test)
         self.bytes_copied = 0
-        #: verifies MAC trailers: ``begin(flags)`` returns an object with ``update(data)`` and
-        #: ``verify(tag) -> bool`` for the next MAC-carrying frame (pycam.protocol.session)
+        #: verifies MAC trailers: ``begin(flags)`` returns an object with ``update(data)`` (given
+        #: the prefix and the header), ``payload_progress(payload, received)`` (the first
+        #: ``received`` bytes of the payload buffer are in) and ``verify(tag) -> bool`` for the
+        #: next MAC-carrying frame (pycam.protocol.session)
         self.authenticator = None
         self._mac = None                      # the current frame's verifier
         self._awaiting: tuple | None = None   # (header, payload, error) waiting for its MAC trailer
@@ -191,11 +198,8 @@ class FrameDecoder:
             return
         if self._payload is not None:
             start = self._payload_got
-            chunk = memoryview(self._payload)[start:start + n]
-            self._payload_crc = payload_checksum(chunk, self._flags, self._payload_crc)
-            if self._mac is not None:
-                self._mac.update(chunk)
             self._payload_got += n
+            self._payload_received(memoryview(self._payload)[start:start + n])
             if self._payload_got == len(self._payload):
                 self._finish_payload()
             return
@@ -240,10 +244,8 @@ class FrameDecoder:
                 take = min(need, total - pos)
                 chunk = data[pos:pos + take]
                 self._payload[self._payload_got:self._payload_got + take] = chunk
-                self._payload_crc = payload_checksum(chunk, self._flags, self._payload_crc)
-                if self._mac is not None:
-                    self._mac.update(chunk)
                 self._payload_got += take
+                self._payload_received(chunk)
                 self.bytes_copied += take
                 pos += take
                 if self._payload_got == len(self._payload):
@@ -349,9 +351,18 @@ class FrameDecoder:
         self._spare = storage
         return storage
 
+    def _payload_received(self, chunk) -> None:
+        """Check received payload bytes (``chunk``, now stored) while they are fresh in the
+        cache: the MAC when the frame has one (verified with the trailer), else the checksum."""
+        if self._flags & FLAG_MAC:
+            if self._mac is not None:
+                self._mac.payload_progress(self._payload, self._payload_got)
+        else:
+            self._payload_crc = payload_checksum(chunk, self._flags, self._payload_crc)
+
     def _finish_payload(self) -> None:
         header, payload = self._header, self._payload
-        ok = self._payload_crc == self._payload_crc_expected
+        ok = bool(self._flags & FLAG_MAC) or self._payload_crc == self._payload_crc_expected
         self._header = None
         self._payload = None
         self._payload_got = 0

@@ -508,10 +508,11 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
 _HEADER_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)   # stateless, like a struct.Struct
 
 
-def encode(message: Message) -> list[bytes | memoryview]:
-    """The buffers of the frame carrying ``message`` (send them in order)."""
+def encode(message: Message, *, checksum: bool = True) -> list[bytes | memoryview]:
+    """The buffers of the frame carrying ``message`` (send them in order); ``checksum=False``
+    for a frame the session MAC will cover (pycam.protocol.session)."""
     header = _HEADER_JSON.encode(message.header()).encode("utf-8")
-    return encode_frame(header, message.payload_bytes)
+    return encode_frame(header, message.payload_bytes, checksum=checksum)
 
 
 def encode_bytes(message: Message) -> bytes:

@@ -21,13 +21,13 @@ from station_helpers import InProcessStation, raw_connection, stored_files, wait
 
 from pycam.config import ConfigError, load_config, render_config
 from pycam.formats.images import read_image
-from pycam.net.auth import AuthError, client_handshake
+from pycam.net.auth import AuthError, client_handshake, server_handshake
 from pycam.net.connection import Connection, ConnectionClosed
 from pycam.net.gatekeeper import ConnectionPolicy, Gatekeeper
 from pycam.net.ratelog import RateLimitedLog
 from pycam.net.server import raise_fd_limit
 from pycam.protocol import messages as m
-from pycam.protocol.session import Authenticated, ServerSession
+from pycam.protocol.session import ServerSession
 from pycam.station.camera_service import CameraService
 from pycam.station.client import StationClient
 from pycam.station.launcher import write_station_config
@@ -277,15 +277,8 @@ class FakeMaster:
     def accept(self, timeout: float = 20.0) -> Connection:
         self.listener.settimeout(timeout)
         sock, _ = self.listener.accept()
-        session = ServerSession({"device": self.secret}, "fake", 1 << 26)
-        conn = Connection(sock, 1 << 26, session=session)
-        conn.send_raw(session.data_to_send())
-        while True:
-            events = session.handle_message(conn.receive(timeout=10))
-            if any(isinstance(e, Authenticated) for e in events):
-                break
-        session.welcome()
-        conn.send_raw(session.data_to_send())
+        conn = Connection(sock, 1 << 26)
+        server_handshake(conn, ServerSession({"device": self.secret}, "fake", 1 << 26))
         return conn
 
     def close(self) -> None:
