@@ -49,6 +49,8 @@ HAVE_GMAC = _AESGCM is not None
 #: frame limits before authentication: a hello is small and carries no payload
 PRE_AUTH_MAX_HEADER = 16 * 1024
 PRE_AUTH_MAX_PAYLOAD = 0
+#: largest payload the master accepts from a client (clients send commands, never data)
+CLIENT_MAX_PAYLOAD = 64 * 1024
 TO_MASTER = "to-master"
 MAC_BLOCK = 1 << 17   # payload bytes per GMAC call: small enough to be MACed while in the cache
 FROM_MASTER = "from-master"

@@ -30,7 +30,7 @@ from pycam.net.gatekeeper import ConnectionPolicy, Gatekeeper
 from pycam.net.server import listen, raise_fd_limit
 from pycam.protocol import commands as vocab
 from pycam.protocol.errors import CommandValueError, FrameError, MessageError, ProtocolError
-from pycam.protocol.session import ServerSession
+from pycam.protocol.session import CLIENT_MAX_PAYLOAD, ServerSession
 from pycam.protocol.messages import (Ack, Command, Data, Error, Event, Message, Reply, Subscribe,
                                      header_filename, utc_now_iso)
 from pycam.station.peers import Peer
@@ -83,8 +83,9 @@ class Master:
         for path in self.store.clean_temporaries():
             log.info("removed a half-written file left by an earlier run: %s", path)
         self._acceptor = Gatekeeper(
-            listeners, new_session=lambda tag: ServerSession({tag: self._secrets[tag]}, secrets.token_hex(4),
-                                                             self.max_payload),
+            listeners, new_session=lambda tag: ServerSession(   # clients send no data: small frames only
+                {tag: self._secrets[tag]}, secrets.token_hex(4),
+                self.max_payload if tag == "device" else min(self.max_payload, CLIENT_MAX_PAYLOAD)),
             admit=self._admit, established=self._established, welcome_devices=lambda: self.connected_devices,
             max_payload_bytes=self.max_payload, policy=self.policy, name="master-gatekeeper")
         self._acceptor.start()

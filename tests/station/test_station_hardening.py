@@ -68,6 +68,9 @@ def test_drip_flood_is_cut_at_the_handshake_deadline_while_a_client_is_served(tm
     try:
         with DripFlood(master.client_port, 1000, interval_s=0.5) as flood:
             assert flood.all_open.wait(60)
+            # the whole flood is in (a client connecting in the middle of a same-address burst of more
+            # than max_pending_per_host connections can be evicted: that is what the cap trades)
+            wait_for(lambda: master._acceptor.stats["accepted"] >= 1000, 30, what="the flood accepted")
             waits = [timed_request(master.client_port, secret) for _ in range(5)]
             wait_for(lambda: len(flood.lifetimes) >= 1000, 30, what="every flood connection cut")
         assert flood.opened == 1000 and flood.connect_failures == 0
@@ -174,6 +177,7 @@ def test_unauthenticated_connections_are_capped_per_address(tmp_path):
     try:
         with DripFlood(master.client_port, 100, interval_s=0.5) as flood:
             assert flood.all_open.wait(30)
+            wait_for(lambda: master._acceptor.stats["accepted"] >= 100, 30, what="the flood accepted")
             wait_for(lambda: len(flood.lifetimes) >= 92, 10, what="evictions")
             assert master._acceptor.pending <= 8
             assert timed_request(master.client_port, config["network"]["secret"]) < 1.0
@@ -182,10 +186,10 @@ def test_unauthenticated_connections_are_capped_per_address(tmp_path):
 
 
 # ------------------------------------------------------------------------- finding 3
-def _image(device, name, value, band):
-    meta = m.DataMeta(data_type="image", filename=name, device=device, shape=(4, 4), dtype="<u2",
+def _image(device, name, value, band, shape=(4, 4)):
+    meta = m.DataMeta(data_type="image", filename=name, device=device, shape=shape, dtype="<u2",
                       time="2024-05-01T12:00:04+00:00", frame_type="Plume", band=band, exposure_us=1000)
-    return m.Data.from_array(meta, np.full((4, 4), value, np.uint16))
+    return m.Data.from_array(meta, np.full(shape, value, np.uint16))
 
 
 def _send_and_answer(conn, data):
@@ -345,3 +349,29 @@ def test_a_gui_credential_cannot_log_in_as_a_device(station):
             with pytest.raises(AuthError, match="wrong device secret"):
                 client_handshake(conn, gui_secret, role="device", name="impostor", device="CM2")
     assert station.master._devices["CM2"] is real     # never displaced
+
+
+def test_buffers_are_bounded_per_connection_and_clients_are_capped(tmp_path):
+    config = load_config(config_with(tmp_path, max_clients=2))
+    master = Master(config, fsync=False)
+    master.start()
+    secret = config["network"]["secret"]
+    try:
+        # an authenticated client cannot make the master hold a large payload (clients send no data)
+        with raw_connection(master.client_port) as conn:
+            client_handshake(conn, secret, role="client", name="big")
+            conn.send(_image("CM1", "2024-05-01T120004_fltrA_1ag_1000ss_Plume.png", 1, "on", (512, 512)))
+            error = conn.receive(timeout=10)
+            assert isinstance(error, m.Error) and "exceeds the limit" in error.reason
+            with pytest.raises(ConnectionClosed):
+                conn.receive(timeout=10)
+        # at most max_clients authenticated clients
+        with raw_connection(master.client_port) as a, raw_connection(master.client_port) as b:
+            client_handshake(a, secret, role="client", name="a")
+            client_handshake(b, secret, role="client", name="b")
+            wait_for(lambda: len(master._clients) == 2, 5, what="two clients")
+            with raw_connection(master.client_port) as c:
+                with pytest.raises(AuthError, match="too many clients"):
+                    client_handshake(c, secret, role="client", name="c")
+    finally:
+        master.stop()
