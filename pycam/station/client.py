@@ -184,6 +184,8 @@ class StationClient:
             first = False
             try:
                 self._read_loop(conn)
+            except Exception:   # whatever the master sent: end this connection, never the client
+                log.exception("%s: connection to the master failed; reconnecting", self.name)
             finally:
                 self._connected.clear()
                 self._conn = None
