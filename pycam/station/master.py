@@ -18,7 +18,6 @@ from __future__ import annotations
 import itertools
 import logging
 import secrets
-import socket
 import threading
 import time
 from pathlib import Path
