@@ -7,10 +7,10 @@ malformed.  No pickle: headers are JSON, payloads are raw arrays described by th
 
 Message kinds (the ``kind`` field of the JSON header):
 
-Handshake (see pycam.net.auth):
+Handshake (rules in pycam.protocol.session; every later frame carries the session MAC):
   * :class:`Challenge` master -> peer, first frame on every connection: a random nonce.
   * :class:`Hello` peer -> master: role (``client`` or ``device``), name, device id, its own
-    nonce and an HMAC-SHA256 of both nonces with the shared secret.
+    nonce and an HMAC-SHA256 of both nonces with its role's secret.
   * :class:`Welcome` master -> peer: the session id and the master's own HMAC proof.
 
 Commands and answers:
