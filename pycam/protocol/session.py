@@ -1,4 +1,5 @@
-"""The session rules of one connection as a socket-free state machine (bytes in, events out).
+"""The session rules of one connection as a socket-free state machine (bytes in, events out),
+and the client's request/reply matching (:class:`RequestTracker`).
 
 Like h11 for HTTP, :class:`ServerSession` (the master's side) and :class:`ClientSession` (a
 device's or a client's side) know nothing about sockets or time: feed them the bytes that
@@ -38,7 +39,7 @@ from pycam.protocol.decoder import MessageDecoder
 from pycam.protocol.errors import FrameError, MessageError, ProtocolError
 from pycam.protocol.frames import (DEFAULT_MAX_PAYLOAD, FLAG_MAC_GMAC, FLAG_MAC_HMAC, PROTOCOL_VERSION,
                                    TAG_SIZE, add_frame_flags)
-from pycam.protocol.messages import Challenge, Command, Error, Hello, Message, Welcome, encode
+from pycam.protocol.messages import Challenge, Command, Error, Event, Hello, Message, Reply, Welcome, encode
 
 try:  # fast MAC of the payload (GMAC); HMAC-SHA256 (stdlib) is the flagged fallback
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM as _AESGCM
@@ -379,3 +380,68 @@ class ClientSession(_Session):
         self.welcome = msg
         self._establish(self._key, TO_MASTER)
         return [Established(msg)]
+
+
+# ----------------------------------------------------------------- request/reply matching
+@dataclasses.dataclass
+class PendingRequest:
+    """One request a client is waiting for: the answers so far and, for ``device="all"``, the
+    devices the master routed it to (from its ``routed`` event)."""
+
+    answers: list = dataclasses.field(default_factory=list)
+    targets: list[str] | None = None
+    done: bool = False
+
+    def _update(self) -> bool:
+        if self.targets is None:   # one device, or an 'all' the master refused outright
+            self.done = bool(self.answers)
+        else:
+            answered = {a.device for a in self.answers}
+            self.done = all(t in answered for t in self.targets)
+        return self.done
+
+
+class RequestTracker:
+    """The client side's request/reply matching, pure (the caller locks and waits): replies and
+    errors of our ``session`` complete the request of their id; a ``routed`` event tells which
+    devices an ``all`` request went to, and it completes once each of them has answered."""
+
+    def __init__(self) -> None:
+        self.session = ""
+        self._pending: dict[int, PendingRequest] = {}
+
+    def add(self, request_id: int) -> PendingRequest:
+        request = self._pending[request_id] = PendingRequest()
+        return request
+
+    def pop(self, request_id: int) -> PendingRequest | None:
+        return self._pending.pop(request_id, None)
+
+    def on_message(self, msg: Message) -> int | None:
+        """The id of the request ``msg`` completes, if any."""
+        if isinstance(msg, Event) and msg.name == "routed":
+            fields = msg.fields
+            rid = fields.get("request_id") if fields.get("session") == self.session else None
+            request = self._pending.get(rid) if isinstance(rid, int) else None
+            if request is None:
+                return None
+            targets = fields.get("targets", [])
+            request.targets = [t for t in targets if isinstance(t, str)] if isinstance(targets, list) else []
+        elif isinstance(msg, (Reply, Error)) and msg.session == self.session and msg.request_id is not None:
+            rid = msg.request_id
+            request = self._pending.get(rid)
+            if request is None:
+                return None
+            request.answers.append(msg)
+        else:
+            return None
+        return rid if request._update() else None
+
+    def fail_all(self, reason: str) -> list[int]:
+        """The connection is gone: every waiting request gets an Error (key ``connection``);
+        returns their ids."""
+        for request in self._pending.values():
+            request.answers.append(Error(key="connection", reason=reason))
+            request.done = True
+        return list(self._pending)
+

@@ -183,3 +183,22 @@ def test_fuzz_mutated_signed_traffic_is_never_accepted(mutation):
         for e in events:
             if isinstance(e, s.MessageReceived):   # only frames before the damaged one get through, intact
                 assert e.message in (m.Command(request_id=1, device="CM1", key="SSA", value=1000),)
+
+
+def test_request_tracker_matches_replies_of_our_session_and_waits_for_every_routed_device():
+    tracker = s.RequestTracker()
+    tracker.session = "me"
+    tracker.add(1)
+    tracker.add(2)
+    assert tracker.on_message(m.Reply(request_id=1, device="CM1", key="SSA", value=5, session="other")) is None
+    assert tracker.on_message(m.Reply(request_id=1, device="CM1", key="SSA", value=5, session="me")) == 1
+    routed = m.Event(name="routed", device="master", fields={"request_id": 2, "session": "me", "key": "LOG",
+                                                             "targets": ["CM1", "CM2"]})
+    assert tracker.on_message(routed) is None
+    assert tracker.on_message(m.Reply(request_id=2, device="CM1", key="LOG", value={}, session="me")) is None
+    assert tracker.on_message(m.Error(key="LOG", reason="x", request_id=2, device="CM2", session="me")) == 2
+    assert [a.device for a in tracker.pop(2).answers] == ["CM1", "CM2"]
+    assert tracker.on_message(m.Reply(request_id=9, device="CM1", key="SSA", value=5, session="me")) is None
+    tracker.add(3)
+    assert tracker.fail_all("lost") == [1, 3]
+    assert tracker.pop(3).answers[0].key == "connection"
