@@ -203,9 +203,9 @@ def capture_to_disk_latency(shape, frames: int, rate_hz: float) -> dict:
 def checksum_name() -> str:
     from pycam.protocol.frames import HAVE_CRC32C
 
-    crc = "CRC-32C payload checksums" if HAVE_CRC32C else "zlib CRC-32 payload checksums (crc32c not installed)"
     mac = "GMAC+HMAC-SHA256" if HAVE_GMAC else "HMAC-SHA256 (cryptography not installed)"
-    return f"{crc}, authenticated session with a {mac} MAC on every frame"
+    return (f"authenticated session: a {mac} MAC on every frame instead of the payload checksum "
+            f"({'CRC-32C' if HAVE_CRC32C else 'zlib CRC-32'} on unauthenticated frames)")
 
 
 def _pct(values, p):
