@@ -71,6 +71,7 @@ FLAG_MAC = FLAG_MAC_GMAC | FLAG_MAC_HMAC
 KNOWN_FLAGS = FLAG_CRC32C | FLAG_MAC
 TAG_SIZE = 16
 HAVE_CRC32C = _crc32c is not None
+_MAC_MISMATCH = "frame authentication failed (session MAC mismatch): data altered or injected on the way"
 _getrefcount = getattr(sys, "getrefcount", None)   # CPython; elsewhere payload buffers are never reused
 
 
@@ -154,6 +155,7 @@ class FrameDecoder:
         # payload state
         self._header: bytes | None = None
         self._payload: np.ndarray | None = None
+        self._payload_data: np.ndarray | None = None   # the payload part of _payload (without a MAC trailer)
         self._spare: np.ndarray | None = None   # the last payload buffer, reused once unreferenced
         self._payload_got = 0
         self._payload_crc_expected = 0
@@ -228,7 +230,7 @@ class FrameDecoder:
     def _fail(self, key: str, reason: str) -> None:
         self._dead = FrameError(key, reason)
         self._buf = bytearray()
-        self._payload = None
+        self._payload = self._payload_data = None
         self._awaiting = None
         self._mac = None
         raise self._dead
@@ -331,7 +333,9 @@ class FrameDecoder:
             self._complete(header, b"", None)
             return
         self._header = header
-        self._payload = self._payload_storage(payload_len)
+        # a MAC trailer is received into the same buffer, right behind the payload
+        self._payload = self._payload_storage(payload_len + (TAG_SIZE if self._flags & FLAG_MAC else 0))
+        self._payload_data = self._payload[:payload_len]
         self._payload_got = 0
         self._payload_crc_expected = payload_crc
         self._payload_crc = 0
@@ -356,7 +360,7 @@ class FrameDecoder:
         cache: the MAC when the frame has one (verified with the trailer), else the checksum."""
         if self._flags & FLAG_MAC:
             if self._mac is not None:
-                self._mac.payload_progress(self._payload, self._payload_got)
+                self._mac.payload_progress(self._payload_data, min(self._payload_got, len(self._payload_data)))
         else:
             self._payload_crc = payload_checksum(chunk, self._flags, self._payload_crc)
 
@@ -364,8 +368,15 @@ class FrameDecoder:
         header, payload = self._header, self._payload
         ok = bool(self._flags & FLAG_MAC) or self._payload_crc == self._payload_crc_expected
         self._header = None
-        self._payload = None
+        self._payload = self._payload_data = None
         self._payload_got = 0
+        if self._flags & FLAG_MAC:   # payload and trailer are in: verify before handing it out
+            n = len(payload) - TAG_SIZE
+            mac, self._mac = self._mac, None
+            if mac is not None and not mac.verify(bytes(payload[n:])):
+                self._fail("auth", _MAC_MISMATCH)
+            self._ready.append(Frame(header, payload[:n], mac is not None))
+            return
         error = None
         if not ok:
             algorithm = "CRC-32C" if self._flags & FLAG_CRC32C else "CRC-32"
@@ -377,7 +388,8 @@ class FrameDecoder:
         self._complete(header, payload, error)
 
     def _complete(self, header: bytes, payload, error: MessageError | None) -> None:
-        """A frame's header and payload are in; with a MAC flag its trailer comes next."""
+        """A frame's header (and payload) are in; with a MAC flag its trailer comes next (for a
+        frame without payload; otherwise it came with the payload)."""
         if self._flags & FLAG_MAC:
             self._awaiting = (header, payload, error)
             self._tag = bytearray()
@@ -389,6 +401,5 @@ class FrameDecoder:
         mac, tag = self._mac, bytes(self._tag)
         self._awaiting, self._mac, self._tag = None, None, bytearray()
         if mac is not None and not mac.verify(tag):
-            self._fail("auth", "frame authentication failed (session MAC mismatch): data altered or injected "
-                               "on the way")
+            self._fail("auth", _MAC_MISMATCH)
         self._ready.append(error if error is not None else Frame(header, payload, mac is not None))
