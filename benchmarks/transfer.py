@@ -1,7 +1,7 @@
 """Transfer benchmark: image frames camera -> master over loopback through the full protocol
-(CRC-32C payload checksums computed by the sender and verified by the receiver, every header
-parsed and validated) versus a raw socket sending the same bytes in the same run (same socket
-options); and capture-to-disk latency through the real camera service and master (spool,
+(an authenticated session: CRC-32C payload checksums and the per-frame session MAC computed by
+the sender and verified by the receiver, every header parsed and validated) versus a raw socket
+sending the same bytes in the same run (same socket options); and capture-to-disk latency through the real camera service and master (spool,
 store-and-forward, atomic fsynced PNG on the master).
 
     .venv/bin/python benchmarks/transfer.py [--quick]
@@ -32,7 +32,11 @@ sys.path.insert(0, str(ROOT))
 
 from pycam.drivers.base import CameraDriver, CameraFrame, CameraLimits  # noqa: E402
 from pycam.net.connection import SOCKET_BUFFER_BYTES, Connection, tune_socket  # noqa: E402
+from pycam.net.auth import client_handshake, server_handshake  # noqa: E402
 from pycam.protocol import messages as m  # noqa: E402
+from pycam.protocol.session import HAVE_GMAC, ServerSession  # noqa: E402
+
+BENCH_SECRET = "b" * 64
 
 SIZES = {"648x486": (486, 648), "2592x1944": (1944, 2592)}
 
@@ -55,6 +59,7 @@ def _protocol_sender(port: int, shape, count: int) -> None:
     pixels = _frame(shape)
     with socket.create_connection(("127.0.0.1", port)) as sock:
         conn = Connection(sock, max_payload_bytes=1 << 27)
+        client_handshake(conn, BENCH_SECRET, role="device", name="bench", device="CM1")   # MAC on every frame
         for i in range(count):
             meta = m.DataMeta(data_type="image", filename=f"2024-01-01T00{i // 60 % 60:02d}{i % 60:02d}_fltrA_1ag_1000ss_Plume.png",
                               device="CM1", shape=shape, dtype="<u2", time="2024-01-01T00:00:00+00:00",
@@ -106,6 +111,7 @@ def protocol_throughput(shape, count: int) -> float:
     proc.start()
     sock, _ = ls.accept()
     conn = Connection(sock, max_payload_bytes=1 << 27)
+    server_handshake(conn, ServerSession({"device": BENCH_SECRET}, "bench", 1 << 27))
     start = time.perf_counter()
     for _ in range(count):
         msg = conn.receive()           # frame CRC verified while receiving; header parsed and checked
@@ -197,7 +203,9 @@ def capture_to_disk_latency(shape, frames: int, rate_hz: float) -> dict:
 def checksum_name() -> str:
     from pycam.protocol.frames import HAVE_CRC32C
 
-    return "CRC-32C payload checksums" if HAVE_CRC32C else "zlib CRC-32 payload checksums (crc32c not installed)"
+    mac = "GMAC+HMAC-SHA256" if HAVE_GMAC else "HMAC-SHA256 (cryptography not installed)"
+    return (f"authenticated session: a {mac} MAC on every frame instead of the payload checksum "
+            f"({'CRC-32C' if HAVE_CRC32C else 'zlib CRC-32'} on unauthenticated frames)")
 
 
 def _pct(values, p):

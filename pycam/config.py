@@ -11,6 +11,7 @@ directory of the config file.
 from __future__ import annotations
 
 import dataclasses
+import hmac
 import os
 import secrets
 import tomllib
@@ -47,6 +48,12 @@ def _secret_check(value: str) -> str | None:
     if len(value) < 32:
         return "shared secret too short (need at least 32 characters)"
     return None
+
+
+def _device_secret_check(value: str) -> str | None:
+    if value == "":
+        return None   # a GUI-only configuration; the master and the devices refuse to start without it
+    return _secret_check(value)
 
 
 def _host_check(value: str) -> str | None:
@@ -116,7 +123,21 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "device_port": Field(int, 12345, 1, 65535, doc="port for cameras and spectrometer (PyCam port_comm)"),
         "client_port": Field(int, 12347, 1, 65535, doc="port for the GUI and scripts (PyCam port_ext)"),
         "secret": Field(str, required=True, check=_secret_check,
-                        doc="shared secret for HMAC challenge-response authentication"),
+                        doc="credential of the GUI and scripts (client role): HMAC challenge-response and "
+                            "the key of the per-frame MAC; the master and every client need it"),
+        "device_secret": Field(str, "", check=_device_secret_check,
+                               doc="credential of the cameras and spectrometer (device role), different from "
+                                   "secret; the master and the device Pis need it, a GUI machine should not have "
+                                   "it (empty: this configuration cannot run the master or a device)"),
+        "handshake_timeout_s": Field(float, 5.0, 0.05, 120.0,
+                                     doc="a connection must complete its handshake within this time after "
+                                         "connecting (absolute; arriving bytes do not extend it)"),
+        "max_pending_handshakes": Field(int, 64, 1, 100_000,
+                                        doc="unauthenticated connections held at once; beyond, the oldest of the "
+                                            "busiest address is closed"),
+        "max_pending_per_host": Field(int, 16, 1, 100_000,
+                                      doc="unauthenticated connections held at once from one address"),
+        "max_clients": Field(int, 16, 1, 1000, doc="authenticated clients (GUI, scripts) at once"),
         "max_frame_bytes": Field(int, 64 * 1024 * 1024, 1024, 1 << 31,
                                  doc="largest frame accepted; larger closes that connection"),
         "reconnect_max_s": Field(float, 10.0, 0.1, 3600.0, doc="longest wait between reconnect attempts"),
@@ -408,6 +429,9 @@ def _cross_checks(values: Mapping[str, Mapping[str, Any]]) -> None:
     net = values["network"]
     if net["device_port"] == net["client_port"]:
         raise ConfigError("[network] client_port: must differ from device_port")
+    if net["device_secret"] and hmac.compare_digest(net["device_secret"], net["secret"]):
+        raise ConfigError("[network] device_secret: must differ from secret (a client credential must not "
+                          "act as a device)")
     for section in ("camera", "spectrometer"):
         s = values[section]
         if s["min_saturation"] >= s["max_saturation"]:
@@ -440,6 +464,16 @@ def generate_secret() -> str:
     return secrets.token_hex(SECRET_BYTES)
 
 
+def require_device_secret(config: Config) -> str:
+    """``[network] device_secret`` for the master and the devices; ConfigError naming it if unset."""
+    value = config["network"]["device_secret"]
+    if not value:
+        where = f"{config.path}: " if config.path else ""
+        raise ConfigError(f"{where}[network] device_secret: not set; the master and the devices need it "
+                          "(run `pycam init-config FILE` to generate one)")
+    return value
+
+
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -456,7 +490,10 @@ def _toml_value(value: Any) -> str:
 
 
 def render_config(overrides: Mapping[str, Mapping[str, Any]] | None = None, secret: str | None = None) -> str:
-    """A complete, commented TOML configuration with defaults and the given overrides."""
+    """A complete, commented TOML configuration with defaults and the given overrides.
+
+    ``secret`` is the client secret; when it is given and the overrides have no
+    ``device_secret`` key, a fresh device secret is generated too (a new station)."""
     overrides = overrides or {}
     lines = ["# PyCam station configuration (validated on load; see `pycam init-config --help`).", ""]
     for section, fields in SCHEMA.items():
@@ -466,6 +503,9 @@ def render_config(overrides: Mapping[str, Mapping[str, Any]] | None = None, secr
                 lines.append(f"# {field.doc}")
             if section == "network" and key == "secret":
                 value: Any = secret if secret is not None else SECRET_PLACEHOLDER
+            elif section == "network" and key == "device_secret" and secret is not None \
+                    and "device_secret" not in overrides.get("network", {}):
+                value = generate_secret()
             else:
                 value = overrides.get(section, {}).get(key, field.default)
             lines.append(f"{key} = {_toml_value(value)}")

@@ -7,6 +7,7 @@ import inspect
 import sys
 from pathlib import Path
 
+from pycam.config import ConfigError, require_device_secret
 from pycam.drivers.base import DriverError
 from pycam.drivers.registry import CAMERA_DRIVERS
 from pycam.station.camera_service import CameraService
@@ -38,6 +39,11 @@ def run_device(args: argparse.Namespace, kind: str) -> int:
     prog = f"pycam {kind}"
     setup_logging(args.log_level)
     config = load_or_exit(args.config, prog)
+    try:
+        require_device_secret(config)
+    except ConfigError as exc:
+        print(f"{prog}: bad configuration: {exc}", file=sys.stderr)
+        return 2
     if args.framerate is not None and not 0 <= args.framerate <= (1.0 if kind == "camera" else 10.0):
         print(f"{prog}: --framerate {args.framerate} out of range", file=sys.stderr)
         return 2

@@ -5,8 +5,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from pycam.config import ConfigError
 from pycam.net.server import PortInUse
 from pycam.station.master import Master
+from pycam.station.storage import StorageError
 from pycam.station.runtime import load_or_exit, on_termination, setup_logging
 
 
@@ -22,7 +24,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     setup_logging(args.log_level)
     config = load_or_exit(args.config, "pycam masterpi")
-    master = Master(config, data_dir=args.data_dir, fsync=not args.no_fsync)
+    try:
+        master = Master(config, data_dir=args.data_dir, fsync=not args.no_fsync)
+    except (ConfigError, StorageError) as exc:
+        print(f"pycam masterpi: {exc}", file=sys.stderr)
+        return 2
     try:
         master.start()
     except PortInUse as exc:

@@ -33,11 +33,14 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | os.PathLike[str], writer: Callable[[BinaryIO], None], *, fsync: bool = True) -> Path:
+def atomic_write(path: str | os.PathLike[str], writer: Callable[[BinaryIO], None], *, fsync: bool = True,
+                 replace: bool = True) -> Path:
     """Call ``writer(fileobj)`` on a temporary file, then rename it to ``path``.
 
     On any error the temporary file is removed and the exception propagates; an existing
-    file at ``path`` is left untouched.
+    file at ``path`` is left untouched.  With ``replace=False`` an existing ``path`` is never
+    replaced, even by a concurrent writer (hard link, then unlink of the temporary): raises
+    FileExistsError.
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -48,7 +51,11 @@ def atomic_write(path: str | os.PathLike[str], writer: Callable[[BinaryIO], None
             fh.flush()
             if fsync:
                 os.fsync(fh.fileno())
-        os.replace(tmp, final)
+        if replace:
+            os.replace(tmp, final)
+        else:
+            os.link(tmp, final)   # atomic and fails if the name exists
+            tmp.unlink()
     except BaseException:
         try:
             tmp.unlink()
@@ -60,8 +67,9 @@ def atomic_write(path: str | os.PathLike[str], writer: Callable[[BinaryIO], None
     return final
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | bytearray | memoryview, *, fsync: bool = True) -> Path:
-    return atomic_write(path, lambda fh: fh.write(data), fsync=fsync)
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | bytearray | memoryview, *, fsync: bool = True,
+                       replace: bool = True) -> Path:
+    return atomic_write(path, lambda fh: fh.write(data), fsync=fsync, replace=replace)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str, *, fsync: bool = True) -> Path:

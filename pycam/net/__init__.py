@@ -1,7 +1,10 @@
 """Sockets, connections, authentication and reconnection over the pure protocol (floor 2).
 
 * ``connection`` — Connection: thread-safe send, blocking receive, zero-copy payloads
-* ``auth``       — HMAC-SHA256 challenge-response handshake (server and client sides)
-* ``server``     — listen() with SO_REUSEADDR and an Acceptor thread (selectors, no polling)
+* ``auth``       — the client side of the handshake (rules: pycam.protocol.session)
+* ``gatekeeper`` — the master's accept loop and every handshake in one selector thread
+                   (absolute deadline, caps per address and in all, accept back-off)
+* ``server``     — listen() with SO_REUSEADDR; raise_fd_limit()
+* ``ratelog``    — rate-limited logging of repeated failures
 * ``reconnect``  — Backoff and connect_with_backoff
 """

@@ -2,7 +2,8 @@
 
 ``send`` may be called from any thread (a lock keeps frames whole); ``receive`` from one
 reader thread.  ``close`` from any thread wakes a blocked ``receive`` (it returns
-:class:`ConnectionClosed`).  Payloads are received straight into their final buffer
+:class:`ConnectionClosed`).  With a session (:mod:`pycam.protocol.session`) the connection
+decodes through the session's decoder and every frame it sends is sealed with the session MAC.  Payloads are received straight into their final buffer
 (``recv_into``) and sent without concatenation (``sendmsg``).
 """
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import select
 import socket
 import threading
+import time
 from typing import Iterator
 
 from pycam.protocol.decoder import MessageDecoder
@@ -43,12 +45,17 @@ def tune_socket(sock: socket.socket) -> None:
 
 
 class Connection:
-    def __init__(self, sock: socket.socket, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD, name: str = "") -> None:
+    def __init__(self, sock: socket.socket, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD, name: str = "",
+                 session=None) -> None:
         sock.setblocking(True)
         tune_socket(sock)
         self.sock = sock
         self.name = name
+        self.max_payload_bytes = max_payload_bytes
+        self.session = None
         self.decoder = MessageDecoder(max_payload_bytes)
+        if session is not None:
+            self.use_session(session)
         self._send_lock = threading.Lock()
         self._closed = threading.Event()
         try:
@@ -57,20 +64,31 @@ class Connection:
         except OSError:
             self.peer = "?"
 
+    def use_session(self, session) -> None:
+        """Decode through ``session``'s decoder and seal every frame sent from now on with it."""
+        self.session = session
+        self.decoder = session.decoder
+
     @property
     def closed(self) -> bool:
         return self._closed.is_set()
 
     def send(self, message: Message) -> None:
         """Send one message; raises ConnectionClosed if the connection is gone."""
-        buffers = encode(message)
-        self.send_buffers(buffers)
+        session = self.session   # an established session's MAC covers the payload: no checksum pass
+        self.send_buffers(encode(message, checksum=session is None or not session.established))
 
-    def send_buffers(self, buffers) -> None:
-        views = [memoryview(b).cast("B") for b in buffers]
+    def send_raw(self, data: bytes) -> None:
+        """Send bytes a session produced itself (its handshake frames), never sealed again."""
+        self.send_buffers([data], seal=False)
+
+    def send_buffers(self, buffers, seal: bool = True) -> None:
         with self._send_lock:
             if self._closed.is_set():
                 raise ConnectionClosed("connection closed")
+            if seal and self.session is not None:   # in sending order: the MAC's sequence number advances
+                buffers = self.session.seal(buffers)
+            views = [memoryview(b).cast("B") for b in buffers]
             try:
                 while views:
                     sent = self.sock.sendmsg(views[:64])
@@ -89,15 +107,16 @@ class Connection:
         """The next message.  Raises ConnectionClosed, TimeoutError (only when ``timeout`` is
         given and nothing complete arrived), or a ProtocolError from the decoder."""
         dec = self.decoder
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             msg = dec.next_message()
             if msg is not None:
                 return msg
             if self._closed.is_set():
                 raise ConnectionClosed("connection closed", dec.in_frame)
-            if timeout is not None:
+            if deadline is not None:   # absolute: a peer dripping bytes does not extend it
                 try:
-                    ready, _, _ = select.select([self.sock], [], [], timeout)
+                    ready, _, _ = select.select([self.sock], [], [], max(0.0, deadline - time.monotonic()))
                 except (OSError, ValueError):
                     raise ConnectionClosed("connection closed", dec.in_frame) from None
                 if not ready:

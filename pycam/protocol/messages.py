@@ -7,10 +7,10 @@ malformed.  No pickle: headers are JSON, payloads are raw arrays described by th
 
 Message kinds (the ``kind`` field of the JSON header):
 
-Handshake (see pycam.net.auth):
+Handshake (rules in pycam.protocol.session; every later frame carries the session MAC):
   * :class:`Challenge` master -> peer, first frame on every connection: a random nonce.
   * :class:`Hello` peer -> master: role (``client`` or ``device``), name, device id, its own
-    nonce and an HMAC-SHA256 of both nonces with the shared secret.
+    nonce and an HMAC-SHA256 of both nonces with its role's secret.
   * :class:`Welcome` master -> peer: the session id and the master's own HMAC proof.
 
 Commands and answers:
@@ -310,7 +310,10 @@ class Ack(Message):
 
     @classmethod
     def from_header(cls, d: dict, payload) -> "Ack":
-        return cls(filename=_get(d, "filename", (str,)), path=_get(d, "path", (str,), required=False, default=""))
+        filename = _get(d, "filename", (str,))
+        if not filename or "/" in filename or "\\" in filename or filename.startswith("."):
+            raise MessageError("filename", f"not a plain file name: {filename[:60]!r}")
+        return cls(filename=filename, path=_get(d, "path", (str,), required=False, default=""))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -506,10 +509,11 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
 _HEADER_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)   # stateless, like a struct.Struct
 
 
-def encode(message: Message) -> list[bytes | memoryview]:
-    """The buffers of the frame carrying ``message`` (send them in order)."""
+def encode(message: Message, *, checksum: bool = True) -> list[bytes | memoryview]:
+    """The buffers of the frame carrying ``message`` (send them in order); ``checksum=False``
+    for a frame the session MAC will cover (pycam.protocol.session)."""
     header = _HEADER_JSON.encode(message.header()).encode("utf-8")
-    return encode_frame(header, message.payload_bytes)
+    return encode_frame(header, message.payload_bytes, checksum=checksum)
 
 
 def encode_bytes(message: Message) -> bytes:

@@ -29,7 +29,8 @@ from pycam.net.connection import Connection, ConnectionClosed, receive_until_clo
 from pycam.net.reconnect import Backoff, connect
 from pycam.protocol import commands as vocab
 from pycam.protocol.errors import FrameError, MessageError
-from pycam.protocol.messages import Command, Error, Event, Message, Reply, Subscribe
+from pycam.protocol.messages import Command, Error, Message, Subscribe
+from pycam.protocol.session import RequestTracker
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +48,6 @@ class CommandFailed(RuntimeError):
         where = f" ({error.device})" if error.device else ""
         super().__init__(f"{error.key}{where}: {error.reason}")
         self.error = error
-
-
-class _Pending:
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.answers: list[Message] = []
-        self.targets: list[str] | None = None
 
 
 class StationClient:
@@ -78,7 +72,8 @@ class StationClient:
         self._stop = threading.Event()
         self._connected = threading.Event()
         self._ids = itertools.count(1)
-        self._pending: dict[int, _Pending] = {}
+        self._requests = RequestTracker()   # request/reply matching (pure, under self._lock)
+        self._waiting: dict[int, threading.Event] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -136,20 +131,22 @@ class StationClient:
         if conn is not None and self._connected.is_set():
             conn.send(Subscribe(data_types=self.subscribe))
 
-    def _send(self, device: str, key: str, value: Any, pending: _Pending | None) -> int:
+    def _send(self, device: str, key: str, value: Any, done: threading.Event | None) -> int:
         conn = self._conn
         if conn is None or not self._connected.is_set():
             raise NotConnected(f"not connected to the master at {self.host}:{self.port} ({self.state})"
                                + (f": {self.last_error}" if self.last_error else ""))
         rid = next(self._ids)
-        if pending is not None:
+        if done is not None:
             with self._lock:
-                self._pending[rid] = pending
+                self._requests.add(rid)
+                self._waiting[rid] = done
         try:
             conn.send(Command(request_id=rid, device=device, key=key, value=value))
         except ConnectionClosed as exc:
             with self._lock:
-                self._pending.pop(rid, None)
+                self._requests.pop(rid)
+                self._waiting.pop(rid, None)
             raise NotConnected(str(exc)) from None
         return rid
 
@@ -158,14 +155,15 @@ class StationClient:
         error reply, TimeoutError, or NotConnected.  For ``device="all"`` it returns the list of
         answers (Reply or Error) of every device the master routed it to, and raises
         CommandFailed only when the master refused the command outright."""
-        pending = _Pending()
-        rid = self._send(device, key, value, pending)
+        done = threading.Event()
+        rid = self._send(device, key, value, done)
         try:
-            if not pending.done.wait(timeout):
+            if not done.wait(timeout):
                 raise TimeoutError(f"no reply to {key}={value!r} for {device} within {timeout:g} s")
         finally:
             with self._lock:
-                self._pending.pop(rid, None)
+                pending = self._requests.pop(rid)
+                self._waiting.pop(rid, None)
         if device == vocab.ALL and pending.targets is not None:
             return list(pending.answers)
         errors = [a for a in pending.answers if isinstance(a, Error)]
@@ -184,6 +182,8 @@ class StationClient:
             first = False
             try:
                 self._read_loop(conn)
+            except Exception:   # whatever the master sent: end this connection, never the client
+                log.exception("%s: connection to the master failed; reconnecting", self.name)
             finally:
                 self._connected.clear()
                 self._conn = None
@@ -213,6 +213,8 @@ class StationClient:
             self._stop.wait(self.backoff.next_delay())
             return None
         self.session = welcome.session
+        with self._lock:
+            self._requests.session = welcome.session
         self.last_error = ""
         self.backoff.reset()
         self._connected.set()
@@ -229,38 +231,14 @@ class StationClient:
                     log.exception("on_message callback failed")
 
     def _match(self, msg: Message) -> None:
-        if isinstance(msg, Event) and msg.name == "routed":
-            f = msg.fields
-            if f.get("session") == self.session:
-                with self._lock:
-                    pending = self._pending.get(f.get("request_id"))
-                if pending is not None:
-                    pending.targets = list(f.get("targets", []))
-                    self._check_done(pending)
-            return
-        if not isinstance(msg, (Reply, Error)) or msg.session != self.session or msg.request_id is None:
-            return
         with self._lock:
-            pending = self._pending.get(msg.request_id)
-        if pending is None:
-            return
-        pending.answers.append(msg)
-        self._check_done(pending)
-
-    @staticmethod
-    def _check_done(pending: _Pending) -> None:
-        if pending.targets is None:
-            # single-device request, or an 'all' whose routing was refused outright
-            if pending.answers:
-                pending.done.set()
-            return
-        answered = {a.device for a in pending.answers}
-        if all(t in answered for t in pending.targets):
-            pending.done.set()
+            rid = self._requests.on_message(msg)
+            done = self._waiting.get(rid) if rid is not None else None
+        if done is not None:
+            done.set()
 
     def _fail_pending(self, reason: str) -> None:
         with self._lock:
-            pending = list(self._pending.values())
-        for p in pending:
-            p.answers.append(Error(key="connection", reason=reason))
-            p.done.set()
+            done = [self._waiting[rid] for rid in self._requests.fail_all(reason) if rid in self._waiting]
+        for event in done:
+            event.set()

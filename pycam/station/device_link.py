@@ -17,7 +17,7 @@ import threading
 import time
 from typing import Callable
 
-from pycam.config import Config
+from pycam.config import Config, require_device_secret
 from pycam.net.auth import AuthError, client_handshake
 from pycam.net.connection import Connection, ConnectionClosed, receive_until_closed
 from pycam.net.reconnect import Backoff, connect
@@ -41,7 +41,7 @@ class DeviceLink:
         net = config["network"]
         self.host = net["master_host"]
         self.port = net["device_port"]
-        self.secret = net["secret"]
+        self.secret = require_device_secret(config)
         self.max_payload = net["max_frame_bytes"]
         self.backoff = Backoff(maximum=net["reconnect_max_s"])
         self.device = device
@@ -138,11 +138,21 @@ class DeviceLink:
     def _link_loop(self) -> None:
         while not self._stop.is_set():
             try:
+                self._link_once()
+            except Exception:   # whatever the master sent or did: this link never dies, it reconnects
+                log.exception("%s: link to the master failed; reconnecting", self.device)
+                self.connected.clear()
+                self._stop.wait(self.backoff.next_delay())
+
+    def _link_once(self) -> None:
+        """One connection: connect, authenticate, serve until it ends (then back off)."""
+        if not self._stop.is_set():
+            try:
                 sock = connect(self.host, self.port)
             except OSError as exc:
                 log.debug("%s: cannot reach master %s:%d: %s", self.device, self.host, self.port, exc)
                 self._stop.wait(self.backoff.next_delay())
-                continue
+                return
             conn = Connection(sock, self.max_payload, name=f"{self.device}->master")
             try:
                 client_handshake(conn, self.secret, role="device", name=self.name, device=self.device)
@@ -150,7 +160,7 @@ class DeviceLink:
                 log.warning("%s: handshake with master failed: %s", self.device, exc)
                 conn.close()
                 self._stop.wait(self.backoff.next_delay())
-                continue
+                return
             self.backoff.reset()
             log.info("%s: connected to master %s:%d", self.device, self.host, self.port)
             self._conn = conn

@@ -1,7 +1,8 @@
 """The master service (``pycam masterpi``): authenticates devices and clients, routes
 addressed commands, forwards every reply/event/error to every client, stores data files.
 
-Threads: one acceptor (selectors over both listening sockets), one reader per connection
+Threads: one gatekeeper (accepts and runs every handshake in one selector loop with an
+absolute deadline and caps, see pycam.net.gatekeeper), one reader per authenticated connection
 (blocking receive) and one writer per connection (a bounded queue, see peers.py).  Nothing
 polls.  In-process use (tests, the daily schedule, the watchdog)::
 
@@ -17,25 +18,25 @@ from __future__ import annotations
 import itertools
 import logging
 import secrets
-import socket
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-from pycam.config import Config
-from pycam.net.auth import AuthError, server_handshake
+from pycam.config import Config, require_device_secret
 from pycam.net.connection import Connection, ConnectionClosed
-from pycam.net.server import Acceptor, listen
+from pycam.net.gatekeeper import ConnectionPolicy, Gatekeeper
+from pycam.net.server import listen, raise_fd_limit
 from pycam.protocol import commands as vocab
 from pycam.protocol import events
 from pycam.protocol.errors import CommandValueError, FrameError, MessageError, ProtocolError
+from pycam.protocol.session import CLIENT_MAX_PAYLOAD, ServerSession
 from pycam.protocol.messages import (Ack, Command, Data, Error, Event, Message, Reply, Subscribe,
                                      header_filename, utc_now_iso)
 from pycam.station.health import StationHealth
 from pycam.station.master_state import MasterState
 from pycam.station.peers import Peer
-from pycam.station.storage import DataStore, DiskFull, StorageError
+from pycam.station.storage import DataStore, DiskFull, StorageError, check_origin
 from pycam.station.storage_state import StorageState
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,9 @@ class Master:
     def __init__(self, config: Config, *, data_dir: Path | None = None, fsync: bool = True) -> None:
         net = config["network"]
         self.config = config
-        self.secret: str = net["secret"]
+        self._secrets = {"device": require_device_secret(config), "client": net["secret"]}
+        self.max_clients: int = net["max_clients"]
+        self.policy = ConnectionPolicy.from_network(net)
         self.max_payload = net["max_frame_bytes"]
         self.bind_host: str = net["bind_host"]
         self._ports = {"device": net["device_port"], "client": net["client_port"]}
@@ -68,7 +71,7 @@ class Master:
         self._settings: dict[str, dict] = {}
         self._pending: dict[int, tuple[str, int, str]] = {}   # our request id -> (session, their id, device)
         self._ids = itertools.count(1)
-        self._acceptor: Acceptor | None = None
+        self._acceptor: Gatekeeper | None = None
         self._readers: set[threading.Thread] = set()
         self.finished = threading.Event()
         self.files_stored = 0
@@ -84,7 +87,15 @@ class Master:
                 s.close()
             raise
         self._ports = {tag: s.getsockname()[1] for tag, s in listeners.items()}
-        self._acceptor = Acceptor(listeners, self._on_accept, name="master-accept")
+        raise_fd_limit()
+        for path in self.store.clean_temporaries():
+            log.info("removed a half-written file left by an earlier run: %s", path)
+        self._acceptor = Gatekeeper(
+            listeners, new_session=lambda tag: ServerSession(   # clients send no data: small frames only
+                {tag: self._secrets[tag]}, secrets.token_hex(4),
+                self.max_payload if tag == "device" else min(self.max_payload, CLIENT_MAX_PAYLOAD)),
+            admit=self._admit, established=self._established, welcome_devices=lambda: self.connected_devices,
+            max_payload_bytes=self.max_payload, policy=self.policy, name="master-gatekeeper")
         self._acceptor.start()
         if self._acquiring:
             log.info("master: the station was acquiring when the master stopped: acquisition resumes")
@@ -176,53 +187,32 @@ class Master:
         return told
 
     # ------------------------------------------------------------------------- connections
-    def _on_accept(self, sock: socket.socket, addr: tuple, tag: str) -> None:
-        thread = threading.Thread(target=self._serve, args=(sock, tag), name=f"master-{tag}-{addr[1]}", daemon=True)
+    def _admit(self, conn: Connection, hello, tag: str):
+        """(gatekeeper thread) An authenticated peer: register it before its welcome, so nothing
+        sent to it from now on is missed; returns the Peer or a refusal reason."""
+        if tag == "device" and hello.device not in vocab.DEVICES:
+            return f"unknown device id {hello.device[:10]!r} (expected {', '.join(vocab.DEVICES)})"
+        if tag == "client" and len(self._clients) >= self.max_clients:
+            return f"too many clients connected ([network] max_clients = {self.max_clients})"
+        peer = Peer(conn, session=conn.session.session_id, role=tag, name=hello.name,
+                    device=hello.device if tag == "device" else "", subscribe=hello.subscribe)
+        self._register(peer)
+        return peer
+
+    def _established(self, peer: Peer) -> None:
+        thread = threading.Thread(target=self._serve, args=(peer,), name=f"master-{peer.label}", daemon=True)
         with self._lock:
             self._readers.add(thread)
+        peer.start()   # the queued messages follow the welcome
         thread.start()
 
-    def _serve(self, sock: socket.socket, tag: str) -> None:
-        try:
-            self._serve_connection(sock, tag)
-        finally:
-            with self._lock:
-                self._readers.discard(threading.current_thread())
-
-    def _serve_connection(self, sock: socket.socket, tag: str) -> None:
-        conn = Connection(sock, self.max_payload, name=tag)
-        session = secrets.token_hex(4)
-        peers: list[Peer] = []
-
-        def admit(hello) -> str | None:
-            if tag == "device" and hello.device not in vocab.DEVICES:
-                return f"unknown device id {hello.device[:10]!r} (expected {', '.join(vocab.DEVICES)})"
-            peer = Peer(conn, session=session, role=tag, name=hello.name,
-                        device=hello.device if tag == "device" else "", subscribe=hello.subscribe)
-            peers.append(peer)
-            self._register(peer)   # before the welcome: nothing sent to it from now on is missed
-            return None
-
-        try:
-            server_handshake(conn, self.secret, session, allowed_roles=(tag,), devices=self.connected_devices,
-                             before_welcome=admit)
-        except (AuthError, ConnectionClosed, TimeoutError, OSError) as exc:
-            log.info("%s connection from %s refused: %s", tag, conn.peer, exc)
-            conn.close()
-            for peer in peers:
-                self._unregister(peer)
-            return
-        except ProtocolError as exc:
-            self._refuse(conn, exc)
-            for peer in peers:
-                self._unregister(peer)
-            return
-        peer = peers[0]
-        peer.start()   # the queued messages follow the welcome
+    def _serve(self, peer: Peer) -> None:
         try:
             self._read_loop(peer)
         finally:
             self._unregister(peer)
+            with self._lock:
+                self._readers.discard(threading.current_thread())
 
     def _refuse(self, conn: Connection, exc: ProtocolError) -> None:
         try:
@@ -432,15 +422,13 @@ class Master:
             peer.send(Error(key="device", reason=f"{meta.filename}: data from {peer.device} claims to be from "
                                                  f"{meta.device}", device=peer.device, filename=meta.filename))
             return
-        allowed = {vocab.CAMERA_A: ("image", "on", "band 'on' (fltrA) images"),
-                   vocab.CAMERA_B: ("image", "off", "band 'off' (fltrB) images"),
-                   vocab.SPECTROMETER: ("spectrum", "", "spectra")}[peer.device]
-        if (meta.data_type, meta.band if meta.data_type == "image" else "") != allowed[:2]:
-            peer.send(Error(key="data", reason=f"{meta.filename}: {peer.device} may only send {allowed[2]}",
-                            device=peer.device, filename=meta.filename))
+        problem = check_origin(peer.device, meta)
+        if problem:
+            log.warning("%s: refused %s", peer.device, problem)
+            peer.send(Error(key="data", reason=problem, device=peer.device, filename=meta.filename))
             return
         try:
-            path = self.store.store(data)
+            stored = self.store.store(data)
         except DiskFull as exc:   # one storage event for the clients, not one error per file
             peer.send(Error(key="storage", reason=str(exc), device=peer.device, filename=meta.filename))
             self.storage_state.refused(str(exc))
@@ -451,6 +439,16 @@ class Master:
             peer.send(error)
             self._to_clients(error)
             return
+        path = stored.path
+        if stored.duplicate:   # a resend of a file already stored: acknowledge it again, nothing else
+            peer.send(Ack(filename=meta.filename, path=str(path)))
+            return
+        if stored.conflict:
+            log.warning("%s: %s differs from the stored file of that name; kept as %s", peer.device,
+                        meta.filename, path)
+            self._to_clients(Error(key="data", device=peer.device, filename=meta.filename,
+                                   reason=f"{meta.filename}: a different file of this name is already stored; "
+                                          f"the new one is kept as {path}"))
         self.files_stored += 1
         self.storage_state.stored()
         peer.send(Ack(filename=meta.filename, path=str(path)))

@@ -116,9 +116,22 @@ class Spool:
     def __contains__(self, filename: str) -> bool:
         return self._being_written(filename) or (self.directory / filename).exists()
 
+    @staticmethod
+    def valid_name(filename: str) -> bool:
+        """A plain PyCam file name (the only names a spool holds)."""
+        if not isinstance(filename, str) or not filename or "/" in filename or "\\" in filename \
+                or filename.startswith("."):
+            return False
+        try:
+            parse_any(filename)
+        except ValueError:
+            return False
+        return True
+
     def confirm(self, filename: str) -> bool:
-        """The master stored ``filename``: delete the spooled copy.  False if not spooled."""
-        if "/" in filename or filename.startswith("."):
+        """The master stored ``filename``: delete the spooled copy.  False if not spooled (or
+        not a spool file name at all: an acknowledgement can never delete anything else)."""
+        if not self.valid_name(filename):
             return False
         with self._lock:
             if filename in self._writing:    # deleted by put_image once the file is complete
@@ -126,10 +139,13 @@ class Spool:
                 self._recent.pop(filename, None)
                 return True
         self._recall(filename)
+        path = self.directory / filename
         try:
-            (self.directory / filename).unlink()
+            if not path.is_file() or path.is_symlink():
+                return False
+            path.unlink()
             return True
-        except FileNotFoundError:
+        except OSError:
             return False
 
     def load(self, filename: str, *, capture_time: dt.datetime | None = None) -> Data:

@@ -12,7 +12,7 @@ from pycam.formats.images import read_image, read_spectrum_npy
 from pycam.net.auth import AuthError, client_handshake
 from pycam.net.connection import ConnectionClosed
 from pycam.protocol import messages as m
-from pycam.protocol.frames import encode_frame_bytes
+from pycam.protocol.frames import encode_frame, encode_frame_bytes
 from pycam.station.client import CommandFailed, StationClient
 
 
@@ -71,7 +71,7 @@ def test_unauthenticated_command_is_refused(station):
 
 def test_wrong_secret_is_refused(station):
     with raw_connection(station.master.client_port) as conn:
-        with pytest.raises(AuthError, match="wrong shared secret"):
+        with pytest.raises(AuthError, match="wrong client secret"):
             client_handshake(conn, "x" * 64, role="client", name="intruder")
 
 
@@ -98,8 +98,8 @@ def test_malformed_message_gets_error_and_connection_stays(station):
     secret = station.config["network"]["secret"]
     with raw_connection(station.master.client_port) as conn:
         client_handshake(conn, secret, role="client", name="raw")
-        conn.sock.sendall(encode_frame_bytes(json.dumps({"kind": "command", "request_id": 5, "device": "CM1",
-                                                         "key": 7}).encode()))
+        conn.send_buffers(encode_frame(json.dumps({"kind": "command", "request_id": 5, "device": "CM1",
+                                                   "key": 7}).encode()))
         error = conn.receive(timeout=5)
         assert isinstance(error, m.Error) and error.key == "key" and error.request_id == 5
         conn.send(m.Command(request_id=6, device="master", key="IDN", value=""))
@@ -288,7 +288,7 @@ def test_restart_command_reopens_the_driver(station):
 
 
 def test_unknown_device_id_is_refused(station):
-    secret = station.config["network"]["secret"]
+    secret = station.config["network"]["device_secret"]
     with raw_connection(station.master.device_port) as conn:
         with pytest.raises(AuthError, match="unknown device id"):
             client_handshake(conn, secret, role="device", name="impostor", device="CM9")
@@ -297,7 +297,7 @@ def test_unknown_device_id_is_refused(station):
 def test_camera_a_cannot_store_band_b_images(station_config):
     st = InProcessStation(station_config, devices=())
     try:
-        secret = st.config["network"]["secret"]
+        secret = st.config["network"]["device_secret"]
         with raw_connection(st.master.device_port) as conn:
             client_handshake(conn, secret, role="device", name="cm1", device="CM1")
             meta = m.DataMeta(data_type="image", filename="2024-05-01T120004_fltrB_1ag_1000ss_Plume.png",

@@ -69,17 +69,17 @@ def _data(name: str, device="CM1") -> m.Data:
 
 def test_storage_layout_and_sequence_numbers(tmp_path):
     store = DataStore(tmp_path)
-    plume = store.store(_data("2024-05-01T120004_fltrA_1ag_1000ss_Plume.png"))
+    plume = store.store(_data("2024-05-01T120004_fltrA_1ag_1000ss_Plume.png")).path
     assert plume.relative_to(tmp_path).parts == ("2024-05-01", "Seq_1", plume.name)
-    test = store.store(_data("2024-05-01T120005_fltrA_1ag_1000ss_Test.png"))
+    test = store.store(_data("2024-05-01T120005_fltrA_1ag_1000ss_Test.png")).path
     assert test.parent.name == "test_images"
-    cell = store.store(_data("2024-05-01T120006_fltrB_1ag_1000ss_1257ppmm.png"))
+    cell = store.store(_data("2024-05-01T120006_fltrB_1ag_1000ss_1257ppmm.png")).path
     assert cell.parent.name == "Cal_1"
     store.new_sequence()
-    assert store.store(_data("2024-05-01T120008_fltrA_1ag_1000ss_Plume.png")).parent.name == "Seq_2"
+    assert store.store(_data("2024-05-01T120008_fltrA_1ag_1000ss_Plume.png")).path.parent.name == "Seq_2"
     # a restarted master continues the latest sequence (pairs stay together)
     again = DataStore(tmp_path)
-    assert again.store(_data("2024-05-01T120009_fltrB_1ag_1000ss_Plume.png")).parent.name == "Seq_2"
+    assert again.store(_data("2024-05-01T120009_fltrB_1ag_1000ss_Plume.png")).path.parent.name == "Seq_2"
     assert not [p for p in tmp_path.rglob(".*")]
 
 
