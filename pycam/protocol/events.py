@@ -257,11 +257,24 @@ class ClockReply(StationEvent):
     t2: float
 
 
+@dataclasses.dataclass(frozen=True)
+class SensorSkew(StationEvent):
+    """Single-Pi station: the two sensors' exposure starts (``SensorTimestamp``) of one pair
+    differ by more than ``[hardware] skew_warn_ms`` (``time`` is the pair's PyCam time)."""
+
+    name: ClassVar[str] = "sensor_skew"
+    time: str
+    skew_ms: float
+    threshold_ms: float
+    camera_index_on: int
+    camera_index_off: int
+
+
 #: every declared event, by wire name
 EVENT_TYPES: dict[str, type[StationEvent]] = {cls.name: cls for cls in (
     Acquisition, Settings, Exposure, FileStored, DeviceConnected, DeviceDisconnected, Status, Progress,
     DarkFinishedCameras, DarkFinishedSpectrometer, Routed, Watchdog, Schedule, Disk, Storage, RuntimeConfig,
-    ConfigReload, Health, ClockProbe, ClockReply)}
+    ConfigReload, Health, ClockProbe, ClockReply, SensorSkew)}
 
 #: dark set finished, by device kind (PyCam's DFC / DFS)
 DARK_FINISHED = {"camera": DarkFinishedCameras, "spectrometer": DarkFinishedSpectrometer}

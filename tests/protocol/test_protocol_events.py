@@ -73,6 +73,8 @@ def test_every_declared_event_round_trips_with_its_defaults():
         "storage": {"state": "ok"}, "runtime_config": {"state": "applied"}, "config_reload": {"state": "error"},
         "health": {"uptime_s": 1.0, "spool_backlog": 0}, "clock_probe": {"t0": 1.0},
         "clock_reply": {"t0": 1.0, "t1": 2.0, "t2": 3.0},
+        "sensor_skew": {"time": "2026-03-15T120000", "skew_ms": 9.5, "threshold_ms": 5.0, "camera_index_on": 0,
+                        "camera_index_off": 1},
     }
     assert set(samples) == set(events.EVENT_TYPES)
     for name, fields in samples.items():

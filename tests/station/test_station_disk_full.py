@@ -47,10 +47,10 @@ def test_disk_full_gives_one_event_bounded_resends_and_every_file_after(tmp_path
     full = threading.Event()
     real_write = storage_module.atomic_write_bytes
 
-    def write(path, blob, fsync=True):
+    def write(path, blob, fsync=True, **kwargs):
         if full.is_set():
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real_write(path, blob, fsync=fsync)
+        return real_write(path, blob, fsync=fsync, **kwargs)
 
     monkeypatch.setattr(storage_module, "atomic_write_bytes", write)
     st = InProcessStation(config_path)
