@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+from pycam.cli.demo_live import DEFAULT_LINES
 from pycam.config import ConfigError, load_config
 from pycam.protocol.commands import DEVICES
 from pycam.protocol.messages import Event
@@ -37,6 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="frames per second for cameras and spectrometer, 0 < HZ <= 1 (default 1)")
     parser.add_argument("--config-file", type=Path,
                         help="write the demo configuration here instead of the well-known location")
+    parser.add_argument("--summary-json", type=Path,
+                        help="headless: write the live chain's summary here at the end (mean live rate after "
+                             "the DOAS calibration, the simulator's truth, flagged fraction, calibration); "
+                             "must not exist yet")
 
 
 def _gui_runner():
@@ -87,6 +92,10 @@ def run(args: argparse.Namespace) -> int:
     run_gui, why = (None, "--headless") if args.headless else _gui_runner()
     if not args.headless and run_gui is None:
         print(f"pycam demo: {why}: running headless", file=sys.stderr)
+    if args.summary_json is not None and args.summary_json.exists():
+        print(f"pycam demo: --summary-json {args.summary_json} exists; remove it or choose another name",
+              file=sys.stderr)
+        return 2
     config_path = args.config_file or demo_config_path()
     if _demo_running(config_path):
         print(f"pycam demo: a demo is already running with {config_path}; stop it first or pass --config-file",
@@ -110,7 +119,17 @@ def run(args: argparse.Namespace) -> int:
         if run_gui is not None:
             code = run_gui(config_path, duration_s=args.duration) if args.duration else run_gui(config_path)
         else:
-            code = _headless(args.duration, progress, station)
+            from pycam.cli.demo_live import HeadlessLiveChain, SimTruth
+
+            chain = HeadlessLiveChain(station.config, truth=SimTruth(station.config, DEFAULT_LINES))
+            chain.start()
+            station.client(name="pycam-demo-live", on_message=chain.on_message, subscribe=("image", "spectrum"))
+            try:
+                code = _headless(args.duration, progress, station, chain)
+            finally:
+                chain.stop()
+                if args.summary_json is not None:
+                    print(f"demo: live summary in {chain.write_summary(args.summary_json)}", flush=True)
         client.request("all", "SPC", True)
         client.request("all", "SPS", True)
         return int(code or 0)
@@ -155,7 +174,7 @@ def _demo_running(config_path: Path) -> bool:
         return False
 
 
-def _headless(duration: float | None, progress: _Progress, station) -> int:
+def _headless(duration: float | None, progress: _Progress, station, chain) -> int:
     start = time.monotonic()
     next_report = start + 5
     while duration is None or time.monotonic() - start < duration:
@@ -163,7 +182,9 @@ def _headless(duration: float | None, progress: _Progress, station) -> int:
             print("demo: the master has exited (EXT?); stopping", flush=True)
             return 0
         left = None if duration is None else duration - (time.monotonic() - start)
-        time.sleep(max(0.0, min(next_report - time.monotonic(), left if left is not None else 5)))
+        time.sleep(max(0.0, min(next_report - time.monotonic(), left if left is not None else 5, 0.5)))
+        for line in chain.report():
+            print(f"demo: {line}", flush=True)
         if time.monotonic() >= next_report:
             print(f"demo: t={time.monotonic() - start:.0f}s: {progress.summary()}", flush=True)
             next_report += 5
