@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         client.request("all", "STC", True)
         client.request("all", "STS", True)
         if run_gui is not None:
-            code = run_gui(config_path, duration_s=args.duration) if args.duration else run_gui(config_path)
+            code = run_gui(config_path, duration_s=args.duration, show_truth=True)
         else:
             from pycam.cli.demo_live import HeadlessLiveChain, SimTruth
 

@@ -30,6 +30,7 @@ import numpy as np
 
 from pycam.formats.atomic import atomic_write_text
 from pycam.formats.geometry import PCSLine
+from pycam.sim.line_truth import SimTruth
 
 #: the PCS line the GUI starts with (pycam.gui.app.DEFAULT_PCS_LINE): vertical through the centre
 DEFAULT_LINES = (PCSLine(324, 60, 324, 426, "right", "0"),)
@@ -71,31 +72,6 @@ def live_flag(display, bits: dict[str, int] | None = None) -> tuple[int, str]:
     return sum(bits[r] for r in reasons), ";".join(reasons)
 
 
-class SimTruth:
-    """The simulator's true rate through the PCS lines of a station configuration's scene."""
-
-    def __init__(self, config, lines: Sequence[PCSLine]) -> None:
-        from pycam.sim.scene import Scene
-
-        self.scene = Scene.from_config(config)
-        self.lines = tuple(lines)
-
-    def rate(self, seconds: float) -> float:
-        return float(sum(self.scene.line_truth(line, seconds, False)["flux_kg_s"] for line in self.lines))
-
-    def slopes(self, columns: np.ndarray | None = None) -> dict[str, float]:
-        """The true column/AA slope: PyCam's through-origin fit over 0-2e18 and, given the DOAS
-        columns a calibration used, a straight-line fit over their range."""
-        out = {"slope_fit_0_2e18": float(self.scene.truth([])["column_per_aa_fit_0_2e18"])}
-        if columns is not None and len(columns) > 1:
-            grid = np.linspace(float(np.min(columns)), float(np.max(columns)), 41)
-            curve = self.scene.aa_curve(grid)
-            slope, intercept = np.polyfit(curve["aa"], curve["column_molec_cm2"], 1)
-            out.update(slope_local=float(slope), intercept_local=float(intercept),
-                       column_range=[float(grid[0]), float(grid[-1])])
-        return out
-
-
 class HeadlessLiveChain:
     """Live processing without a window; ``on_message`` is the station client's callback."""
 
@@ -107,7 +83,8 @@ class HeadlessLiveChain:
 
         self.queue = GuiQueue()
         self.live = LiveProcessing(self.queue, processor_factory=default_processor_factory(config),
-                                   retriever_factory=default_retriever_factory(config))
+                                   retriever_factory=default_retriever_factory(config),
+                                   truth=None if truth is None else truth.rate)
         self.live.set_pcs_lines(lines)
         self.truth = truth
         self.printer = printer
@@ -142,7 +119,7 @@ class HeadlessLiveChain:
             "time": display.time_string, "seconds": display.seconds,
             "live_kg_s": float(total.flux_kg_s) if total is not None else float("nan"),
             "velo_eff_m_s": float(total.velo_eff_m_s) if total is not None else float("nan"),
-            "truth_kg_s": self.truth.rate(display.seconds) if self.truth is not None else float("nan"),
+            "truth_kg_s": display.truth_kg_s,
             "flag": flag, "flag_reason": reason,
             "calibrated": bool(status is not None and status.calibrated),
         }
@@ -196,8 +173,7 @@ class HeadlessLiveChain:
                 if "slope_local" in truth:
                     calibration["slope_rel_diff_local"] = status.slope / truth["slope_local"] - 1
         if self.truth is not None:
-            fov = self.truth.scene.field.fov_centre
-            calibration["true_fov"] = {"x": fov[0], "y": fov[1], "radius_px": self.truth.scene.params.fov_radius_px}
+            calibration["true_fov"] = self.truth.fov
         return {
             "samples": len(samples),
             "samples_after_calibration": len(after),

@@ -15,6 +15,7 @@ still shows the raw data and one error explains why nothing is processed.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import queue as _queue
 import threading
@@ -43,8 +44,9 @@ class LiveProcessing:
 
     def __init__(self, queue: GuiQueue, *, processor_factory: Callable[[], Any] | None = None,
                  retriever_factory: Callable[[], Callable[[SpectrumFrame], Any]] | None = None,
-                 backlog: int = 8) -> None:
+                 backlog: int = 8, truth: Callable[[float, tuple], float] | None = None) -> None:
         self.queue = queue
+        self.truth = truth   # (POSIX seconds, PCS lines) -> true total rate (simulated station), or None
         self.processor_factory = processor_factory
         self.retriever_factory = retriever_factory
         self._inbox: _queue.Queue = _queue.Queue()
@@ -187,6 +189,8 @@ class LiveProcessing:
                 "filename_a": slot["A"].filename, "filename_b": slot["B"].filename}
         start = time.perf_counter()
         result = processor.process_pair(slot["A"].pixels, slot["B"].pixels, meta)
+        if self.truth is not None and lines and dataclasses.is_dataclass(result) and hasattr(result, "truth_kg_s"):
+            result = dataclasses.replace(result, truth_kg_s=self.truth(meta["time"].timestamp(), lines))
         self.last_processing_s = time.perf_counter() - start
         self.pairs_processed += 1
         self.queue.post("so2", result)
