@@ -64,7 +64,7 @@ def test_headless_demo_prints_live_rate_flag_and_truth_and_writes_the_summary(tm
                           "--data-dir", str(tmp_path / "data"), "--config-file", str(tmp_path / "demo.toml"),
                           "--summary-json", str(summary)], capture_output=True, text=True, timeout=110)
     assert out.returncode == 0, out.stderr[-2000:]
-    lines = [line for line in out.stdout.splitlines() if line.startswith("demo: live ")]
+    lines = [line for line in out.stdout.splitlines() if line.startswith("demo: live 20")]
     assert len(lines) >= 5, out.stdout
     assert all(", flag " in line and ", truth " in line for line in lines)
     assert "CAL_MISSING" in lines[0]          # no calibration in the first seconds, and it says so
