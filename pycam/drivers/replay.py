@@ -136,12 +136,7 @@ def _group(entries: list[ArchiveEntry]) -> dict[str, list[ArchiveEntry]]:
     return dict(groups)
 
 
-def _replay_dir(config: Any, replay_dir) -> Path:
-    if replay_dir is None and config is not None:
-        try:
-            replay_dir = config["replay"]["replay_dir"]
-        except (KeyError, TypeError):
-            replay_dir = None
+def _replay_dir(replay_dir) -> Path:
     if replay_dir in (None, ""):
         raise DriverError("replay driver: no archive given (--replay-dir DIR)")
     return Path(replay_dir)
@@ -155,7 +150,7 @@ class ReplayCamera(CameraDriver):
         if band not in ("on", "off"):
             raise DriverError(f"replay camera: band must be 'on' or 'off', got {band!r}")
         self.band = band
-        self.directory = _replay_dir(config, replay_dir)
+        self.directory = _replay_dir(replay_dir)
         self.end = _check_end(end)
         self._sequences: dict[str, _Sequence] | None = None
         self._limits: CameraLimits | None = None
@@ -260,7 +255,7 @@ class ReplaySpectrometer(SpectrometerDriver):
     """Serves an archive's spectra; see the module docstring."""
 
     def __init__(self, config: Any, replay_dir: str | os.PathLike[str] | None = None, end: str = "loop") -> None:
-        self.directory = _replay_dir(config, replay_dir)
+        self.directory = _replay_dir(replay_dir)
         self.end = _check_end(end)
         self._sequences: dict[str, _Sequence] | None = None
         self._wavelengths: np.ndarray | None = None
