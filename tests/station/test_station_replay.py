@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from station_helpers import InProcessStation, stored_files, wait_for
 
+from pycam.cli.demo_live import HeadlessLiveChain
 from pycam.drivers.base import DriverError
 from pycam.drivers.replay import ReplayCamera, ReplaySpectrometer
 from pycam.formats.images import read_image, read_spectrum_npy
@@ -121,6 +122,9 @@ def test_station_stores_the_replayed_frames(station_config, pairs_dir, spectra_d
                     "SPC": SpectrometerService(config, ReplaySpectrometer(config, replay_dir=spectra_dir),
                                                framerate=1.0)}
         station.services.update(services)
+        chain = HeadlessLiveChain(config, printer=lambda line: None)   # the live chain on the real frames
+        chain.start()
+        station.client(name="live", on_message=chain.on_message, subscribe=("image", "spectrum"))
         for service in services.values():
             service.start(acquire=True)
         station.wait_devices()
@@ -135,8 +139,13 @@ def test_station_stores_the_replayed_frames(station_config, pairs_dir, spectra_d
 
         wait_for(lambda: len(pairs()) >= 3 and len(stored_files(station.data_dir, "*_Plume.npy")) >= 3,
                  timeout=30, what="3 replayed pairs and spectra stored")
+        wait_for(lambda: chain.pump() or len(chain.samples) >= 2, timeout=20, what="the live chain's results")
     finally:
+        chain.stop()
         station.close()
+    assert chain.errors == []
+    assert chain.live.pairs_processed >= 2 and chain.live.spectra_processed >= 2
+    assert all(s["flag_reason"].startswith("CAL_MISSING") for s in chain.samples)   # no plume, no calibration
     archive = {band: [read_image(p) for p in _archive(pairs_dir, band)] for band in ("on", "off")}
     stored_pairs = pairs()
     for pair in stored_pairs:
