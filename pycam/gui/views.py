@@ -184,8 +184,11 @@ def live_defaults(config) -> dict[str, Any]:
     * ``ref_check_mode`` off: with the live DOAS calibration still settling, its intercept
       puts the ambient-ROI column outside PyCam's fixed bounds and would suppress every
       emission rate; the Analysis tab can switch the check on.
+    * ``reg_mode`` ``ecc``: B is registered onto A from the first pair, kept only if it makes
+      them clearly more alike (a real station's saved matrix goes in a settings file as
+      ``reg_mode: file``); see :func:`pycam.processing.realtime.live_registration`.
     """
-    values: dict[str, Any] = {"ref_check_mode": False}
+    values: dict[str, Any] = {"ref_check_mode": False, "reg_mode": "ecc"}
     try:
         values["plume_distance_m"] = float(config["simulator"]["plume_distance_m"])
     except (KeyError, TypeError):
