@@ -13,7 +13,6 @@ import threading
 import time
 from pathlib import Path
 
-from pycam.cli.demo_live import DEFAULT_LINES
 from pycam.config import ConfigError, load_config
 from pycam.protocol.commands import DEVICES
 from pycam.protocol.messages import Event
@@ -119,9 +118,10 @@ def run(args: argparse.Namespace) -> int:
         if run_gui is not None:
             code = run_gui(config_path, duration_s=args.duration, show_truth=True)
         else:
-            from pycam.cli.demo_live import HeadlessLiveChain, SimTruth
+            from pycam.cli.demo_live import HeadlessLiveChain, SimTruth, scene_lines
 
-            chain = HeadlessLiveChain(station.config, truth=SimTruth(station.config, DEFAULT_LINES))
+            truth = SimTruth(station.config)
+            chain = HeadlessLiveChain(station.config, lines=scene_lines(truth), truth=truth)
             chain.start()
             station.client(name="pycam-demo-live", on_message=chain.on_message, subscribe=("image", "spectrum"))
             try:

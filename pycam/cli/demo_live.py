@@ -34,6 +34,18 @@ from pycam.sim.line_truth import SimTruth
 
 #: the PCS line the GUI starts with (pycam.gui.app.DEFAULT_PCS_LINE): vertical through the centre
 DEFAULT_LINES = (PCSLine(324, 60, 324, 426, "right", "0"),)
+
+
+def scene_lines(truth: SimTruth | None) -> tuple[PCSLine, ...]:
+    """The PCS lines ``pycam simulate`` writes for this scene (across the plume, in the sky)
+    when the simulator provides them (``pycam.sim.dataset.pcs_lines``), else :data:`DEFAULT_LINES`."""
+    try:
+        from pycam.sim.dataset import pcs_lines
+    except ImportError:
+        return DEFAULT_LINES
+    if truth is None:
+        return DEFAULT_LINES
+    return tuple(pcs_lines(truth.scene, 40.0))
 #: a calibration older than this flags its samples CAL_STALE (PyCam recalibrates every 30 min)
 CAL_STALE_S = 3600.0
 MIN_SPEED_M_S = 0.05
@@ -90,6 +102,7 @@ class HeadlessLiveChain:
         self.printer = printer
         self.bits = _flag_bits()
         self.samples: list[dict[str, Any]] = []
+        self.notes: list[str] = []        # one-off processing notes (registration) not yet printed
         self.errors: list[str] = []
         self._lock = threading.Lock()
         self._reported = 0
@@ -123,8 +136,10 @@ class HeadlessLiveChain:
             "flag": flag, "flag_reason": reason,
             "calibrated": bool(status is not None and status.calibrated),
         }
+        notes = [n for n in display.note.split("; ") if n.startswith("registration:")]
         with self._lock:
             self.samples.append(sample)
+            self.notes.extend(notes)
 
     def report(self) -> list[str]:
         """One line per sample since the last report: live rate, flag, truth, calibration."""
@@ -132,8 +147,9 @@ class HeadlessLiveChain:
         with self._lock:
             new = self.samples[self._reported:]
             self._reported = len(self.samples)
+            lines = [f"live chain: {note}" for note in self.notes]
+            self.notes.clear()
         status = self.status
-        lines = []
         for s in new:
             when = dt.datetime.fromtimestamp(s["seconds"], dt.timezone.utc)
             cal = "no calibration yet" if status is None or not status.calibrated else \

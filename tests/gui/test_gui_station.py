@@ -42,6 +42,7 @@ def app(station, tmp_path_factory):
     application.quit()
 
 
+@pytest.mark.timeout(480)
 def test_live_views_within_60_s(app, artifacts_dir):
     """Live A/B images, a spectrum with its fit, an SO2 image and a growing emission-rate series."""
     root = app.root

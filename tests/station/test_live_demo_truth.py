@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from pycam.cli.demo_live import DEFAULT_LINES, HeadlessLiveChain, SimTruth
+from pycam.cli.demo_live import HeadlessLiveChain, SimTruth, scene_lines
 from pycam.station.launcher import start_simulated_station, write_station_config
 
 pytestmark = pytest.mark.slow
@@ -23,8 +23,8 @@ def test_live_rate_and_doas_calibration_match_the_truth(tmp_path):
                                        spool_dir=tmp_path / "spool", framerate=1.0)
     station = start_simulated_station(config_path, framerate=1.0, log_dir=tmp_path / "logs")
     try:
-        chain = HeadlessLiveChain(station.config, truth=SimTruth(station.config, DEFAULT_LINES),
-                                  printer=lambda line: None)
+        truth = SimTruth(station.config)
+        chain = HeadlessLiveChain(station.config, lines=scene_lines(truth), truth=truth, printer=lambda line: None)
         chain.start()
         station.client(name="live-test", on_message=chain.on_message, subscribe=("image", "spectrum"))
         control = station.client(name="control")
