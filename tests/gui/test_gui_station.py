@@ -67,6 +67,8 @@ def test_live_views_within_60_s(app, artifacts_dir):
     # (a FOV search is adopted when a second one confirms it: ~100-130 one-second samples here)
     assert pump_until(root, lambda: analysis.last_result is not None and "column" in analysis.last_result.images,
                       240), f"no calibrated SO2 image: {analysis.calibration_var.get()}"
+    shown = analysis.calibration_var.get()   # the calibration's FOV, fit with errors, points and age
+    assert "DOAS cal: FOV" in shown and "±" in shown and " points" in shown and ", age " in shown, shown
     assert pump_until(root, lambda: len(analysis.rates.get("total", [])) >= 3, 60), "no emission-rate series"
     n = len(analysis.rates["total"])
     assert pump_until(root, lambda: len(analysis.rates["total"]) >= n + 2, 30), "emission-rate series not growing"
