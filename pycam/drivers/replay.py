@@ -108,6 +108,8 @@ class _Sequence:
                     raise DriverError(f"replay {self.label}: end of the archive reached after {self.served} "
                                       f"frames (end mode 'stop')")
                 self.position = 0
+                log.info("replay %s: end of the archive after %d frames, starting again (end mode 'loop')",
+                         self.label, self.served)
             entry = self.entries[self.position]
             self.position += 1
             if entry.path in self.bad:
