@@ -115,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
             raise StationError(f"cannot connect to the demo master: {client.last_error}")
         client.request("all", "STC", True)
         client.request("all", "STS", True)
+        for device, key in (("CM1", "TPA"), ("CM2", "TPB")):   # a clear-sky pair for the live background
+            client.request(device, key, "Clear")
         if run_gui is not None:
             code = run_gui(config_path, duration_s=args.duration, show_truth=True)
         else:

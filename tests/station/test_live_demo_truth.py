@@ -31,6 +31,8 @@ def test_live_rate_and_doas_calibration_match_the_truth(tmp_path):
         assert control.wait_connected(10), control.last_error
         control.request("all", "STC", True)
         control.request("all", "STS", True)
+        control.request("CM1", "TPA", "Clear")      # the clear-sky pair pycam demo takes at start
+        control.request("CM2", "TPB", "Clear")
         start = time.monotonic()
         while time.monotonic() - start < 180:
             time.sleep(1)
