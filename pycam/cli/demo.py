@@ -23,8 +23,9 @@ from pycam.station.runtime import demo_config_path
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Start a simulated PyCam station on 127.0.0.1 (master, camera A, camera B, spectrometer as "
-        "separate processes), start continuous acquisition and open the GUI (or, with --headless or no "
-        "DISPLAY, print progress).  The demo writes its configuration (fresh secret, free ports) to "
+        "separate processes), start continuous acquisition, take a clear-sky pair for the live background "
+        "and open the GUI (or, with --headless or no DISPLAY, print progress and each pair's live emission "
+        "rate, flag and the simulator's true rate).  The demo writes its configuration (fresh secret, free ports) to "
         f"$PYCAM_DEMO_CONFIG, else $XDG_RUNTIME_DIR/pycam/demo.toml, else ~/.cache/pycam/demo.toml, where "
         "`pycam send` finds it; the file is removed when the demo ends.")
     parser.add_argument("--headless", action="store_true", help="no GUI: print progress lines instead")
