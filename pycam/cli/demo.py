@@ -116,8 +116,6 @@ def run(args: argparse.Namespace) -> int:
             raise StationError(f"cannot connect to the demo master: {client.last_error}")
         client.request("all", "STC", True)
         client.request("all", "STS", True)
-        for device, key in (("CM1", "TPA"), ("CM2", "TPB")):   # a clear-sky pair for the live background
-            client.request(device, key, "Clear")
         if run_gui is not None:
             code = run_gui(config_path, duration_s=args.duration, show_truth=True)
         else:
@@ -126,7 +124,11 @@ def run(args: argparse.Namespace) -> int:
             truth = SimTruth(station.config)
             chain = HeadlessLiveChain(station.config, lines=scene_lines(truth), truth=truth)
             chain.start()
-            station.client(name="pycam-demo-live", on_message=chain.on_message, subscribe=("image", "spectrum"))
+            live_client = station.client(name="pycam-demo-live", on_message=chain.on_message,
+                                         subscribe=("image", "spectrum"))
+            if live_client.wait_connected(10):   # a clear-sky pair for the live background
+                for device, key in (("CM1", "TPA"), ("CM2", "TPB")):
+                    client.request(device, key, "Clear")
             try:
                 code = _headless(args.duration, progress, station, chain)
             finally:

@@ -343,6 +343,19 @@ class PyCamApp:
         self.root.destroy()
 
 
+def take_clear_pair_when_connected(app: "PyCamApp", poll_ms: int = 500) -> None:
+    """The simulated demo: once connected, take one Clear frame per camera (the live chain's
+    clear-sky background, see ``LiveProcessing``)."""
+    def check() -> None:
+        if app.link.state == "connected":
+            app.send("CM1", "TPA", "Clear")
+            app.send("CM2", "TPB", "Clear")
+        else:
+            app.root.after(poll_ms, check)
+
+    app.root.after(poll_ms, check)
+
+
 def run_gui(config_path: Path, duration_s: float | None = None, show_truth: bool = False) -> int:
     """Open the GUI connected to the station in ``config_path``; returns the exit code.
 
@@ -364,6 +377,8 @@ def run_gui(config_path: Path, duration_s: float | None = None, show_truth: bool
 
         truth = SimTruth(config).rate
     app = PyCamApp(root, config, report=lambda text: print(text, flush=True), truth=truth)
+    if show_truth:
+        take_clear_pair_when_connected(app)
     if duration_s is not None:
         root.after(int(duration_s * 1000), app.quit)
     # Ctrl-C / SIGTERM close the window cleanly (Tk callbacks would swallow KeyboardInterrupt)

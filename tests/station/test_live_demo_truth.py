@@ -26,7 +26,8 @@ def test_live_rate_and_doas_calibration_match_the_truth(tmp_path):
         truth = SimTruth(station.config)
         chain = HeadlessLiveChain(station.config, lines=scene_lines(truth), truth=truth, printer=lambda line: None)
         chain.start()
-        station.client(name="live-test", on_message=chain.on_message, subscribe=("image", "spectrum"))
+        live = station.client(name="live-test", on_message=chain.on_message, subscribe=("image", "spectrum"))
+        assert live.wait_connected(10), live.last_error
         control = station.client(name="control")
         assert control.wait_connected(10), control.last_error
         control.request("all", "STC", True)
