@@ -1,5 +1,5 @@
-"""``pycam camera --config FILE --band on|off|both [--driver sim] [--camera-index N]``: a camera service
-(``both``: camera A and camera B on one Pi, see pycam.station.dual_camera)."""
+"""``pycam camera --config FILE --band on|off|both [--driver sim|replay --replay-dir DIR] [--camera-index N]``:
+a camera service (``both``: camera A and camera B on one Pi, see pycam.station.dual_camera)."""
 from __future__ import annotations
 
 import argparse
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pycam.config import ConfigError, require_device_secret
 from pycam.drivers.base import DriverError
-from pycam.drivers.registry import CAMERA_DRIVERS
+from pycam.drivers.registry import CAMERA_DRIVERS, REPLAY_DRIVERS
 from pycam.station.camera_service import CameraService
 from pycam.station.runtime import load_or_exit, on_termination, resolve_driver, setup_logging
 
@@ -24,10 +24,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--driver", default="sim",
                         help=f"camera driver: {', '.join(CAMERA_DRIVERS)} or module:Class (default sim)")
     parser.add_argument("--framerate", type=float, help="frame rate in Hz (default [camera] framerate)")
+    add_replay_arguments(parser, "images")
     parser.add_argument("--spool-dir", type=Path, help="keep unconfirmed files here (default [storage] spool_dir)")
     parser.add_argument("--start", action="store_true", help="start continuous capture at once (else wait for STC)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="logging level (default INFO)")
+
+
+def add_replay_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--replay-dir`` and ``--replay-end`` for ``--driver replay`` (shared with ``pycam spectrometer``)."""
+    parser.add_argument("--replay-dir", type=Path,
+                        help=f"--driver replay: a PyCam archive whose {what} are served, in time order, as if "
+                             "captured now at the configured rate (PyCam names, any folder layout below DIR)")
+    parser.add_argument("--replay-end", choices=["loop", "stop"], default="loop",
+                        help="--driver replay: at the end of the archive start again (loop, default) or "
+                             "stop serving frames (every later capture reports the end)")
+
+
+def driver_options(args: argparse.Namespace, kind: str):
+    """(driver class, extra keyword arguments) for ``args.driver`` (the replay driver gets its archive)."""
+    driver_class = resolve_driver(kind, args.driver)
+    extra = {}
+    if args.driver in REPLAY_DRIVERS:
+        if args.replay_dir is None:
+            raise DriverError(f"--driver {args.driver} needs --replay-dir DIR (the archive to serve)")
+        extra = {"replay_dir": args.replay_dir, "end": args.replay_end}
+    elif args.replay_dir is not None:
+        raise DriverError(f"--replay-dir is only used with --driver replay, not {args.driver!r}")
+    return driver_class, extra
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,13 +72,13 @@ def run_device(args: argparse.Namespace, kind: str) -> int:
         print(f"{prog}: --framerate {args.framerate} out of range", file=sys.stderr)
         return 2
     try:
-        driver_class = resolve_driver(kind, args.driver)
+        driver_class, extra = driver_options(args, kind)
         if kind == "camera":
-            service = camera_services(config, args, driver_class)
+            service = camera_services(config, args, driver_class, extra)
         else:
             from pycam.station.spectrometer_service import SpectrometerService
 
-            service = SpectrometerService(config, driver_class(config), spool_dir=args.spool_dir,
+            service = SpectrometerService(config, driver_class(config, **extra), spool_dir=args.spool_dir,
                                           framerate=args.framerate)
         service.start(acquire=args.start)
     except (DriverError, OSError) as exc:
@@ -82,7 +106,7 @@ def run_device(args: argparse.Namespace, kind: str) -> int:
     return 0
 
 
-def camera_services(config, args: argparse.Namespace, driver_class):
+def camera_services(config, args: argparse.Namespace, driver_class, extra: dict | None = None):
     """A CameraService for ``--band on|off`` (on ``--camera-index`` when given), or both cameras of a
     single-Pi station for ``--band both``."""
     index = getattr(args, "camera_index", None)
@@ -91,10 +115,10 @@ def camera_services(config, args: argparse.Namespace, driver_class):
 
     def make_driver(band: str, camera_index: int | None):
         if takes_index and camera_index is not None:
-            return driver_class(config, band, camera_index=camera_index)
+            return driver_class(config, band, camera_index=camera_index, **(extra or {}))
         if index is not None:
             raise DriverError(f"camera driver {args.driver!r} has no camera index (--camera-index is for picamera2)")
-        return driver_class(config, band)  # e.g. the simulator: --band both makes two simulated cameras
+        return driver_class(config, band, **(extra or {}))  # e.g. the simulator: --band both makes two simulated cameras
 
     if args.band == "both":
         if index is not None:

@@ -24,8 +24,9 @@ from pycam.station.supervision import DemoState
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Start a simulated PyCam station on 127.0.0.1 (master, camera A, camera B, spectrometer as "
-        "separate processes), start continuous acquisition and open the GUI (or, with --headless or no "
-        "DISPLAY, print progress).  The demo writes its configuration (fresh secret, free ports) to "
+        "separate processes), start continuous acquisition, take a clear-sky pair for the live background "
+        "and open the GUI (or, with --headless or no DISPLAY, print progress and each pair's live emission "
+        "rate, flag and the simulator's true rate).  The demo writes its configuration (fresh secret, free ports) to "
         f"$PYCAM_DEMO_CONFIG, else $XDG_RUNTIME_DIR/pycam/demo.toml, else ~/.cache/pycam/demo.toml, where "
         "`pycam send` finds it; the file is removed when the demo ends.")
     parser.add_argument("--headless", action="store_true", help="no GUI: print progress lines instead")
@@ -38,6 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="frames per second for cameras and spectrometer, 0 < HZ <= 1 (default 1)")
     parser.add_argument("--config-file", type=Path,
                         help="write the demo configuration here instead of the well-known location")
+    parser.add_argument("--summary-json", type=Path,
+                        help="headless: write the live chain's summary here at the end (mean live rate after "
+                             "the DOAS calibration, the simulator's truth, flagged fraction, calibration); "
+                             "must not exist yet")
 
 
 def _gui_runner():
@@ -88,6 +93,10 @@ def run(args: argparse.Namespace) -> int:
     run_gui, why = (None, "--headless") if args.headless else _gui_runner()
     if not args.headless and run_gui is None:
         print(f"pycam demo: {why}: running headless", file=sys.stderr)
+    if args.summary_json is not None and args.summary_json.exists():
+        print(f"pycam demo: --summary-json {args.summary_json} exists; remove it or choose another name",
+              file=sys.stderr)
+        return 2
     config_path = args.config_file or demo_config_path()
     state = DemoState(config_path)
     running = state.running_pid()
@@ -118,9 +127,24 @@ def run(args: argparse.Namespace) -> int:
         if run_gui is not None:
             watcher = threading.Thread(target=_watch_children, args=(station,), name="demo-watch", daemon=True)
             watcher.start()
-            code = run_gui(config_path, duration_s=args.duration) if args.duration else run_gui(config_path)
+            code = run_gui(config_path, duration_s=args.duration, show_truth=True)
         else:
-            code = _headless(args.duration, progress, station)
+            from pycam.cli.demo_live import HeadlessLiveChain, SimTruth, scene_lines
+
+            truth = SimTruth(station.config)
+            chain = HeadlessLiveChain(station.config, lines=scene_lines(truth), truth=truth)
+            chain.start()
+            live_client = station.client(name="pycam-demo-live", on_message=chain.on_message,
+                                         subscribe=("image", "spectrum"))
+            if live_client.wait_connected(10):   # a clear-sky pair for the live background
+                for device, key in (("CM1", "TPA"), ("CM2", "TPB")):
+                    client.request(device, key, "Clear")
+            try:
+                code = _headless(args.duration, progress, station, chain)
+            finally:
+                chain.stop()
+                if args.summary_json is not None:
+                    print(f"demo: live summary in {chain.write_summary(args.summary_json)}", flush=True)
         if station.alive("master"):
             client.request("all", "SPC", True)
             client.request("all", "SPS", True)
@@ -193,7 +217,7 @@ def _demo_running(config_path: Path) -> bool:
         return False
 
 
-def _headless(duration: float | None, progress: _Progress, station) -> int:
+def _headless(duration: float | None, progress: _Progress, station, chain) -> int:
     start = time.monotonic()
     next_report = start + 5
     while duration is None or time.monotonic() - start < duration:
@@ -204,6 +228,8 @@ def _headless(duration: float | None, progress: _Progress, station) -> int:
             return 0   # crashes are reported (and make the exit status non-zero) when stopping
         left = None if duration is None else duration - (time.monotonic() - start)
         time.sleep(max(0.0, min(next_report - time.monotonic(), left if left is not None else 5, 0.5)))
+        for line in chain.report():
+            print(f"demo: {line}", flush=True)
         if time.monotonic() >= next_report:
             print(f"demo: t={time.monotonic() - start:.0f}s: {progress.summary()}", flush=True)
             next_report += 5

@@ -409,12 +409,21 @@ class FovCalibrator:
     Only ``Plume`` images are buffered.  At most ``max_images`` images are kept (the oldest go
     first) so memory stays bounded (200 × 648×486 float32 ≈ 250 MB).  Samples older than
     ``window_minutes`` before the calibration time are not used.
+
+    With ``confirm_px`` set (the live chain), a search result is only adopted when the previous
+    search, ``confirm_s`` seconds earlier, found the same FOV (centres within ``confirm_px``,
+    radii within ``confirm_px``) and its disk correlates with the columns at least
+    ``min_correlation``; until then :attr:`candidate` holds it and :attr:`last_error` says why.
+    On short windows the correlation map has spurious maxima far from the true FOV (on the
+    demo's plume, 20-60 one-second samples gave centres 150-230 px away, r = 0.87-0.95, and
+    slopes off by up to 17x); they move from one search to the next, the true FOV does not.
     """
 
     def __init__(self, *, recal_minutes: float = 30.0, window_minutes: float = 30.0, mode: str = "nearest",
                  max_gap_s: float = 2.0, max_radius: int = 30, order: int = 1, min_samples: int = MIN_SAMPLES,
                  max_images: int = 200, fixed_centre: tuple[float, float] | None = None,
-                 fixed_radius: int | None = None) -> None:
+                 fixed_radius: int | None = None, confirm_px: float | None = None, confirm_s: float = 15.0,
+                 min_correlation: float = 0.0) -> None:
         self.recal_s = recal_minutes * 60.0
         self.window_s = window_minutes * 60.0
         self.options = dict(mode=mode, max_gap_s=max_gap_s, max_radius=max_radius, order=order,
@@ -422,8 +431,14 @@ class FovCalibrator:
         self.images: collections.deque = collections.deque(maxlen=max_images)
         self.spectra: collections.deque = collections.deque()
         self.current: FovCalibration | None = None
+        self.candidate: FovCalibration | None = None
+        self.confirm_px = confirm_px
+        self.confirm_s = float(confirm_s)
+        self.min_correlation = float(min_correlation)
         self.last_time: float | None = None
+        self.last_try: float | None = None
         self.last_error: str | None = None
+        self.searches = 0
 
     def add_image(self, time, aa: np.ndarray, frame_type: str = PLUME) -> bool:
         """Buffer an AA image; returns False (and ignores it) unless it is a Plume image."""
@@ -438,9 +453,30 @@ class FovCalibrator:
 
     def due(self, now) -> bool:
         t = _seconds([now])[0]
-        if self.current is None or self.last_time is None:
-            return True
+        if self.candidate is not None or self.current is None or self.last_time is None:
+            # searching (or confirming a candidate): retry every confirm_s
+            return self.last_try is None or self.confirm_px is None or t - self.last_try >= self.confirm_s
         return self.recal_s > 0 and t - self.last_time >= self.recal_s
+
+    def _confirms(self, result: FovCalibration) -> str | None:
+        """None if ``result`` may be adopted, else why not (see the class docstring)."""
+        if self.confirm_px is None:
+            return None
+        if result.max_correlation < self.min_correlation:
+            return (f"FOV candidate ({result.centre_x:.0f}, {result.centre_y:.0f}) r={result.radius} px correlates "
+                    f"only {result.max_correlation:.2f} < {self.min_correlation:.2f}")
+        previous = self.candidate
+        if previous is None:
+            previous = self.current
+        if previous is None:
+            return (f"FOV candidate ({result.centre_x:.0f}, {result.centre_y:.0f}) r={result.radius} px "
+                    f"waits for a second search to confirm it")
+        shift = float(np.hypot(result.centre_x - previous.centre_x, result.centre_y - previous.centre_y))
+        if shift > self.confirm_px or abs(result.radius - previous.radius) > self.confirm_px:
+            return (f"FOV candidate ({result.centre_x:.0f}, {result.centre_y:.0f}) r={result.radius} px not "
+                    f"confirmed: the previous search found ({previous.centre_x:.0f}, {previous.centre_y:.0f}) "
+                    f"r={previous.radius} px")
+        return None
 
     def update(self, now) -> FovCalibration | None:
         """Recalibrate if due and possible; returns the new calibration or None."""
@@ -455,6 +491,7 @@ class FovCalibrator:
         if not self.images or not self.spectra:
             self.last_error = "no buffered plume images or spectra"
             return None
+        self.last_try = t
         try:
             result = calibrate_fov([i[0] for i in self.images], np.stack([i[2] for i in self.images]),
                                    [s[0] for s in self.spectra], [s[2] for s in self.spectra],
@@ -462,5 +499,11 @@ class FovCalibrator:
         except FovError as exc:
             self.last_error = str(exc)
             return None
-        self.current, self.last_time, self.last_error = result, t, None
+        self.searches += 1
+        why_not = self._confirms(result)
+        if why_not is not None:
+            self.candidate = result if result.max_correlation >= self.min_correlation else None
+            self.last_error = why_not
+            return None
+        self.current, self.candidate, self.last_time, self.last_error = result, None, t, None
         return result

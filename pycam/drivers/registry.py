@@ -9,11 +9,15 @@ CAMERA_DRIVERS: dict[str, str] = {
     "sim": "pycam.drivers.sim:SimCamera",
     "picamera2": "pycam.drivers.picamera2_camera:Picamera2Camera",
     "gphoto2": "pycam.drivers.gphoto2_camera:Gphoto2Camera",
+    "replay": "pycam.drivers.replay:ReplayCamera",
 }
 SPECTROMETER_DRIVERS: dict[str, str] = {
     "sim": "pycam.drivers.sim:SimSpectrometer",
     "seabreeze": "pycam.drivers.seabreeze_spectrometer:SeabreezeSpectrometer",
+    "replay": "pycam.drivers.replay:ReplaySpectrometer",
 }
+#: Drivers that need a ``replay_dir`` (and take ``end``) keyword: ``--replay-dir`` / ``--replay-end``.
+REPLAY_DRIVERS = ("replay",)
 
 
 def _resolve(table: dict[str, str], name: str, kind: str):

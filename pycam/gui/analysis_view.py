@@ -8,6 +8,8 @@ plume speed.  Everything updates by blitting; axes grow in coarse steps.
 """
 from __future__ import annotations
 
+import math
+
 import tkinter as tk
 from tkinter import filedialog, ttk
 
@@ -242,10 +244,16 @@ class AnalysisView(ttk.Frame):
             self.rates.setdefault(name, []).append((t, rate.flux_kg_s, rate.flux_err_kg_s))
             self._update_band(name, colour)
             band_values += [rate.flux_kg_s - rate.flux_err_kg_s, rate.flux_kg_s + rate.flux_err_kg_s]
+        truth = getattr(result, "truth_kg_s", float("nan"))
+        if math.isfinite(truth):  # the simulated demo: the simulator's true total through the same lines
+            self.rate_series.line("truth", color="#2e7d32", lw=1.0, ls="--")
+            self.rate_series.append("truth", t, truth)
+            band_values.append(truth)
         self.rate_series.fit_limits(band_values)
         self.speed_series.fit_limits()
         self.latest_var.set("  ".join(f"{n}: {r.flux_kg_s:.2f}±{r.flux_err_kg_s:.2f} kg/s"
-                                      f" v={r.velo_eff_m_s:.1f} m/s" for n, r in result.rates.items()))
+                                      f" v={r.velo_eff_m_s:.1f} m/s" for n, r in result.rates.items())
+                             + (f"  truth: {truth:.2f} kg/s" if math.isfinite(truth) else ""))
         self.results_shown += 1
         # the rate plot is drawn in its own event-loop turn: two short stretches instead of one long
         if self._rates_after is None:

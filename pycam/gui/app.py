@@ -108,7 +108,7 @@ class PyCamApp:
 
     def __init__(self, root: tk.Tk, config: Config, *, client_factory=default_client_factory,
                  processor_factory=None, retriever_factory=None, autoconnect: bool = True,
-                 poll_interval_ms: int = 25, state_dir: Path | None = None, report=None) -> None:
+                 poll_interval_ms: int = 25, state_dir: Path | None = None, report=None, truth=None) -> None:
         from pycam.gui import views  # the tab modules (matplotlib) load with the window
 
         self.root = root
@@ -120,7 +120,7 @@ class PyCamApp:
         if retriever_factory is None:
             retriever_factory = views.default_retriever_factory(config)
         self.live = LiveProcessing(self.queue, processor_factory=processor_factory,
-                                   retriever_factory=retriever_factory)
+                                   retriever_factory=retriever_factory, truth=truth)
         self.link = StationLink(self.queue, config, data_sink=self.live, client_factory=client_factory)
         self.tracker = ReplyTracker()
         self.queue.subscribe("message", self.tracker.on_message)
@@ -343,10 +343,24 @@ class PyCamApp:
         self.root.destroy()
 
 
-def run_gui(config_path: Path, duration_s: float | None = None) -> int:
+def take_clear_pair_when_connected(app: "PyCamApp", poll_ms: int = 500) -> None:
+    """The simulated demo: once connected, take one Clear frame per camera (the live chain's
+    clear-sky background, see ``LiveProcessing``)."""
+    def check() -> None:
+        if app.link.state == "connected":
+            app.send("CM1", "TPA", "Clear")
+            app.send("CM2", "TPB", "Clear")
+        else:
+            app.root.after(poll_ms, check)
+
+    app.root.after(poll_ms, check)
+
+
+def run_gui(config_path: Path, duration_s: float | None = None, show_truth: bool = False) -> int:
     """Open the GUI connected to the station in ``config_path``; returns the exit code.
 
-    ``duration_s`` closes the window after that many seconds (for scripted demos)."""
+    ``duration_s`` closes the window after that many seconds (for scripted demos);
+    ``show_truth`` (the simulated demo) plots the simulator's true rate beside the live one."""
     try:
         config = load_config(config_path)
     except ConfigError as exc:
@@ -357,7 +371,14 @@ def run_gui(config_path: Path, duration_s: float | None = None) -> int:
     except tk.TclError as exc:
         print(f"pycam gui: no display available ({exc}); use `pycam demo --headless` without one")
         return 2
-    app = PyCamApp(root, config, report=lambda text: print(text, flush=True))
+    truth = None
+    if show_truth:
+        from pycam.sim.line_truth import SimTruth
+
+        truth = SimTruth(config).rate
+    app = PyCamApp(root, config, report=lambda text: print(text, flush=True), truth=truth)
+    if show_truth:
+        take_clear_pair_when_connected(app)
     if duration_s is not None:
         root.after(int(duration_s * 1000), app.quit)
     # Ctrl-C / SIGTERM close the window cleanly (Tk callbacks would swallow KeyboardInterrupt)

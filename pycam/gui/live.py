@@ -6,7 +6,8 @@ the window only ever draws the newest A, B and spectrum).  Plume images and spec
 queued to its own worker thread, which pairs A with B by time string and runs the
 real-time camera chain (``RealtimeProcessor.process_pair``) and the DOAS retrieval; their
 results come back as ``so2`` and ``doas`` events.  Calibration frames (Dark, Clear,
-``<N>ppmm``) are posted as ``cal_frame`` events for the gas-cell wizard.
+``<N>ppmm``) are posted as ``cal_frame`` events for the gas-cell wizard; Dark frames and a
+clear-sky pair (one Clear frame per band) also go into the live camera chain.
 
 The processor and the retriever are built by factories on the worker thread, so the GUI
 can be given stand-ins in tests.  If the processing packages are missing, the live view
@@ -15,6 +16,7 @@ still shows the raw data and one error explains why nothing is processed.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import queue as _queue
 import threading
@@ -43,8 +45,9 @@ class LiveProcessing:
 
     def __init__(self, queue: GuiQueue, *, processor_factory: Callable[[], Any] | None = None,
                  retriever_factory: Callable[[], Callable[[SpectrumFrame], Any]] | None = None,
-                 backlog: int = 8) -> None:
+                 backlog: int = 8, truth: Callable[[float, tuple], float] | None = None) -> None:
         self.queue = queue
+        self.truth = truth   # (POSIX seconds, PCS lines) -> true total rate (simulated station), or None
         self.processor_factory = processor_factory
         self.retriever_factory = retriever_factory
         self._inbox: _queue.Queue = _queue.Queue()
@@ -56,6 +59,8 @@ class LiveProcessing:
         self._processor_kwargs: dict = {}
         self.darks: dict[tuple[str, int], np.ndarray] = {}
         self._stale = False
+        self._new_background = False
+        self.clear_frames: dict[str, ImageFrame] = {}
         self.pairs_processed = 0
         self.pairs_dropped = 0
         self.spectra_processed = 0
@@ -87,8 +92,8 @@ class LiveProcessing:
     def feed(self, frame: ImageFrame | SpectrumFrame) -> None:
         if isinstance(frame, ImageFrame):
             self.queue.post("image", frame, coalesce=f"image-{frame.band}")
-            if frame.frame_type == "Dark":
-                self._inbox.put(("dark", frame))
+            if frame.frame_type in ("Dark", "Clear"):
+                self._inbox.put((frame.frame_type.lower(), frame))
             if is_calibration_type(frame.frame_type):
                 self.queue.post("cal_frame", frame)
                 return
@@ -124,6 +129,8 @@ class LiveProcessing:
                     self._rebuild(item, pending_lines)
                 elif kind == "dark":
                     self._add_dark(item, pending_lines)
+                elif kind == "clear":
+                    self._add_clear(item)
                 elif kind == "frame":
                     if isinstance(item, SpectrumFrame):
                         self._process_spectrum(item)
@@ -143,8 +150,9 @@ class LiveProcessing:
         if lines:
             self.processor.set_pcs_lines(lines)
         carry = getattr(self.processor, "carry_over", None)
-        if old is not None and carry is not None and "calibration" not in changes:
+        if old is not None and carry is not None and "calibration" not in changes and not self._new_background:
             carry(old)  # keep the live DOAS calibration across a rebuild (e.g. new darks)
+        self._new_background = False
 
     def _add_dark(self, frame: ImageFrame, lines) -> None:
         """Keep the newest dark per band and exposure; the processor is rebuilt with them."""
@@ -152,6 +160,22 @@ class LiveProcessing:
         self.darks[(band, frame.exposure_us)] = np.asarray(frame.pixels)
         self._processor_kwargs["darks"] = dict(self.darks)
         self._stale = True  # rebuilt at the next pair, so a dark set costs one rebuild
+
+    def _add_clear(self, frame: ImageFrame) -> None:
+        """Keep the newest clear-sky frame per band; once both bands have one, the processor is
+        rebuilt with them (background ``bg_mode`` 1 instead of the ambient-ROI fallback, and B
+        registered on them).  The AA of a new background is not that of the old one, so the
+        live DOAS calibration starts again."""
+        band = "on" if frame.band == "A" else "off"
+        self.clear_frames[band] = frame
+        if len(self.clear_frames) < 2:
+            return
+        a, b = self.clear_frames["on"], self.clear_frames["off"]
+        self._processor_kwargs["clear"] = {"on": np.asarray(a.pixels), "off": np.asarray(b.pixels),
+                                           "exposure_a_us": a.exposure_us, "exposure_b_us": b.exposure_us}
+        self.clear_frames = {}
+        self._stale = True
+        self._new_background = True
 
     def _ensure_processor(self, lines):
         if self._stale and self.processor is not None and self.processor_factory is not None:
@@ -187,6 +211,8 @@ class LiveProcessing:
                 "filename_a": slot["A"].filename, "filename_b": slot["B"].filename}
         start = time.perf_counter()
         result = processor.process_pair(slot["A"].pixels, slot["B"].pixels, meta)
+        if self.truth is not None and lines and dataclasses.is_dataclass(result) and hasattr(result, "truth_kg_s"):
+            result = dataclasses.replace(result, truth_kg_s=self.truth(meta["time"].timestamp(), lines))
         self.last_processing_s = time.perf_counter() - start
         self.pairs_processed += 1
         self.queue.post("so2", result)

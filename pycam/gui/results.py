@@ -6,6 +6,7 @@ the Tk thread, so a view only copies arrays into artists.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +32,8 @@ class So2Display:
     processing_s: float = 0.0
     fov: tuple[float, float, float] | None = None   # DOAS field of view (x, y, radius) in pixels
     note: str = ""                                    # calibration state and processing warnings
+    calibration: Any = None      # pycam.processing.live_calibration.CalibrationStatus of the live DOAS cal
+    truth_kg_s: float = float("nan")   # simulator's true total rate through the lines (demo), else NaN
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,6 +6,7 @@ and reduce their results to the small display records of :mod:`pycam.gui.results
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import math
 import time
@@ -112,66 +113,67 @@ class ProcessorAdapter:
     """Wraps ``RealtimeProcessor``; ``process_pair`` returns a :class:`So2Display`.
 
     Without a fixed calibration it calibrates itself from the DOAS columns (PyCam's default,
-    ``cal_type_int`` 1): AA images and DOAS columns feed a :class:`pycam.doas.fov.FovCalibrator`;
-    when the FOV search succeeds (≥ 15 matched samples) the resulting samples become a
-    :class:`pycam.processing.doas_calibration.DoasCalibration` for the processor.
+    ``cal_type_int`` 1) with :class:`pycam.processing.live_calibration.LiveDoasCalibration`
+    (FOV search of :mod:`pycam.doas.fov`, adopted when a second search confirms it); its
+    :attr:`status` (FOV, fit with errors, points, age) is shown with every result.
     """
 
     def __init__(self, processor, *, doas_calibration: bool = True, recal_minutes: float = 1.0,
-                 window_minutes: float = 30.0, max_gap_s: float = 2.0, min_samples: int = 20) -> None:
+                 window_minutes: float = 30.0, max_gap_s: float = 2.0, min_samples: int | None = None,
+                 max_images: int = 150) -> None:
         self.processor = processor
-        self.fov = None
-        self.calibrator = None
+        self.live_cal = None
         self.calibration_text = ""
         if doas_calibration and getattr(processor, "calibration", None) is None:
             from pycam.doas.fov import FovCalibrator
+            from pycam.processing.live_calibration import LIVE_MIN_SAMPLES, LiveDoasCalibration, live_fov_options
 
-            self.calibrator = FovCalibrator(recal_minutes=recal_minutes, window_minutes=window_minutes,
-                                            max_gap_s=max_gap_s, max_images=120, min_samples=min_samples)
+            options = live_fov_options(min_samples or LIVE_MIN_SAMPLES)
+            self.live_cal = LiveDoasCalibration(FovCalibrator(recal_minutes=recal_minutes,
+                                                              window_minutes=window_minutes, max_gap_s=max_gap_s,
+                                                              max_images=max_images, **options))
+
+    @property
+    def calibrator(self):
+        return None if self.live_cal is None else self.live_cal.fov_calibrator
+
+    @property
+    def fov(self):
+        return None if self.live_cal is None else self.live_cal.fov
+
+    @property
+    def status(self):
+        return None if self.live_cal is None else self.live_cal.status
 
     def set_pcs_lines(self, lines) -> None:
         self.processor.set_pcs_lines(tuple(lines))
 
     def carry_over(self, old: "ProcessorAdapter") -> None:
         """Take the live DOAS calibration state of the adapter this one replaces."""
-        if self.calibrator is None or getattr(old, "calibrator", None) is None:
+        if self.live_cal is None or getattr(old, "live_cal", None) is None:
             return
-        self.calibrator, self.fov = old.calibrator, old.fov
+        self.live_cal = old.live_cal
         self.calibration_text = old.calibration_text
         calibration = getattr(old.processor, "calibration", None)
         if calibration is not None:
             self.processor.set_calibration(calibration)
 
     def add_doas(self, when, column: float, error: float, ok: bool) -> None:
-        if self.calibrator is not None:
-            self.calibrator.add_column(when, column, error, ok)
-
-    def _recalibrate(self, when) -> str:
-        from pycam.processing.doas_calibration import DoasCalibration
-
-        calibration = self.calibrator.update(when)
-        if calibration is None:
-            return self.calibration_text or f"waiting for DOAS calibration: {self.calibrator.last_error}"
-        doas_cal = DoasCalibration(order=1, remove_doas_mins=None, doas_fov_recal_mins=None)
-        doas_cal.set_fov(calibration.centre_x, calibration.centre_y, calibration.radius)
-        doas_cal.add_samples(*calibration.samples)
-        doas_cal.fit(when)
-        self.processor.set_calibration(doas_cal)
-        self.fov = (calibration.centre_x, calibration.centre_y, float(calibration.radius))
-        self.calibration_text = (f"DOAS FOV ({calibration.centre_x:.0f}, {calibration.centre_y:.0f}) "
-                                 f"r={calibration.radius} px, S = {calibration.intercept:.2e} + "
-                                 f"{calibration.slope:.3e}·AA (corr {calibration.max_correlation:.2f}, "
-                                 f"{len(calibration.times)} samples)")
-        return self.calibration_text
+        if self.live_cal is not None:
+            self.live_cal.add_column(when, column, error, ok)
 
     def process_pair(self, img_a, img_b, meta) -> So2Display:
         start = time.perf_counter()
         result = self.processor.process_pair(img_a, img_b, meta)
         note = self.calibration_text
-        if self.calibrator is not None and meta.get("type", "Plume") == "Plume":
-            self.calibrator.add_image(meta["time"], result.aa)
-            note = self._recalibrate(meta["time"])
-        return so2_display(result, meta["time_string"], time.perf_counter() - start, self.fov, note)
+        if self.live_cal is not None and meta.get("type", "Plume") == "Plume":
+            self.live_cal.add_image(meta["time"], result.aa)
+            calibration = self.live_cal.update(meta["time"])
+            if calibration is not None:
+                self.processor.set_calibration(calibration)
+            note = self.calibration_text = self.live_cal.status.text(meta["time"])
+        display = so2_display(result, meta["time_string"], time.perf_counter() - start, self.fov, note)
+        return dataclasses.replace(display, calibration=self.status)
 
 
 def live_defaults(config) -> dict[str, Any]:
@@ -182,8 +184,11 @@ def live_defaults(config) -> dict[str, Any]:
     * ``ref_check_mode`` off: with the live DOAS calibration still settling, its intercept
       puts the ambient-ROI column outside PyCam's fixed bounds and would suppress every
       emission rate; the Analysis tab can switch the check on.
+    * ``reg_mode`` ``ecc``: B is registered onto A from the first pair, kept only if it makes
+      them clearly more alike (a real station's saved matrix goes in a settings file as
+      ``reg_mode: file``); see :func:`pycam.processing.realtime.live_registration`.
     """
-    values: dict[str, Any] = {"ref_check_mode": False}
+    values: dict[str, Any] = {"ref_check_mode": False, "reg_mode": "ecc"}
     try:
         values["plume_distance_m"] = float(config["simulator"]["plume_distance_m"])
     except (KeyError, TypeError):

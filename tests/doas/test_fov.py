@@ -157,3 +157,36 @@ def test_search_ignores_candidates_whose_disk_leaves_the_image():
     found = search_fov(stack, columns, max_radius=12)
     assert abs(found.centre_x - 70) <= 2 and abs(found.centre_y - 60) <= 2     # (159, 51) without the rule
     assert 1 <= found.radius <= 12
+
+
+def test_confirmation_adopts_a_fov_only_when_the_next_search_agrees():
+    """With ``confirm_px`` the first search is a candidate; the next one (confirm_s later) that
+    finds the same FOV adopts it; a search that disagrees replaces the candidate."""
+    stack, times, columns = _scene(n=40, seed=4)
+    calibrator = FovCalibrator(recal_minutes=10.0, confirm_px=3.0, confirm_s=15.0, min_samples=15)
+    for t, aa, col in zip(times, stack, columns):
+        calibrator.add_image(t, aa)
+        calibrator.add_column(t, col, 5e15)
+    now = times[-1]
+    assert calibrator.update(now) is None and calibrator.candidate is not None
+    assert "waits for a second search" in calibrator.last_error
+    assert calibrator.update(now + dt.timedelta(seconds=5)) is None and not calibrator.due(now)   # too soon
+    adopted = calibrator.update(now + dt.timedelta(seconds=15))
+    assert adopted is not None and calibrator.current is adopted and calibrator.candidate is None
+    assert np.hypot(adopted.centre_x - TRUE_X, adopted.centre_y - TRUE_Y) <= 4.0
+    # a later search elsewhere (here: a shifted copy of the scene) is only a candidate
+    calibrator.images = type(calibrator.images)((t, s, np.roll(a, 60, axis=1)) for t, s, a in calibrator.images)
+    later = now + dt.timedelta(minutes=11)
+    assert calibrator.update(later) is None and calibrator.current is adopted
+    assert "not confirmed" in calibrator.last_error
+
+
+def test_minimum_correlation_blocks_weak_candidates():
+    stack, times, columns = _scene(n=30, seed=5)
+    noisy = columns + np.random.default_rng(9).normal(0, 3 * columns.std(), columns.size)
+    calibrator = FovCalibrator(confirm_px=3.0, min_correlation=0.9, min_samples=15)
+    for t, aa, col in zip(times, stack, noisy):
+        calibrator.add_image(t, aa)
+        calibrator.add_column(t, col, 5e15)
+    assert calibrator.update(times[-1]) is None and calibrator.candidate is None
+    assert "correlates only" in calibrator.last_error

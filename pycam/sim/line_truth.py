@@ -1,0 +1,47 @@
+"""The simulator's truth for a live chain: the true emission rate through PCS lines at a given
+time and the true column/AA slope, from a station configuration's ``[simulator]`` scene.
+
+Used by ``pycam demo`` (headless and GUI) to show the truth beside the live results.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from pycam.formats.geometry import PCSLine
+from pycam.sim.scene import Scene
+
+
+class SimTruth:
+    """True rates through ``lines`` (default: the ones given to :meth:`rate`) of ``config``'s scene."""
+
+    def __init__(self, config: Any, lines: Sequence[PCSLine] = ()) -> None:
+        self.scene = Scene.from_config(config)
+        self.lines = tuple(lines)
+
+    def rate(self, seconds: float, lines: Sequence[PCSLine] | None = None) -> float:
+        """Total true flux (kg/s) through the lines at POSIX time ``seconds`` (NaN without lines)."""
+        lines = self.lines if lines is None else tuple(lines)
+        if not lines:
+            return float("nan")
+        return float(sum(self.scene.line_truth(line, seconds, False)["flux_kg_s"] for line in lines))
+
+    def slopes(self, columns: np.ndarray | None = None) -> dict[str, Any]:
+        """The true column/AA slope: the through-origin fit over 0-2e18 (``truth.json``'s
+        ``column_per_aa_fit_0_2e18``) and, given the DOAS columns a calibration used, a
+        straight-line fit of the true AA curve over their range (what a linear calibration with
+        intercept should find there)."""
+        out: dict[str, Any] = {"slope_fit_0_2e18": float(self.scene.truth([])["column_per_aa_fit_0_2e18"])}
+        if columns is not None and len(columns) > 1:
+            grid = np.linspace(float(np.min(columns)), float(np.max(columns)), 41)
+            curve = self.scene.aa_curve(grid)
+            slope, intercept = np.polyfit(curve["aa"], curve["column_molec_cm2"], 1)
+            out.update(slope_local=float(slope), intercept_local=float(intercept),
+                       column_range=[float(grid[0]), float(grid[-1])])
+        return out
+
+    @property
+    def fov(self) -> dict[str, float]:
+        x, y = self.scene.field.fov_centre
+        return {"x": float(x), "y": float(y), "radius_px": float(self.scene.params.fov_radius_px)}
