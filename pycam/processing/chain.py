@@ -7,6 +7,7 @@ velocity (:mod:`crosscorr`).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from typing import Iterable
@@ -18,7 +19,9 @@ from pycam.processing.absorbance import AbsorbanceModel, ClearSky
 from pycam.processing.corrections import DarkLibrary
 from pycam.processing.crosscorr import CrossCorrelationTracker
 from pycam.processing.emission import EmissionRate, LineEmission, ica_mass, total_rate
-from pycam.processing.flow import FarnebackParams, FlowEngine, FlowField
+from pycam.processing.flow import (EDGE_FRACTION, Contrast, FarnebackParams, FlowEngine, FlowField,
+                                   contrast_range, robust_contrast, smooth_pixels, with_statistics)
+from pycam.processing.flow_analysis import band_points
 from pycam.processing.geometry import GeometryError, MeasurementGeometry
 from pycam.processing.lines import LineSampler, lines_bbox, offset_line
 from pycam.processing.settings import ProcessingSettings
@@ -47,6 +50,7 @@ class ProcessingChain:
         self.geometry = self._make_geometry(geometry)
         self.flow_engine = FlowEngine(FarnebackParams.from_settings(settings), settings["flow_contrast"],
                                       coarse_init=settings["flow_coarse_init"])
+        self._contrast_idx: tuple[np.ndarray, np.ndarray] | None = None
         self.modes = settings.velocity_modes
         self.lines: list[LineEmission] = []
         self.cc_samplers: dict[str, tuple[LineSampler, LineSampler]] = {}
@@ -93,10 +97,60 @@ class ProcessingChain:
         self.crosscorr = CrossCorrelationTracker(gaps, self.settings["img_buff_size"],
                                                  self.settings["cross_corr_recal"],
                                                  self.settings["cross_corr_min_pairs"]) if cc else None
+        self._contrast_idx = self._contrast_pixels(samplers)
         if self.settings["flow_full_frame"] or not samplers:
             self.flow_engine.set_box(None)
         else:
             self.flow_engine.set_box(lines_bbox(samplers, self.shape, self.settings["flow_roi_margin"]))
+
+    def _contrast_pixels(self, samplers) -> tuple[np.ndarray, np.ndarray] | None:
+        """Pixels the contrast range is measured on: ``roi_abs`` (every 2nd pixel), else a band of
+        +-winsize px round the PCS lines (every 2nd offset); a frame of EDGE_FRACTION of the
+        width round the image is left out, and of the rest only the locally smooth pixels are
+        used (:func:`~pycam.processing.flow.smooth_pixels`).  None: no region (the whole frame)."""
+        h, w = self.shape
+        edge = max(2, int(round(EDGE_FRACTION * w)))
+        roi = self.settings["roi_abs"]
+        if roi is not None:
+            x0, y0, x1, y1 = self._roi_for_shape(roi)
+            yy, xx = np.mgrid[max(y0, edge):min(y1, h - edge):2, max(x0, edge):min(x1, w - edge):2]
+            if yy.size == 0:
+                raise ValueError(f"roi_abs {roi} lies outside the image ({w}x{h}) or in its edge frame")
+            return yy.ravel(), xx.ravel()
+        if not samplers:
+            return None
+        half = max(2, int(self.settings["winsize"]))
+        ys, xs = [], []
+        for smp in samplers:
+            bx, by = band_points(smp, half)
+            ys.append(by[::2])
+            xs.append(bx[::2])
+        y, x = np.concatenate(ys), np.concatenate(xs)
+        keep = (x >= edge) & (x < w - edge) & (y >= edge) & (y < h - edge)
+        if not keep.any():
+            return None
+        flat = np.unique(y[keep].astype(np.int64) * w + x[keep])
+        return flat // w, flat % w
+
+    def flow_contrast(self, aa: np.ndarray, so2: np.ndarray | None) -> Contrast:
+        """The bytescale range for a pair whose later image has AA ``aa`` and columns ``so2``
+        (``flow_contrast`` setting; see :mod:`pycam.processing.flow`), with the statistics of
+        the measurement region."""
+        idx = self._contrast_idx
+        if idx is None:
+            values = aa[np.isfinite(aa)].ravel()
+            plume = None if so2 is None else (so2[np.isfinite(aa)] >= self.settings["min_cd"]).ravel()
+        else:
+            keep = smooth_pixels(aa, *idx)          # no specks, no noisy dark terrain
+            ys, xs = idx[0][keep], idx[1][keep]
+            values = aa[ys, xs]
+            plume = None if so2 is None else so2[ys, xs] >= self.settings["min_cd"]
+        mode = self.settings["flow_contrast"]
+        source = "auto-roi" if self.settings["roi_abs"] is not None else "auto-lines"
+        if mode == "auto":
+            return robust_contrast(values, plume, source)
+        lo, hi = contrast_range(aa, "frame" if mode == "frame" else mode)
+        return with_statistics(lo, hi, "frame" if mode == "frame" else "fixed", values, plume)
 
     # --- steps ---------------------------------------------------------------------------
     def calibrate(self, aa: np.ndarray, time=None, out: np.ndarray | None = None) -> np.ndarray | None:
@@ -149,8 +203,12 @@ class ProcessingChain:
 
     def flow(self, aa_prev: np.ndarray, aa_next: np.ndarray, dt_s: float, so2: np.ndarray | None = None
              ) -> FlowField:
-        """Flow from ``aa_prev`` to ``aa_next`` on :meth:`flow_box` of ``so2`` (this image's columns)."""
-        return self.flow_engine.compute(aa_prev, aa_next, dt_s, self.flow_box(so2))
+        """Flow from ``aa_prev`` to ``aa_next`` on :meth:`flow_box` of ``so2`` (this image's columns),
+        over the contrast range of :meth:`flow_contrast`."""
+        contrast = self.flow_contrast(aa_next, so2)
+        if self.settings["flow_contrast"] == "frame":      # pyplis: the first image of the pair
+            contrast = dataclasses.replace(contrast, **dict(zip(("lo", "hi"), contrast_range(aa_prev, "frame"))))
+        return self.flow_engine.compute(aa_prev, aa_next, dt_s, self.flow_box(so2), contrast)
 
     def cross_correlation_icas(self, so2: np.ndarray) -> dict[str, tuple[float, float]]:
         """ICA (kg/m) on each PCS line and its downstream twin."""

@@ -19,8 +19,8 @@ from pycam.formats.images import read_image, write_image
 def ground_row(x: np.ndarray, width: int, height: int) -> np.ndarray:
     """Row of the terrain silhouette at column ``x``: a hill on each side and a valley in the
     middle, where the PCS lines of the simulated set end (so the lines stay in the sky)."""
-    left = 360 + 0.0025 * (x - 100.0) ** 2
-    right = 380 + 0.003 * (x - 540.0) ** 2
+    left = 360 + 0.0065 * (x - 100.0) ** 2
+    right = 380 + 0.0025 * (x - 540.0) ** 2
     return np.minimum(np.minimum(left, right), height + 10).astype(float)
 
 
