@@ -170,10 +170,23 @@ def run(args: argparse.Namespace) -> int:
                   f"reference check (mean column in ambient_roi outside [ref_check_lower, ref_check_upper] = "
                   f"[{settings['ref_check_lower']:.3g}, {settings['ref_check_upper']:.3g}]); check ambient_roi and "
                   "the calibration intercept, or set ref_check_mode: false", file=sys.stderr)
+        line = flagged_warning(outputs.flag_summary(), settings["flagged_warn_frac"])
+        if line:
+            print(line, file=sys.stderr)
         for p in problems[:10]:
             print(f"  problem: {p}", file=sys.stderr)
         return 130 if summary.interrupted else 0
     return 130
+
+
+def flagged_warning(flags: dict, limit: float) -> str | None:
+    """The one-line warning when more than ``limit`` of the emission-rate samples are flagged."""
+    frac = flags.get("flagged_fraction")
+    if frac is None or frac <= limit:
+        return None
+    top = ", ".join(f"{code} {n}" for code, n in list(flags["reasons"].items())[:4])
+    return (f"pycam process: WARNING {flags['flagged']} of {flags['samples']} emission-rate samples "
+            f"({frac:.0%}) are flagged ({top}); see the flag/flag_reason columns and summary.json")
 
 
 def _chain_first(first, rest):

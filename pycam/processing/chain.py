@@ -24,6 +24,7 @@ from pycam.processing.flow import (EDGE_FRACTION, Contrast, FarnebackParams, Flo
 from pycam.processing.flow_analysis import band_points
 from pycam.processing.geometry import GeometryError, MeasurementGeometry
 from pycam.processing.lines import LineSampler, lines_bbox, offset_line
+from pycam.processing.quality import Flag, FlagNotes
 from pycam.processing.settings import ProcessingSettings
 
 log = logging.getLogger(__name__)
@@ -83,18 +84,14 @@ class ProcessingChain:
             for smp in samplers:
                 lines.append(LineEmission(smp, self.geometry.footprints(smp.x, smp.y), self.settings))
                 if "flow_glob" in self.modes:
-                    try:
-                        down = LineSampler(offset_line(smp.line, self.settings["cross_corr_gap_px"]), self.shape)
-                    except ValueError as exc:
-                        log.warning("line %s: no cross-correlation line (%s)", smp.name, exc)
-                        continue
-                    cc[smp.name] = (smp, down)
+                    offsets = self._offset_samplers(smp)
+                    if offsets:
+                        cc[smp.name] = offsets
         self.lines = lines
         self.cc_samplers = cc
-        self._cc_dists = {k: (self.geometry.footprints(u.x, u.y), self.geometry.footprints(d.x, d.y))
-                          for k, (u, d) in cc.items()}
-        gaps = {k: self.settings["cross_corr_gap_px"] * float(np.mean(self._cc_dists[k][0])) for k in cc}
-        self.crosscorr = CrossCorrelationTracker(gaps, self.settings["img_buff_size"],
+        self._cc_dists = {k: [self.geometry.footprints(o.x, o.y) for o in offs] for k, offs in cc.items()}
+        footprint = {k: float(np.mean(self._cc_dists[k][len(offs) // 2])) for k, offs in cc.items()}
+        self.crosscorr = CrossCorrelationTracker(footprint, self.settings["img_buff_size"],
                                                  self.settings["cross_corr_recal"],
                                                  self.settings["cross_corr_min_pairs"]) if cc else None
         self._contrast_idx = self._contrast_pixels(samplers)
@@ -102,6 +99,18 @@ class ProcessingChain:
             self.flow_engine.set_box(None)
         else:
             self.flow_engine.set_box(lines_bbox(samplers, self.shape, self.settings["flow_roi_margin"]))
+
+    def _offset_samplers(self, smp: LineSampler) -> list[LineSampler]:
+        """Samplers of the lines at offsets -G..G px (G = ``cross_corr_gap_px``, shrunk until
+        every offset line lies in the image) for the cross-correlation; [] if G < 2."""
+        gap = int(round(self.settings["cross_corr_gap_px"]))
+        while gap >= 2:
+            try:
+                return [LineSampler(offset_line(smp.line, g), self.shape) for g in range(-gap, gap + 1)]
+            except ValueError:
+                gap = gap * 3 // 4
+        log.warning("line %s: no room for cross-correlation lines in the image", smp.name)
+        return []
 
     def _contrast_pixels(self, samplers) -> tuple[np.ndarray, np.ndarray] | None:
         """Pixels the contrast range is measured on: ``roi_abs`` (every 2nd pixel), else a band of
@@ -174,6 +183,62 @@ class ProcessingChain:
         mean = float(np.mean(so2[roi], dtype=np.float64))
         return s["ref_check_lower"] <= mean <= s["ref_check_upper"]
 
+    def pair_flags(self, so2: np.ndarray | None, time=None) -> FlagNotes:
+        """Flags every sample of this pair shares: calibration missing, stale or from a poor DOAS
+        fit; sky reference out of bounds (PyCam's check) or cloudy (see :mod:`quality`)."""
+        s = self.settings
+        notes = FlagNotes()
+        if so2 is None:
+            notes.add(Flag.CAL_MISSING, "no calibration")
+            return notes
+        roi = so2[self.absorbance.roi]
+        mean = float(np.mean(roi, dtype=np.float64))
+        if s["ref_check_mode"] and not s["ref_check_lower"] <= mean <= s["ref_check_upper"]:
+            notes.add(Flag.BG_OUT_OF_BOUNDS, f"ambient_roi column {mean:.3g} outside "
+                                             f"[{s['ref_check_lower']:.3g}, {s['ref_check_upper']:.3g}]")
+        blocks = _block_means(roi, 8)
+        if blocks.size >= 4:
+            spread = float(np.std(blocks))
+            if spread > s["flag_bg_cloud_cd"]:
+                notes.add(Flag.BG_CLOUD, f"ambient_roi column varies by {spread:.3g} (8x8 px blocks)")
+        fit_at = getattr(self.calibration, "fit_at", None)
+        if fit_at is not None and time is not None:
+            try:
+                fit = fit_at(time)
+            except (LookupError, ValueError, AttributeError):
+                fit = None
+            if fit is None:
+                notes.add(Flag.CAL_MISSING, "no calibration fit")
+            else:
+                age_min = (time - fit.time).total_seconds() / 60.0
+                max_age = s["cal_max_age_mins"]
+                if age_min < 0:
+                    notes.add(Flag.CAL_STALE, f"calibration fit made {-age_min:.0f} min after the image")
+                elif max_age is not None and age_min > max_age:
+                    notes.add(Flag.CAL_STALE, f"calibration fit {age_min:.0f} min old")
+                r2 = getattr(fit, "r_squared", math.nan)
+                if math.isfinite(r2) and r2 < s["flag_min_cal_r2"]:
+                    notes.add(Flag.DOAS_FLAGGED, f"DOAS calibration r^2 {r2:.2f}")
+        return notes
+
+    def flagged_rates(self, so2: np.ndarray, base: FlagNotes, modes=None) -> dict[str, dict[str, EmissionRate]]:
+        """Rows for a pair that is not measured (e.g. its background failed): ICA mass only,
+        every mode flagged with ``base``."""
+        modes = tuple(modes if modes is not None else self.modes)
+        min_cd = self.settings["min_cd"]
+        icas = {}
+        for le in self.lines:
+            cds = le.sampler.sample(so2)
+            cond = cds >= min_cd
+            icas[le.name] = ica_mass(cds[cond], le.dists[cond])
+        result = {}
+        for m in modes:
+            rates = {name: EmissionRate.missing(ica, int(base.flag)) for name, ica in icas.items()}
+            if rates:
+                rates["total"] = total_rate(list(rates.values()))
+            result[m] = rates
+        return result
+
     def flow_box(self, so2: np.ndarray | None) -> tuple[int, int, int, int] | None:
         """The box flow is needed on for this image: the PCS samples whose column, after a
         running median over 9 samples, reaches ``min_cd`` (+ margin), or the engine's fixed
@@ -210,23 +275,49 @@ class ProcessingChain:
             contrast = dataclasses.replace(contrast, **dict(zip(("lo", "hi"), contrast_range(aa_prev, "frame"))))
         return self.flow_engine.compute(aa_prev, aa_next, dt_s, self.flow_box(so2), contrast)
 
-    def cross_correlation_icas(self, so2: np.ndarray) -> dict[str, tuple[float, float]]:
-        """ICA (kg/m) on each PCS line and its downstream twin."""
+    def cross_correlation_icas(self, so2: np.ndarray) -> dict[str, np.ndarray]:
+        """The ICA profile (kg/m on the lines at offsets -G..G px) of each PCS line.  Samples that
+        are not finite or stand out of their neighbours along the line (specks, noisy dark
+        terrain: :func:`~pycam.processing.flow.smooth_pixels` criterion), and the two end
+        samples, count as zero."""
         out = {}
-        for name, (up, down) in self.cc_samplers.items():
-            du, dd = self._cc_dists[name]
-            out[name] = (ica_mass(up.sample(so2), du), ica_mass(down.sample(so2), dd))
+        for name, offsets in self.cc_samplers.items():
+            dists = self._cc_dists[name]
+            prof = np.empty(len(offsets))
+            for j, (smp, d) in enumerate(zip(offsets, dists)):
+                cds = smp.sample(so2).astype(np.float64)
+                good = np.isfinite(cds)
+                if cds.size >= 3:
+                    good[0] = good[-1] = False      # the ends cannot be checked against two neighbours
+                    lap = np.abs(cds[1:-1] - 0.5 * (cds[:-2] + cds[2:]))
+                    fin = np.isfinite(lap)
+                    if fin.any():
+                        limit = 6.0 * float(np.median(lap[fin]))
+                        if limit > 0:
+                            good[1:-1] &= ~(lap > limit)
+                prof[j] = ica_mass(np.where(good, cds, 0.0), d)
+            out[name] = prof
         return out
 
+    def update_cross_correlation(self, time, so2: np.ndarray) -> dict:
+        """Real time: add this pair's ICA profiles to the tracker; line -> latest
+        :class:`~pycam.processing.crosscorr.CrossCorrelation` (or None)."""
+        if self.crosscorr is None:
+            return {}
+        for name, profile in self.cross_correlation_icas(so2).items():
+            self.crosscorr.add(name, time, profile)
+        return {name: self.crosscorr.result(name) for name in self.cc_samplers}
+
     def emission_rates(self, so2: np.ndarray, flow: FlowField | None, velo_glob: dict | None = None,
-                       modes=None) -> dict[str, dict[str, EmissionRate]]:
-        """mode -> {line name -> EmissionRate, ..., "total" -> EmissionRate}."""
+                       modes=None, base: FlagNotes | None = None) -> dict[str, dict[str, EmissionRate]]:
+        """mode -> {line name -> EmissionRate, ..., "total" -> EmissionRate}, flagged with
+        ``base`` (the pair's flags, :meth:`pair_flags`) and each velocity's own."""
         modes = tuple(modes if modes is not None else self.modes)
         per_line = {}
         cd_err = self.column_error()
         for le in self.lines:
             vg = (velo_glob or {}).get(le.name)
-            per_line[le.name] = le.compute(so2, flow, cd_err=cd_err, modes=modes, velo_glob=vg)
+            per_line[le.name] = le.compute(so2, flow, cd_err=cd_err, modes=modes, velo_glob=vg, base=base)
         result: dict[str, dict[str, EmissionRate]] = {}
         for m in modes:
             rates = {name: r[m] for name, r in per_line.items()}
@@ -234,3 +325,11 @@ class ProcessingChain:
                 rates["total"] = total_rate(list(rates.values()))
             result[m] = rates
         return result
+
+
+def _block_means(a: np.ndarray, size: int) -> np.ndarray:
+    """Means of the ``size`` x ``size`` blocks of ``a`` (the ragged edge dropped)."""
+    h, w = (a.shape[0] // size) * size, (a.shape[1] // size) * size
+    if h == 0 or w == 0:
+        return np.empty(0)
+    return a[:h, :w].reshape(h // size, size, w // size, size).mean(axis=(1, 3), dtype=np.float64).ravel()

@@ -194,12 +194,8 @@ class RealtimeProcessor:
         self._prev = (time, aa)
         rates_by_mode: dict[str, dict[str, EmissionRate]] = {}
         if so2 is not None and chain.lines and ref_ok:
-            velo_glob = None
-            if chain.crosscorr is not None:
-                for name, (ica_up, ica_down) in chain.cross_correlation_icas(so2).items():
-                    chain.crosscorr.add(name, time, ica_up, ica_down)
-                velo_glob = {name: chain.crosscorr.velocity(name) for name in chain.cc_samplers}
-            rates_by_mode = chain.emission_rates(so2, flow, velo_glob)
+            velo_glob = chain.update_cross_correlation(time, so2) if chain.crosscorr is not None else None
+            rates_by_mode = chain.emission_rates(so2, flow, velo_glob, base=chain.pair_flags(so2, time))
         primary = rates_by_mode.get(self.settings["primary_mode"], {})
         if not ref_ok:
             warnings.append("reference check failed: ambient-ROI column out of bounds; no emission rates")
