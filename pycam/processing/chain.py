@@ -174,14 +174,29 @@ class ProcessingChain:
             return None
         return err if math.isfinite(err) and err > 0 else None
 
-    def reference_ok(self, so2: np.ndarray | None) -> bool:
-        """PyCam's reference check: the mean column in ``ambient_roi`` within the bounds."""
+    def zero_column(self, time=None) -> float:
+        """The column the calibration gives for AA = 0 (its intercept; 0 for slope-only)."""
+        if self.calibration is None:
+            return 0.0
+        try:
+            zero = self.calibration.column_from_aa(np.zeros((1, 1), np.float32), time=time)
+        except (LookupError, ValueError, AttributeError):
+            return 0.0
+        value = float(np.asarray(zero).ravel()[0])
+        return value if math.isfinite(value) else 0.0
+
+    def reference_column(self, so2: np.ndarray, time=None) -> float:
+        """Mean column in ``ambient_roi`` relative to the calibration's zero (so that the check
+        tests the background, not the calibration intercept)."""
+        return float(np.mean(so2[self.absorbance.roi], dtype=np.float64)) - self.zero_column(time)
+
+    def reference_ok(self, so2: np.ndarray | None, time=None) -> bool:
+        """PyCam's reference check: the mean column in ``ambient_roi`` (relative to the
+        calibration's zero) within [ref_check_lower, ref_check_upper]."""
         s = self.settings
         if so2 is None or not s["ref_check_mode"]:
             return True
-        roi = self.absorbance.roi
-        mean = float(np.mean(so2[roi], dtype=np.float64))
-        return s["ref_check_lower"] <= mean <= s["ref_check_upper"]
+        return s["ref_check_lower"] <= self.reference_column(so2, time) <= s["ref_check_upper"]
 
     def pair_flags(self, so2: np.ndarray | None, time=None) -> FlagNotes:
         """Flags every sample of this pair shares: calibration missing, stale or from a poor DOAS
@@ -192,7 +207,7 @@ class ProcessingChain:
             notes.add(Flag.CAL_MISSING, "no calibration")
             return notes
         roi = so2[self.absorbance.roi]
-        mean = float(np.mean(roi, dtype=np.float64))
+        mean = self.reference_column(so2, time)
         if s["ref_check_mode"] and not s["ref_check_lower"] <= mean <= s["ref_check_upper"]:
             notes.add(Flag.BG_OUT_OF_BOUNDS, f"ambient_roi column {mean:.3g} outside "
                                              f"[{s['ref_check_lower']:.3g}, {s['ref_check_upper']:.3g}]")

@@ -15,6 +15,10 @@ Defaults that differ from PyCam, and why:
   PyCam's 7 (``ln(mean(ROI)/I)``) is available.  Without clear-sky images the chain falls
   back to mode 7 with a warning.
 * ``iterations`` defaults to 5 (pyplis); PyCam ships 4.
+* ``cell_cal_style`` defaults to ``disk`` (see conf/processing.example.yml for why); PyCam's
+  full-frame, slope-only application is ``pycam``.
+* ``flow_contrast`` ``auto`` is measured on the plume round the PCS lines (robust); pyplis's
+  whole-frame min/max is ``frame``.
 """
 from __future__ import annotations
 
@@ -64,6 +68,10 @@ SETTINGS_SCHEMA: dict[str, Setting] = {
     "cal_type_int": _s("int", 0, choices=(0, 1, 2, 3),
                        doc="(PyCam) 0 cell, 1 DOAS, 2 cell+DOAS, 3 preloaded CSV"),
     "polyorder_cal": _s("int", 1, 1, 5, doc="(PyCam) order of the calibration polynomial"),
+    "cell_cal_style": _s("str", "disk", choices=("disk", "pycam"),
+                         doc="gas-cell calibration: 'disk' (ours: fit on a central disk, sensitivity mask, "
+                             "intercept applied) or 'pycam' (fit on the full frame, only the slope applied, "
+                             "no mask)"),
     "doas_fov_recal_mins": _s("optfloat", 30.0, 0.0, 1e6,
                               doc="(PyCam) refit the DOAS calibration this often, minutes (null: never)"),
     "remove_doas_mins": _s("optfloat", 30.0, 0.0, 1e6,
@@ -142,7 +150,8 @@ SETTINGS_SCHEMA: dict[str, Setting] = {
     # --- cross-correlation (PyCam) ---
     "cross_corr_recal": _s("float", 30.0, 0.01, 1e6, doc="(PyCam) recompute the velocity every N minutes"),
     "cross_corr_gap_px": _s("float", 40.0, 2.0, 1000.0,
-                            doc="distance of the second (downstream) line from each PCS line, px"),
+                            doc="cross-correlation: ICA on lines at -G..G px (G = this) along each PCS line's "
+                                "normal; also the largest shift searched per frame lag, px"),
     "cross_corr_min_pairs": _s("int", 10, 3, 1_000_000, doc="pairs needed for a cross-correlation"),
     # --- errors ---
     "cd_err_rel": _s("float", 0.2, 0.0, 10.0, doc="relative column error when the calibration gives none"),
