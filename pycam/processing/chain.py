@@ -7,6 +7,7 @@ velocity (:mod:`crosscorr`).
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import math
@@ -23,7 +24,7 @@ from pycam.processing.flow import (EDGE_FRACTION, Contrast, FarnebackParams, Flo
                                    contrast_range, robust_contrast, smooth_pixels, with_statistics)
 from pycam.processing.flow_analysis import band_points
 from pycam.processing.geometry import GeometryError, MeasurementGeometry
-from pycam.processing.lines import LineSampler, lines_bbox, offset_line
+from pycam.processing.lines import LineSampler, lines_bbox
 from pycam.processing.quality import Flag, FlagNotes
 from pycam.processing.settings import ProcessingSettings
 
@@ -101,12 +102,13 @@ class ProcessingChain:
             self.flow_engine.set_box(lines_bbox(samplers, self.shape, self.settings["flow_roi_margin"]))
 
     def _offset_samplers(self, smp: LineSampler) -> list[LineSampler]:
-        """Samplers of the lines at offsets -G..G px (G = ``cross_corr_gap_px``, shrunk until
-        every offset line lies in the image) for the cross-correlation; [] if G < 2."""
+        """Samplers of the lines at offsets -G..G image px along the normal (G =
+        ``cross_corr_gap_px``, shrunk until every offset line lies in the image) for the
+        cross-correlation; [] if G < 2."""
         gap = int(round(self.settings["cross_corr_gap_px"]))
         while gap >= 2:
             try:
-                return [LineSampler(offset_line(smp.line, g), self.shape) for g in range(-gap, gap + 1)]
+                return [_shifted_sampler(smp, g, self.shape) for g in range(-gap, gap + 1)]
             except ValueError:
                 gap = gap * 3 // 4
         log.warning("line %s: no room for cross-correlation lines in the image", smp.name)
@@ -211,11 +213,9 @@ class ProcessingChain:
         if s["ref_check_mode"] and not s["ref_check_lower"] <= mean <= s["ref_check_upper"]:
             notes.add(Flag.BG_OUT_OF_BOUNDS, f"ambient_roi column {mean:.3g} outside "
                                              f"[{s['ref_check_lower']:.3g}, {s['ref_check_upper']:.3g}]")
-        blocks = _block_means(roi, 8)
-        if blocks.size >= 4:
-            spread = float(np.std(blocks))
-            if spread > s["flag_bg_cloud_cd"]:
-                notes.add(Flag.BG_CLOUD, f"ambient_roi column varies by {spread:.3g} (8x8 px blocks)")
+        spread = _structure(roi, 8)
+        if spread > s["flag_bg_cloud_cd"]:
+            notes.add(Flag.BG_CLOUD, f"ambient_roi column varies by {spread:.3g} about a plane (8x8 px blocks)")
         fit_at = getattr(self.calibration, "fit_at", None)
         if fit_at is not None and time is not None:
             try:
@@ -342,9 +342,31 @@ class ProcessingChain:
         return result
 
 
-def _block_means(a: np.ndarray, size: int) -> np.ndarray:
-    """Means of the ``size`` x ``size`` blocks of ``a`` (the ragged edge dropped)."""
+def _shifted_sampler(smp: LineSampler, pixels: float, shape: tuple[int, int]) -> LineSampler:
+    """A copy of ``smp`` moved ``pixels`` image px along its normal (not rounded, and in the
+    image's own pixels whatever its size); ValueError if it leaves the image."""
+    out = copy.copy(smp)
+    out.x = smp.x + pixels * smp.normal[0]
+    out.y = smp.y + pixels * smp.normal[1]
+    out._cache = {}
+    h, w = shape
+    if out.x.min() < 0 or out.y.min() < 0 or out.x.max() > w - 1 or out.y.max() > h - 1:
+        raise ValueError(f"line {smp.name!r} moved {pixels} px leaves the {w}x{h} image")
+    return out
+
+
+def _structure(a: np.ndarray, size: int) -> float:
+    """Std of the ``size`` x ``size`` block means of ``a`` about a fitted plane: structure such
+    as cloud, not pixel noise (averaged out) nor a smooth sky gradient (the plane); 0 if the
+    region holds fewer than 4 blocks."""
     h, w = (a.shape[0] // size) * size, (a.shape[1] // size) * size
-    if h == 0 or w == 0:
-        return np.empty(0)
-    return a[:h, :w].reshape(h // size, size, w // size, size).mean(axis=(1, 3), dtype=np.float64).ravel()
+    if h < 2 * size or w < 2 * size:
+        return 0.0
+    blocks = a[:h, :w].reshape(h // size, size, w // size, size).mean(axis=(1, 3), dtype=np.float64)
+    ok = np.isfinite(blocks)
+    if ok.sum() < 4:
+        return 0.0
+    yy, xx = np.nonzero(ok)
+    design = np.column_stack([np.ones(yy.size), xx, yy])
+    coef, *_ = np.linalg.lstsq(design, blocks[ok], rcond=None)
+    return float(np.std(blocks[ok] - design @ coef))

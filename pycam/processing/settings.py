@@ -139,8 +139,8 @@ SETTINGS_SCHEMA: dict[str, Setting] = {
     "flag_min_vector_frac": _s("float", 0.3, 0.0, 1.0,
                                doc="FEW_VECTORS when fewer plume samples of a line carry a usable vector"),
     "flag_bg_cloud_cd": _s("float", 5e16, 0.0, 1e20,
-                           doc="BG_CLOUD when the column in ambient_roi (8x8 px block means) varies more "
-                               "than this (std), molec/cm2"),
+                           doc="BG_CLOUD when the column in ambient_roi (8x8 px block means) varies about a "
+                               "plane by more than this (std), molec/cm2"),
     "flag_xcorr_min_r": _s("float", 0.5, -1.0, 1.0, doc="XCORR_WEAK below this correlation"),
     "cal_max_age_mins": _s("optfloat", 120.0, 0.0, 1e7,
                            doc="CAL_STALE when the calibration fit is older than this (null: never)"),
