@@ -148,20 +148,23 @@ class ProcessingChain:
         (``flow_contrast`` setting; see :mod:`pycam.processing.flow`), with the statistics of
         the measurement region."""
         idx = self._contrast_idx
+        pixel_noise = math.nan
         if idx is None:
             values = aa[np.isfinite(aa)].ravel()
             plume = None if so2 is None else (so2[np.isfinite(aa)] >= self.settings["min_cd"]).ravel()
         else:
-            keep = smooth_pixels(aa, *idx)          # no specks, no noisy dark terrain
+            keep, pixel_noise = smooth_pixels(aa, *idx)          # no specks, no noisy dark terrain
             ys, xs = idx[0][keep], idx[1][keep]
             values = aa[ys, xs]
             plume = None if so2 is None else so2[ys, xs] >= self.settings["min_cd"]
         mode = self.settings["flow_contrast"]
         source = "auto-roi" if self.settings["roi_abs"] is not None else "auto-lines"
         if mode == "auto":
-            return robust_contrast(values, plume, source)
-        lo, hi = contrast_range(aa, "frame" if mode == "frame" else mode)
-        return with_statistics(lo, hi, "frame" if mode == "frame" else "fixed", values, plume)
+            contrast = robust_contrast(values, plume, source)
+        else:
+            lo, hi = contrast_range(aa, "frame" if mode == "frame" else mode)
+            contrast = with_statistics(lo, hi, "frame" if mode == "frame" else "fixed", values, plume)
+        return dataclasses.replace(contrast, pixel_noise=pixel_noise)
 
     # --- steps ---------------------------------------------------------------------------
     def calibrate(self, aa: np.ndarray, time=None, out: np.ndarray | None = None) -> np.ndarray | None:

@@ -188,7 +188,7 @@ class LineEmission:
         if c is not None and c.n_plume:
             snr, grey = c.signal_to_noise, c.plume_grey_levels
             if math.isfinite(snr) and snr < s["flag_min_snr"]:
-                notes.add(Flag.LOW_CONTRAST, f"plume {snr:.1f} sky-noise sigmas above the sky")
+                notes.add(Flag.LOW_CONTRAST, f"plume median {snr:.1f} sky-noise sigmas above the sky")
             elif math.isfinite(grey) and grey < s["flag_min_grey_levels"]:
                 notes.add(Flag.LOW_CONTRAST, f"plume spans {grey:.1f} grey levels of the flow input "
                                              f"[{c.lo:.3g}, {c.hi:.3g}]")

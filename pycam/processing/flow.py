@@ -133,18 +133,21 @@ SKY_SIGMAS = 3.0
 ROUGHNESS_FACTOR = 6.0
 
 
-def smooth_pixels(aa: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+def smooth_pixels(aa: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, float]:
     """Which of the pixels (ys, xs) (at least 1 px inside the image) are locally smooth: the
     absolute Laplacian ``|AA - mean of the 4 neighbours|`` is below ROUGHNESS_FACTOR times its
     median over the pixels.  Plume and sky are smooth at the pixel scale; specks and dark
-    terrain (the difference of two large, noisy optical depths) are not."""
+    terrain (the difference of two large, noisy optical depths) are not.  Also returns the
+    pixel noise sigma that median implies for white noise (NaN if unknown)."""
     with np.errstate(invalid="ignore"):
         lap = np.abs(aa[ys, xs] - 0.25 * (aa[ys - 1, xs] + aa[ys + 1, xs] + aa[ys, xs - 1] + aa[ys, xs + 1]))
     ok = np.isfinite(lap)
     if not ok.any():
-        return ok
-    limit = ROUGHNESS_FACTOR * float(np.median(lap[ok]))
-    return ok & (lap <= limit) if limit > 0 else ok
+        return ok, math.nan
+    med = float(np.median(lap[ok]))
+    noise = med / 0.6745 / math.sqrt(1.25)      # |N(0, 1.25 sigma^2)| has median 0.6745 * sqrt(1.25) sigma
+    limit = ROUGHNESS_FACTOR * med
+    return (ok & (lap <= limit) if limit > 0 else ok), noise
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,13 +161,19 @@ class Contrast:
     sky_noise: float = math.nan   # robust sigma (1.4826 MAD) of the sky pixels
     plume_level: float = math.nan  # 99th percentile AA of the plume pixels
     n_plume: int = 0
+    plume_median: float = math.nan  # median AA of the plume pixels
+    pixel_noise: float = math.nan   # pixel-to-pixel noise (robust, from the Laplacian)
 
     @property
     def signal_to_noise(self) -> float:
-        """(plume level - sky level) / sky noise: how far the plume stands out."""
-        if not (self.sky_noise > 0) or not math.isfinite(self.plume_level):
+        """(plume median - sky level) / pixel noise: how far the plume stands out of the noise
+        Farneback sees (the median, so that noise peaks above min_cd do not pass for a plume;
+        the pixel noise, so that smooth sky structure does not count as noise).  Falls back
+        to the sky's spread when the pixel noise is unknown."""
+        noise = self.pixel_noise if self.pixel_noise > 0 else self.sky_noise
+        if not (noise > 0) or not math.isfinite(self.plume_median):
             return math.nan
-        return (self.plume_level - self.sky_level) / self.sky_noise
+        return (self.plume_median - self.sky_level) / noise
 
     @property
     def plume_grey_levels(self) -> float:
@@ -176,12 +185,12 @@ class Contrast:
         return max(0.0, (top - bottom) * 255.0 / (self.hi - self.lo))
 
 
-def region_statistics(values: np.ndarray, plume: np.ndarray | None) -> tuple[float, float, float, int]:
-    """(sky level, sky noise, plume level, n plume) of AA ``values`` (1-D, finite); ``plume``
-    marks the plume pixels (column >= min_cd), None when no columns are known."""
+def region_statistics(values: np.ndarray, plume: np.ndarray | None) -> tuple[float, float, float, int, float]:
+    """(sky level, sky noise, plume level, n plume, plume median) of AA ``values`` (1-D,
+    finite); ``plume`` marks the plume pixels (column >= min_cd), None when no columns are known."""
     values = np.asarray(values, np.float64)
     if values.size == 0:
-        return math.nan, math.nan, math.nan, 0
+        return math.nan, math.nan, math.nan, 0, math.nan
     if plume is not None:
         plume = np.asarray(plume, bool)
         sky = values[~plume] if np.count_nonzero(~plume) >= MIN_SUBSET else values
@@ -195,25 +204,25 @@ def region_statistics(values: np.ndarray, plume: np.ndarray | None) -> tuple[flo
     if not sky_noise > 0:
         sky_noise = float(np.std(sky)) or 1e-6
     plume_level = float(np.percentile(gas, PLUME_PERCENTILE))
-    return sky_level, sky_noise, plume_level, n_plume
+    return sky_level, sky_noise, plume_level, n_plume, float(np.median(gas))
 
 
 def robust_contrast(values: np.ndarray, plume: np.ndarray | None, source: str = "auto-lines") -> Contrast:
     """The ``auto`` range from AA ``values`` of the measurement region (see the module docstring)."""
-    sky_level, sky_noise, plume_level, n_plume = region_statistics(values, plume)
+    sky_level, sky_noise, plume_level, n_plume, plume_median = region_statistics(values, plume)
     if not math.isfinite(sky_level):
         return Contrast(0.0, 0.0, source)
     lo = sky_level - SKY_SIGMAS * sky_noise
     hi = plume_level
     if not hi > lo + 2 * SKY_SIGMAS * sky_noise:   # no plume above the noise: span the noise only
         hi = lo + 2 * SKY_SIGMAS * sky_noise
-    return Contrast(lo, hi, source, sky_level, sky_noise, plume_level, n_plume)
+    return Contrast(lo, hi, source, sky_level, sky_noise, plume_level, n_plume, plume_median)
 
 
 def with_statistics(lo: float, hi: float, source: str, values: np.ndarray, plume: np.ndarray | None) -> Contrast:
     """A given range (fixed or whole-frame) with the region statistics the quality flags need."""
-    sky_level, sky_noise, plume_level, n_plume = region_statistics(values, plume)
-    return Contrast(float(lo), float(hi), source, sky_level, sky_noise, plume_level, n_plume)
+    sky_level, sky_noise, plume_level, n_plume, plume_median = region_statistics(values, plume)
+    return Contrast(float(lo), float(hi), source, sky_level, sky_noise, plume_level, n_plume, plume_median)
 
 
 #: Width (px) the coarse first pass of ``flow_coarse_init`` aims at (factor a power of 2).
