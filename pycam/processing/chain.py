@@ -19,7 +19,7 @@ from pycam.formats.geometry import CameraGeometry, PCSLine
 from pycam.processing.absorbance import AbsorbanceModel, ClearSky
 from pycam.processing.corrections import DarkLibrary
 from pycam.processing.crosscorr import CrossCorrelationTracker
-from pycam.processing.emission import EmissionRate, LineEmission, ica_mass, total_rate
+from pycam.processing.emission import KG_PER_COLUMN_AREA, EmissionRate, LineEmission, ica_mass, total_rate
 from pycam.processing.flow import (EDGE_FRACTION, Contrast, FarnebackParams, FlowEngine, FlowField,
                                    contrast_range, robust_contrast, smooth_pixels, with_statistics)
 from pycam.processing.flow_analysis import band_points
@@ -55,7 +55,7 @@ class ProcessingChain:
         self._contrast_idx: tuple[np.ndarray, np.ndarray] | None = None
         self.modes = settings.velocity_modes
         self.lines: list[LineEmission] = []
-        self.cc_samplers: dict[str, tuple[LineSampler, LineSampler]] = {}
+        self.cc_samplers: dict[str, LineSampler] = {}      # line -> its offset lines, stacked
         self.crosscorr: CrossCorrelationTracker | None = None
         self.set_pcs_lines(pcs_lines)
 
@@ -86,12 +86,13 @@ class ProcessingChain:
                 lines.append(LineEmission(smp, self.geometry.footprints(smp.x, smp.y), self.settings))
                 if "flow_glob" in self.modes:
                     offsets = self._offset_samplers(smp)
-                    if offsets:
+                    if offsets is not None:
                         cc[smp.name] = offsets
         self.lines = lines
         self.cc_samplers = cc
-        self._cc_dists = {k: [self.geometry.footprints(o.x, o.y) for o in offs] for k, offs in cc.items()}
-        footprint = {k: float(np.mean(self._cc_dists[k][len(offs) // 2])) for k, offs in cc.items()}
+        self._cc_dists = {k: 2.0 * self.geometry.footprints(st.x, st.y).reshape(-1, st.n_along)
+                          for k, st in cc.items()}     # x2: every 2nd sample stands for two
+        footprint = {k: 0.5 * float(np.mean(d[len(d) // 2])) for k, d in self._cc_dists.items()}
         self.crosscorr = CrossCorrelationTracker(footprint, self.settings["img_buff_size"],
                                                  self.settings["cross_corr_recal"],
                                                  self.settings["cross_corr_min_pairs"]) if cc else None
@@ -101,22 +102,22 @@ class ProcessingChain:
         else:
             self.flow_engine.set_box(lines_bbox(samplers, self.shape, self.settings["flow_roi_margin"]))
 
-    def _offset_samplers(self, smp: LineSampler) -> list[LineSampler]:
-        """Samplers of the lines at offsets -G..G image px along the normal (G =
-        ``cross_corr_gap_px``, shrunk until every offset line lies in the image) for the
-        cross-correlation; [] if G < 2."""
+    def _offset_samplers(self, smp: LineSampler) -> LineSampler | None:
+        """One sampler over the lines at offsets -G..G image px along the normal (G =
+        ``cross_corr_gap_px``, shrunk until every offset line lies in the image), stacked
+        offset by offset, for the cross-correlation; None if G < 2."""
         gap = int(round(self.settings["cross_corr_gap_px"]))
         while gap >= 2:
-            try:
-                return [_shifted_sampler(smp, g, self.shape) for g in range(-gap, gap + 1)]
+            try:                        # every 2nd sample along the line is enough for the ICA
+                return _shifted_sampler(smp, np.arange(-gap, gap + 1, dtype=float), self.shape, stride=2)
             except ValueError:
                 gap = gap * 3 // 4
         log.warning("line %s: no room for cross-correlation lines in the image", smp.name)
-        return []
+        return None
 
     def _contrast_pixels(self, samplers) -> tuple[np.ndarray, np.ndarray] | None:
         """Pixels the contrast range is measured on: ``roi_abs`` (every 2nd pixel), else a band of
-        +-winsize px round the PCS lines (every 2nd offset); a frame of EDGE_FRACTION of the
+        +-winsize px round the PCS lines (every 4th px across, every 2nd along); a frame of EDGE_FRACTION of the
         width round the image is left out, and of the rest only the locally smooth pixels are
         used (:func:`~pycam.processing.flow.smooth_pixels`).  None: no region (the whole frame)."""
         h, w = self.shape
@@ -132,10 +133,12 @@ class ProcessingChain:
             return None
         half = max(2, int(self.settings["winsize"]))
         ys, xs = [], []
-        for smp in samplers:
+        for smp in samplers:        # every 4th offset, every 2nd sample: a few thousand pixels
             bx, by = band_points(smp, half)
-            ys.append(by[::2])
-            xs.append(bx[::2])
+            n_off = 2 * half + 1
+            bx, by = bx.reshape(n_off, -1)[::4, ::2], by.reshape(n_off, -1)[::4, ::2]
+            ys.append(by.ravel())
+            xs.append(bx.ravel())
         y, x = np.concatenate(ys), np.concatenate(xs)
         keep = (x >= edge) & (x < w - edge) & (y >= edge) & (y < h - edge)
         if not keep.any():
@@ -299,22 +302,20 @@ class ProcessingChain:
         terrain: :func:`~pycam.processing.flow.smooth_pixels` criterion), and the two end
         samples, count as zero."""
         out = {}
-        for name, offsets in self.cc_samplers.items():
+        for name, stacked in self.cc_samplers.items():
             dists = self._cc_dists[name]
-            prof = np.empty(len(offsets))
-            for j, (smp, d) in enumerate(zip(offsets, dists)):
-                cds = smp.sample(so2).astype(np.float64)
-                good = np.isfinite(cds)
-                if cds.size >= 3:
-                    good[0] = good[-1] = False      # the ends cannot be checked against two neighbours
-                    lap = np.abs(cds[1:-1] - 0.5 * (cds[:-2] + cds[2:]))
-                    fin = np.isfinite(lap)
-                    if fin.any():
-                        limit = 6.0 * float(np.median(lap[fin]))
-                        if limit > 0:
-                            good[1:-1] &= ~(lap > limit)
-                prof[j] = ica_mass(np.where(good, cds, 0.0), d)
-            out[name] = prof
+            cds = stacked.sample(so2).astype(np.float64).reshape(dists.shape)
+            good = np.isfinite(cds)
+            good[:, 0] = good[:, -1] = False            # the ends cannot be checked against two neighbours
+            if cds.shape[1] >= 3:
+                with np.errstate(invalid="ignore"):
+                    lap = np.abs(cds[:, 1:-1] - 0.5 * (cds[:, :-2] + cds[:, 2:]))
+                fin = np.isfinite(lap)
+                if fin.any():
+                    limit = 6.0 * float(np.median(lap[fin]))
+                    if limit > 0:
+                        good[:, 1:-1] &= ~(lap > limit)
+            out[name] = np.sum(np.where(good, cds, 0.0) * dists, axis=1) * KG_PER_COLUMN_AREA
         return out
 
     def update_cross_correlation(self, time, so2: np.ndarray) -> dict:
@@ -345,16 +346,20 @@ class ProcessingChain:
         return result
 
 
-def _shifted_sampler(smp: LineSampler, pixels: float, shape: tuple[int, int]) -> LineSampler:
-    """A copy of ``smp`` moved ``pixels`` image px along its normal (not rounded, and in the
-    image's own pixels whatever its size); ValueError if it leaves the image."""
+def _shifted_sampler(smp: LineSampler, pixels: np.ndarray, shape: tuple[int, int], stride: int = 1) -> LineSampler:
+    """A copy of ``smp`` whose sampling points are every ``stride``-th of ``smp``'s moved by each
+    of ``pixels`` image px along its normal, stacked (offset-major, ``n_along`` per offset; not
+    rounded, in the image's own pixels whatever its size); ValueError if any leaves the image."""
     out = copy.copy(smp)
-    out.x = smp.x + pixels * smp.normal[0]
-    out.y = smp.y + pixels * smp.normal[1]
+    pixels = np.atleast_1d(np.asarray(pixels, float))
+    x, y = smp.x[::stride], smp.y[::stride]
+    out.n_along = x.size
+    out.x = (x[None, :] + pixels[:, None] * smp.normal[0]).ravel()
+    out.y = (y[None, :] + pixels[:, None] * smp.normal[1]).ravel()
     out._cache = {}
     h, w = shape
     if out.x.min() < 0 or out.y.min() < 0 or out.x.max() > w - 1 or out.y.max() > h - 1:
-        raise ValueError(f"line {smp.name!r} moved {pixels} px leaves the {w}x{h} image")
+        raise ValueError(f"line {smp.name!r} moved by up to {np.abs(pixels).max():g} px leaves the {w}x{h} image")
     return out
 
 
