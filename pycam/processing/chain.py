@@ -233,10 +233,9 @@ class ProcessingChain:
             else:
                 age_min = (time - fit.time).total_seconds() / 60.0
                 max_age = s["cal_max_age_mins"]
-                if age_min < 0:
-                    notes.add(Flag.CAL_STALE, f"calibration fit made {-age_min:.0f} min after the image")
-                elif max_age is not None and age_min > max_age:
-                    notes.add(Flag.CAL_STALE, f"calibration fit {age_min:.0f} min old")
+                if max_age is not None and abs(age_min) > max_age:
+                    when = "old" if age_min > 0 else "after the image (carried back)"
+                    notes.add(Flag.CAL_STALE, f"calibration fit {abs(age_min):.0f} min {when}")
                 r2 = getattr(fit, "r_squared", math.nan)
                 if math.isfinite(r2) and r2 < s["flag_min_cal_r2"]:
                     notes.add(Flag.DOAS_FLAGGED, f"DOAS calibration r^2 {r2:.2f}")

@@ -193,9 +193,12 @@ def region_statistics(values: np.ndarray, plume: np.ndarray | None) -> tuple[flo
         return math.nan, math.nan, math.nan, 0, math.nan
     if plume is not None:
         plume = np.asarray(plume, bool)
-        sky = values[~plume] if np.count_nonzero(~plume) >= MIN_SUBSET else values
-        gas = values[plume] if np.count_nonzero(plume) >= MIN_SUBSET else values
         n_plume = int(np.count_nonzero(plume))
+        if values.size - n_plume >= MIN_SUBSET:
+            sky = values[~plume]
+        else:                    # the plume fills the region: its lowest tenth stands for the sky
+            sky = values[values <= np.percentile(values, 10)]
+        gas = values[plume] if n_plume >= 5 else values
     else:
         sky = gas = values
         n_plume = 0

@@ -32,7 +32,7 @@ class Flag(enum.IntFlag):
     BG_CLOUD = 1 << 4           # structured column (cloud) in the sky reference region
     XCORR_WEAK = 1 << 5         # cross-correlation peak below flag_xcorr_min_r
     XCORR_EDGE = 1 << 6         # cross-correlation peak at the edge of its search window
-    CAL_STALE = 1 << 7          # calibration fit older than cal_max_age_mins (or made after the image)
+    CAL_STALE = 1 << 7          # calibration fit further than cal_max_age_mins from the image
     CAL_MISSING = 1 << 8        # no calibration valid for the image
     DOAS_FLAGGED = 1 << 9       # the DOAS calibration fit valid at the image is poor (r^2 low)
     HISTO_REJECTED = 1 << 10    # the flow-histogram analysis was rejected (no histo/hybrid value)

@@ -143,7 +143,8 @@ SETTINGS_SCHEMA: dict[str, Setting] = {
                                "plane by more than this (std), molec/cm2"),
     "flag_xcorr_min_r": _s("float", 0.5, -1.0, 1.0, doc="XCORR_WEAK below this correlation"),
     "cal_max_age_mins": _s("optfloat", 120.0, 0.0, 1e7,
-                           doc="CAL_STALE when the calibration fit is older than this (null: never)"),
+                           doc="CAL_STALE when the calibration fit is further than this from the image, "
+                               "before or after (null: never)"),
     "flag_min_cal_r2": _s("float", 0.5, -1e6, 1.0, doc="DOAS_FLAGGED when the DOAS fit r^2 is below this"),
     "flagged_warn_frac": _s("float", 0.2, 0.0, 1.0,
                             doc="pycam process warns when more than this fraction of samples is flagged"),
