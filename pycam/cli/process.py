@@ -13,8 +13,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="directory of PyCam images (<time>_fltrA|B_<gain>ag_<exp>ss_Plume.png pairs; Dark and "
                              "Clear frames there are used too)")
     parser.add_argument("--out", required=True, type=Path,
-                        help="output directory (emission-rate CSVs per line and mode, process_config.yml, "
-                             "calibration CSVs, summary.json)")
+                        help="output directory (emission-rate CSVs per line and mode with PyCam's columns plus "
+                             "flag, flag_reason; process_config.yml, calibration CSVs, summary.json with the flag "
+                             "counts)")
     parser.add_argument("--cal-dir", type=Path, help="cell-calibration directory Cal_N (Dark, Clear, <N>ppmm frames)")
     parser.add_argument("--dark-dir", type=Path,
                         help="more Dark frames (used with those in IMG_DIR and --cal-dir; overrides dark_img_dir)")
