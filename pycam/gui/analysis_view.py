@@ -18,19 +18,13 @@ import math
 
 import numpy as np
 from matplotlib.patches import Circle, Rectangle
-from matplotlib.transforms import blended_transform_factory
 
 from pycam.gui.pcs_editor import LINE_COLOURS, PCSEditor
-from pycam.gui.plots import BlitCanvas, GrowingSeries, nice_limits, robust_range
+from pycam.gui.plots import BlitCanvas, FlaggedMarks, GrowingSeries, nice_limits, robust_range
 from pycam.gui.results import So2Display
 from pycam.gui.worker import GuiQueue
 
 UNITS = {"AA": "apparent absorbance", "tau_A": "τ (band A)", "column": "SO2 (molec/cm²)"}
-#: Height (axes fraction) of the crosses that mark flagged samples without a value.
-FLAG_ROW = 0.04
-#: How close (px) the pointer must be to a flagged sample for its tooltip.
-TOOLTIP_PX = 6.0
-FLAG_GREY = "#9a9a9a"
 
 
 class AnalysisView(ttk.Frame):
@@ -118,18 +112,7 @@ class AnalysisView(ttk.Frame):
         self.speed_ax.set_xlabel("time since start (s)", fontsize=8)
         self.rate_series = GrowingSeries(self.rate_plot, self.rate_ax)
         self.speed_series = GrowingSeries(self.rate_plot, self.speed_ax)
-        # flagged samples: (t, value or nan, line name, reasons)
-        self.flagged: list[tuple[float, float, str, str]] = []
-        (self.flag_valued,) = self.rate_ax.plot([], [], ls="none", marker="o", ms=6, mfc="none", mec=FLAG_GREY,
-                                                mew=1.2, zorder=5)
-        (self.flag_blank,) = self.rate_ax.plot([], [], ls="none", marker="x", ms=5, color=FLAG_GREY, zorder=5,
-                                               transform=blended_transform_factory(self.rate_ax.transData,
-                                                                                   self.rate_ax.transAxes))
-        self.flag_tip = self.rate_ax.annotate("", xy=(0, 0), xytext=(8, 8), textcoords="offset points", fontsize=7,
-                                              bbox=dict(boxstyle="round", fc="#fffbe6", ec=FLAG_GREY),
-                                              visible=False, zorder=10)
-        self.rate_plot.animate(self.flag_valued, self.flag_blank, self.flag_tip)
-        self.rate_plot.figure.canvas.mpl_connect("motion_notify_event", self._hover_rates)
+        self.flag_marks = FlaggedMarks(self.rate_plot, self.rate_ax)    # greyed flagged samples
         self.latest_var = tk.StringVar(value="")
         ttk.Label(right, textvariable=self.latest_var, font=("TkFixedFont", 9)).pack(fill="x")
 
@@ -262,13 +245,12 @@ class AnalysisView(ttk.Frame):
             self.speed_series.line(name, color=colour, lw=1.0, marker=".", ms=3)
             self.rate_series.append(name, t, rate.flux_kg_s)
             self.speed_series.append(name, t, rate.velo_eff_m_s)
-            if rate.flag:
-                self.flagged.append((t, rate.flux_kg_s, name, rate.flag_reason or f"flag {rate.flag}"))
+            self.flag_marks.add(t, rate.flux_kg_s, name, rate.flag, rate.flag_reason)
             if math.isfinite(rate.flux_kg_s):
                 self.rates.setdefault(name, []).append((t, rate.flux_kg_s, rate.flux_err_kg_s))
                 self._update_band(name, colour)
                 band_values += [rate.flux_kg_s - rate.flux_err_kg_s, rate.flux_kg_s + rate.flux_err_kg_s]
-        self._update_flagged()
+        self.flag_marks.update()
         self.rate_series.fit_limits(band_values)
         self.speed_series.fit_limits()
         self.latest_var.set("  ".join(f"{n}: {r.flux_kg_s:.2f}±{r.flux_err_kg_s:.2f} kg/s"
@@ -277,40 +259,6 @@ class AnalysisView(ttk.Frame):
         # the rate plot is drawn in its own event-loop turn: two short stretches instead of one long
         if self._rates_after is None:
             self._rates_after = self.after(1, self._refresh_rates)
-
-    def _update_flagged(self) -> None:
-        """Grey markers for the flagged samples (rings on kept values, crosses for blanks)."""
-        del self.flagged[:-4000]
-        valued = [(t, v) for t, v, _n, _r in self.flagged if math.isfinite(v)]
-        blank = [t for t, v, _n, _r in self.flagged if not math.isfinite(v)]
-        self.flag_valued.set_data([t for t, _ in valued], [v for _, v in valued])
-        self.flag_blank.set_data(blank, [FLAG_ROW] * len(blank))
-
-    def flag_tooltip_at(self, x_px: float, y_px: float) -> str | None:
-        """The tooltip text of the flagged sample nearest the display point, if within TOOLTIP_PX."""
-        best, text = TOOLTIP_PX, None
-        to_display = self.rate_ax.transData.transform
-        blank_display = self.flag_blank.get_transform().transform
-        for t, v, name, why in self.flagged:
-            x, y = (to_display((t, v)) if math.isfinite(v) else blank_display((t, FLAG_ROW)))
-            d = math.hypot(x - x_px, y - y_px)
-            if d <= best:
-                best = d
-                value = f"{v:.2f} kg/s" if math.isfinite(v) else "no value"
-                text = f"line {name}, t={t:.0f} s: {value}\nflagged: {why.replace(';', ', ')}"
-        return text
-
-    def _hover_rates(self, event) -> None:
-        text = self.flag_tooltip_at(event.x, event.y) if event.inaxes is self.rate_ax else None
-        if text is None:
-            if self.flag_tip.get_visible():
-                self.flag_tip.set_visible(False)
-                self.rate_plot.refresh()
-            return
-        self.flag_tip.xy = self.rate_ax.transData.inverted().transform((event.x, event.y))
-        self.flag_tip.set_text(text)
-        self.flag_tip.set_visible(True)
-        self.rate_plot.refresh()
 
     def _refresh_rates(self) -> None:
         self._rates_after = None
@@ -339,8 +287,7 @@ class AnalysisView(ttk.Frame):
                 series.data[name] = ([], [])
                 series.lines[name].set_data([], [])
         self.rates.clear()
-        self.flagged.clear()
-        self._update_flagged()
+        self.flag_marks.clear()
         self._t0 = None
         self.rate_plot.request_full_draw()
 

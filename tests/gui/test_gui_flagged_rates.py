@@ -41,26 +41,27 @@ def test_flagged_samples_are_grey_with_a_tooltip_and_never_a_zero_rate(tk_root):
     # no near-zero rate is drawn or kept for the degenerate sample
     assert [round(r[1], 3) for r in view.rates["0"]] == [2.0, 2.5, 2.0]
     # grey ring on the weak sample's value, grey cross (axes row) for the blank one
-    xv, yv = view.flag_valued.get_data()
-    xb, _ = view.flag_blank.get_data()
+    marks = view.flag_marks
+    xv, yv = marks.valued.get_data()
+    xb, _ = marks.blank.get_data()
     assert list(yv) == [2.5] and list(xv) == [16.0] and list(xb) == [8.0]
     tk_root.update()
     # hovering near the grey marks tells why
     x, y = view.rate_ax.transData.transform((16.0, 2.5))
-    assert "XCORR_WEAK" in view.flag_tooltip_at(x + 2, y)
-    x, y = view.flag_blank.get_transform().transform((8.0, 0.04))
-    tip = view.flag_tooltip_at(x, y + 1)
+    assert "XCORR_WEAK" in marks.tooltip_at(x + 2, y)
+    x, y = marks.blank.get_transform().transform((8.0, 0.04))
+    tip = marks.tooltip_at(x, y + 1)
     assert "FLOW_NEAR_ZERO" in tip and "no value" in tip
     x, y = view.rate_ax.transData.transform((0.0, 2.0))
-    assert view.flag_tooltip_at(x, y) is None          # a good sample has no tooltip
+    assert marks.tooltip_at(x, y) is None          # a good sample has no tooltip
 
     class Event:
         inaxes = view.rate_ax
 
     ev = Event()
     ev.x, ev.y = view.rate_ax.transData.transform((16.0, 2.5))
-    view._hover_rates(ev)
-    assert view.flag_tip.get_visible() and "XCORR_WEAK" in view.flag_tip.get_text()
+    marks.hover(ev)
+    assert marks.tip.get_visible() and "XCORR_WEAK" in marks.tip.get_text()
     # the plot (what a user sees) with the greyed marks
     from pathlib import Path
 
@@ -68,4 +69,4 @@ def test_flagged_samples_are_grey_with_a_tooltip_and_never_a_zero_rate(tk_root):
     art.mkdir(exist_ok=True)
     view.rate_plot.figure.savefig(art / "gui_flagged_rates.png", dpi=80)
     view.reset_series()
-    assert view.flagged == [] and len(view.flag_valued.get_data()[0]) == 0
+    assert marks.marks == [] and len(marks.valued.get_data()[0]) == 0
