@@ -24,7 +24,7 @@ from pycam.processing.flow import (EDGE_FRACTION, Contrast, FarnebackParams, Flo
                                    contrast_range, robust_contrast, smooth_pixels, with_statistics)
 from pycam.processing.flow_analysis import band_points
 from pycam.processing.geometry import GeometryError, MeasurementGeometry
-from pycam.processing.lines import LineSampler, lines_bbox
+from pycam.processing.lines import REFERENCE_WIDTH, LineSampler, lines_bbox
 from pycam.processing.quality import Flag, FlagNotes
 from pycam.processing.settings import ProcessingSettings
 
@@ -104,9 +104,10 @@ class ProcessingChain:
 
     def _offset_samplers(self, smp: LineSampler) -> LineSampler | None:
         """One sampler over the lines at offsets -G..G image px along the normal (G =
-        ``cross_corr_gap_px``, shrunk until every offset line lies in the image), stacked
+        ``cross_corr_gap_px`` in 648-px-wide units, scaled to the image, shrunk until every
+        offset line lies in the image), stacked
         offset by offset, for the cross-correlation; None if G < 2."""
-        gap = int(round(self.settings["cross_corr_gap_px"]))
+        gap = int(round(self.settings["cross_corr_gap_px"] * self.shape[1] / REFERENCE_WIDTH))
         while gap >= 2:
             try:                        # every 2nd sample along the line is enough for the ICA
                 return _shifted_sampler(smp, np.arange(-gap, gap + 1, dtype=float), self.shape, stride=2)

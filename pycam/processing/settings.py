@@ -151,8 +151,8 @@ SETTINGS_SCHEMA: dict[str, Setting] = {
     # --- cross-correlation (PyCam) ---
     "cross_corr_recal": _s("float", 30.0, 0.01, 1e6, doc="(PyCam) recompute the velocity every N minutes"),
     "cross_corr_gap_px": _s("float", 40.0, 2.0, 1000.0,
-                            doc="cross-correlation: ICA on lines at -G..G px (G = this) along each PCS line's "
-                                "normal; also the largest shift searched per frame lag, px"),
+                            doc="cross-correlation: ICA on lines at -G..G px (G = this, in 648-px-wide units) "
+                                "along each PCS line's normal; also the largest shift searched per frame lag"),
     "cross_corr_min_pairs": _s("int", 10, 3, 1_000_000, doc="pairs needed for a cross-correlation"),
     # --- errors ---
     "cd_err_rel": _s("float", 0.2, 0.0, 10.0, doc="relative column error when the calibration gives none"),
