@@ -126,9 +126,10 @@ class ProcessingChain:
         roi = self.settings["roi_abs"]
         if roi is not None:
             x0, y0, x1, y1 = self._roi_for_shape(roi)
-            yy, xx = np.mgrid[max(y0, edge):min(y1, h - edge):2, max(x0, edge):min(x1, w - edge):2]
-            if yy.size == 0:
+            x0, y0, x1, y1 = max(x0, edge), max(y0, edge), min(x1, w - edge), min(y1, h - edge)
+            if x1 <= x0 or y1 <= y0:
                 raise ValueError(f"roi_abs {roi} lies outside the image ({w}x{h}) or in its edge frame")
+            yy, xx = np.mgrid[y0:y1:2, x0:x1:2]
             return yy.ravel(), xx.ravel()
         if not samplers:
             return None

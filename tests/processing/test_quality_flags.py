@@ -196,3 +196,23 @@ def test_summary_counts_flags(tmp_path):
 
     assert "2 of 4" in flagged_warning(summary["quality_flags"], 0.2)
     assert flagged_warning(summary["quality_flags"], 0.6) is None
+
+
+def test_pycam_flow_roi_sets_the_contrast_region():
+    from pycam.processing.settings import SettingsError
+
+    scene = Scene(speed_px=5.0)
+    aa0, aa1 = _aa(scene, 0), _aa(scene, 1)
+    hot = aa1.copy()
+    hot[400:480, 500:640] = 25.0                 # outside the ROI: cannot set the range
+    chain = _chain(roi_abs=[250, 100, 450, 400])
+    c = chain.flow_contrast(hot, chain.calibrate(hot))
+    assert c.source == "auto-roi" and c.hi < 1.0
+    assert _rates(chain, aa0, hot)["flow_hybrid"]["0"].valid
+    # the whole-frame range (pyplis) lets the hot corner flatten the plume
+    frame = _chain(flow_contrast="frame")
+    assert frame.flow_contrast(hot, frame.calibrate(hot)).hi == pytest.approx(25.0)
+    with pytest.raises(SettingsError, match="roi_abs"):
+        default_settings(roi_abs=[10, 10, 5, 50])
+    with pytest.raises(ValueError, match="roi_abs"):
+        _chain(roi_abs=[0, 0, 5, 5])             # inside the edge frame only
