@@ -176,8 +176,7 @@ class LineEmission:
                                       sigma_tol=s["hist_sigma_tol"], min_length=s["min_flow_length"],
                                       min_count_frac=s["min_count_frac"], weights=cols[sel])
 
-    def flow_flags(self, so2: np.ndarray, flow: FlowField | None, cond: np.ndarray, dxs=None, dys=None,
-                   covered=None) -> FlagNotes:
+    def flow_flags(self, flow: FlowField | None, cond: np.ndarray, dxs=None, dys=None, covered=None) -> FlagNotes:
         """Flags of the flow field on this line's plume samples (``cond``: column >= min_cd)."""
         s = self.settings
         notes = FlagNotes()
@@ -235,14 +234,14 @@ class LineEmission:
         n = self.sampler.normal
         flow_modes = [m for m in ("flow_raw", "flow_histo", "flow_hybrid") if m in modes]
         if flow is None and flow_modes:
-            notes = self.flow_flags(so2, None, cond)
+            notes = self.flow_flags(None, cond)
             out.update({m: EmissionRate.missing(ica, notes.flag) for m in flow_modes})
         if flow is not None and flow_modes:
             covered = self.sampler.inside(flow.flow.shape, flow.origin)
             dxs, dys = self.sampler.sample_vectors(flow.flow, flow.origin)
             dxs = np.where(covered, dxs, 0.0)
             dys = np.where(covered, dys, 0.0)
-            field_notes = self.flow_flags(so2, flow, cond, dxs, dys, covered)
+            field_notes = self.flow_flags(flow, cond, dxs, dys, covered)
             if "flow_raw" in modes:
                 veff = (n[0] * dxs + n[1] * dys)[cond] * dists / flow.dt_s
                 vavg = float(veff.mean())
