@@ -169,7 +169,9 @@ class ProcessingChain:
         else:
             lo, hi = contrast_range(aa, "frame" if mode == "frame" else mode)
             contrast = with_statistics(lo, hi, "frame" if mode == "frame" else "fixed", values, plume)
-        return dataclasses.replace(contrast, pixel_noise=pixel_noise)
+        # white noise scales with the pixel size: quote it per pixel of the 648-px-wide frame, so
+        # that the LOW_CONTRAST test does not depend on binning (2592 px frames are 4x noisier)
+        return dataclasses.replace(contrast, pixel_noise=pixel_noise * REFERENCE_WIDTH / self.shape[1])
 
     # --- steps ---------------------------------------------------------------------------
     def calibrate(self, aa: np.ndarray, time=None, out: np.ndarray | None = None) -> np.ndarray | None:

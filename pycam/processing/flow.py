@@ -162,7 +162,7 @@ class Contrast:
     plume_level: float = math.nan  # 99th percentile AA of the plume pixels
     n_plume: int = 0
     plume_median: float = math.nan  # median AA of the plume pixels
-    pixel_noise: float = math.nan   # pixel-to-pixel noise (robust, from the Laplacian)
+    pixel_noise: float = math.nan   # pixel-to-pixel noise (robust, from the Laplacian), per 648-px-frame pixel
 
     @property
     def signal_to_noise(self) -> float:
