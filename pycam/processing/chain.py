@@ -1,9 +1,11 @@
 """The per-pair processing chain shared by the real-time processor and the batch pipeline.
 
 Steps: dark -> registration -> background/tau/AA (:mod:`absorbance`) -> calibration to SO2
-columns -> reference check on ``ambient_roi`` -> optical flow on the PCS bounding box
-(:mod:`flow`) -> emission rates per line and mode (:mod:`emission`) -> cross-correlation
-velocity (:mod:`crosscorr`).
+columns -> reference check on ``ambient_roi`` and the pair's quality flags (:meth:`pair_flags`)
+-> contrast range (:meth:`flow_contrast`) and optical flow on the PCS bounding box
+(:mod:`flow`) -> emission rates per line and mode, each flagged (:mod:`emission`,
+:mod:`quality`) -> cross-correlation velocity (:mod:`crosscorr`, ICA profiles on lines at
+-G..G px, :meth:`cross_correlation_icas`).
 """
 from __future__ import annotations
 

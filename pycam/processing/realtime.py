@@ -41,7 +41,8 @@ Arguments
     ``flow_hybrid``), ``total`` (the same total), ``rates_by_mode``: ``{mode -> {...}}``
     for every enabled mode, ``reference_ok`` (PyCam's ambient-ROI check), ``warnings``.
     :class:`~pycam.processing.emission.EmissionRate` has ``flux_kg_s, flux_err, velo_eff,
-    velo_eff_err, frac_ok, ica_mass, frac_ok_ica``; missing values are NaN/None.
+    velo_eff_err, frac_ok, ica_mass, frac_ok_ica, flag, flag_reason``; missing values are
+    NaN/None; ``flag`` != 0 marks a flagged sample (:mod:`pycam.processing.quality`).
 
 Without darks or calibration the processor still runs (AA only, no emission rates) and
 says so loudly once (a logged warning and an entry in ``PairResult.warnings``).
