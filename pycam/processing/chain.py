@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 #: Running-median length (line samples) used to find the plume body on a line for the flow box.
 PLUME_MEDIAN_SAMPLES = 9
+#: The cross-correlation ICA takes every this-th sample along a line (each standing for that many).
+ICA_STRIDE = 4
 
 
 class ProcessingChain:
@@ -92,9 +94,9 @@ class ProcessingChain:
                         cc[smp.name] = offsets
         self.lines = lines
         self.cc_samplers = cc
-        self._cc_dists = {k: 2.0 * self.geometry.footprints(st.x, st.y).reshape(-1, st.n_along)
-                          for k, st in cc.items()}     # x2: every 2nd sample stands for two
-        footprint = {k: 0.5 * float(np.mean(d[len(d) // 2])) for k, d in self._cc_dists.items()}
+        self._cc_dists = {k: ICA_STRIDE * self.geometry.footprints(st.x, st.y).reshape(-1, st.n_along)
+                          for k, st in cc.items()}     # each sample stands for ICA_STRIDE
+        footprint = {k: float(np.mean(d[len(d) // 2])) / ICA_STRIDE for k, d in self._cc_dists.items()}
         self.crosscorr = CrossCorrelationTracker(footprint, self.settings["img_buff_size"],
                                                  self.settings["cross_corr_recal"],
                                                  self.settings["cross_corr_min_pairs"]) if cc else None
@@ -111,8 +113,8 @@ class ProcessingChain:
         offset by offset, for the cross-correlation; None if G < 2."""
         gap = int(round(self.settings["cross_corr_gap_px"] * self.shape[1] / REFERENCE_WIDTH))
         while gap >= 2:
-            try:                        # every 2nd sample along the line is enough for the ICA
-                return _shifted_sampler(smp, np.arange(-gap, gap + 1, dtype=float), self.shape, stride=2)
+            try:                        # every ICA_STRIDE-th sample along the line is enough for the ICA
+                return _shifted_sampler(smp, np.arange(-gap, gap + 1, dtype=float), self.shape, stride=ICA_STRIDE)
             except ValueError:
                 gap = gap * 3 // 4
         log.warning("line %s: no room for cross-correlation lines in the image", smp.name)

@@ -6,13 +6,15 @@ and on a second line ``gap`` px downstream; the downstream series lags by the tr
 moves a few px per frame, so a 40 px gap means a lag of 10-40 frames - more than the half
 series searched in a short window (10 pairs: 5 lags) - and the peak found lies at a short,
 wrong lag (a 5x too fast speed), with no sign that it sits at the edge of the window.  The lag
-resolution is one frame (a 1-frame error is 10-100 % of a few-frame lag), and undetrended
-series (the plume growing or fading over the window) correlate at every lag.
+resolution is one frame (a 1-frame error is 10-100 % of a few-frame lag), and static
+structure on the lines (terrain, the plume's mean shape) correlates at every lag.
 
 Method used by the chain (:func:`space_time_velocity`): the ICA is taken on 2G+1 parallel
 lines at offsets -G..G px (G = ``cross_corr_gap_px``) along each PCS line's normal, giving a
-space-time array ``P[t, g]``.  Each offset's series is detrended (linear in time) and scaled
-to unit variance (so that static structure and one noisy line cannot dominate), then for
+space-time array ``P[t, g]``.  Each line's mean over time is removed (static structure: it
+would correlate best at zero shift; a linear detrend in time would also remove a slow
+plume's signal over a short window) and each line scaled to unit variance (so that one noisy
+line cannot dominate), then for
 every frame lag k = 1, 2, ... (while at least :data:`MIN_OVERLAP` frames overlap) the shift
 s (px) maximising the Pearson correlation of ``P[t, g]`` with ``P[t + k, g + s]`` over all
 (t, g) is found and refined to a fraction of a pixel; from the second lag on, only near the
@@ -46,6 +48,8 @@ MIN_LAG_R = 0.2
 #: predicted shift, whichever is larger) of the shift the lags so far predict.
 TRACK_TOL_PX = 3.0
 TRACK_TOL_FRAC = 0.3
+#: Most frame lags used (more add little precision and cost time on long series).
+MAX_LAGS = 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,19 +157,20 @@ def cross_correlation_velocity(times: Sequence[dt.datetime] | np.ndarray, ica_up
 
 
 def _detrend(series: np.ndarray) -> np.ndarray:
-    """Remove a linear trend in time from each column of ``series`` (t, g)."""
-    n = series.shape[0]
-    t = np.arange(n, dtype=float) - (n - 1) / 2.0
-    mean = series.mean(axis=0)
-    slope = (t[:, None] * (series - mean)).sum(axis=0) / max(float((t ** 2).sum()), 1e-12)
-    return series - mean - t[:, None] * slope
+    """Remove each line's mean over time from ``series`` (t, g): the static structure (terrain,
+    the plume's mean shape), which would otherwise correlate best at zero shift.  No trend in
+    time is removed: over a short window a slow plume's signal at a line is such a trend."""
+    return series - series.mean(axis=0)
 
 
-def _shift_correlation(a: np.ndarray, b: np.ndarray, max_shift: int) -> np.ndarray:
-    """r(s) = Pearson of a[:, g] and b[:, g + s] over all (t, g) that exist, s = -max..max."""
+def _shift_correlation(a: np.ndarray, b: np.ndarray, max_shift: int, only: np.ndarray | None = None) -> np.ndarray:
+    """r(s) = Pearson of a[:, g] and b[:, g + s] over all (t, g) that exist, s = -max..max
+    (NaN where fewer than half the lines overlap, or where ``only`` is False)."""
     n_g = a.shape[1]
     r = np.full(2 * max_shift + 1, np.nan)
     for i, sh in enumerate(range(-max_shift, max_shift + 1)):
+        if only is not None and not only[i]:
+            continue
         lo, hi = max(0, -sh), min(n_g, n_g - sh)
         if hi - lo < max(3, n_g // 2):
             continue
@@ -210,21 +215,21 @@ def space_time_velocity(times: Sequence[dt.datetime] | np.ndarray, profiles: np.
     max_shift = (n_g - 1) // 2 if max_shift_px is None else min(int(max_shift_px), n_g - 2)
     shifts, lags, weights, r_best = [], [], [], -np.inf
     edge_seen = False
-    for k in range(1, n_t - MIN_OVERLAP + 1):
-        r = _shift_correlation(prof[:-k], prof[k:], max_shift)
-        if not np.any(np.isfinite(r)):
-            continue
+    all_shifts = np.arange(-max_shift, max_shift + 1)
+    for k in range(1, min(n_t - MIN_OVERLAP, MAX_LAGS) + 1):
+        window = None
         if shifts:       # follow the peak: near the shift the lags so far predict
             pred = k * float(np.sum(np.asarray(weights) * np.asarray(shifts) * np.asarray(lags))
                              / np.sum(np.asarray(weights) * np.asarray(lags, float) ** 2))
             if abs(pred) > max_shift:
                 break
             tol = max(TRACK_TOL_PX, TRACK_TOL_FRAC * abs(pred))
-            window = np.abs(np.arange(-max_shift, max_shift + 1) - pred) <= tol
-            r = np.where(window, r, np.nan)
-            if not np.any(np.isfinite(r)):
-                continue
-        i = int(np.nanargmax(r))
+            window = np.abs(all_shifts - pred) <= tol + 1      # +1: the neighbours of the peak
+        r = _shift_correlation(prof[:-k], prof[k:], max_shift, window)
+        search = r if window is None else np.where(np.abs(all_shifts - pred) <= tol, r, np.nan)
+        if not np.any(np.isfinite(search)):
+            continue
+        i = int(np.nanargmax(search))
         if not r[i] >= MIN_LAG_R:
             continue
         if i == 0 or i == len(r) - 1 or not (np.isfinite(r[i - 1]) and np.isfinite(r[i + 1])):

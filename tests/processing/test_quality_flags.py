@@ -150,13 +150,14 @@ def _space_time(v_px, n_t=10, n_g=81, noise=0.05, seed=0):
     return prof + noise * signal.std() * rng.normal(size=prof.shape)
 
 
-@pytest.mark.parametrize("v_px", [0.6, 2.7, 4.2, 11.0, -3.3])
+@pytest.mark.parametrize("v_px", [0.5, 1.0, 2.7, 4.2, 11.0, -3.3, 25.0])
 def test_space_time_cross_correlation_resolves_slow_and_fast_plumes(v_px):
     """A slow plume (1-3 m/s at 4-8 s: a few px per frame) over 10 frames, 3.8 m pixels."""
     times = [T0 + dt.timedelta(seconds=8 * i) for i in range(10)]
     res = space_time_velocity(times, _space_time(v_px), footprint_m=3.8)
     assert res is not None and not res.edge
-    assert res.velocity == pytest.approx(v_px * 3.8 / 8.0, rel=0.05)
+    # below 1 px per frame the sub-pixel refinement of a 10-frame window reads up to ~15 % high
+    assert res.velocity == pytest.approx(v_px * 3.8 / 8.0, rel=0.15 if abs(v_px) < 1 else 0.05)
 
 
 def test_space_time_flags_a_plume_faster_than_its_window():
