@@ -13,8 +13,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="directory of PyCam images (<time>_fltrA|B_<gain>ag_<exp>ss_Plume.png pairs; Dark and "
                              "Clear frames there are used too)")
     parser.add_argument("--out", required=True, type=Path,
-                        help="output directory (emission-rate CSVs per line and mode, process_config.yml, "
-                             "calibration CSVs, summary.json)")
+                        help="output directory (emission-rate CSVs per line and mode with PyCam's columns plus "
+                             "flag, flag_reason; process_config.yml, calibration CSVs, summary.json with the flag "
+                             "counts)")
     parser.add_argument("--cal-dir", type=Path, help="cell-calibration directory Cal_N (Dark, Clear, <N>ppmm frames)")
     parser.add_argument("--dark-dir", type=Path,
                         help="more Dark frames (used with those in IMG_DIR and --cal-dir; overrides dark_img_dir)")
@@ -119,9 +120,22 @@ def run(args: argparse.Namespace) -> int:
               f"reference check (mean column in ambient_roi outside [ref_check_lower, ref_check_upper] = "
               f"[{settings['ref_check_lower']:.3g}, {settings['ref_check_upper']:.3g}]); check ambient_roi and "
               "the calibration intercept, or set ref_check_mode: false", file=sys.stderr)
+    line = flagged_warning(result.flags, settings["flagged_warn_frac"])
+    if line:
+        print(line, file=sys.stderr)
     for p in problems[:10]:
         print(f"  problem: {p}", file=sys.stderr)
     return 130 if summary.interrupted else 0
+
+
+def flagged_warning(flags: dict, limit: float) -> str | None:
+    """The one-line warning when more than ``limit`` of the emission-rate samples are flagged."""
+    frac = flags.get("flagged_fraction")
+    if frac is None or frac <= limit:
+        return None
+    top = ", ".join(f"{code} {n}" for code, n in list(flags["reasons"].items())[:4])
+    return (f"pycam process: WARNING {flags['flagged']} of {flags['samples']} emission-rate samples "
+            f"({frac:.0%}) are flagged ({top}); see the flag/flag_reason columns and summary.json")
 
 
 def _set_total(bar, total: int | None) -> None:

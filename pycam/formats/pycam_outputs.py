@@ -7,7 +7,10 @@ Layouts (pycam_compat.md section 3):
 
       datetime,flux_(kg/s),flux_err,velo_eff_(m/s),velo_eff_err,frac_optflow_ok,frac_optflow_ok_ica,ICA_mass_(kg/m)
 
-  one row per image, 3 decimals (ICA mass and fluxes below 1 in 3 significant digits would
+  followed by our two quality columns ``flag,flag_reason`` (int bitmask, 0 = good; ';'-joined
+  reason codes, see ``pycam.processing.quality``); PyCam's readers use the first eight
+  columns by name.  Files with only PyCam's eight columns are read too (flag 0).
+  One row per image, 3 decimals (ICA mass and fluxes below 1 in 3 significant digits would
   lose precision, so values whose magnitude is below 0.1 are written with 4 significant
   figures); empty ``frac_*`` for modes without optical flow.  Rows are appended whole and
   flushed, so an interrupted run leaves complete rows.
@@ -29,8 +32,10 @@ from typing import IO, Iterable, Sequence
 
 from pycam.formats.atomic import atomic_write_text
 
-EMISSION_HEADER = ("datetime", "flux_(kg/s)", "flux_err", "velo_eff_(m/s)", "velo_eff_err",
-                   "frac_optflow_ok", "frac_optflow_ok_ica", "ICA_mass_(kg/m)")
+PYCAM_EMISSION_HEADER = ("datetime", "flux_(kg/s)", "flux_err", "velo_eff_(m/s)", "velo_eff_err",
+                         "frac_optflow_ok", "frac_optflow_ok_ica", "ICA_mass_(kg/m)")
+#: PyCam's columns, then the quality flag and its reason codes.
+EMISSION_HEADER = PYCAM_EMISSION_HEADER + ("flag", "flag_reason")
 DOAS_HEADER = ("Time", "Column density", "CD error", "LDF")
 TIME_TEXT = "%Y-%m-%d %H:%M:%S"
 
@@ -84,10 +89,15 @@ class EmissionRow:
     frac_ok: float | None
     frac_ok_ica: float | None
     ica_mass: float | None
+    flag: int = 0
+    flag_reason: str = ""
 
     def to_fields(self) -> list[str]:
+        if "," in self.flag_reason or "\n" in self.flag_reason:
+            raise ValueError(f"flag_reason {self.flag_reason!r} must not hold commas or newlines")
         return [format_time(self.time), _num(self.flux), _num(self.flux_err), _num(self.velo_eff),
-                _num(self.velo_eff_err), _num(self.frac_ok), _num(self.frac_ok_ica), _num(self.ica_mass)]
+                _num(self.velo_eff_err), _num(self.frac_ok), _num(self.frac_ok_ica), _num(self.ica_mass),
+                str(int(self.flag)), self.flag_reason]
 
 
 class EmissionRateWriter:
@@ -139,14 +149,23 @@ def read_emission_rates(path: str | os.PathLike[str]) -> list[EmissionRow]:
     except OSError as exc:
         raise OutputFormatError(f"{p}: cannot read: {exc.strerror}") from None
     rows = list(csv.reader(io.StringIO(text)))
-    if not rows or tuple(rows[0]) != EMISSION_HEADER:
-        raise OutputFormatError(f"{p}: not a PyCam emission-rate file (header {rows[0] if rows else None})")
+    header = tuple(rows[0]) if rows else None
+    if header not in (EMISSION_HEADER, PYCAM_EMISSION_HEADER):
+        raise OutputFormatError(f"{p}: not a PyCam emission-rate file (header {list(header) if header else None})")
+    n_pycam = len(PYCAM_EMISSION_HEADER)
     out = []
     for n, r in enumerate(rows[1:], 2):
-        if len(r) != len(EMISSION_HEADER):
-            raise OutputFormatError(f"{p}:{n}: expected {len(EMISSION_HEADER)} fields, got {len(r)}")
-        vals = [_opt_float(v, f"{p}:{n}") for v in r[1:]]
-        out.append(EmissionRow(parse_time(r[0]), *vals))
+        if len(r) != len(header):
+            raise OutputFormatError(f"{p}:{n}: expected {len(header)} fields, got {len(r)}")
+        vals = [_opt_float(v, f"{p}:{n}") for v in r[1:n_pycam]]
+        flag, why = 0, ""
+        if len(r) > n_pycam:
+            try:
+                flag = int(r[n_pycam])
+            except ValueError:
+                raise OutputFormatError(f"{p}:{n}: flag {r[n_pycam]!r} is not an integer") from None
+            why = r[n_pycam + 1]
+        out.append(EmissionRow(parse_time(r[0]), *vals, flag=flag, flag_reason=why))
     return out
 
 

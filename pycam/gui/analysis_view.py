@@ -4,7 +4,10 @@ Left: the latest calibrated image in the chosen unit (τ of band A, AA, or colum
 when a calibration is loaded) with its colour bar, the background (ambient) region and the
 DOAS field of view drawn over it, and the PCS lines (see :mod:`pycam.gui.pcs_editor`).
 Right: emission rate per line and the total, each with its error band, and the effective
-plume speed.  Everything updates by blitting; axes grow in coarse steps.
+plume speed.  Flagged samples (``flag`` != 0, :mod:`pycam.processing.quality`) are greyed:
+a grey ring on the value when the sample kept one, a grey cross along the bottom of the axes
+when it has none (never drawn as a zero rate); hovering over one shows its reasons.
+Everything updates by blitting; axes grow in coarse steps.
 """
 from __future__ import annotations
 
@@ -13,11 +16,13 @@ import math
 import tkinter as tk
 from tkinter import filedialog, ttk
 
+import math
+
 import numpy as np
 from matplotlib.patches import Circle, Rectangle
 
 from pycam.gui.pcs_editor import LINE_COLOURS, PCSEditor
-from pycam.gui.plots import BlitCanvas, GrowingSeries, nice_limits, robust_range
+from pycam.gui.plots import BlitCanvas, FlaggedMarks, GrowingSeries, nice_limits, robust_range
 from pycam.gui.results import So2Display
 from pycam.gui.worker import GuiQueue
 
@@ -109,6 +114,7 @@ class AnalysisView(ttk.Frame):
         self.speed_ax.set_xlabel("time since start (s)", fontsize=8)
         self.rate_series = GrowingSeries(self.rate_plot, self.rate_ax)
         self.speed_series = GrowingSeries(self.rate_plot, self.speed_ax)
+        self.flag_marks = FlaggedMarks(self.rate_plot, self.rate_ax)    # greyed flagged samples
         self.latest_var = tk.StringVar(value="")
         ttk.Label(right, textvariable=self.latest_var, font=("TkFixedFont", 9)).pack(fill="x")
 
@@ -241,9 +247,12 @@ class AnalysisView(ttk.Frame):
             self.speed_series.line(name, color=colour, lw=1.0, marker=".", ms=3)
             self.rate_series.append(name, t, rate.flux_kg_s)
             self.speed_series.append(name, t, rate.velo_eff_m_s)
-            self.rates.setdefault(name, []).append((t, rate.flux_kg_s, rate.flux_err_kg_s))
-            self._update_band(name, colour)
-            band_values += [rate.flux_kg_s - rate.flux_err_kg_s, rate.flux_kg_s + rate.flux_err_kg_s]
+            self.flag_marks.add(t, rate.flux_kg_s, name, rate.flag, rate.flag_reason)
+            if math.isfinite(rate.flux_kg_s):
+                self.rates.setdefault(name, []).append((t, rate.flux_kg_s, rate.flux_err_kg_s))
+                self._update_band(name, colour)
+                band_values += [rate.flux_kg_s - rate.flux_err_kg_s, rate.flux_kg_s + rate.flux_err_kg_s]
+        self.flag_marks.update()
         truth = getattr(result, "truth_kg_s", float("nan"))
         if math.isfinite(truth):  # the simulated demo: the simulator's true total through the same lines
             self.rate_series.line("truth", color="#2e7d32", lw=1.0, ls="--")
@@ -286,6 +295,7 @@ class AnalysisView(ttk.Frame):
                 series.data[name] = ([], [])
                 series.lines[name].set_data([], [])
         self.rates.clear()
+        self.flag_marks.clear()
         self._t0 = None
         self.rate_plot.request_full_draw()
 

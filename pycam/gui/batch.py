@@ -85,7 +85,8 @@ def run_batch(form: dict[str, Any], queue: GuiQueue, cancel_event: threading.Eve
             super().write_rates(time, rates_by_mode)
             rates = rates_by_mode.get(primary) or next(iter(rates_by_mode.values()), {})
             shown = {str(name): LineRate(float(r.flux_kg_s), float(r.flux_err), float(r.velo_eff),
-                                         float(r.velo_eff_err if r.velo_eff_err is not None else float("nan")))
+                                         float(r.velo_eff_err if r.velo_eff_err is not None else float("nan")),
+                                         int(r.flag), r.flag_reason)
                      for name, r in rates.items()}
             queue.post("batch_result", So2Display(time.strftime("%Y-%m-%dT%H%M%S"), time.timestamp(), {}, shown))
 

@@ -295,3 +295,76 @@ class GrowingSeries:
                 self._ylim = target
                 self.ax.set_ylim(*self._ylim)
                 self.blit.request_full_draw(relayout=True)
+
+
+#: Height (axes fraction) of the crosses that mark flagged samples without a value.
+FLAG_ROW = 0.04
+#: How close (display px) the pointer must be to a flagged sample for its tooltip.
+TOOLTIP_PX = 6.0
+FLAG_GREY = "#9a9a9a"
+
+
+class FlaggedMarks:
+    """Grey marks for flagged emission-rate samples on a rate axis, with a hover tooltip.
+
+    A flagged sample that kept its value gets a grey ring on it; one whose value was blanked
+    (an invalidating flag, :mod:`pycam.processing.quality`) gets a grey cross along the bottom
+    of the axes - never a point at zero.  Hovering within TOOLTIP_PX of a mark shows the line,
+    time, value and reason codes."""
+
+    def __init__(self, blit: BlitCanvas, ax, max_marks: int = 4000) -> None:
+        from matplotlib.transforms import blended_transform_factory
+
+        self.blit = blit
+        self.ax = ax
+        self.max_marks = max_marks
+        self.marks: list[tuple[float, float, str, str]] = []     # (t, value or nan, line, reasons)
+        (self.valued,) = ax.plot([], [], ls="none", marker="o", ms=6, mfc="none", mec=FLAG_GREY, mew=1.2, zorder=5)
+        (self.blank,) = ax.plot([], [], ls="none", marker="x", ms=5, color=FLAG_GREY, zorder=5,
+                                transform=blended_transform_factory(ax.transData, ax.transAxes))
+        self.tip = ax.annotate("", xy=(0, 0), xytext=(8, 8), textcoords="offset points", fontsize=7,
+                               bbox=dict(boxstyle="round", fc="#fffbe6", ec=FLAG_GREY), visible=False, zorder=10)
+        blit.animate(self.valued, self.blank, self.tip)
+        blit.figure.canvas.mpl_connect("motion_notify_event", self.hover)
+
+    def add(self, t: float, value: float, line: str, flag: int, reason: str) -> None:
+        """Record a sample (only flagged ones leave a mark); call :meth:`update` after a batch."""
+        if flag:
+            self.marks.append((float(t), float(value), str(line), reason or f"flag {flag}"))
+
+    def update(self) -> None:
+        del self.marks[:-self.max_marks]
+        valued = [(t, v) for t, v, _l, _r in self.marks if math.isfinite(v)]
+        blank = [t for t, v, _l, _r in self.marks if not math.isfinite(v)]
+        self.valued.set_data([t for t, _ in valued], [v for _, v in valued])
+        self.blank.set_data(blank, [FLAG_ROW] * len(blank))
+
+    def clear(self) -> None:
+        self.marks.clear()
+        self.update()
+
+    def tooltip_at(self, x_px: float, y_px: float) -> str | None:
+        """The tooltip text of the mark nearest the display point, if within TOOLTIP_PX."""
+        best, text = TOOLTIP_PX, None
+        data = self.ax.transData.transform
+        bottom = self.blank.get_transform().transform
+        for t, v, line, why in self.marks:
+            x, y = data((t, v)) if math.isfinite(v) else bottom((t, FLAG_ROW))
+            d = math.hypot(x - x_px, y - y_px)
+            if d <= best:
+                best = d
+                value = f"{v:.2f} kg/s" if math.isfinite(v) else "no value"
+                text = f"line {line}, t={t:.0f} s: {value}\nflagged: {why.replace(';', ', ')}"
+        return text
+
+    def hover(self, event) -> None:
+        text = self.tooltip_at(event.x, event.y) if event.inaxes is self.ax else None
+        if text is None:
+            if self.tip.get_visible():
+                self.tip.set_visible(False)
+                self.blit.refresh()
+            return
+        self.tip.xy = self.ax.transData.inverted().transform((event.x, event.y))
+        self.tip.set_text(text)
+        self.tip.set_visible(True)
+        self.blit.refresh()

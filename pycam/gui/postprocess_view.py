@@ -13,7 +13,7 @@ import tkinter as tk
 from pathlib import Path
 from tkinter import filedialog, ttk
 
-from pycam.gui.plots import BlitCanvas, GrowingSeries
+from pycam.gui.plots import BlitCanvas, FlaggedMarks, GrowingSeries
 from pycam.gui.pcs_editor import LINE_COLOURS
 
 
@@ -59,6 +59,7 @@ class PostProcessView(ttk.Frame):
         self.ax.set_xlabel("time since first pair (s)")
         self.ax.set_ylabel("emission rate (kg/s)")
         self.series = GrowingSeries(self.plot, self.ax, window_s=1e9)
+        self.flag_marks = FlaggedMarks(self.plot, self.ax)
         app.queue.subscribe("batch_progress", self._on_progress)
         app.queue.subscribe("batch_result", self._on_result)
 
@@ -140,6 +141,8 @@ class PostProcessView(ttk.Frame):
             colour = "#000000" if name == "total" else LINE_COLOURS[sum(map(ord, name)) % len(LINE_COLOURS)]
             self.series.line(name, color=colour, lw=1.0, marker=".", ms=2)
             self.series.append(name, result.seconds - self._t0, rate.flux_kg_s)
+            self.flag_marks.add(result.seconds - self._t0, rate.flux_kg_s, name, rate.flag, rate.flag_reason)
+        self.flag_marks.update()
         self.series.fit_limits()
         self.results_received += 1
         self.plot.refresh()

@@ -19,6 +19,8 @@ class LineRate:
     flux_err_kg_s: float
     velo_eff_m_s: float
     velo_eff_err_m_s: float = float("nan")
+    flag: int = 0                  # quality bitmask (pycam.processing.quality), 0 = good
+    flag_reason: str = ""          # ';'-joined reason codes
 
 
 @dataclasses.dataclass(frozen=True)

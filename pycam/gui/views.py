@@ -86,7 +86,8 @@ def _field(obj, *names, default=float("nan")):
 
 def line_rate(rate) -> LineRate:
     return LineRate(float(_field(rate, "flux_kg_s", "flux")), float(_field(rate, "flux_err", "flux_err_kg_s")),
-                    float(_field(rate, "velo_eff", "velo_eff_m_s")), float(_field(rate, "velo_eff_err")))
+                    float(_field(rate, "velo_eff", "velo_eff_m_s")), float(_field(rate, "velo_eff_err")),
+                    int(_field(rate, "flag", default=0)), str(_field(rate, "flag_reason", default="")))
 
 
 def so2_display(result, time_string: str, processing_s: float, fov=None, note: str = "") -> So2Display:

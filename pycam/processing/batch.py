@@ -59,6 +59,7 @@ class BatchResult:
     problems: list[str]
     warnings: list[str]
     rows: list[dict]                    # per (line, mode): rows, valid, mean/std flux, mean velocity
+    flags: dict = dataclasses.field(default_factory=dict)   # flagged samples: counts, fraction, reasons
 
     @property
     def interrupted(self) -> bool:
@@ -137,9 +138,12 @@ def run_batch(job: BatchJob, *, source: Callable[[list[str]], Iterable[tuple | N
             if cancel is not None and cancel.is_set():
                 return BatchResult(Path(job.out), None, len(pairing.pairs), problems, warnings, [])
             raise BatchError(f"no readable pair in {job.img_dir}", exit_code=1)
-        chain = ProcessingChain(settings, first[1].shape, darks=inputs.darks, clear=inputs.clear,
-                                calibration=inputs.calibration, pcs_lines=inputs.pcs_lines,
-                                geometry=inputs.camera, warp=inputs.warp)
+        try:
+            chain = ProcessingChain(settings, first[1].shape, darks=inputs.darks, clear=inputs.clear,
+                                    calibration=inputs.calibration, pcs_lines=inputs.pcs_lines,
+                                    geometry=inputs.camera, warp=inputs.warp)
+        except ValueError as exc:       # e.g. a flow ROI or line outside the image
+            raise BatchError(str(exc)) from exc
         if inputs.calibration is not None and inputs.pcs_lines and chain.geometry is None:
             warn("WARNING no measurement geometry (set plume_distance_m, or --geometry with source_lat/source_lon "
                  "in the config): no emission rates")
@@ -154,7 +158,8 @@ def run_batch(job: BatchJob, *, source: Callable[[list[str]], Iterable[tuple | N
             info.update(summary.as_dict())
         outputs.write_summary(info)
         outputs.close()
-    return BatchResult(Path(job.out), summary, len(pairing.pairs), problems, warnings, outputs.summary_rows())
+    return BatchResult(Path(job.out), summary, len(pairing.pairs), problems, warnings, outputs.summary_rows(),
+                       outputs.flag_summary())
 
 
 def _first_pair(source: Iterator, cancel: threading.Event | None):

@@ -16,6 +16,14 @@ the window losses of the cells).
 Sensitivity mask: ``M = AA_cell(x, y) / <AA_cell>_FOV`` of the strongest cell, smoothed by a
 Gaussian (sigma 10 px); ``column_from_aa`` applies ``AA' = AA / M`` before the polynomial when
 ``use_mask`` is set (the off-axis change of the filter sensitivity).
+
+Two styles (setting ``cell_cal_style``):
+
+* ``disk`` (ours, default): the fit over the central disk above, the sensitivity mask, and the
+  whole polynomial (intercept included) applied to plume AA.
+* ``pycam`` (as PyCam applies it): the cell AA averaged over the full frame, the polynomial
+  fitted to that, and applied without its intercept (``coeff 0`` dropped: ``S = slope * AA``
+  for order 1) and without a sensitivity mask.  Numbers then compare with PyCam's.
 """
 from __future__ import annotations
 
@@ -33,6 +41,9 @@ from pycam.processing.corrections import DarkLibrary, subtract_dark, warp_onto
 from pycam.processing.settings import PPMM_TO_MOLEC_CM2
 
 log = logging.getLogger(__name__)
+
+
+CELL_CAL_STYLES = ("disk", "pycam")
 
 
 class CalibrationError(ValueError):
@@ -96,6 +107,8 @@ class CellCalibration:
     sensitivity_mask: np.ndarray | None = None
     aa_images: dict | None = None     # ppmm -> AA image (float32)
     use_mask: bool = True
+    apply_intercept: bool = True      # False: coeff 0 dropped when applied (PyCam)
+    style: str = "disk"
 
     @property
     def slope(self) -> float:
@@ -110,7 +123,8 @@ class CellCalibration:
         src = aa
         if self.use_mask and self.sensitivity_mask is not None and np.shape(aa) == self.sensitivity_mask.shape:
             src = np.divide(aa, self.sensitivity_mask, dtype=np.float32)
-        return eval_polynomial(self.coeffs, src, out)
+        coeffs = self.coeffs if self.apply_intercept else np.concatenate([[0.0], self.coeffs[1:]])
+        return eval_polynomial(coeffs, src, out)
 
     def summary(self) -> str:
         rows = [f"{p:8.0f} ppm*m  {c:10.3e} molec/cm2  AA={a:.5f}  tau_on={ton:.5f} tau_off={toff:.5f}"
@@ -118,6 +132,11 @@ class CellCalibration:
         rows.append(f"fit: S = {self.coeffs[0]:.4e} + {self.coeffs[1]:.4e} * AA"
                     + "".join(f" + {c:.3e} * AA^{k}" for k, c in enumerate(self.coeffs[2:], 2))
                     + f"  (MSE {self.mse:.3e}, r^2 {self.r_squared:.5f})")
+        fov = "full frame" if self.style == "pycam" else f"disk x={self.fov[0]:g} y={self.fov[1]:g} r={self.fov[2]:g}"
+        rows.append(f"style {self.style}: fit over {fov}; applied "
+                    + ("with" if self.apply_intercept else "without") + " the intercept, "
+                    + ("with" if self.use_mask and self.sensitivity_mask is not None else "without")
+                    + " the sensitivity mask")
         return "\n".join(rows)
 
 
@@ -138,11 +157,15 @@ def _mean_frames(records, darks: DarkLibrary, problems: list[str]) -> np.ndarray
 
 def calibrate_cells(cal_dir: str | os.PathLike[str], *, order: int = 1, fov: tuple[float, float, float] | None = None,
                     warp: np.ndarray | None = None, darks: DarkLibrary | None = None, mask_sigma: float = 10.0,
-                    cells: Sequence[int] | None = None, problems: list[str] | None = None) -> CellCalibration:
+                    cells: Sequence[int] | None = None, problems: list[str] | None = None,
+                    style: str = "disk") -> CellCalibration:
     """Run the cell calibration on a ``Cal_N`` directory (see the module docstring).
 
-    ``cells`` restricts the fit to these ppm*m amounts (default: every cell found).
+    ``cells`` restricts the fit to these ppm*m amounts (default: every cell found); ``style``
+    is ``disk`` (ours) or ``pycam`` (full frame, intercept dropped, no mask).
     """
+    if style not in CELL_CAL_STYLES:
+        raise CalibrationError(f"cell calibration style {style!r}: must be one of {', '.join(CELL_CAL_STYLES)}")
     problems = problems if problems is not None else []
     d = Path(cal_dir)
     records = scan_directory(d)
@@ -168,39 +191,42 @@ def calibrate_cells(cal_dir: str | os.PathLike[str], *, order: int = 1, fov: tup
                                f"{order + 1} for an order-{order} fit")
     cell_images: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for amount in amounts:
-        cells = {}
+        frames = {}
         for band in ("on", "off"):
-            cells[band] = _mean_frames([r for r in records if r.name.cell_ppmm == amount and r.band == band],
-                                       darks, problems)
-        if cells["on"] is None or cells["off"] is None:
+            frames[band] = _mean_frames([r for r in records if r.name.cell_ppmm == amount and r.band == band],
+                                        darks, problems)
+        if frames["on"] is None or frames["off"] is None:
             log.warning("calibration %s: %d ppm*m cell lacks a readable frame in one band: skipped", d, amount)
             problems.append(f"{d}: {amount} ppm*m cell incomplete")
             continue
-        cell_images[amount] = (cells["on"], cells["off"])
+        cell_images[amount] = (frames["on"], frames["off"])
     if len(cell_images) < order + 1:
         raise CalibrationError(f"{d}: only {len(cell_images)} complete cell(s); need {order + 1}")
     return calibration_from_images(clear["on"], clear["off"],
                                    {a: (on, off, a * PPMM_TO_MOLEC_CM2) for a, (on, off) in cell_images.items()},
-                                   order=order, fov=fov, warp=warp, mask_sigma=mask_sigma)
+                                   order=order, fov=fov, warp=warp, mask_sigma=mask_sigma, style=style)
 
 
 def calibration_from_images(clear_on: np.ndarray, clear_off: np.ndarray, cells: dict, *, order: int = 1,
                             fov: tuple[float, float, float] | None = None, warp: np.ndarray | None = None,
-                            mask_sigma: float = 10.0) -> CellCalibration:
+                            mask_sigma: float = 10.0, style: str = "disk") -> CellCalibration:
     """The calibration fit from dark-corrected images (any camera).
 
     ``cells`` maps a cell key (ppm*m for PyCam cells) to ``(on, off, column_molec_cm2)``;
     ``clear_on``/``clear_off`` are the cell backgrounds.  ``fov`` is (x, y, radius) in pixels
-    (default: image centre, radius min(40, side/4)).
+    (default: image centre, radius min(40, side/4)); with ``style`` ``pycam`` the cell AA is
+    averaged over the full frame, no sensitivity mask is made and the intercept is dropped.
     """
     import cv2
 
+    if style not in CELL_CAL_STYLES:
+        raise CalibrationError(f"cell calibration style {style!r}: must be one of {', '.join(CELL_CAL_STYLES)}")
     if len(cells) < order + 1:
         raise CalibrationError(f"{len(cells)} cell(s) given; need at least {order + 1} for an order-{order} fit")
     shape = clear_on.shape
     if fov is None:
         fov = (shape[1] / 2.0, shape[0] / 2.0, min(40.0, min(shape) / 4.0))
-    mask = disk_mask(shape, *fov)
+    mask = disk_mask(shape, *fov) if style == "disk" else np.ones(shape, bool)
     bg_off = warp_onto(clear_off, warp) if warp is not None else clear_off
     keys, columns, aa_means, ton, toff, images = [], [], [], [], [], {}
     for key in sorted(cells, key=lambda k: cells[k][2]):
@@ -212,22 +238,24 @@ def calibration_from_images(clear_on: np.ndarray, clear_off: np.ndarray, cells: 
         tau_on = np.log(clear_on / cell_on)
         tau_off = np.log(bg_off / cell_off)
         aa = (tau_on - tau_off).astype(np.float32)
+        sel = mask & np.isfinite(aa)
         keys.append(key)
         columns.append(float(column))
-        aa_means.append(float(np.mean(aa[mask])))
-        ton.append(float(np.mean(tau_on[mask])))
-        toff.append(float(np.mean(tau_off[mask])))
+        aa_means.append(float(np.mean(aa[sel])))
+        ton.append(float(np.mean(tau_on[sel])))
+        toff.append(float(np.mean(tau_off[sel])))
         images[key] = aa
     columns_arr = np.asarray(columns, float)
     aa_arr = np.asarray(aa_means)
     coeffs, mse, r2 = fit_polynomial(aa_arr, columns_arr, order)
     strongest = images[keys[int(np.argmax(columns_arr))]]
     sens = None
-    mean_fov = float(np.mean(strongest[mask]))
-    if abs(mean_fov) > 1e-6:
+    mean_fov = float(np.nanmean(strongest[mask]))
+    if style == "disk" and abs(mean_fov) > 1e-6:
         sens = cv2.GaussianBlur(strongest, (0, 0), mask_sigma) / np.float32(mean_fov)
         sens = np.clip(sens, 0.2, 5.0).astype(np.float32)
     ppmm = np.asarray([k if isinstance(k, (int, float)) else c / PPMM_TO_MOLEC_CM2 for k, c in zip(keys, columns)],
                       float)
-    return CellCalibration(ppmm, columns_arr, aa_arr, np.asarray(ton), np.asarray(toff),
-                           coeffs, mse, r2, tuple(float(v) for v in fov), sens, images)
+    return CellCalibration(ppmm, columns_arr, aa_arr, np.asarray(ton), np.asarray(toff), coeffs, mse, r2,
+                           tuple(float(v) for v in fov), sens, images, use_mask=style == "disk",
+                           apply_intercept=style == "disk", style=style)

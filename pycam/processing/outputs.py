@@ -37,19 +37,29 @@ def _finite(v) -> float | None:
 def emission_row(time, rate: EmissionRate) -> EmissionRow:
     return EmissionRow(time, _finite(rate.flux_kg_s), _finite(rate.flux_err), _finite(rate.velo_eff),
                        _finite(rate.velo_eff_err), _finite(rate.frac_ok) if rate.frac_ok is not None else None,
-                       _finite(rate.frac_ok_ica) if rate.frac_ok_ica is not None else None, _finite(rate.ica_mass))
+                       _finite(rate.frac_ok_ica) if rate.frac_ok_ica is not None else None, _finite(rate.ica_mass),
+                       int(rate.flag), rate.flag_reason)
 
 
 @dataclasses.dataclass
 class RunningStats:
+    """Running sums of one (line, mode); only unflagged samples with a finite flux are valid."""
+
     n: int = 0
     n_valid: int = 0
+    n_flagged: int = 0
     flux_sum: float = 0.0
     flux_sq: float = 0.0
     velo_sum: float = 0.0
+    reasons: dict = dataclasses.field(default_factory=dict)
 
     def add(self, rate: EmissionRate) -> None:
         self.n += 1
+        if rate.flag:
+            self.n_flagged += 1
+            for code in rate.flag_reason.split(";"):
+                self.reasons[code] = self.reasons.get(code, 0) + 1
+            return
         if math.isfinite(rate.flux_kg_s):
             self.n_valid += 1
             self.flux_sum += rate.flux_kg_s
@@ -126,9 +136,24 @@ class RunOutputs:
         rows = []
         for (line, mode), st in sorted(self.stats.items()):
             rows.append({"line": line, "mode": mode, "rows": st.n, "valid": st.n_valid,
+                         "flagged": st.n_flagged, "flag_reasons": dict(sorted(st.reasons.items())),
                          "mean_flux_kg_s": st.mean_flux, "std_flux_kg_s": st.std_flux,
                          "mean_velocity_m_s": st.mean_velocity})
         return rows
+
+    def flag_summary(self) -> dict:
+        """Flagged samples over every line (not the totals) and mode: counts, fraction, reasons."""
+        n = flagged = 0
+        reasons: dict[str, int] = {}
+        for (line, _mode), st in self.stats.items():
+            if line == "total":
+                continue
+            n += st.n
+            flagged += st.n_flagged
+            for code, k in st.reasons.items():
+                reasons[code] = reasons.get(code, 0) + k
+        return {"samples": n, "flagged": flagged, "flagged_fraction": flagged / n if n else None,
+                "reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1]))}
 
     def write_summary(self, info: dict) -> Path:
         def clean(v):
@@ -137,20 +162,23 @@ class RunOutputs:
             return v
 
         rows = [{k: clean(v) for k, v in r.items()} for r in self.summary_rows()]
-        return atomic_write_text(self.out_dir / "summary.json", json.dumps({**info, "emission_rates": rows},
-                                                                           indent=2, default=str) + "\n")
+        flags = {k: clean(v) for k, v in self.flag_summary().items()}
+        return atomic_write_text(self.out_dir / "summary.json",
+                                 json.dumps({**info, "emission_rates": rows, "quality_flags": flags},
+                                            indent=2, default=str) + "\n")
 
     def close(self) -> None:
         self.writer.close()
 
 
 def format_summary_table(rows: list[dict]) -> str:
-    head = f"{'line':>8} {'mode':>12} {'rows':>6} {'valid':>6} {'mean kg/s':>10} {'std kg/s':>9} {'v m/s':>7}"
+    head = (f"{'line':>8} {'mode':>12} {'rows':>6} {'valid':>6} {'flagged':>7} {'mean kg/s':>10} {'std kg/s':>9} "
+            f"{'v m/s':>7}")
     out = [head, "-" * len(head)]
     for r in rows:
         def f(v, w, p):
             return f"{v:{w}.{p}f}" if v is not None and math.isfinite(v) else f"{'-':>{w}}"
-        out.append(f"{r['line']:>8} {r['mode']:>12} {r['rows']:>6} {r['valid']:>6} "
+        out.append(f"{r['line']:>8} {r['mode']:>12} {r['rows']:>6} {r['valid']:>6} {r.get('flagged', 0):>7} "
                    f"{f(r['mean_flux_kg_s'], 10, 3)} {f(r['std_flux_kg_s'], 9, 3)} {f(r['mean_velocity_m_s'], 7, 2)}")
     return "\n".join(out)
 

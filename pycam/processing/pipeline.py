@@ -27,8 +27,9 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from pycam.processing.chain import ProcessingChain
-from pycam.processing.crosscorr import cross_correlation_velocity
-from pycam.processing.emission import KG_PER_COLUMN_AREA, EmissionRate, total_rate
+from pycam.processing.crosscorr import CrossCorrelation, space_time_velocity
+from pycam.processing.emission import KG_PER_COLUMN_AREA, EmissionRate, glob_flags, glob_velocity, total_rate
+from pycam.processing.quality import Flag, invalidates
 from pycam.processing.outputs import RunOutputs
 
 log = logging.getLogger(__name__)
@@ -65,11 +66,14 @@ class RunSummary:
 @dataclasses.dataclass
 class _GlobSample:
     time: dt.datetime
-    per_line: dict  # name -> (ica_up, ica_down, sum_s_dx, sum_dx, sum_s, n, cds_err, dists_err)
+    per_line: dict  # name -> (ica_profile, sum_s_dx, sum_dx, sum_s, n, cds_err, dists_err)
+    flag: int = 0   # the pair's own flags (background, calibration)
 
 
 class GlobWindow:
-    """Cross-correlation window for the ``flow_glob`` mode (a few scalars per pair)."""
+    """Cross-correlation window for the ``flow_glob`` mode (an ICA profile and a few scalars
+    per pair).  Pairs whose own flags invalidate them (failed background, no calibration) get
+    a row but do not enter the correlation."""
 
     def __init__(self, chain: ProcessingChain, minutes: float, max_pairs: int, min_pairs: int) -> None:
         self.chain = chain
@@ -77,10 +81,10 @@ class GlobWindow:
         self.max_pairs = max_pairs
         self.min_pairs = min_pairs
         self.samples: list[_GlobSample] = []
-        self.last_velocity: dict[str, tuple[float, float]] = {}
+        self.last_result: dict[str, CrossCorrelation] = {}
         self.velocities: list[tuple[dt.datetime, str, float, float]] = []
 
-    def add(self, time: dt.datetime, so2: np.ndarray) -> list[tuple[dt.datetime, dict]]:
+    def add(self, time: dt.datetime, so2: np.ndarray, flag: int = 0) -> list[tuple[dt.datetime, dict]]:
         """Record a pair; returns rows ``(time, {line: EmissionRate})`` of a window that closed."""
         out = []
         if self.samples and (time - self.samples[0].time >= self.span or len(self.samples) >= self.max_pairs):
@@ -99,9 +103,9 @@ class GlobWindow:
             cds_err = cd_err_cal if cd_err_cal is not None else (
                 chain.settings["cd_err_rel"] * float(c.mean()) if c.size else 0.0)
             dists_err = chain.settings["dist_err_rel"] * float(d.mean()) if d.size else 0.0
-            per_line[le.name] = (*icas[le.name], float(np.sum(c * d)), float(np.sum(d)), float(np.sum(c)),
+            per_line[le.name] = (icas[le.name], float(np.sum(c * d)), float(np.sum(d)), float(np.sum(c)),
                                  int(c.size), cds_err, dists_err)
-        self.samples.append(_GlobSample(time, per_line))
+        self.samples.append(_GlobSample(time, per_line, int(flag)))
         return out
 
     def close(self) -> list[tuple[dt.datetime, dict]]:
@@ -109,30 +113,34 @@ class GlobWindow:
             return []
         names = list(self.samples[0].per_line)
         for name in names:
-            series = [(s.time, s.per_line[name][0], s.per_line[name][1]) for s in self.samples if name in s.per_line]
+            series = [(s.time, s.per_line[name][0]) for s in self.samples
+                      if name in s.per_line and not invalidates(s.flag)]
             if len(series) >= self.min_pairs:
-                ts, up, down = zip(*series)
-                res = cross_correlation_velocity(list(ts), up, down, self.chain.crosscorr.gap_m[name])
+                ts, prof = zip(*series)
+                res = space_time_velocity(list(ts), np.vstack(prof), self.chain.crosscorr.footprint_m[name])
                 if res is not None:
-                    self.last_velocity[name] = (res.velocity, res.velocity_err)
+                    self.last_result[name] = res
                     self.velocities.append((ts[-1], name, res.velocity, res.r_max))
+        min_r = self.chain.settings["flag_xcorr_min_r"]
         rows = []
         for s in self.samples:
             rates = {}
-            for name, (_, _, s_dx, sum_dx, sum_s, n, cds_err, dists_err) in s.per_line.items():
+            for name, (_, s_dx, sum_dx, sum_s, n, cds_err, dists_err) in s.per_line.items():
                 ica = s_dx * KG_PER_COLUMN_AREA
-                vel = self.last_velocity.get(name)
+                res = self.last_result.get(name)
+                flag = s.flag | glob_flags(res, min_r)
+                vel = glob_velocity(res)
                 if vel is None:
-                    rates[name] = EmissionRate.missing(ica)
+                    rates[name] = EmissionRate.missing(ica, flag)
                     continue
                 v, verr = vel
                 if n == 0:
-                    rates[name] = EmissionRate(0.0, 0.0, v, verr, None, 0.0, None)
+                    rates[name] = EmissionRate(0.0, 0.0, v, verr, None, 0.0, None).flagged(flag)
                     continue
                 phi = s_dx * v * KG_PER_COLUMN_AREA
                 err = KG_PER_COLUMN_AREA * math.sqrt((v * cds_err * sum_dx) ** 2 + (verr * s_dx) ** 2
                                                      + (v * dists_err * sum_s) ** 2)
-                rates[name] = EmissionRate(phi, err, v, verr, None, ica, None)
+                rates[name] = EmissionRate(phi, err, v, verr, None, ica, None).flagged(flag)
             if rates:
                 rates["total"] = total_rate(list(rates.values()))
             rows.append((s.time, rates))
@@ -161,9 +169,9 @@ class BatchProcessor:
                                 chain.settings["cross_corr_min_pairs"])
                      if "flow_glob" in modes and chain.crosscorr is not None else None)
 
-    def _job(self, time, aa_prev, aa, so2, dt_s):
+    def _job(self, time, aa_prev, aa, so2, dt_s, base):
         flow = self.chain.flow(aa_prev, aa, dt_s, so2) if (aa_prev is not None and dt_s > 0) else None
-        return time, self.chain.emission_rates(so2, flow, None, modes=self.flow_modes)
+        return time, self.chain.emission_rates(so2, flow, None, modes=self.flow_modes, base=base)
 
     def _write_glob(self, rows) -> None:
         for time, rates in rows:
@@ -221,23 +229,26 @@ class BatchProcessor:
                     self.outputs.save_image(pair.time, "aa", aa)
                     if so2 is not None:
                         self.outputs.save_image(pair.time, "cal", so2)
-                if not chain.reference_ok(so2):
-                    s.pairs_skipped_reference += 1
-                    prev = (pair.time, aa)
-                    if self.progress:
-                        self.progress(1)
-                    continue
                 if not can_rate:
                     prev = (pair.time, aa)
                     s.pairs_processed += 1
                     if self.progress:
                         self.progress(1)
                     continue
+                base = chain.pair_flags(so2, pair.time)
                 if self.glob is not None:
-                    self._write_glob(self.glob.add(pair.time, so2))
+                    self._write_glob(self.glob.add(pair.time, so2, int(base.flag)))
+                if base.flag & Flag.BG_OUT_OF_BOUNDS:     # PyCam skips the image: flagged rows, no flow
+                    s.pairs_skipped_reference += 1
+                    drain(0)                              # keep the rows in time order
+                    self.outputs.write_rates(pair.time, chain.flagged_rates(so2, base, self.flow_modes))
+                    prev = (pair.time, aa)
+                    if self.progress:
+                        self.progress(1)
+                    continue
                 dt_s = (pair.time - prev[0]).total_seconds() if prev is not None else 0.0
                 aa_prev = prev[1] if prev is not None else None
-                pending.append(executor.submit(self._job, pair.time, aa_prev, aa, so2, dt_s))
+                pending.append(executor.submit(self._job, pair.time, aa_prev, aa, so2, dt_s, base))
                 prev = (pair.time, aa)
                 drain_done()
         except KeyboardInterrupt:

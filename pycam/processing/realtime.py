@@ -41,7 +41,8 @@ Arguments
     ``flow_hybrid``), ``total`` (the same total), ``rates_by_mode``: ``{mode -> {...}}``
     for every enabled mode, ``reference_ok`` (PyCam's ambient-ROI check), ``warnings``.
     :class:`~pycam.processing.emission.EmissionRate` has ``flux_kg_s, flux_err, velo_eff,
-    velo_eff_err, frac_ok, ica_mass, frac_ok_ica``; missing values are NaN/None.
+    velo_eff_err, frac_ok, ica_mass, frac_ok_ica, flag, flag_reason``; missing values are
+    NaN/None; ``flag`` != 0 marks a flagged sample (:mod:`pycam.processing.quality`).
 
 Registration: with ``warp`` None and ``reg_mode`` ``file`` the saved matrix is loaded; with
 ``ecc`` B is registered onto A from the first pair (or the clear-sky frames) by
@@ -255,12 +256,8 @@ class RealtimeProcessor:
         self._prev = (time, aa)
         rates_by_mode: dict[str, dict[str, EmissionRate]] = {}
         if so2 is not None and chain.lines and ref_ok:
-            velo_glob = None
-            if chain.crosscorr is not None:
-                for name, (ica_up, ica_down) in chain.cross_correlation_icas(so2).items():
-                    chain.crosscorr.add(name, time, ica_up, ica_down)
-                velo_glob = {name: chain.crosscorr.velocity(name) for name in chain.cc_samplers}
-            rates_by_mode = chain.emission_rates(so2, flow, velo_glob)
+            velo_glob = chain.update_cross_correlation(time, so2) if chain.crosscorr is not None else None
+            rates_by_mode = chain.emission_rates(so2, flow, velo_glob, base=chain.pair_flags(so2, time))
         primary = rates_by_mode.get(self.settings["primary_mode"], {})
         if not ref_ok:
             warnings.append("reference check failed: ambient-ROI column out of bounds; no emission rates")

@@ -15,6 +15,10 @@ Defaults that differ from PyCam, and why:
   PyCam's 7 (``ln(mean(ROI)/I)``) is available.  Without clear-sky images the chain falls
   back to mode 7 with a warning.
 * ``iterations`` defaults to 5 (pyplis); PyCam ships 4.
+* ``cell_cal_style`` defaults to ``disk`` (see conf/processing.example.yml for why); PyCam's
+  full-frame, slope-only application is ``pycam``.
+* ``flow_contrast`` ``auto`` is measured on the plume round the PCS lines (robust); pyplis's
+  whole-frame min/max is ``frame``.
 """
 from __future__ import annotations
 
@@ -41,7 +45,7 @@ class SettingsError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Setting:
-    kind: str            # "int", "float", "bool", "str", "path", "roi", "floatlist", "any", "optfloat"
+    kind: str            # "int", "float", "bool", "str", "path", "roi", "optroi", "floatlist", "any", "optfloat"
     default: Any
     minimum: float | None = None
     maximum: float | None = None
@@ -65,6 +69,10 @@ SETTINGS_SCHEMA: dict[str, Setting] = {
     "cal_type_int": _s("int", 0, choices=(0, 1, 2, 3),
                        doc="(PyCam) 0 cell, 1 DOAS, 2 cell+DOAS, 3 preloaded CSV"),
     "polyorder_cal": _s("int", 1, 1, 5, doc="(PyCam) order of the calibration polynomial"),
+    "cell_cal_style": _s("str", "disk", choices=("disk", "pycam"),
+                         doc="gas-cell calibration: 'disk' (ours: fit on a central disk, sensitivity mask, "
+                             "intercept applied) or 'pycam' (fit on the full frame, only the slope applied, "
+                             "no mask)"),
     "doas_fov_recal_mins": _s("optfloat", 30.0, 0.0, 1e6,
                               doc="(PyCam) refit the DOAS calibration this often, minutes (null: never)"),
     "remove_doas_mins": _s("optfloat", 30.0, 0.0, 1e6,
@@ -108,8 +116,12 @@ SETTINGS_SCHEMA: dict[str, Setting] = {
     "hist_sigma_tol": _s("float", 2.0, 0.5, 10.0, doc="vectors within mu +- tol*sigma are accepted"),
     "min_flow_length": _s("float", 1.0, 0.0, 100.0, doc="shortest flow vector counted, pixels"),
     "flow_contrast": _s("any", "auto",
-                        doc="'auto' (min/max of the first AA image, as pyplis) or [aa_min, aa_max] for "
-                            "the uint8 bytescale fed to Farneback"),
+                        doc="uint8 bytescale range fed to Farneback: 'auto' (robust, from the plume round the "
+                            "PCS lines or roi_abs), 'frame' (min/max of the whole first image, pyplis) or "
+                            "[aa_min, aa_max]"),
+    "roi_abs": _s("optroi", None,
+                  doc="(PyCam) flow ROI [x0, y0, x1, y1] (648x486 px) the auto contrast range is measured "
+                      "in; null: a band round the PCS lines"),
     "flow_roi_margin": _s("int", 24, 0, 1000, doc="margin round the PCS samples that need flow (plume body), px"),
     "flow_crop_to_plume": _s("bool", True,
                              doc="restrict the flow box to PCS samples with column >= min_cd (plus margin)"),
@@ -118,10 +130,30 @@ SETTINGS_SCHEMA: dict[str, Setting] = {
                                "(faster; see pycam.processing.flow)"),
     "flow_full_frame": _s("bool", False, doc="compute flow on the whole frame (pyplis behaviour, slow)"),
     "optflow_err_rel_veff": _s("float", 0.15, 0.0, 10.0, doc="relative error of flow velocities"),
+    # --- quality flags (pycam.processing.quality) ---
+    "flag_min_snr": _s("float", 3.0, 0.0, 1000.0,
+                       doc="LOW_CONTRAST when the plume stands less than this many sky-noise sigmas out"),
+    "flag_min_grey_levels": _s("float", 8.0, 0.0, 255.0,
+                               doc="LOW_CONTRAST when the plume spans fewer grey levels in the flow input"),
+    "flag_min_flow_px": _s("float", 0.2, 0.0, 100.0,
+                           doc="FLOW_NEAR_ZERO when the median flow on the plume is below this, px per image"),
+    "flag_min_vector_frac": _s("float", 0.3, 0.0, 1.0,
+                               doc="FEW_VECTORS when fewer plume samples of a line carry a usable vector"),
+    "flag_bg_cloud_cd": _s("float", 5e16, 0.0, 1e20,
+                           doc="BG_CLOUD when the column in ambient_roi (8x8 px block means) varies about a "
+                               "plane by more than this (std), molec/cm2"),
+    "flag_xcorr_min_r": _s("float", 0.5, -1.0, 1.0, doc="XCORR_WEAK below this correlation"),
+    "cal_max_age_mins": _s("optfloat", 120.0, 0.0, 1e7,
+                           doc="CAL_STALE when the calibration fit is further than this from the image, "
+                               "before or after (null: never)"),
+    "flag_min_cal_r2": _s("float", 0.5, -1e6, 1.0, doc="DOAS_FLAGGED when the DOAS fit r^2 is below this"),
+    "flagged_warn_frac": _s("float", 0.2, 0.0, 1.0,
+                            doc="pycam process warns when more than this fraction of samples is flagged"),
     # --- cross-correlation (PyCam) ---
     "cross_corr_recal": _s("float", 30.0, 0.01, 1e6, doc="(PyCam) recompute the velocity every N minutes"),
     "cross_corr_gap_px": _s("float", 40.0, 2.0, 1000.0,
-                            doc="distance of the second (downstream) line from each PCS line, px"),
+                            doc="cross-correlation: ICA on lines at -G..G px (G = this, in 648-px-wide units) "
+                                "along each PCS line's normal; also the largest shift searched per frame lag"),
     "cross_corr_min_pairs": _s("int", 10, 3, 1_000_000, doc="pairs needed for a cross-correlation"),
     # --- errors ---
     "cd_err_rel": _s("float", 0.2, 0.0, 10.0, doc="relative column error when the calibration gives none"),
@@ -232,6 +264,10 @@ def _coerce(key: str, spec: Setting, raw: Any, base_dir: Path | None) -> Any:
         return p
     elif kind == "roi":
         value = _check_roi(key, raw)
+    elif kind == "optroi":
+        if raw is None or raw == "None":
+            return None
+        value = _check_roi(key, raw)
     else:
         value = raw
     if spec.choices is not None and value not in spec.choices:
@@ -259,12 +295,12 @@ def _cross_checks(values: dict[str, Any]) -> None:
     if values["ref_check_lower"] >= values["ref_check_upper"]:
         raise SettingsError("ref_check_lower must be below ref_check_upper")
     contrast = values["flow_contrast"]
-    if contrast != "auto":
+    if contrast not in ("auto", "frame"):
         if (not isinstance(contrast, (list, tuple)) or len(contrast) != 2
                 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in contrast)
                 or not contrast[0] < contrast[1]):
-            raise SettingsError(f"flow_contrast = {contrast!r}: must be 'auto' or [aa_min, aa_max] with "
-                                "aa_min < aa_max")
+            raise SettingsError(f"flow_contrast = {contrast!r}: must be 'auto', 'frame' or [aa_min, aa_max] "
+                                "with aa_min < aa_max")
         values["flow_contrast"] = [float(contrast[0]), float(contrast[1])]
     formats = values["save_formats"]
     if isinstance(formats, str):

@@ -146,7 +146,8 @@ def prepare_run(img_dir: str | os.PathLike[str], settings: ProcessingSettings, *
         if cal_dir is None:
             raise CalibrationError(f"cal_type_int {cal_type} needs a cell calibration directory (--cal-dir or "
                                    "cell_cal_dir)")
-        cell = calibrate_cells(cal_dir, order=settings["polyorder_cal"], warp=warp, darks=darks, problems=problems)
+        cell = calibrate_cells(cal_dir, order=settings["polyorder_cal"], warp=warp, darks=darks, problems=problems,
+                               style=settings["cell_cal_style"])
         calibration = cell
     if cal_type in (1, 2):
         if doas_results is None:

@@ -208,12 +208,17 @@ def test_cli_bad_inputs_give_clear_errors(tmp_path, small_sim):
     assert r.returncode == 1 and "no A/B Plume pairs" in r.stderr
     r = _cli(d / "Seq_1", "--out", tmp_path / "o", "--cal-dir", d / "Clear")
     assert r.returncode == 2 and "cell amount" in r.stderr
-    # a linear fit of the curved simulated cell AA has an intercept below ref_check_lower: said loudly
+    # a sky reference region on the plume (clear-sky image unscaled) fails the reference check on
+    # every pair: said loudly,
+    # and every sample is written flagged BG_OUT_OF_BOUNDS (never a valid rate)
     strict = tmp_path / "strict.yml"
-    strict.write_text("plume_distance_m: 5000\nref_check_lower: -1.0e+15\n")
+    strict.write_text("plume_distance_m: 5000\nbg_mode: 99\nambient_roi: [0, 200, 60, 260]\n")
     r = _cli(d / "Seq_1", "--out", tmp_path / "o2", "--cal-dir", d / "Cal_1", "--pcs", d / "pcs_line_0.txt",
              "--config", strict, "--no-progress")
     assert r.returncode == 0 and "failed the reference check" in r.stderr and "0 pair(s) processed" in r.stdout
+    assert "are flagged (BG_OUT_OF_BOUNDS" in r.stderr
+    rows = read_emission_rates(next((tmp_path / "o2" / "line_0").glob("*flow_hybrid.txt")))
+    assert rows and all(row.flux is None and "BG_OUT_OF_BOUNDS" in row.flag_reason for row in rows)
 
 
 def test_cli_watch_processes_pairs_as_they_arrive(small_sim, tmp_path):

@@ -128,17 +128,26 @@ def test_pair_records_never_pairs_different_types(tmp_path):
 
 def test_emission_rate_csv_layout_and_roundtrip(tmp_path):
     rows = [EmissionRow(T0, 5.1234, 1.01, 7.9, 1.2, 0.8, 0.9, 0.64),
-            EmissionRow(T0 + dt.timedelta(seconds=4), None, None, None, None, None, None, 0.5)]
+            EmissionRow(T0 + dt.timedelta(seconds=4), None, None, None, None, None, None, 0.5, 6,
+                        "FLOW_NEAR_ZERO;FEW_VECTORS")]
     with EmissionRateWriter(tmp_path) as w:
         for r in rows:
             path = w.write("0", "flow_hybrid", r)
     assert path == tmp_path / "line_0" / "20190918_EmissionRates_flow_hybrid.txt"
     text = path.read_text().splitlines()
+    # PyCam's eight columns first, then the quality flag and its reasons
     assert text[0] == ("datetime,flux_(kg/s),flux_err,velo_eff_(m/s),velo_eff_err,frac_optflow_ok,"
-                       "frac_optflow_ok_ica,ICA_mass_(kg/m)")
-    assert text[1] == "2019-09-18 07:43:35,5.123,1.010,7.900,1.200,0.800,0.900,0.640"
+                       "frac_optflow_ok_ica,ICA_mass_(kg/m),flag,flag_reason")
+    assert text[1] == "2019-09-18 07:43:35,5.123,1.010,7.900,1.200,0.800,0.900,0.640,0,"
+    assert text[2] == "2019-09-18 07:43:39,,,,,,,0.500,6,FLOW_NEAR_ZERO;FEW_VECTORS"
     back = read_emission_rates(path)
     assert back[0].flux == pytest.approx(5.123) and back[1].flux is None and back[1].ica_mass == 0.5
+    assert (back[0].flag, back[0].flag_reason) == (0, "") and back[1].flag == 6
+    # a file PyCam wrote (its eight columns only) reads with flag 0
+    pycam_file = tmp_path / "pycam.txt"
+    pycam_file.write_text("\n".join(t.rsplit(",", 2)[0] for t in text[:2]) + "\n")
+    old = read_emission_rates(pycam_file)
+    assert old[0].flux == pytest.approx(5.123) and old[0].flag == 0
     path.write_text("nonsense\n")
     with pytest.raises(OutputFormatError, match="not a PyCam emission-rate file"):
         read_emission_rates(path)
