@@ -104,7 +104,7 @@ def _parse_floats(line: str) -> list[float] | None:
         return None
 
 
-def _parse_table_fast(body: str, value_column: int) -> np.ndarray | None:
+def parse_table_fast(body: str, value_column: int) -> np.ndarray | None:
     """Whitespace-separated rows with the same number of columns, parsed in one C call
     (several times faster than ``np.loadtxt``); None when the layout is anything else."""
     rows = body.count("\n") + 1
@@ -151,7 +151,7 @@ def load_text_spectrum(path: str | os.PathLike[str], skiprows: int | None = None
     data = None
     tail = "\n".join(lines[start:]).rstrip()
     if "#" not in tail and "," not in tail and "\n\n" not in tail:
-        data = _parse_table_fast(tail, value_column)
+        data = parse_table_fast(tail, value_column)
     if data is None:
         body = "\n".join(line for line in lines[start:] if line.strip() and not line.lstrip().startswith("#"))
         delimiter = "," if "," in body.split("\n", 1)[0] else None

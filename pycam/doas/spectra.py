@@ -17,7 +17,6 @@ import dataclasses
 import datetime as dt
 import os
 import re
-import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -26,6 +25,7 @@ import numpy as np
 from pycam.formats.atomic import is_temporary_name
 from pycam.formats.images import SpectrumFileError, read_spectrum_npy
 from pycam.formats.names import FileNameError, SpectrumName
+from pycam.reference_spectra import parse_table_fast
 
 #: Full-scale count of the 16-bit Flame-S.
 FLAME_MAX_COUNTS = 65535.0
@@ -106,18 +106,13 @@ def _read_text_fast(raw: str) -> tuple[np.ndarray, dict] | None:
         return None
     if "#" in body or "," in body or "\n\n" in body or "\n\r\n" in body:
         return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")          # a partial parse is detected by its length below
-        try:
-            values = np.fromstring(body, dtype=np.float64, sep=" ")
-        except ValueError:
-            return None
-    if values.size != 2 * (body.count("\n") + 1):   # short rows, whitespace-only lines, junk: slow path
+    table = parse_table_fast(body, 1)           # short rows, whitespace-only lines, junk: None, slow path
+    if table is None:
         return None
     meta = _header_meta(raw[:pos].splitlines())
     if meta is None:
         return None
-    return values.reshape(-1, 2).T.copy(), meta
+    return table.T.copy(), meta
 
 
 def _read_text(path: Path) -> tuple[np.ndarray, dict]:

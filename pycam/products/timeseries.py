@@ -9,7 +9,8 @@ Variables (dimensions ``line`` and ``time``; coordinate ``line`` is the line ind
   ``ancillary_variables``;
 * ``plume_speed`` [m s-1] (effective speed normal to the line) with its uncertainty;
 * ``ica_mass`` [kg m-1] (integrated column amount along the line);
-* ``quality_flag`` (bit field: ``flag_masks``/``flag_meanings``; 0 = good).
+* ``quality_flag`` (bit field: ``flag_masks``/``flag_meanings``; 0 = good): the chain's
+  :class:`pycam.processing.quality.Flag` bits, plus ``no_value`` where no rate was computed.
 
 Coordinates/attributes: ``time`` (UTC), ``line``; the station position (``latitude``,
 ``longitude``, ``altitude``) and viewing direction from the camera geometry; global attributes
@@ -60,20 +61,12 @@ class StationInfo:
 
 
 def _flag_table() -> tuple[list[int], list[str]]:
-    """The processing chain's flag bits (if it declares them) and ``no_value``."""
-    masks, names = [], []
-    try:
-        from pycam.processing import quality
-    except ImportError:
-        quality = None
-    table = getattr(quality, "FLAG_BITS", None) if quality is not None else None
-    if table:
-        for name, bit in table.items():
-            masks.append(int(bit))
-            names.append(str(name).lower())
-    masks.append(NO_VALUE_BIT)
-    names.append(NO_VALUE_MEANING)
-    return masks, names
+    """The processing chain's flag bits (:class:`pycam.processing.quality.Flag`) and ``no_value``."""
+    from pycam.processing.quality import Flag
+
+    masks = [int(f.value) for f in Flag]
+    names = [str(f.name).lower() for f in Flag]
+    return masks + [NO_VALUE_BIT], names + [NO_VALUE_MEANING]
 
 
 def _nan(v) -> float:
