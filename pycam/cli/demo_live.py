@@ -10,16 +10,15 @@ PCS lines (:meth:`pycam.sim.scene.Scene.line_truth` at the pair's trigger time);
 the truth over the same pairs, the flagged fraction and the calibration (written with
 ``--summary-json``).
 
-Flags: until the contract's quality module (``pycam.processing.quality``) reaches the live
-chain, a sample's flag comes from what the live chain knows (:func:`live_flag`): no calibration
+Flags (:func:`live_flag`, bits of ``pycam.processing.quality.Flag``): the live chain's own flags
+on the total rate plus what the live loop knows: no calibration
 (``CAL_MISSING``), a calibration older than :data:`CAL_STALE_S` (``CAL_STALE``), no finite rate
 or a near-zero flow (``FLOW_NEAR_ZERO``), the ambient-reference check failed
-(``BG_OUT_OF_BOUNDS``).  Bits come from ``pycam.processing.quality`` when it defines these codes.
+(``BG_OUT_OF_BOUNDS``).
 """
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import json
 import math
 import threading
@@ -49,39 +48,32 @@ def scene_lines(truth: SimTruth | None) -> tuple[PCSLine, ...]:
 #: a calibration older than this flags its samples CAL_STALE (PyCam recalibrates every 30 min)
 CAL_STALE_S = 3600.0
 MIN_SPEED_M_S = 0.05
-_LOCAL_BITS = {"CAL_MISSING": 1, "CAL_STALE": 2, "FLOW_NEAR_ZERO": 4, "BG_OUT_OF_BOUNDS": 8}
 
 
-def _flag_bits() -> dict[str, int]:
-    try:
-        quality = importlib.import_module("pycam.processing.quality")
-    except ImportError:
-        return dict(_LOCAL_BITS)
-    bits = {}
-    for code, local in _LOCAL_BITS.items():
-        value = getattr(quality, code, None)
-        bits[code] = int(value) if isinstance(value, (int, np.integer)) else local
-    return bits
+def live_flag(display) -> tuple[int, str]:
+    """(bitmask, ';'-joined reason codes) of one live result (a ``So2Display``): the flags the
+    live chain put on the total rate, plus what only the live loop knows (no or an old
+    calibration, a near-zero speed, a failed reference check); bits of
+    :class:`pycam.processing.quality.Flag`."""
+    from pycam.processing.quality import Flag, reason
 
-
-def live_flag(display, bits: dict[str, int] | None = None) -> tuple[int, str]:
-    """(bitmask, ';'-joined reason codes) of one live result (a ``So2Display``)."""
-    bits = bits or _LOCAL_BITS
-    reasons = []
+    flag = Flag(0)
     status = getattr(display, "calibration", None)
     when = dt.datetime.fromtimestamp(display.seconds, dt.timezone.utc)
     if status is None or not status.calibrated:
-        reasons.append("CAL_MISSING")
+        flag |= Flag.CAL_MISSING
     elif status.age_s(when) > CAL_STALE_S:
-        reasons.append("CAL_STALE")
+        flag |= Flag.CAL_STALE
     total = display.rates.get("total")
+    if total is not None:
+        flag |= Flag(int(getattr(total, "flag", 0) or 0))
     if status is not None and status.calibrated:
         if total is None or not math.isfinite(total.flux_kg_s) or not math.isfinite(total.velo_eff_m_s) \
                 or abs(total.velo_eff_m_s) < MIN_SPEED_M_S:
-            reasons.append("FLOW_NEAR_ZERO")
+            flag |= Flag.FLOW_NEAR_ZERO
     if "reference check failed" in display.note:
-        reasons.append("BG_OUT_OF_BOUNDS")
-    return sum(bits[r] for r in reasons), ";".join(reasons)
+        flag |= Flag.BG_OUT_OF_BOUNDS
+    return int(flag), reason(flag)
 
 
 class HeadlessLiveChain:
@@ -100,7 +92,6 @@ class HeadlessLiveChain:
         self.live.set_pcs_lines(lines)
         self.truth = truth
         self.printer = printer
-        self.bits = _flag_bits()
         self.samples: list[dict[str, Any]] = []
         self.notes: list[str] = []        # one-off processing notes (registration) not yet printed
         self.errors: list[str] = []
@@ -126,7 +117,7 @@ class HeadlessLiveChain:
 
     def _on_result(self, display) -> None:
         total = display.rates.get("total")
-        flag, reason = live_flag(display, self.bits)
+        flag, reason = live_flag(display)
         status = display.calibration
         sample = {
             "time": display.time_string, "seconds": display.seconds,

@@ -22,9 +22,9 @@ EXPOSURE = {"on": 250_000, "off": 110_000}
 
 @pytest.fixture(scope="module")
 def sim_series():
-    """140 one-second AA images of the demo scene (bg_mode 7, no darks: what the live chain has
+    """140 one-second AA images of the clean demo scene (bg_mode 7, no darks: what the live chain has
     before any calibration frame) and the FOV columns with 5 % noise."""
-    config = validate({"network": {"secret": "x" * 32}, "simulator": {"seed": 1}})
+    config = validate({"network": {"secret": "x" * 32}, "simulator": {"seed": 1, "scene": "clean"}})
     scene = Scene.from_config(config)
     on, off = scene.camera("on"), scene.camera("off")
     processor = RealtimeProcessor({"bg_mode": 7})
