@@ -8,7 +8,8 @@ Variables (dimensions ``line`` and ``time``; coordinate ``line`` is the line ind
   ``*_uncertainty`` (1-sigma, PyCam's error propagation) and a ``*_quality_flag`` named in
   ``ancillary_variables``;
 * ``plume_speed`` [m s-1] (effective speed normal to the line) with its uncertainty;
-* ``ica_mass`` [kg m-1] (integrated column amount along the line);
+* ``ica_mass`` [kg m-1] (integrated column amount along the line) with its uncertainty (the
+  settings' relative column and footprint errors in quadrature);
 * ``quality_flag`` (bit field: ``flag_masks``/``flag_meanings``; 0 = good): the chain's
   :class:`pycam.processing.quality.Flag` bits, plus ``no_value`` where no rate was computed.
 
@@ -74,8 +75,10 @@ def _nan(v) -> float:
 
 
 def build_dataset(samples: Sequence[RateSample], station: StationInfo, *, settings_text: str = "",
-                  manifest_hash: str = "", velocity_mode: str = "", title_suffix: str = ""):
-    """An ``xarray.Dataset`` of ``samples`` (see the module docstring)."""
+                  manifest_hash: str = "", velocity_mode: str = "", title_suffix: str = "",
+                  ica_rel_err: float = float("nan")):
+    """An ``xarray.Dataset`` of ``samples`` (see the module docstring); ``ica_rel_err`` is the
+    relative ICA-mass uncertainty (the column and footprint errors in quadrature)."""
     import xarray as xr
 
     from pycam import __version__
@@ -125,7 +128,10 @@ def build_dataset(samples: Sequence[RateSample], station: StationInfo, *, settin
                 "long_name": "1-sigma uncertainty of plume_speed", "units": "m s-1"}),
             "ica_mass": (tl, arrays["ica"].T, {
                 "long_name": "integrated SO2 column amount along the line", "units": "kg m-1",
-                "ancillary_variables": "quality_flag"}),
+                "ancillary_variables": "ica_mass_uncertainty quality_flag"}),
+            "ica_mass_uncertainty": (tl, np.abs(arrays["ica"].T) * ica_rel_err, {
+                "long_name": "1-sigma uncertainty of ica_mass", "units": "kg m-1",
+                "comment": "relative column error (cd_err_rel) and footprint error (dist_err_rel) in quadrature"}),
             "quality_flag": (tl, flags.T, flag_attrs),
             "so2_emission_rate_total": ("time", total, {
                 "long_name": "SO2 emission rate summed over the lines", "units": "kg s-1",

@@ -15,8 +15,11 @@ import json
 import secrets
 import shutil
 import statistics
+import time
 import traceback
 from pathlib import Path
+
+import numpy as np
 
 from pycam.reprocess.plan import DayTask
 
@@ -63,8 +66,9 @@ def process_day(task: DayTask, *, cubes: bool = False, flow_threads: int = 1) ->
     """Process ``task``; never raises (a failure comes back as ``status: failed`` with the reason)."""
     out_dir = Path(task.out_dir)
     work = out_dir.parent / f".{out_dir.name}.part-{secrets.token_hex(4)}"
+    started = time.perf_counter()
     try:
-        result = _process(task, work, cubes, flow_threads)
+        result = _process(task, work, cubes, flow_threads, started)
         _swap_into_place(work, out_dir)
         return result
     except BaseException as exc:  # noqa: BLE001 - reported to the planner, the other days go on
@@ -94,7 +98,7 @@ def _peak_rss_mb() -> float | None:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _process(task: DayTask, work: Path, cubes: bool, flow_threads: int) -> dict:
+def _process(task: DayTask, work: Path, cubes: bool, flow_threads: int, started: float) -> dict:
     from pycam.formats.atomic import atomic_write_text
     from pycam.processing.batch import BatchError, BatchJob, run_batch
     from pycam.processing.outputs import RunOutputs, emission_row
@@ -162,7 +166,8 @@ def _process(task: DayTask, work: Path, cubes: bool, flow_threads: int) -> dict:
     settings_text = settings.to_yaml()
     stem = day_file_stem(task.station, task.date)
     ds = build_dataset(samples, station, settings_text=settings_text, manifest_hash=task.manifest_hash,
-                       velocity_mode=mode, title_suffix=f", {task.date}")
+                       velocity_mode=mode, title_suffix=f", {task.date}",
+                       ica_rel_err=float(np.hypot(settings["cd_err_rel"], settings["dist_err_rel"])))
     write_netcdf(ds, work / f"{stem}_so2.nc")
     means = {}
     for j, name in enumerate(ds["line_name"].values):
@@ -173,6 +178,6 @@ def _process(task: DayTask, work: Path, cubes: bool, flow_threads: int) -> dict:
               "manifest_sha256": task.manifest_hash, "pairs": pairs, "samples": len(samples),
               "velocity_mode": mode, "mean_rate_kg_s": means, "problems": problems,
               "netcdf": f"{stem}_so2.nc", "cube": "so2_images.zarr" if cube_holder else None,
-              "worker_peak_rss_mb": _peak_rss_mb()}
+              "worker_peak_rss_mb": _peak_rss_mb(), "seconds": round(time.perf_counter() - started, 3)}
     atomic_write_text(work / DONE_NAME, json.dumps(result, indent=2) + "\n")
     return result

@@ -185,6 +185,9 @@ def test_netcdf_passes_the_cf_check(first_run):
         with xr.open_dataset(nc) as ds:
             assert ds["so2_emission_rate"].attrs["units"] == "kg s-1"
             assert "quality_flag" in ds["so2_emission_rate"].attrs["ancillary_variables"]
+            for name in ("so2_emission_rate", "plume_speed", "ica_mass"):
+                assert f"{name}_uncertainty" in ds[name].attrs["ancillary_variables"].split()
+                assert ds[f"{name}_uncertainty"].attrs["units"] == ds[name].attrs["units"]
             assert ds["quality_flag"].attrs["flag_meanings"].split()[-1] == "no_value"
             assert ds.attrs["Conventions"].startswith("CF-1.")
 
