@@ -109,9 +109,9 @@ def run_batch(form: dict[str, Any], queue: GuiQueue, cancel_event: threading.Eve
     if summary is None:
         return f"cancelled before the first pair; outputs in {out_dir}"
     warnings = []
-    if any("no calibration" in w for w in result.warnings):
+    if not result.calibrated:
         warnings.append("no calibration: no emission rates")
-    if any("no PCS line" in w for w in result.warnings):
+    if not result.has_lines:
         warnings.append("no PCS line: no emission rates")
     state = "cancelled" if cancel_event.is_set() else "done"
     return (f"{state}: {summary.pairs_processed}/{result.total_pairs} pairs in {summary.seconds:.1f} s, "

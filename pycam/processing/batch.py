@@ -60,6 +60,8 @@ class BatchResult:
     warnings: list[str]
     rows: list[dict]                    # per (line, mode): rows, valid, mean/std flux, mean velocity
     flags: dict = dataclasses.field(default_factory=dict)   # flagged samples: counts, fraction, reasons
+    calibrated: bool = True             # a calibration was found (else AA only)
+    has_lines: bool = True              # PCS lines were given (else no emission rates)
 
     @property
     def interrupted(self) -> bool:
@@ -136,7 +138,8 @@ def run_batch(job: BatchJob, *, source: Callable[[list[str]], Iterable[tuple | N
         first = _first_pair(source, cancel)
         if first is None:
             if cancel is not None and cancel.is_set():
-                return BatchResult(Path(job.out), None, len(pairing.pairs), problems, warnings, [])
+                return BatchResult(Path(job.out), None, len(pairing.pairs), problems, warnings, [],
+                                   calibrated=inputs.calibration is not None, has_lines=bool(inputs.pcs_lines))
             raise BatchError(f"no readable pair in {job.img_dir}", exit_code=1)
         try:
             chain = ProcessingChain(settings, first[1].shape, darks=inputs.darks, clear=inputs.clear,
@@ -159,7 +162,8 @@ def run_batch(job: BatchJob, *, source: Callable[[list[str]], Iterable[tuple | N
         outputs.write_summary(info)
         outputs.close()
     return BatchResult(Path(job.out), summary, len(pairing.pairs), problems, warnings, outputs.summary_rows(),
-                       outputs.flag_summary())
+                       outputs.flag_summary(), calibrated=inputs.calibration is not None,
+                       has_lines=bool(inputs.pcs_lines))
 
 
 def _first_pair(source: Iterator, cancel: threading.Event | None):

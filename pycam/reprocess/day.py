@@ -26,8 +26,13 @@ from pycam.reprocess.plan import DayTask
 DONE_NAME = "done.json"
 
 
+def station_stem(station: str) -> str:
+    """A station's name as a file-name part (nested station folders joined with ``_``)."""
+    return station.replace("/", "_")
+
+
 def day_file_stem(station: str, date: str) -> str:
-    return f"{station.replace('/', '_')}_{date}"
+    return f"{station_stem(station)}_{date}"
 
 
 def read_done(out_dir: Path) -> dict | None:

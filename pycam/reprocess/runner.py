@@ -18,7 +18,7 @@ import logging
 from pathlib import Path
 from typing import Callable, Sequence
 
-from pycam.reprocess.day import is_done, process_day, read_done
+from pycam.reprocess.day import is_done, process_day, read_done, station_stem
 from pycam.reprocess.plan import DayTask
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ def merge_stations(tasks: Sequence[DayTask], out: Path) -> list[str]:
             continue
         digest = hashlib.sha256("\n".join(hashes).encode()).hexdigest()
         station_dir = out / station
-        target = station_dir / f"{station.replace('/', '_')}_so2.nc"
+        target = station_dir / f"{station_stem(station)}_so2.nc"
         stamp = station_dir / "merged.json"
         try:
             if json.loads(stamp.read_text()).get("sha256") == digest and target.exists():

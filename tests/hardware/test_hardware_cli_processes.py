@@ -7,6 +7,7 @@ Library calls relied on: those listed in test_picamera2_driver.py and test_seabr
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -57,7 +58,11 @@ def wait_for(predicate, timeout, what):
     return value
 
 
-def test_unit_commands_run_the_real_drivers_on_the_fakes(tmp_path):
+@contextlib.contextmanager
+def unit_processes(tmp_path: Path, cameras: dict[str, list[str]], env_extra: dict[str, str], devices: set[str]):
+    """The master, the given camera processes (name -> ``pycam camera`` arguments) and the
+    seabreeze spectrometer as separate processes on the fakes; yields (config, client, procs)
+    once ``devices`` are connected, and stops them all afterwards (logs in ``tmp_path/<name>.log``)."""
     config_path = tmp_path / "station.toml"
     config_path.write_text(render_config({
         "network": {"device_port": free_port(), "client_port": free_port(), "reconnect_max_s": 1.0},
@@ -68,14 +73,12 @@ def test_unit_commands_run_the_real_drivers_on_the_fakes(tmp_path):
     }, secret=generate_secret()))
     config = load_config(config_path)
     shims = make_shims(tmp_path / "shims")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(shims), str(HW_TESTS)]),
-               PYCAM_TEST_FAKE_SEABREEZE="FLMS09999", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(shims), str(HW_TESTS)]), PYTHONUNBUFFERED="1",
+               **env_extra)
     base = [sys.executable, "-m", "pycam"]
-    commands = {
-        "master": base + ["masterpi", "--config", str(config_path), "--no-fsync"],
-        "CM1": base + ["camera", "--config", str(config_path), "--band", "on", "--driver", "picamera2"],
-        "SPC": base + ["spectrometer", "--config", str(config_path), "--driver", "seabreeze"],
-    }
+    commands = {"master": base + ["masterpi", "--config", str(config_path), "--no-fsync"],
+                **{name: base + ["camera", "--config", str(config_path), *args] for name, args in cameras.items()},
+                "SPC": base + ["spectrometer", "--config", str(config_path), "--driver", "seabreeze"]}
     logs = {name: open(tmp_path / f"{name}.log", "w") for name in commands}
     procs = {name: subprocess.Popen(cmd, env=env, stdout=logs[name], stderr=subprocess.STDOUT)
              for name, cmd in commands.items()}
@@ -84,18 +87,14 @@ def test_unit_commands_run_the_real_drivers_on_the_fakes(tmp_path):
         client.start()
         assert client.wait_connected(30)
 
-        def devices():
+        def connected():
             try:
-                return set(client.request("master", "LOG", 0, timeout=5).value["devices"]) >= {"CM1", "SPC"}
+                return set(client.request("master", "LOG", 0, timeout=5).value["devices"]) >= devices
             except Exception:
                 return False
 
-        wait_for(devices, 40, "CM1 and SPC to connect")
-        client.request("CM1", "TPA", "Test", timeout=10)
-        client.request("SPC", "TPS", "Test", timeout=10)
-        data = Path(config["storage"]["data_dir"])
-        image = wait_for(lambda: sorted(data.rglob("*_fltrA_*_Test.png")), 30, "the test image")[0]
-        spectrum = wait_for(lambda: sorted(data.rglob("*_Test.npy")), 30, "the test spectrum")[0]
+        wait_for(connected, 40, f"{', '.join(sorted(devices))} to connect")
+        yield config, client, procs
     finally:
         client.stop()
         for proc in procs.values():
@@ -108,7 +107,17 @@ def test_unit_commands_run_the_real_drivers_on_the_fakes(tmp_path):
                 proc.wait()
         for fh in logs.values():
             fh.close()
-    log_text = {name: (tmp_path / f"{name}.log").read_text() for name in commands}
+
+
+def test_unit_commands_run_the_real_drivers_on_the_fakes(tmp_path):
+    with unit_processes(tmp_path, {"CM1": ["--band", "on", "--driver", "picamera2"]},
+                        {"PYCAM_TEST_FAKE_SEABREEZE": "FLMS09999"}, {"CM1", "SPC"}) as (config, client, procs):
+        client.request("CM1", "TPA", "Test", timeout=10)
+        client.request("SPC", "TPS", "Test", timeout=10)
+        data = Path(config["storage"]["data_dir"])
+        image = wait_for(lambda: sorted(data.rglob("*_fltrA_*_Test.png")), 30, "the test image")[0]
+        spectrum = wait_for(lambda: sorted(data.rglob("*_Test.npy")), 30, "the test spectrum")[0]
+    log_text = {name: (tmp_path / f"{name}.log").read_text() for name in procs}
     assert "picamera2 driver" in log_text["CM1"], log_text["CM1"]
     # the camera process attached its runtime config: template from the driver's controls
     template = (tmp_path / "work" / "pycam_config.json.default").read_text()
@@ -122,58 +131,16 @@ def test_unit_commands_run_the_real_drivers_on_the_fakes(tmp_path):
 def test_single_pi_unit_commands(tmp_path):
     """``--role single``'s ExecStart commands: the camera pair in one process (``--band both``)
     on a fake Pi 5 with two cameras, the spectrometer with the IPv4 scan failing."""
-    config_path = tmp_path / "station.toml"
-    config_path.write_text(render_config({
-        "network": {"device_port": free_port(), "client_port": free_port(), "reconnect_max_s": 1.0},
-        "storage": {"data_dir": str(tmp_path / "data"), "spool_dir": str(tmp_path / "spool")},
-        "camera": {"auto_exposure": False, "shutter_us": 50_000},
-        "spectrometer": {"auto_integration": False, "integration_ms": 20},
-        "usb_config": {"usb_file": str(tmp_path / "usb" / "pycam_config.json"), "work_dir": str(tmp_path / "work")},
-    }, secret=generate_secret()))
-    config = load_config(config_path)
-    shims = make_shims(tmp_path / "shims")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(shims), str(HW_TESTS)]),
-               PYCAM_TEST_FAKE_SEABREEZE="FLMS09998", PYCAM_TEST_PI5="1", PYTHONUNBUFFERED="1")
-    base = [sys.executable, "-m", "pycam"]
-    commands = {
-        "master": base + ["masterpi", "--config", str(config_path), "--no-fsync"],
-        "cameras": base + ["camera", "--config", str(config_path), "--band", "both", "--driver", "picamera2"],
-        "SPC": base + ["spectrometer", "--config", str(config_path), "--driver", "seabreeze"],
-    }
-    logs = {name: open(tmp_path / f"{name}.log", "w") for name in commands}
-    procs = {name: subprocess.Popen(cmd, env=env, stdout=logs[name], stderr=subprocess.STDOUT)
-             for name, cmd in commands.items()}
-    client = StationClient(config, name="test")
-    try:
-        client.start()
-        assert client.wait_connected(30)
-
-        def devices():
-            try:
-                return set(client.request("master", "LOG", 0, timeout=5).value["devices"]) >= {"CM1", "CM2", "SPC"}
-            except Exception:
-                return False
-
-        wait_for(devices, 40, "CM1, CM2 and SPC to connect")
+    with unit_processes(tmp_path, {"cameras": ["--band", "both", "--driver", "picamera2"]},
+                        {"PYCAM_TEST_FAKE_SEABREEZE": "FLMS09998", "PYCAM_TEST_PI5": "1"},
+                        {"CM1", "CM2", "SPC"}) as (config, client, procs):
         for device, key in (("CM1", "TPA"), ("CM2", "TPB"), ("SPC", "TPS")):
             client.request(device, key, "Test", timeout=10)
         data = Path(config["storage"]["data_dir"])
         images = {f: wait_for(lambda f=f: sorted(data.rglob(f"*_{f}_*_Test.png")), 30, f"the {f} test image")[0]
                   for f in ("fltrA", "fltrB")}
         wait_for(lambda: sorted(data.rglob("*_Test.npy")), 30, "the test spectrum")
-    finally:
-        client.stop()
-        for proc in procs.values():
-            proc.terminate()
-        for proc in procs.values():
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for fh in logs.values():
-            fh.close()
-    log_text = {name: (tmp_path / f"{name}.log").read_text() for name in commands}
+    log_text = {name: (tmp_path / f"{name}.log").read_text() for name in procs}
     assert "CM1: picamera2 driver" in log_text["cameras"] and "CM2: picamera2 driver" in log_text["cameras"]
     assert all(proc.returncode in (0, -15) for proc in procs.values()), log_text
     for image in images.values():

@@ -16,6 +16,21 @@ SLOPE = 7.0e18  # molec cm^-2 per AA
 
 
 @dataclasses.dataclass
+class LinearCalibration:
+    """A calibration stand-in for a chain: column = ``slope`` * AA (float32), a fixed column error."""
+
+    slope: float = SLOPE
+    column_error: float = 0.0
+
+    def column_from_aa(self, aa, out=None, time=None):
+        res = np.multiply(aa, np.float32(self.slope), dtype=np.float32)
+        if out is not None:
+            out[...] = res
+            return out
+        return res
+
+
+@dataclasses.dataclass
 class Scene:
     shape: tuple[int, int] = (486, 648)
     speed_px: float = 6.0

@@ -17,23 +17,13 @@ import warnings
 
 import numpy as np
 import pytest
+from processing_synthetic import LinearCalibration
 
 pytestmark = pytest.mark.realdata
 
 PYPLIS_XCORR_SPEED = 4.43
 SLOPE = 8.5e18
 LEVEL = 8                      # 1344x1024 -> 168x128
-
-
-class _Linear:
-    column_error = 0.0
-
-    def column_from_aa(self, aa, out=None, time=None):
-        res = np.multiply(aa, np.float32(SLOPE), dtype=np.float32)
-        if out is not None:
-            out[...] = res
-            return out
-        return res
 
 
 def _pyplis_aa():
@@ -86,7 +76,7 @@ def etna(artifacts_dir):
     line = PCSLine(*(int(round(v / LEVEL * s)) for v in (630, 780, 1000, 350)), "left", "0")
     settings = default_settings(plume_distance_m=10232.0, focal_length_m=0.025, pix_size_m=4.65e-6 * LEVEL / s,
                                 ref_check_mode=False, cross_corr_gap_px=40)
-    chain = ProcessingChain(settings, (h, w), calibration=_Linear(), pcs_lines=[line])
+    chain = ProcessingChain(settings, (h, w), calibration=LinearCalibration(SLOPE), pcs_lines=[line])
     modes = ("flow_raw", "flow_histo", "flow_hybrid")
     rows = {m: [] for m in modes}
     medians, profiles, flows = [], [], []

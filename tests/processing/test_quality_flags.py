@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from processing_synthetic import SLOPE, Scene
+from processing_synthetic import SLOPE, LinearCalibration, Scene
 
 from pycam.formats.geometry import PCSLine
 from pycam.processing.chain import ProcessingChain
@@ -23,20 +23,9 @@ T0 = dt.datetime(2024, 1, 1, 12, tzinfo=dt.timezone.utc)
 LINE = PCSLine(330, 120, 330, 360, "right", "0")
 
 
-class Linear:
-    column_error = 1e16
-
-    def column_from_aa(self, aa, out=None, time=None):
-        res = np.multiply(aa, np.float32(SLOPE), dtype=np.float32)
-        if out is not None:
-            out[...] = res
-            return out
-        return res
-
-
 def _chain(**overrides):
     settings = default_settings(plume_distance_m=5000.0, **overrides)
-    return ProcessingChain(settings, (486, 648), calibration=Linear(), pcs_lines=[LINE])
+    return ProcessingChain(settings, (486, 648), calibration=LinearCalibration(SLOPE, 1e16), pcs_lines=[LINE])
 
 
 def _aa(scene, frame):
