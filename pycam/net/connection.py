@@ -44,6 +44,18 @@ def tune_socket(sock: socket.socket) -> None:
             pass
 
 
+def wait_readable(sock: socket.socket, timeout: float) -> bool:
+    """True when ``sock`` has data (or EOF) within ``timeout`` seconds.  Uses poll where the
+    platform has it: ``select`` cannot watch a descriptor numbered 1024 or above, which a busy
+    station (hundreds of peers after ``raise_fd_limit``) does hand out."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP)
+        return bool(poller.poll(max(0, int(timeout * 1000 + 0.999))))
+    ready, _, _ = select.select([sock], [], [], timeout)   # pragma: no cover - Windows: no fd-number limit
+    return bool(ready)
+
+
 class Connection:
     def __init__(self, sock: socket.socket, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD, name: str = "",
                  session=None) -> None:
@@ -116,7 +128,7 @@ class Connection:
                 raise ConnectionClosed("connection closed", dec.in_frame)
             if deadline is not None:   # absolute: a peer dripping bytes does not extend it
                 try:
-                    ready, _, _ = select.select([self.sock], [], [], max(0.0, deadline - time.monotonic()))
+                    ready = wait_readable(self.sock, max(0.0, deadline - time.monotonic()))
                 except (OSError, ValueError):
                     raise ConnectionClosed("connection closed", dec.in_frame) from None
                 if not ready:
