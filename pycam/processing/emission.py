@@ -174,7 +174,8 @@ class LineEmission:
         fx = flow.flow[ys[sel] - by0, xs[sel] - bx0]
         return analyse_flow_histogram(fx[:, 0], fx[:, 1], binres=s["hist_dir_binres"],
                                       sigma_tol=s["hist_sigma_tol"], min_length=s["min_flow_length"],
-                                      min_count_frac=s["min_count_frac"], weights=cols[sel])
+                                      min_count_frac=s["min_count_frac"], weights=cols[sel],
+                                      method=s["flow_hist_method"])
 
     def flow_flags(self, flow: FlowField | None, cond: np.ndarray, dxs=None, dys=None, covered=None) -> FlagNotes:
         """Flags of the flow field on this line's plume samples (``cond``: column >= min_cd)."""

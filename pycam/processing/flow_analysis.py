@@ -3,9 +3,12 @@
 Orientation convention (pyplis): ``phi = atan2(dx, -dy)`` in degrees, 0 = up (towards
 negative y), 90 = right.
 
-:func:`analyse_flow_histogram` takes the flow vectors in a band around the line (``band_px``
-either side, default 6, sampled every pixel along the line) where the column is at least ``min_cd``
-and the vector longer than ``min_length``:
+:func:`analyse_flow_histogram` takes candidate flow vectors (in the chain: a band of
+``band_px`` either side of the line, default 6, sampled every pixel along it, where the column
+is at least ``min_cd``); only vectors longer than ``min_length`` count.  Two methods
+(``flow_hist_method``):
+
+``peak`` (default) - the main peak only:
 
 1. orientation histogram with ``hist_dir_binres`` bins; the main peak is the fullest bin;
 2. a Gaussian is fitted to the main peak by moments: mean and standard deviation of the
@@ -16,8 +19,26 @@ and the vector longer than ``min_length``:
    carries the flux and constrains the flow best; unweighted, the weak-contrast plume edges
    pull the mean length down by ~5 % on simulated plumes);
 4. the analysis is rejected (``ok = False``) if vectors outside the main peak are more than
-   20 % of the long vectors, or if fewer than ``min_count_frac`` of all candidate vectors
-   remain in the main peak.
+   20 % of the long vectors (a second motion: pyplis's multi-Gauss mode rejects such a field
+   too, when its other Gaussians hold more than 20 %), or if fewer than ``min_count_frac`` of
+   all candidate vectors remain in the main peak.
+
+``moments`` - pyplis's ``OptflowFarneback.local_flow_params(dir_multi_gauss=False)``:
+
+1. rejected if fewer than ``min_count_frac`` of the candidates are longer than ``min_length``;
+2. ``mu`` and ``sigma`` are the mean and standard deviation of ALL long vectors' orientations
+   (every peak of the histogram counts, so a second motion pulls ``mu`` towards it and widens
+   ``sigma``);
+3. vectors strictly within ``mu +- hist_sigma_tol * sigma`` form the main flow (rejected if
+   they are fewer than ``min_count_frac`` of the candidates); length mean and standard
+   deviation are theirs, unweighted.
+
+   Two deliberate differences from pyplis, both of which leave pyplis's test pair within 3 %:
+   the moments are those of the vectors, not of the 10-deg / 1-px histogram bins (binning a
+   length distribution a few px wide into 1-px bins moves its mean by up to half a bin), and
+   the orientations are taken relative to the fullest bin, wrapped into +-180 deg (pyplis's
+   plain moments average a flow pointing straight down, split between -175 and +175 deg, to
+   0 deg: straight up).
 
 The hybrid mode then keeps each vector along the line whose orientation lies within
 ``mu +- tol * sigma`` and whose length exceeds ``max(len_mu - len_sigma, min_length)``, and
@@ -31,6 +52,8 @@ import math
 import numpy as np
 
 SIDE_PEAK_MAX_FRAC = 0.2
+#: The methods of :func:`analyse_flow_histogram` (setting ``flow_hist_method``).
+HIST_METHODS = ("peak", "moments")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,13 +93,17 @@ def band_points(sampler, band_px: int) -> tuple[np.ndarray, np.ndarray]:
 
 def analyse_flow_histogram(dx: np.ndarray, dy: np.ndarray, *, binres: float = 10.0, sigma_tol: float = 2.0,
                            min_length: float = 1.0, min_count_frac: float = 0.1,
-                           weights: np.ndarray | None = None) -> FlowHistogram:
-    """Main flow direction and length from candidate vectors ``dx, dy`` (already masked by column).
+                           weights: np.ndarray | None = None, method: str = "peak") -> FlowHistogram:
+    """Main flow direction and length from candidate vectors ``dx, dy`` (already masked by
+    column), by ``method`` ``"peak"`` or ``"moments"`` (see the module docstring).
 
     ``weights`` (e.g. the columns at the vectors) weight the length mean and spread of the
-    main-peak vectors, so that the gas-rich core, where the flow is best constrained and
-    most of the flux passes, dominates the histogram velocity.
+    main-peak vectors in the ``peak`` method, so that the gas-rich core, where the flow is
+    best constrained and most of the flux passes, dominates the histogram velocity; the
+    ``moments`` method, like pyplis, ignores them.
     """
+    if method not in HIST_METHODS:
+        raise ValueError(f"flow histogram method must be one of {HIST_METHODS}, got {method!r}")
     dx = np.asarray(dx, float).ravel()
     dy = np.asarray(dy, float).ravel()
     n_cand = dx.size
@@ -89,10 +116,9 @@ def analyse_flow_histogram(dx: np.ndarray, dy: np.ndarray, *, binres: float = 10
         return FlowHistogram(False, math.nan, math.nan, math.nan, math.nan, n_cand, 0,
                              "fewer than 3 vectors longer than min_length")
     phi = orientation_deg(dx[long_], dy[long_])
-    bins = np.arange(-180.0, 180.0 + binres, binres)
-    counts, edges = np.histogram(phi, bins=bins)
-    peak = int(np.argmax(counts))
-    mu = 0.5 * (edges[peak] + edges[peak + 1])
+    mu = fullest_bin(phi, binres)
+    if method == "moments":
+        return _moments_histogram(phi, length[long_], mu, n_cand, sigma_tol, min_count_frac)
     half = 45.0
     sigma = half
     for _ in range(3):
@@ -123,6 +149,33 @@ def analyse_flow_histogram(dx: np.ndarray, dy: np.ndarray, *, binres: float = 10
     elif n_main < min_count_frac * n_cand:
         ok, reason = False, f"only {n_main} of {n_cand} vectors in the main peak (< min_count_frac)"
     return FlowHistogram(ok, mu, sigma, len_mu, len_sigma, n_cand, n_main, reason)
+
+
+def fullest_bin(phi: np.ndarray, binres: float) -> float:
+    """Centre (degrees) of the fullest bin of the orientation histogram of ``phi`` (pyplis's
+    bins: ``round(360 / binres)`` over [-180, 180))."""
+    counts, edges = np.histogram(phi, bins=int(round(360.0 / binres)), range=(-180.0, 180.0))
+    peak = int(np.argmax(counts))
+    return float(0.5 * (edges[peak] + edges[peak + 1]))
+
+
+def _moments_histogram(phi: np.ndarray, length: np.ndarray, peak: float, n_cand: int, sigma_tol: float,
+                       min_count_frac: float) -> FlowHistogram:
+    """The ``moments`` method on the long vectors' orientations ``phi`` and lengths."""
+    n_long = phi.size
+    if n_long < min_count_frac * n_cand:
+        return FlowHistogram(False, math.nan, math.nan, math.nan, math.nan, n_cand, 0,
+                             f"only {n_long} of {n_cand} vectors longer than min_length (< min_count_frac)")
+    rel = _wrap(phi - peak)
+    mu = float(_wrap(peak + rel.mean()))
+    sigma = float(rel.std())
+    main = np.abs(_wrap(phi - mu)) < sigma_tol * sigma
+    n_main = int(main.sum())
+    if n_main == 0 or n_main < min_count_frac * n_cand:
+        return FlowHistogram(False, mu, sigma, math.nan, math.nan, n_cand, n_main,
+                             f"only {n_main} of {n_cand} vectors within mu +- {sigma_tol:g} sigma (< min_count_frac)")
+    lengths = length[main]
+    return FlowHistogram(True, mu, sigma, float(lengths.mean()), float(lengths.std()), n_cand, n_main)
 
 
 def hybrid_vectors(dx: np.ndarray, dy: np.ndarray, hist: FlowHistogram, sigma_tol: float,

@@ -30,6 +30,7 @@ from typing import Any, Iterable, Mapping
 
 from pycam.formats.sensors import DEFAULT_SENSOR, PROFILES, sensor_profile
 from pycam.formats.atomic import atomic_write_text
+from pycam.processing.flow_analysis import HIST_METHODS
 
 #: The documented conversion of gas-cell amounts: molecules cm^-2 per ppm*m at 0 degC, 1 atm.
 PPMM_TO_MOLEC_CM2 = 2.687e15
@@ -114,6 +115,10 @@ SETTINGS_SCHEMA: dict[str, Setting] = {
     "min_count_frac": _s("float", 0.1, 0.0, 1.0, doc="(PyCam) least fraction of accepted vectors"),
     "hist_dir_binres": _s("float", 10.0, 1.0, 90.0, doc="(PyCam) orientation histogram bin, degrees"),
     "hist_sigma_tol": _s("float", 2.0, 0.5, 10.0, doc="vectors within mu +- tol*sigma are accepted"),
+    "flow_hist_method": _s("str", "peak", choices=HIST_METHODS,
+                           doc="flow histogram analysis: 'peak' (the main orientation peak, column-weighted "
+                               "lengths; rejects a field with a second motion) or 'moments' (pyplis's "
+                               "dir_multi_gauss=False: moments of all orientations)"),
     "min_flow_length": _s("float", 1.0, 0.0, 100.0, doc="shortest flow vector counted, pixels"),
     "flow_contrast": _s("any", "auto",
                         doc="uint8 bytescale range fed to Farneback: 'auto' (robust, from the plume round the "
