@@ -5,7 +5,7 @@ negative y), 90 = right.
 
 :func:`analyse_flow_histogram` takes candidate flow vectors (in the chain: a band of
 ``band_px`` either side of the line, default 6, sampled every pixel along it, where the column
-is at least ``min_cd``); only vectors longer than ``min_length`` count.  Two methods
+is at least ``min_cd``); only vectors longer than ``min_length`` count.  Three methods
 (``flow_hist_method``):
 
 ``peak`` (default) - the main peak only:
@@ -33,12 +33,21 @@ is at least ``min_cd``); only vectors longer than ``min_length`` count.  Two met
    they are fewer than ``min_count_frac`` of the candidates); length mean and standard
    deviation are theirs, unweighted.
 
-   Two deliberate differences from pyplis, both of which leave pyplis's test pair within 3 %:
-   the moments are those of the vectors, not of the 10-deg / 1-px histogram bins (binning a
-   length distribution a few px wide into 1-px bins moves its mean by up to half a bin), and
-   the orientations are taken relative to the fullest bin, wrapped into +-180 deg (pyplis's
-   plain moments average a flow pointing straight down, split between -175 and +175 deg, to
-   0 deg: straight up).
+   The moments are those of the vectors themselves.  pyplis takes them from the histograms'
+   bin centres (``hist_dir_binres`` deg; 1 px for the lengths), which adds the bin width to
+   the spreads and moves the mean length by up to half a pixel: on displacements of 1-2 px
+   per image (pyplis's Etna sequence at pyramid level 2) every length falls into one bin,
+   pyplis reads ``len_sigma = 0`` and a mean of 1.5 px whatever the vectors are.
+
+``moments_binned`` - the ``moments`` method on the bin centres, as pyplis computes it (to
+reproduce pyplis's numbers; equal to 1e-4 on pyplis's test pair and field.  pyplis also drops
+lengths up to 1 px from its length histogram whatever its ``min_length``; here ``min_length``
+alone decides).
+
+Both moments methods take the orientations relative to the fullest bin, wrapped into +-180 deg
+(pyplis does not wrap: a flow pointing straight down, split between -175 and +175 deg,
+averages to 0 deg, straight up); with every vector within 180 deg of the fullest bin, as on
+pyplis's test pair, that is pyplis's result.
 
 The hybrid mode then keeps each vector along the line whose orientation lies within
 ``mu +- tol * sigma`` and whose length exceeds ``max(len_mu - len_sigma, min_length)``, and
@@ -53,7 +62,7 @@ import numpy as np
 
 SIDE_PEAK_MAX_FRAC = 0.2
 #: The methods of :func:`analyse_flow_histogram` (setting ``flow_hist_method``).
-HIST_METHODS = ("peak", "moments")
+HIST_METHODS = ("peak", "moments", "moments_binned")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,12 +104,12 @@ def analyse_flow_histogram(dx: np.ndarray, dy: np.ndarray, *, binres: float = 10
                            min_length: float = 1.0, min_count_frac: float = 0.1,
                            weights: np.ndarray | None = None, method: str = "peak") -> FlowHistogram:
     """Main flow direction and length from candidate vectors ``dx, dy`` (already masked by
-    column), by ``method`` ``"peak"`` or ``"moments"`` (see the module docstring).
+    column), by ``method`` ``"peak"``, ``"moments"`` or ``"moments_binned"`` (see the module docstring).
 
     ``weights`` (e.g. the columns at the vectors) weight the length mean and spread of the
     main-peak vectors in the ``peak`` method, so that the gas-rich core, where the flow is
     best constrained and most of the flux passes, dominates the histogram velocity; the
-    ``moments`` method, like pyplis, ignores them.
+    moments methods, like pyplis, ignore them.
     """
     if method not in HIST_METHODS:
         raise ValueError(f"flow histogram method must be one of {HIST_METHODS}, got {method!r}")
@@ -117,8 +126,9 @@ def analyse_flow_histogram(dx: np.ndarray, dy: np.ndarray, *, binres: float = 10
                              "fewer than 3 vectors longer than min_length")
     phi = orientation_deg(dx[long_], dy[long_])
     mu = fullest_bin(phi, binres)
-    if method == "moments":
-        return _moments_histogram(phi, length[long_], mu, n_cand, sigma_tol, min_count_frac)
+    if method in ("moments", "moments_binned"):
+        return _moments_histogram(phi, length[long_], mu, n_cand, sigma_tol, min_count_frac, binres,
+                                  binned=method == "moments_binned")
     half = 45.0
     sigma = half
     for _ in range(3):
@@ -151,31 +161,58 @@ def analyse_flow_histogram(dx: np.ndarray, dy: np.ndarray, *, binres: float = 10
     return FlowHistogram(ok, mu, sigma, len_mu, len_sigma, n_cand, n_main, reason)
 
 
-def fullest_bin(phi: np.ndarray, binres: float) -> float:
-    """Centre (degrees) of the fullest bin of the orientation histogram of ``phi`` (pyplis's
+def orientation_histogram(phi: np.ndarray, binres: float) -> tuple[np.ndarray, np.ndarray]:
+    """Counts and bin centres (degrees) of the orientation histogram of ``phi`` (pyplis's
     bins: ``round(360 / binres)`` over [-180, 180))."""
     counts, edges = np.histogram(phi, bins=int(round(360.0 / binres)), range=(-180.0, 180.0))
-    peak = int(np.argmax(counts))
-    return float(0.5 * (edges[peak] + edges[peak + 1]))
+    return counts, 0.5 * (edges[1:] + edges[:-1])
+
+
+def fullest_bin(phi: np.ndarray, binres: float) -> float:
+    """Centre (degrees) of the fullest bin of the orientation histogram of ``phi``."""
+    counts, centres = orientation_histogram(phi, binres)
+    return float(centres[int(np.argmax(counts))])
+
+
+def length_histogram(length: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """pyplis's length histogram: counts and centres of 1-px bins from 0 to the longest vector
+    (rounded up, plus one, made even)."""
+    upper = int(math.ceil(float(length.max()))) + 1
+    upper += upper % 2
+    counts, edges = np.histogram(length, bins=upper, range=(0, upper))
+    return counts, 0.5 * (edges[1:] + edges[:-1])
+
+
+def _weighted_moments(x: np.ndarray, w: np.ndarray | None = None) -> tuple[float, float]:
+    mu = float(np.average(x, weights=w))
+    return mu, float(np.sqrt(np.average((x - mu) ** 2, weights=w)))
 
 
 def _moments_histogram(phi: np.ndarray, length: np.ndarray, peak: float, n_cand: int, sigma_tol: float,
-                       min_count_frac: float) -> FlowHistogram:
-    """The ``moments`` method on the long vectors' orientations ``phi`` and lengths."""
+                       min_count_frac: float, binres: float, binned: bool) -> FlowHistogram:
+    """The ``moments`` method on the long vectors' orientations ``phi`` and lengths; ``binned``:
+    moments of the histograms' bin centres (``moments_binned``)."""
     n_long = phi.size
     if n_long < min_count_frac * n_cand:
         return FlowHistogram(False, math.nan, math.nan, math.nan, math.nan, n_cand, 0,
                              f"only {n_long} of {n_cand} vectors longer than min_length (< min_count_frac)")
-    rel = _wrap(phi - peak)
-    mu = float(_wrap(peak + rel.mean()))
-    sigma = float(rel.std())
+    if binned:
+        counts, centres = orientation_histogram(phi, binres)
+        rel_mu, sigma = _weighted_moments(_wrap(centres - peak), counts)
+    else:
+        rel_mu, sigma = _weighted_moments(_wrap(phi - peak))
+    mu = float(_wrap(peak + rel_mu))
     main = np.abs(_wrap(phi - mu)) < sigma_tol * sigma
     n_main = int(main.sum())
     if n_main == 0 or n_main < min_count_frac * n_cand:
         return FlowHistogram(False, mu, sigma, math.nan, math.nan, n_cand, n_main,
                              f"only {n_main} of {n_cand} vectors within mu +- {sigma_tol:g} sigma (< min_count_frac)")
-    lengths = length[main]
-    return FlowHistogram(True, mu, sigma, float(lengths.mean()), float(lengths.std()), n_cand, n_main)
+    if binned:
+        counts, centres = length_histogram(length[main])
+        len_mu, len_sigma = _weighted_moments(centres, counts)
+    else:
+        len_mu, len_sigma = _weighted_moments(length[main])
+    return FlowHistogram(True, mu, sigma, len_mu, len_sigma, n_cand, n_main)
 
 
 def hybrid_vectors(dx: np.ndarray, dy: np.ndarray, hist: FlowHistogram, sigma_tol: float,

@@ -117,8 +117,9 @@ SETTINGS_SCHEMA: dict[str, Setting] = {
     "hist_sigma_tol": _s("float", 2.0, 0.5, 10.0, doc="vectors within mu +- tol*sigma are accepted"),
     "flow_hist_method": _s("str", "peak", choices=HIST_METHODS,
                            doc="flow histogram analysis: 'peak' (the main orientation peak, column-weighted "
-                               "lengths; rejects a field with a second motion) or 'moments' (pyplis's "
-                               "dir_multi_gauss=False: moments of all orientations)"),
+                               "lengths; rejects a field with a second motion), 'moments' (pyplis's "
+                               "dir_multi_gauss=False: moments of all orientations) or 'moments_binned' "
+                               "(the same on the histogram bins, pyplis's numbers exactly)"),
     "min_flow_length": _s("float", 1.0, 0.0, 100.0, doc="shortest flow vector counted, pixels"),
     "flow_contrast": _s("any", "auto",
                         doc="uint8 bytescale range fed to Farneback: 'auto' (robust, from the plume round the "
