@@ -34,7 +34,8 @@ class EtnaRun:
     times: list
     aa_corr: list                 # AA correlation ours/pyplis in the plume region, per image
     aa_max_diff: list
-    ours: dict                    # mode -> array of rates (kg/s), pair k uses flow k -> k+1 on image k
+    ours: dict                    # mode -> array of rates (kg/s), pair k uses flow k -> k+1 on image k;
+                                  # flow_histo: moments_binned, flow_histo_moments: moments
     pyplis: dict
     velo_ours: np.ndarray
     velo_pyplis: np.ndarray
@@ -90,7 +91,12 @@ def run_sequence(pyplis, etna_dir) -> EtnaRun:
     line_pp, cell = inp.line_pp, inp.cell
     cal_pp = pyplis.cellcalib.CellCalibData(tau_vec=cell.aa, cd_vec=cell.columns)
     cal_pp.fit_calib_data(polyorder=1)
-    chain = inp.chain(flow_contrast=FLOW_CONTRAST, flow_full_frame=True, flow_glob=False)
+    # pyplis's histogram analysis below is its dir_multi_gauss=False one: ours the same way
+    # (pyplis's arithmetic on the bins), and with the moments of the vectors themselves
+    chain = inp.chain(flow_contrast=FLOW_CONTRAST, flow_full_frame=True, flow_glob=False,
+                      flow_hist_method="moments_binned")
+    chain_moments = inp.chain(flow_contrast=FLOW_CONTRAST, flow_full_frame=True, flow_glob=False,
+                              flow_hist_method="moments")
     assert chain.absorbance.roi == (slice(SKY_RECT[1], SKY_RECT[3]), slice(SKY_RECT[0], SKY_RECT[2]))
     chain_def = inp.chain(flow_glob=False)
     frames = PyplisFrames(pyplis, etna_dir, LEVEL)
@@ -98,7 +104,7 @@ def run_sequence(pyplis, etna_dir) -> EtnaRun:
     dataset = pyplis.Dataset(pp_setup(pyplis, etna_dir, START_PLUME, STOP_PLUME))
     dists = pp_line_profile_dists(pyplis, dataset.meas_geometry, line_pp, LEVEL)
     normal = line_pp.normal_vector
-    run = EtnaRun([], [], [], {m: [] for m in MODES}, {m: [] for m in MODES}, [], [],
+    run = EtnaRun([], [], [], {m: [] for m in MODES + ("flow_histo_moments",)}, {m: [] for m in MODES}, [], [],
                   {m: [] for m in ("flow_raw", "flow_histo", "flow_hybrid")}, cell.slope, {})
     prev = None
     for on, off in pair_frames(scan_ecii(etna_dir), start=START_PLUME, stop=STOP_PLUME):
@@ -117,9 +123,12 @@ def run_sequence(pyplis, etna_dir) -> EtnaRun:
             pfa, paa, pso2, paa_pp, pcd_pp = prev
             dt_s = (fa.start - pfa.start).total_seconds()
             run.times.append(pfa.start)
-            rates = chain.emission_rates(pso2, chain.flow(paa, aa, dt_s, pso2), modes=MODES)
+            flow = chain.flow(paa, aa, dt_s, pso2)
+            rates = chain.emission_rates(pso2, flow, modes=MODES)
             for m in MODES:
                 run.ours[m].append(rates[m]["young_plume"].flux_kg_s)
+            moments = chain_moments.emission_rates(pso2, flow, modes=("flow_histo",))
+            run.ours["flow_histo_moments"].append(moments["flow_histo"]["young_plume"].flux_kg_s)
             run.velo_ours.append(rates["flow_raw"]["young_plume"].velo_eff)
             rates = chain_def.emission_rates(pso2, chain_def.flow(paa, aa, dt_s, pso2))
             for m in run.defaults:

@@ -290,8 +290,9 @@ def test_aa_matches_pyplis_in_the_plume(etna_run, artifacts_dir):
 
 def test_emission_rates_match_pyplis_on_the_line(etna_run, artifacts_dir):
     """young_plume line, the same (slope-only) cell calibration, Farneback contrast
-    [-0.05, 0.30] on both; flow_raw: every sample within 10 %; flow_histo (the two histogram
-    analyses differ): mean over the samples both give within 10 %."""
+    [-0.05, 0.30] on both; flow_raw: every sample within 10 %; flow_histo with pyplis's
+    histogram analysis (moments of the orientation and length histograms): every sample
+    within 15 %, the mean within 5 %."""
     from etna_sequence import MODES
 
     ours, ref = etna_run.ours, etna_run.pyplis
@@ -302,6 +303,12 @@ def test_emission_rates_match_pyplis_on_the_line(etna_run, artifacts_dir):
                "ours_default_flow_settings": {m: float(np.nanmean(v)) for m, v in etna_run.defaults.items()},
                "ours_default_missing": {m: int(np.isnan(v).sum()) for m, v in etna_run.defaults.items()},
                "velo_eff_raw": {"ours": float(etna_run.velo_ours.mean()), "pyplis": float(etna_run.velo_pyplis.mean())}}
+    common = np.isfinite(ours["flow_histo"]) & np.isfinite(ref["flow_histo"])
+    summary["flow_histo_common_samples"] = {
+        "n": int(common.sum()), "pyplis": float(ref["flow_histo"][common].mean()),
+        "ours_moments_binned": float(ours["flow_histo"][common].mean()),
+        "ours_moments": float(ours["flow_histo_moments"][common].mean()),
+        "max_abs_sample_diff_pct_binned": float(100 * np.max(np.abs(ours["flow_histo"][common] / ref["flow_histo"][common] - 1)))}
     (artifacts_dir / "etna_summary.json").write_text(json.dumps(summary, indent=1))
     raw_o, raw_p = ours["flow_raw"], ref["flow_raw"]
     assert len(raw_o) == 88 and np.isfinite(raw_p).all()
@@ -314,9 +321,17 @@ def test_emission_rates_match_pyplis_on_the_line(etna_run, artifacts_dir):
     np.testing.assert_allclose(raw_o[valid], raw_p[valid], rtol=0.10)
     assert raw_o[valid].mean() == pytest.approx(raw_p[valid].mean(), rel=0.10)
     np.testing.assert_allclose(etna_run.velo_ours[valid], etna_run.velo_pyplis[valid], rtol=0.10, atol=0.05)
+    # flow_histo with pyplis's histogram analysis (dir_multi_gauss=False; ours moments_binned):
+    # every sample both give within 15 % (measured: 9.5 % at most), their mean within 5 %
     both = np.isfinite(ours["flow_histo"]) & np.isfinite(ref["flow_histo"])
     assert both.sum() >= 0.5 * len(both)     # flags blank near-zero and rejected-histogram samples
-    assert ours["flow_histo"][both].mean() == pytest.approx(ref["flow_histo"][both].mean(), rel=0.10)
+    np.testing.assert_allclose(ours["flow_histo"][both], ref["flow_histo"][both], rtol=0.15)
+    assert ours["flow_histo"][both].mean() == pytest.approx(ref["flow_histo"][both].mean(), rel=0.05)
+    # the moments of the vectors themselves (not of 1-px length bins, which quantise the 1-2 px
+    # displacements at this level): a few % lower here
+    exact = ours["flow_histo_moments"]
+    assert np.array_equal(np.isfinite(exact), np.isfinite(ours["flow_histo"]))
+    assert exact[both].mean() == pytest.approx(ref["flow_histo"][both].mean(), rel=0.10)
     assert set(MODES) == {"flow_raw", "flow_histo"}
 
 
