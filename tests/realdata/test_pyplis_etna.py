@@ -104,7 +104,7 @@ def _hist_stats(hist, dt_s) -> dict:
                                 hist.n_main / hist.n_candidates)))
 
 
-def test_flow_histogram_statistics_match_pyplis(test_pair, artifacts_dir):
+def test_flow_histogram_statistics_match_pyplis(pyplis, test_pair, artifacts_dir):
     """The histogram statistics along pyplis's test line, with pyplis's choices (its rotated
     line ROI, min_length, bins, sigma_tol, min_count_frac): our ``moments`` method against
     pyplis's ``local_flow_params(dir_multi_gauss=False)``, which pyplis's test asserts; each
@@ -134,6 +134,15 @@ def test_flow_histogram_statistics_match_pyplis(test_pair, artifacts_dir):
             report[f"{name}_{method}_diff_pct"] = {k: 100 * (got[k] / ref[k] - 1) for k in HIST_KEYS}
             for k in HIST_KEYS:
                 assert got[k] == pytest.approx(ref[k], rel=0.05), (name, method, k)
+    # the velocity through the line (px/s, pyplis's normal) from pyplis's LocalPlumeProperties
+    props = pyplis.LocalPlumeProperties()
+    props.get_and_append_from_farneback(fl, line=line, dir_multi_gauss=False)
+    v_ref, _ = props.get_velocity(-1, 1.0, normal_vec=line.normal_vector, sigma_tol=st.hist_sigma_tol)
+    for name in ("same_input", "ours"):
+        v = float(np.dot(ours(test_pair[name], "moments").displacement(), line.normal_vector)) / dt_s
+        report[f"{name}_moments"]["v_eff_px_s"] = v
+        assert v == pytest.approx(v_ref, rel=0.05), name
+    report["pyplis_moments"]["v_eff_px_s"] = float(v_ref)
     # pyplis's own arithmetic on pyplis's field: its numbers exactly
     exact = _hist_stats(ours(test_pair["same_input"], "moments_binned"), dt_s)
     np.testing.assert_allclose([exact[k] for k in HIST_KEYS], [ref[k] for k in HIST_KEYS], rtol=1e-4)
