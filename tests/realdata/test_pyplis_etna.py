@@ -317,7 +317,8 @@ def test_emission_rates_match_pyplis_on_the_line(etna_run, artifacts_dir):
         "n": int(common.sum()), "pyplis": float(ref["flow_histo"][common].mean()),
         "ours_moments_binned": float(ours["flow_histo"][common].mean()),
         "ours_moments": float(ours["flow_histo_moments"][common].mean()),
-        "max_abs_sample_diff_pct_binned": float(100 * np.max(np.abs(ours["flow_histo"][common] / ref["flow_histo"][common] - 1)))}
+        "max_abs_sample_diff_pct_binned":
+            float(100 * np.max(np.abs(ours["flow_histo"][common] / ref["flow_histo"][common] - 1)))}
     (artifacts_dir / "etna_summary.json").write_text(json.dumps(summary, indent=1))
     raw_o, raw_p = ours["flow_raw"], ref["flow_raw"]
     assert len(raw_o) == 88 and np.isfinite(raw_p).all()
