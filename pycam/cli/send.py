@@ -6,10 +6,10 @@ import json
 import sys
 from pathlib import Path
 
+from pycam.client import CommandFailed, NotConnected, StationClient
 from pycam.protocol import commands as vocab
 from pycam.protocol.errors import CommandValueError
 from pycam.protocol.messages import Error
-from pycam.station.client import CommandFailed, NotConnected, StationClient
 from pycam.station.runtime import demo_config_path, load_or_exit
 
 

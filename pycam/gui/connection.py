@@ -1,6 +1,6 @@
 """Connection to the station: the client wrapper (no Tk) and the status/messages pane.
 
-:class:`StationLink` owns a :class:`pycam.station.client.StationClient`.  The client calls
+:class:`StationLink` owns a :class:`pycam.client.StationClient`.  The client calls
 ``on_message`` / ``on_state`` on its own thread; the link only turns them into GUI events
 (``state``, ``message``) and hands data frames to the live-processing worker.  Commands
 are sent with the client's non-blocking ``send_command``; anything blocking
@@ -31,7 +31,7 @@ STATE_COLOURS = {
 
 
 def default_client_factory(config, *, name, on_message, on_state, subscribe):
-    from pycam.station.client import StationClient  # floor 3, imported when connecting
+    from pycam.client import StationClient  # floor 3, imported when connecting
 
     return StationClient(config, name=name, on_message=on_message, on_state=on_state, subscribe=subscribe)
 

@@ -141,7 +141,7 @@ def test_schedule_and_gain_commands_reach_the_station(fast_config):
         assert hk.schedule is not None and hk.schedule.times.dark.hour == 12
         assert client.request("CM1", "AGA", 2.5).value == 2.5
         assert st.services["CM1"].driver.gain == 2.5
-        from pycam.station.client import CommandFailed
+        from pycam.client import CommandFailed
         with pytest.raises(CommandFailed, match="dark_time"):
             client.request("master", "SCH", dict(schedule, dark_time="23:59"))
     finally:
