@@ -7,11 +7,11 @@ import inspect
 import sys
 from pathlib import Path
 
+from pycam.cli.runtime import load_or_exit, on_termination, resolve_driver, setup_logging
 from pycam.config import ConfigError, require_device_secret
 from pycam.drivers.base import DriverError
 from pycam.drivers.registry import CAMERA_DRIVERS, REPLAY_DRIVERS
 from pycam.station.camera_service import CameraService
-from pycam.station.runtime import load_or_exit, on_termination, resolve_driver, setup_logging
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -5,11 +5,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from pycam.cli.runtime import load_or_exit, on_termination, setup_logging
 from pycam.config import ConfigError
 from pycam.net.server import PortInUse
 from pycam.station.master import Master
 from pycam.station.storage import StorageError
-from pycam.station.runtime import load_or_exit, on_termination, setup_logging
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
