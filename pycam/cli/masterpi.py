@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print(f"master: devices on port {master.device_port}, clients on port {master.client_port}, "
           f"data in {master.store.data_dir}", flush=True)
-    from pycam.station.schedule import MasterHousekeeping  # schedule, watchdog, disk (issue 6)
+    from pycam.station.housekeeping import MasterHousekeeping  # schedule, watchdog, disk (issue 6)
 
     housekeeping = MasterHousekeeping(master, config).start()
 

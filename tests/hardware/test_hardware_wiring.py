@@ -16,7 +16,7 @@ from pycam.station.camera_service import CameraService
 from pycam.client import StationClient
 from pycam.station.config_server import DeviceRuntimeConfig
 from pycam.station.master import Master
-from pycam.station.schedule import MasterHousekeeping
+from pycam.station.housekeeping import MasterHousekeeping
 
 
 def free_port() -> int:

@@ -8,7 +8,7 @@ import pytest
 from pycam.config import ConfigError
 from pycam.station.disk_manager import LEDGER_NAME, ConfirmedFiles, DiskManager
 from pycam.station.power import PowerError, RPiGpio, SecondPiPower
-from pycam.station.schedule import StationSchedule, daily_times, witty_pi_schedule
+from pycam.station.housekeeping import StationSchedule, daily_times, witty_pi_schedule
 from pycam.station.watchdog import AcquisitionWatchdog
 
 UTC = dt.timezone.utc
