@@ -1,4 +1,4 @@
-"""Connection to the station: the client wrapper (no Tk) and the status/messages pane.
+"""The GUI's link to the station: the client wrapper (no Tk) and the status/messages pane.
 
 :class:`StationLink` owns a :class:`pycam.client.StationClient`.  The client calls
 ``on_message`` / ``on_state`` on its own thread; the link only turns them into GUI events
