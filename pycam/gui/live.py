@@ -26,7 +26,7 @@ from typing import Any, Callable
 import numpy as np
 
 from pycam.formats.names import parse_time
-from pycam.gui.messages import ImageFrame, SpectrumFrame, decode_data
+from pycam.gui.ui_messages import ImageFrame, SpectrumFrame, decode_data
 from pycam.gui.worker import GuiQueue
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from tkinter import filedialog, ttk
 from typing import Any
 
 from pycam.formats.atomic import atomic_write_text
-from pycam.gui.messages import MessageSummary
+from pycam.gui.ui_messages import MessageSummary
 from pycam.schedule import daily_times, witty_pi_schedule
 
 FIELDS = (

@@ -18,7 +18,7 @@ import tkinter as tk
 from tkinter import ttk
 from typing import Any, Callable
 
-from pycam.gui.messages import MessageSummary, summarize_message
+from pycam.gui.ui_messages import MessageSummary, summarize_message
 from pycam.gui.worker import GuiQueue
 
 STATE_COLOURS = {

@@ -79,7 +79,7 @@ def test_tick_monitor():
 
 
 def test_message_summaries_of_protocol_messages():
-    from pycam.gui.messages import decode_data, summarize_message
+    from pycam.gui.ui_messages import decode_data, summarize_message
     from pycam.protocol.messages import Data, DataMeta, Error, Event, Reply
 
     s = summarize_message(Reply(7, "CM1", "SSA", 1000, "sess"))
