@@ -84,7 +84,7 @@ def run_device(args: argparse.Namespace, kind: str) -> int:
     except (DriverError, OSError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
-    from pycam.station.config_server import DeviceRuntimeConfig  # USB/FTP runtime config (issue 6)
+    from pycam.station.ftp_config import DeviceRuntimeConfig  # USB/FTP runtime config (issue 6)
 
     runtime_configs = []
     for one in getattr(service, "services", {"": service}).values():  # a single-Pi camera pair holds two

@@ -14,7 +14,7 @@ from pycam.drivers.picamera2_camera import Picamera2Camera
 from pycam.protocol.messages import Event
 from pycam.station.camera_service import CameraService
 from pycam.client import StationClient
-from pycam.station.config_server import DeviceRuntimeConfig
+from pycam.station.ftp_config import DeviceRuntimeConfig
 from pycam.station.master import Master
 from pycam.station.housekeeping import MasterHousekeeping
 
