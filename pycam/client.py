@@ -33,8 +33,6 @@ from pycam.protocol.session import RequestTracker
 
 log = logging.getLogger(__name__)
 
-STATES = ("connecting", "connected", "reconnecting", "down")
-
 
 class NotConnected(ConnectionError):
     """The client is not connected to the master right now."""

@@ -37,7 +37,7 @@ def default_client_factory(config, *, name, on_message, on_state, subscribe):
 
 
 class StationLink:
-    """The GUI's connection: client callbacks become queue events (never touch Tk here)."""
+    """The GUI's link to the station: its StationClient's callbacks become queue events (never touch Tk here)."""
 
     def __init__(self, queue: GuiQueue, config, *, data_sink: Callable[[Any], None] | None = None,
                  client_factory=default_client_factory, name: str = "pycam-gui") -> None:
