@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 from pycam.formats.names import parse_any  # noqa: E402
 from pycam.protocol.messages import Subscribe, encode_bytes  # noqa: E402
-from pycam.station.client import StationClient  # noqa: E402
+from pycam.client import StationClient  # noqa: E402
 from pycam.station.launcher import start_simulated_station, write_station_config  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"

@@ -7,11 +7,11 @@ import inspect
 import sys
 from pathlib import Path
 
+from pycam.cli.runtime import load_or_exit, on_termination, resolve_driver, setup_logging
 from pycam.config import ConfigError, require_device_secret
 from pycam.drivers.base import DriverError
 from pycam.drivers.registry import CAMERA_DRIVERS, REPLAY_DRIVERS
 from pycam.station.camera_service import CameraService
-from pycam.station.runtime import load_or_exit, on_termination, resolve_driver, setup_logging
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -84,7 +84,7 @@ def run_device(args: argparse.Namespace, kind: str) -> int:
     except (DriverError, OSError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
-    from pycam.station.config_server import DeviceRuntimeConfig  # USB/FTP runtime config (issue 6)
+    from pycam.station.ftp_config import DeviceRuntimeConfig  # USB/FTP runtime config (issue 6)
 
     runtime_configs = []
     for one in getattr(service, "services", {"": service}).values():  # a single-Pi camera pair holds two

@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 
 from pycam.config import ConfigError, load_config
-from pycam.station.config_server import ConfigServer, ConfigServerError, ensure_password, passive_ports
+from pycam.station.ftp_config import ConfigServer, ConfigServerError, ensure_password, passive_ports
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

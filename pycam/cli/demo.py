@@ -13,11 +13,11 @@ import threading
 import time
 from pathlib import Path
 
+from pycam.cli.runtime import demo_config_path
 from pycam.config import ConfigError, load_config
 from pycam.protocol.commands import DEVICES
 from pycam.protocol.messages import Event
 from pycam.station.launcher import StationError, start_simulated_station, write_station_config
-from pycam.station.runtime import demo_config_path
 from pycam.station.supervision import DemoState
 
 

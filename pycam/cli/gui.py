@@ -16,7 +16,7 @@ def find_config(explicit: Path | None) -> Path | None:
     if explicit is not None:
         return explicit
     try:
-        from pycam.station.runtime import demo_config_path
+        from pycam.cli.runtime import demo_config_path
     except ImportError:
         return None
     path = demo_config_path()

@@ -5,11 +5,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from pycam.cli.runtime import load_or_exit, on_termination, setup_logging
 from pycam.config import ConfigError
 from pycam.net.server import PortInUse
 from pycam.station.master import Master
 from pycam.station.storage import StorageError
-from pycam.station.runtime import load_or_exit, on_termination, setup_logging
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print(f"master: devices on port {master.device_port}, clients on port {master.client_port}, "
           f"data in {master.store.data_dir}", flush=True)
-    from pycam.station.schedule import MasterHousekeeping  # schedule, watchdog, disk (issue 6)
+    from pycam.station.housekeeping import MasterHousekeeping  # schedule, watchdog, disk (issue 6)
 
     housekeeping = MasterHousekeeping(master, config).start()
 

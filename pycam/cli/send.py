@@ -6,11 +6,11 @@ import json
 import sys
 from pathlib import Path
 
+from pycam.cli.runtime import demo_config_path, load_or_exit
+from pycam.client import CommandFailed, NotConnected, StationClient
 from pycam.protocol import commands as vocab
 from pycam.protocol.errors import CommandValueError
 from pycam.protocol.messages import Error
-from pycam.station.client import CommandFailed, NotConnected, StationClient
-from pycam.station.runtime import demo_config_path, load_or_exit
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

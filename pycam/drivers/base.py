@@ -13,6 +13,8 @@ import datetime as dt
 
 import numpy as np
 
+from pycam.formats.spectrum import SpectrumFrame  # noqa: F401  (what SpectrometerDriver.capture returns)
+
 
 class DriverError(RuntimeError):
     """A device operation failed (the message names the device and the problem)."""
@@ -81,15 +83,6 @@ class SpectrometerLimits:
     max_integration_ms: float
     pixels: int
     max_counts: float = 65535.0
-
-
-@dataclasses.dataclass(frozen=True)
-class SpectrumFrame:
-    wavelengths: np.ndarray     # float64 (N,) nm
-    counts: np.ndarray          # float64 (N,), the mean of ``coadd`` reads
-    time: dt.datetime           # UTC
-    integration_ms: int
-    coadd: int
 
 
 class SpectrometerDriver(abc.ABC):

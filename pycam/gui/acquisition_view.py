@@ -10,7 +10,7 @@ import tkinter as tk
 from tkinter import ttk
 
 from pycam.gui.forms import validate_command
-from pycam.gui.messages import ImageFrame, MessageSummary, SpectrumFrame
+from pycam.gui.ui_messages import ImageFrame, MessageSummary, SpectrumFrame
 from pycam.protocol import events
 
 CAPTURE_TARGETS = {"Camera A": ("CM1", "TPA"), "Camera B": ("CM2", "TPB"), "Spectrometer": ("SPC", "TPS")}

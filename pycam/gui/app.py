@@ -19,9 +19,9 @@ from tkinter import ttk
 
 from pycam.config import Config, ConfigError, load_config
 from pycam.formats.geometry import GeometryFileError, PCSLine, read_pcs_line, write_pcs_line
-from pycam.gui.connection import ConnectionPane, StationLink, default_client_factory
 from pycam.gui.forms import ReplyTracker
 from pycam.gui.live import LiveProcessing
+from pycam.gui.station_link import ConnectionPane, StationLink, default_client_factory
 from pycam.gui.worker import GuiQueue, QueuePoller, TaskRunner
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ import numpy as np
 
 from pycam.formats.atomic import atomic_write_text
 from pycam.gui.forms import validate_command
-from pycam.gui.messages import ImageFrame
+from pycam.gui.ui_messages import ImageFrame
 from pycam.gui.plots import BlitCanvas
 from pycam.processing.outputs import write_cell_calibration_csv
 

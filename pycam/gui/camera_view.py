@@ -16,7 +16,7 @@ from tkinter import ttk
 import numpy as np
 
 from pycam.gui.forms import CommandRow, ReplyTracker
-from pycam.gui.messages import ImageFrame, MessageSummary
+from pycam.gui.ui_messages import ImageFrame, MessageSummary
 from pycam.gui.plots import BlitCanvas, display_extent, for_display, nice_limits, robust_range
 from pycam.gui.worker import GuiQueue
 from pycam.protocol import events

@@ -15,7 +15,7 @@ from typing import Callable
 
 from pycam.protocol.commands import VOCABULARY, parse_value, route
 from pycam.protocol.errors import CommandValueError
-from pycam.gui.messages import MessageSummary
+from pycam.gui.ui_messages import MessageSummary
 
 SendFunction = Callable[[str, str, object], "str | None"]
 

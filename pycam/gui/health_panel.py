@@ -15,7 +15,7 @@ import tkinter as tk
 from tkinter import ttk
 from typing import Any
 
-from pycam.gui.messages import MessageSummary
+from pycam.gui.ui_messages import MessageSummary
 from pycam.gui.worker import GuiQueue
 from pycam.protocol import events
 

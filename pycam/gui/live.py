@@ -1,6 +1,6 @@
 """Live processing off the Tk thread: data frames in, display and result events out.
 
-:class:`LiveProcessing` is the ``data_sink`` of the :class:`~pycam.gui.connection.StationLink`.
+:class:`LiveProcessing` is the ``data_sink`` of the :class:`~pycam.gui.station_link.StationLink`.
 On the client's thread it decodes each data frame and posts it for display (coalesced:
 the window only ever draws the newest A, B and spectrum).  Plume images and spectra are
 queued to its own worker thread, which pairs A with B by time string and runs the
@@ -26,7 +26,7 @@ from typing import Any, Callable
 import numpy as np
 
 from pycam.formats.names import parse_time
-from pycam.gui.messages import ImageFrame, SpectrumFrame, decode_data
+from pycam.gui.ui_messages import ImageFrame, SpectrumFrame, decode_data
 from pycam.gui.worker import GuiQueue
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 The form is validated before anything leaves it: times are ``HH:MM`` (UTC), the stop
 comes after the start, the dark set lies inside the acquisition window, and the Witty Pi
 power window (start − lead … stop + lag) stays within the day.  The station's own rules
-(:func:`pycam.station.schedule.daily_times` and :func:`~pycam.station.schedule.witty_pi_schedule`,
+(:func:`pycam.schedule.daily_times` and :func:`~pycam.schedule.witty_pi_schedule`,
 what the master applies) then check it once more, and the Witty Pi file it implies is shown.
 
 Sending: *Send to station* sends the valid schedule as the ``SCH`` command to the master
@@ -21,7 +21,8 @@ from tkinter import filedialog, ttk
 from typing import Any
 
 from pycam.formats.atomic import atomic_write_text
-from pycam.gui.messages import MessageSummary
+from pycam.gui.ui_messages import MessageSummary
+from pycam.schedule import daily_times, witty_pi_schedule
 
 FIELDS = (
     ("enabled", "Schedule enabled", bool),
@@ -74,12 +75,11 @@ def validate_schedule(values: dict[str, Any]) -> dict[str, Any]:
 
 def _station_check(values: dict[str, Any]) -> None:
     """The station's own rules have the last word: the config schema's per-key checks and
-    :func:`pycam.station.schedule.daily_times` / :func:`witty_pi_schedule` (what the master
+    :func:`pycam.schedule.daily_times` / :func:`witty_pi_schedule` (what the master
     applies at start)."""
     import datetime as dt
 
     from pycam.config import SCHEMA, ConfigError
-    from pycam.station.schedule import daily_times, witty_pi_schedule
 
     for key, value in values.items():
         field = SCHEMA.get("schedule", {}).get(key)
@@ -99,8 +99,6 @@ def _station_check(values: dict[str, Any]) -> None:
 
 def witty_preview(values: dict[str, Any]) -> str:
     import datetime as dt
-
-    from pycam.station.schedule import witty_pi_schedule
 
     return witty_pi_schedule(values, dt.datetime.now(dt.timezone.utc).date())
 

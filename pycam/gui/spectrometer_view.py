@@ -10,7 +10,7 @@ from tkinter import ttk
 import numpy as np
 
 from pycam.gui.forms import CommandRow, ReplyTracker
-from pycam.gui.messages import SpectrumFrame
+from pycam.gui.ui_messages import SpectrumFrame
 from pycam.gui.plots import BlitCanvas, GrowingSeries, nice_limits
 from pycam.gui.results import DoasDisplay
 from pycam.gui.worker import GuiQueue

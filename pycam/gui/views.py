@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from pycam.gui.messages import SpectrumFrame
+from pycam.gui.ui_messages import SpectrumFrame
 from pycam.gui.results import DoasDisplay, LineRate, So2Display
 
 

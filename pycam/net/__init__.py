@@ -6,5 +6,6 @@
                    (absolute deadline, caps per address and in all, accept back-off)
 * ``server``     — listen() with SO_REUSEADDR; raise_fd_limit()
 * ``ratelog``    — rate-limited logging of repeated failures
-* ``reconnect``  — Backoff and connect_with_backoff
+* ``reconnect``  — Backoff, connect_with_backoff and MasterLink, the reconnecting link to the master
+                   that the station client and every device run
 """

@@ -18,12 +18,11 @@ import time
 from typing import Callable
 
 from pycam.config import Config, require_device_secret
-from pycam.net.auth import AuthError, client_handshake
-from pycam.net.connection import Connection, ConnectionClosed, receive_until_closed
-from pycam.net.reconnect import Backoff, connect
+from pycam.net.auth import client_handshake
+from pycam.net.connection import Connection, ConnectionClosed
+from pycam.net.reconnect import MasterLink
 from pycam.protocol import events
-from pycam.protocol.errors import FrameError, MessageError
-from pycam.protocol.messages import Ack, Command, Error, Event, Message, Reply, utc_now_iso
+from pycam.protocol.messages import Ack, Command, Error, Event, Message, Reply, Welcome, utc_now_iso
 from pycam.station.offline_events import OfflineEvents
 from pycam.station.resend import ResendBackoff
 from pycam.station.spool import Spool, SpoolError
@@ -34,24 +33,19 @@ WINDOW = 4               # files sent but not yet acknowledged
 ACK_TIMEOUT_S = 60.0     # resend a file whose acknowledgement never came
 
 
-class DeviceLink:
+class DeviceLink(MasterLink):
+    """A device's :class:`~pycam.net.reconnect.MasterLink` (see the module docstring)."""
+
     def __init__(self, config: Config, device: str, spool: Spool,
                  handle_command: Callable[[Command], Message],
                  on_connected: Callable[[], None] | None = None, name: str | None = None) -> None:
         net = config["network"]
-        self.host = net["master_host"]
-        self.port = net["device_port"]
-        self.secret = require_device_secret(config)
-        self.max_payload = net["max_frame_bytes"]
-        self.backoff = Backoff(maximum=net["reconnect_max_s"])
+        super().__init__(net, net["device_port"], require_device_secret(config), name=name or f"pycam-{device}",
+                         who=device)
         self.device = device
-        self.name = name or f"pycam-{device}"
         self.spool = spool
         self.handle_command = handle_command
         self.on_connected = on_connected
-        self.connected = threading.Event()
-        self._stop = threading.Event()
-        self._conn: Connection | None = None
         self._cond = threading.Condition()
         self._waiting: collections.OrderedDict[str, None] = collections.OrderedDict(
             (n, None) for n in spool.pending())
@@ -63,7 +57,7 @@ class DeviceLink:
         self.offline = OfflineEvents(spool.directory.parent / f"{device}_events")
         #: called on the link thread with each Event the master sends (clock replies)
         self.on_event: Callable[[Event], None] | None = None
-        self._threads = [threading.Thread(target=self._link_loop, name=f"{device}-link", daemon=True),
+        self._threads = [threading.Thread(target=self.run_link, name=f"{device}-link", daemon=True),
                          threading.Thread(target=self._send_loop, name=f"{device}-sender", daemon=True)]
         self.files_sent = 0
         self.files_confirmed = 0
@@ -77,10 +71,7 @@ class DeviceLink:
         """Stop; first wait up to ``drain_timeout`` s for every spooled file to be confirmed."""
         if drain_timeout > 0:
             self.wait_drained(drain_timeout)
-        self._stop.set()
-        conn = self._conn
-        if conn is not None:
-            conn.close()
+        self.stop_link()
         with self._cond:
             self._cond.notify_all()
         for t in self._threads:
@@ -135,85 +126,51 @@ class DeviceLink:
         return False
 
     # --------------------------------------------------------------------------- link loop
-    def _link_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._link_once()
-            except Exception:   # whatever the master sent or did: this link never dies, it reconnects
-                log.exception("%s: link to the master failed; reconnecting", self.device)
-                self.connected.clear()
-                self._stop.wait(self.backoff.next_delay())
+    def handshake(self, conn: Connection) -> Welcome:
+        return client_handshake(conn, self.secret, role="device", name=self.name, device=self.device)
 
-    def _link_once(self) -> None:
-        """One connection: connect, authenticate, serve until it ends (then back off)."""
-        if not self._stop.is_set():
+    def link_connected(self, welcome: Welcome) -> None:
+        log.info("%s: connected to master %s:%d", self.device, self.host, self.port)
+        with self._cond:
+            self._cond.notify_all()
+        dropped, self.offline.dropped = self.offline.dropped, 0
+        sent = self.offline.drain(self.send)
+        if sent or dropped:
+            log.info("%s: sent %d events raised while offline (%d dropped)", self.device, sent, dropped)
+        if dropped:
+            self.send_typed(events.Status("warning", f"{dropped} events raised while offline were dropped "
+                                                     f"(at most {self.offline.limit} are kept)"))
+        if self.on_connected is not None:
             try:
-                sock = connect(self.host, self.port)
-            except OSError as exc:
-                log.debug("%s: cannot reach master %s:%d: %s", self.device, self.host, self.port, exc)
-                self._stop.wait(self.backoff.next_delay())
-                return
-            conn = Connection(sock, self.max_payload, name=f"{self.device}->master")
-            try:
-                client_handshake(conn, self.secret, role="device", name=self.name, device=self.device)
-            except (AuthError, ConnectionClosed, TimeoutError, MessageError, FrameError, OSError) as exc:
-                log.warning("%s: handshake with master failed: %s", self.device, exc)
-                conn.close()
-                self._stop.wait(self.backoff.next_delay())
-                return
-            self.backoff.reset()
-            log.info("%s: connected to master %s:%d", self.device, self.host, self.port)
-            self._conn = conn
-            self.connected.set()
-            with self._cond:
-                self._cond.notify_all()
-            dropped, self.offline.dropped = self.offline.dropped, 0
-            sent = self.offline.drain(self.send)
-            if sent or dropped:
-                log.info("%s: sent %d events raised while offline (%d dropped)", self.device, sent, dropped)
-            if dropped:
-                self.send_typed(events.Status("warning", f"{dropped} events raised while offline were dropped "
-                                                         f"(at most {self.offline.limit} are kept)"))
-            if self.on_connected is not None:
-                try:
-                    self.on_connected()
-                except Exception:
-                    log.exception("%s: on_connected failed", self.device)
-            try:
-                self._read_loop(conn)
-            finally:
-                self.connected.clear()
-                self._conn = None
-                conn.close()
-                self._requeue_in_flight()
-            if not self._stop.is_set():
-                log.warning("%s: lost the master; reconnecting", self.device)
-                self._stop.wait(self.backoff.next_delay())
+                self.on_connected()
+            except Exception:
+                log.exception("%s: on_connected failed", self.device)
 
-    def _read_loop(self, conn: Connection) -> None:
-        for msg in receive_until_closed(conn, self._stop, self.device, log):
-            if isinstance(msg, Command):
-                try:
-                    answer = self.handle_command(msg)
-                except Exception as exc:  # a handler bug must not break the link
-                    log.exception("%s: command %s failed", self.device, msg.key)
-                    answer = Error(key=msg.key, reason=f"internal error: {exc}", request_id=msg.request_id,
-                                   device=self.device, session=msg.session)
-                try:
-                    conn.send(answer)
-                except ConnectionClosed:
-                    return
-            elif isinstance(msg, Ack):
-                self._acked(msg.filename)
-            elif isinstance(msg, Event):
-                self._master_event(msg)
-            elif isinstance(msg, Error):
-                if msg.filename:
-                    self._refused(msg.filename, f"{msg.key}: {msg.reason}", link_wide=msg.key == "storage")
-                else:
-                    log.warning("%s: master reports %s: %s", self.device, msg.key, msg.reason)
-            elif not isinstance(msg, Reply):
-                log.debug("%s: ignoring %s from master", self.device, msg.kind)
+    def link_down(self, reconnecting: bool) -> None:
+        self._requeue_in_flight()
+        if reconnecting:
+            log.warning("%s: lost the master; reconnecting", self.device)
+
+    def link_message(self, msg: Message, conn: Connection) -> None:
+        if isinstance(msg, Command):
+            try:
+                answer = self.handle_command(msg)
+            except Exception as exc:  # a handler bug must not break the link
+                log.exception("%s: command %s failed", self.device, msg.key)
+                answer = Error(key=msg.key, reason=f"internal error: {exc}", request_id=msg.request_id,
+                               device=self.device, session=msg.session)
+            conn.send(answer)   # ConnectionClosed ends this connection
+        elif isinstance(msg, Ack):
+            self._acked(msg.filename)
+        elif isinstance(msg, Event):
+            self._master_event(msg)
+        elif isinstance(msg, Error):
+            if msg.filename:
+                self._refused(msg.filename, f"{msg.key}: {msg.reason}", link_wide=msg.key == "storage")
+            else:
+                log.warning("%s: master reports %s: %s", self.device, msg.key, msg.reason)
+        elif not isinstance(msg, Reply):
+            log.debug("%s: ignoring %s from master", self.device, msg.kind)
 
     def _master_event(self, msg: Event) -> None:
         if msg.name == events.Storage.name and msg.fields.get("state") == "ok":

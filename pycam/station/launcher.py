@@ -29,10 +29,10 @@ import time
 from pathlib import Path
 from typing import Mapping
 
+from pycam.client import NotConnected, StationClient
 from pycam.config import generate_secret, load_config, render_config
 from pycam.formats.atomic import atomic_write_text
 from pycam.protocol import commands as vocab
-from pycam.station.client import NotConnected, StationClient
 from pycam.station.supervision import PARENT_ENV
 
 PROCESS_NAMES = ("master", vocab.CAMERA_A, vocab.CAMERA_B, vocab.SPECTROMETER)

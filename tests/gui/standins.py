@@ -53,7 +53,7 @@ def spectrum_message(when: dt.datetime, frame_type: str = "Plume") -> Data:
 
 
 class FakeStationClient:
-    """Same interface as pycam.station.client.StationClient; answers commands itself."""
+    """Same interface as pycam.client.StationClient; answers commands itself."""
 
     instances: list["FakeStationClient"] = []
 

@@ -220,7 +220,7 @@ def test_wrong_secret_is_reported(station, tmp_path):
     import dataclasses
 
     from pycam.config import generate_secret
-    from pycam.gui.connection import StationLink
+    from pycam.gui.station_link import StationLink
     from pycam.gui.worker import GuiQueue
 
     values = {k: dict(v) for k, v in station.config.values.items()}

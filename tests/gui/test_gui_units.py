@@ -2,6 +2,7 @@
 summaries, PCS normals, scales and the address editor's validation."""
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 
@@ -79,7 +80,7 @@ def test_tick_monitor():
 
 
 def test_message_summaries_of_protocol_messages():
-    from pycam.gui.messages import decode_data, summarize_message
+    from pycam.gui.ui_messages import decode_data, summarize_message
     from pycam.protocol.messages import Data, DataMeta, Error, Event, Reply
 
     s = summarize_message(Reply(7, "CM1", "SSA", 1000, "sess"))
@@ -97,6 +98,27 @@ def test_message_summaries_of_protocol_messages():
     bad = DataMeta("image", "not_a_pycam_name.png", "CM2", (486, 648), "<u2", "2024-05-01T12:00:00+00:00", "Test")
     with pytest.raises(ValueError):
         decode_data(Data(bad, pixels.tobytes()))
+
+
+def test_decoded_spectrum_is_the_drivers_spectrum_frame():
+    """One SpectrumFrame: a data frame decodes to the type a spectrometer driver captures."""
+    from pycam.drivers.base import SpectrumFrame
+    from pycam.gui.ui_messages import decode_data
+    from pycam.protocol.messages import Data, DataMeta
+
+    spectrum = np.stack([np.linspace(280.0, 420.0, 2048), np.arange(2048.0)])
+    name = "2024-05-01T120004_150ss_10coadd_Dark.npy"
+    meta = DataMeta("spectrum", name, "SPC", (2, 2048), "<f8", "2024-05-01T12:00:04+00:00", "Dark",
+                    integration_ms=150, coadd=10)
+    frame = decode_data(Data(meta, spectrum.astype("<f8").tobytes()))
+    assert type(frame) is SpectrumFrame
+    assert (frame.time_string, frame.frame_type, frame.integration_ms, frame.coadd, frame.filename) == \
+        ("2024-05-01T120004", "Dark", 150, 10, name)
+    assert frame.time == dt.datetime(2024, 5, 1, 12, 0, 4, tzinfo=dt.timezone.utc)
+    assert np.array_equal(frame.wavelengths, spectrum[0]) and np.array_equal(frame.counts, spectrum[1])
+    flat = DataMeta("spectrum", name, "SPC", (4096,), "<f8", "2024-05-01T12:00:04+00:00", "Dark")
+    with pytest.raises(ValueError, match="not a \\(2, N\\) array"):
+        decode_data(Data(flat, spectrum.astype("<f8").tobytes()))
 
 
 def test_validation_before_sending():

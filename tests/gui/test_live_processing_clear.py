@@ -6,7 +6,7 @@ import time
 import numpy as np
 
 from pycam.gui.live import LiveProcessing
-from pycam.gui.messages import ImageFrame
+from pycam.gui.ui_messages import ImageFrame
 from pycam.gui.worker import GuiQueue
 
 

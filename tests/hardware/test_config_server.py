@@ -20,7 +20,7 @@ from pycam.config import load_config
 from pycam.drivers.picamera2_camera import Picamera2Camera
 from pycam.formats.images import write_image
 from pycam.formats.names import ImageName
-from pycam.station.config_server import (ConfigServer, ConfigServerError, ConfigService, ConfigWatcher,
+from pycam.station.ftp_config import (ConfigServer, ConfigServerError, ConfigService, ConfigWatcher,
                                          ensure_password)
 from pycam.station.usb_config import RuntimeConfig
 
@@ -204,7 +204,7 @@ def test_cli_serves_with_generated_password(hw_config, tmp_path):
 
 
 def test_reloader_ignores_a_change_of_the_other_devices_section(tmp_path):
-    from pycam.station.config_server import ConfigReloader
+    from pycam.station.ftp_config import ConfigReloader
 
     applied, photos, events = [], [], []
     rc = RuntimeConfig(tmp_path / "usb" / "c.json", tmp_path / "work", "spectrometer",

@@ -18,7 +18,7 @@ from pathlib import Path
 from pycam.config import generate_secret, load_config, render_config
 from pycam.formats.images import read_image, read_spectrum_npy
 from pycam.formats.names import ImageName
-from pycam.station.client import StationClient
+from pycam.client import StationClient
 
 HW_TESTS = Path(__file__).resolve().parent
 

@@ -28,7 +28,7 @@ from pycam.formats.names import ImageName, SpectrumName, parse_any
 from pycam.formats.sensor_sync import RECORD_DIR, find_for_image
 from pycam.protocol.messages import Event
 from pycam.station.camera_service import CameraService
-from pycam.station.client import StationClient
+from pycam.client import StationClient
 from pycam.station.dual_camera import DualCameraStation
 from pycam.station.master import Master
 from pycam.station.spectrometer_service import SpectrometerService

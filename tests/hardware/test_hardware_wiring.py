@@ -13,10 +13,10 @@ from pycam.config import generate_secret, load_config, render_config
 from pycam.drivers.picamera2_camera import Picamera2Camera
 from pycam.protocol.messages import Event
 from pycam.station.camera_service import CameraService
-from pycam.station.client import StationClient
-from pycam.station.config_server import DeviceRuntimeConfig
+from pycam.client import StationClient
+from pycam.station.ftp_config import DeviceRuntimeConfig
 from pycam.station.master import Master
-from pycam.station.schedule import MasterHousekeeping
+from pycam.station.housekeeping import MasterHousekeeping
 
 
 def free_port() -> int:

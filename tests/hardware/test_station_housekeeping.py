@@ -6,9 +6,10 @@ import datetime as dt
 import pytest
 
 from pycam.config import ConfigError
+from pycam.schedule import daily_times, witty_pi_schedule
 from pycam.station.disk_manager import LEDGER_NAME, ConfirmedFiles, DiskManager
 from pycam.station.power import PowerError, RPiGpio, SecondPiPower
-from pycam.station.schedule import StationSchedule, daily_times, witty_pi_schedule
+from pycam.station.housekeeping import StationSchedule
 from pycam.station.watchdog import AcquisitionWatchdog
 
 UTC = dt.timezone.utc

@@ -11,7 +11,7 @@ from fake_drivers import FakeCamera, FakeSpectrometer
 from pycam.config import load_config
 from pycam.net.connection import Connection
 from pycam.station.camera_service import CameraService
-from pycam.station.client import StationClient
+from pycam.client import StationClient
 from pycam.station.master import Master
 from pycam.station.spectrometer_service import SpectrometerService
 

@@ -29,7 +29,7 @@ from pycam.net.server import raise_fd_limit
 from pycam.protocol import messages as m
 from pycam.protocol.session import ServerSession
 from pycam.station.camera_service import CameraService
-from pycam.station.client import StationClient
+from pycam.client import StationClient
 from pycam.station.launcher import write_station_config
 from pycam.station.master import Master
 

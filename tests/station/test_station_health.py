@@ -128,7 +128,7 @@ def test_watchdog_skips_manual_mode_devices_and_pauses_while_disk_full():
 
 
 def test_schedule_and_gain_commands_reach_the_station(fast_config):
-    from pycam.station.schedule import MasterHousekeeping
+    from pycam.station.housekeeping import MasterHousekeeping
 
     st = InProcessStation(fast_config)
     hk = MasterHousekeeping(st.master, st.config).start()
@@ -141,7 +141,7 @@ def test_schedule_and_gain_commands_reach_the_station(fast_config):
         assert hk.schedule is not None and hk.schedule.times.dark.hour == 12
         assert client.request("CM1", "AGA", 2.5).value == 2.5
         assert st.services["CM1"].driver.gain == 2.5
-        from pycam.station.client import CommandFailed
+        from pycam.client import CommandFailed
         with pytest.raises(CommandFailed, match="dark_time"):
             client.request("master", "SCH", dict(schedule, dark_time="23:59"))
     finally:
@@ -153,7 +153,7 @@ def test_a_master_restarted_outside_the_daily_window_stops_the_resumed_acquisiti
     import datetime as dt
 
     from pycam.config import load_config, validate
-    from pycam.station.schedule import MasterHousekeeping
+    from pycam.station.housekeeping import MasterHousekeeping
 
     hour = dt.datetime.now(dt.timezone.utc).hour
     start, stop, dark = ("13:00", "14:00", "13:30") if hour < 12 else ("01:00", "02:00", "01:30")
@@ -174,7 +174,7 @@ def test_a_master_restarted_outside_the_daily_window_stops_the_resumed_acquisiti
 def test_metrics_port_in_the_config_serves_prometheus_text(tmp_path):
     from pycam.config import load_config
     from pycam.station.launcher import free_loopback_port
-    from pycam.station.schedule import MasterHousekeeping
+    from pycam.station.housekeeping import MasterHousekeeping
 
     port = free_loopback_port()
     path = write_station_config(tmp_path / "s.toml", data_dir=tmp_path / "d", spool_dir=tmp_path / "s",

@@ -13,7 +13,7 @@ from pycam.net.auth import AuthError, client_handshake
 from pycam.net.connection import ConnectionClosed
 from pycam.protocol import messages as m
 from pycam.protocol.frames import encode_frame, encode_frame_bytes
-from pycam.station.client import CommandFailed, StationClient
+from pycam.client import CommandFailed, StationClient
 
 
 def test_commands_are_routed_and_answered_with_exact_types(station):

@@ -1,6 +1,6 @@
-"""Connection to the station: the client wrapper (no Tk) and the status/messages pane.
+"""The GUI's link to the station: the client wrapper (no Tk) and the status/messages pane.
 
-:class:`StationLink` owns a :class:`pycam.station.client.StationClient`.  The client calls
+:class:`StationLink` owns a :class:`pycam.client.StationClient`.  The client calls
 ``on_message`` / ``on_state`` on its own thread; the link only turns them into GUI events
 (``state``, ``message``) and hands data frames to the live-processing worker.  Commands
 are sent with the client's non-blocking ``send_command``; anything blocking
@@ -18,7 +18,7 @@ import tkinter as tk
 from tkinter import ttk
 from typing import Any, Callable
 
-from pycam.gui.messages import MessageSummary, summarize_message
+from pycam.gui.ui_messages import MessageSummary, summarize_message
 from pycam.gui.worker import GuiQueue
 
 STATE_COLOURS = {
@@ -31,13 +31,13 @@ STATE_COLOURS = {
 
 
 def default_client_factory(config, *, name, on_message, on_state, subscribe):
-    from pycam.station.client import StationClient  # floor 3, imported when connecting
+    from pycam.client import StationClient  # floor 3, imported when connecting
 
     return StationClient(config, name=name, on_message=on_message, on_state=on_state, subscribe=subscribe)
 
 
 class StationLink:
-    """The GUI's connection: client callbacks become queue events (never touch Tk here)."""
+    """The GUI's link to the station: its StationClient's callbacks become queue events (never touch Tk here)."""
 
     def __init__(self, queue: GuiQueue, config, *, data_sink: Callable[[Any], None] | None = None,
                  client_factory=default_client_factory, name: str = "pycam-gui") -> None:

@@ -3,7 +3,7 @@
 The typed messages come from :mod:`pycam.protocol.messages` (on the client's thread);
 :func:`summarize_message` turns any of them into a :class:`MessageSummary` for the
 messages pane, and :func:`decode_data` turns an image/spectrum data frame into an
-:class:`ImageFrame` / :class:`SpectrumFrame` with a numpy array.
+:class:`ImageFrame` / :class:`~pycam.formats.spectrum.SpectrumFrame` with numpy arrays.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from pycam.formats.names import ImageName, SpectrumName
+from pycam.formats.spectrum import SpectrumFrame
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,17 +43,6 @@ class ImageFrame:
     pixels: np.ndarray
     filename: str
     device: str = ""
-
-
-@dataclasses.dataclass(frozen=True)
-class SpectrumFrame:
-    time_string: str
-    frame_type: str
-    integration_ms: int
-    coadd: int
-    wavelengths: np.ndarray
-    counts: np.ndarray
-    filename: str
 
 
 def _now() -> str:
@@ -122,6 +112,6 @@ def decode_data(message) -> ImageFrame | SpectrumFrame | None:
         spec = SpectrumName.parse(filename)
         if array.ndim != 2 or array.shape[0] != 2:
             raise ValueError(f"{filename}: spectrum is not a (2, N) array")
-        return SpectrumFrame(spec.time_string, spec.frame_type, spec.integration_ms, spec.coadd,
-                             np.asarray(array[0], float), np.asarray(array[1], float), filename)
+        return SpectrumFrame(np.asarray(array[0], float), np.asarray(array[1], float), spec.time, spec.integration_ms,
+                             spec.coadd, spec.frame_type, filename)
     return None

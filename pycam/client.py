@@ -24,17 +24,14 @@ import threading
 from typing import Any, Callable, Iterable
 
 from pycam.config import Config
-from pycam.net.auth import AuthError, client_handshake
-from pycam.net.connection import Connection, ConnectionClosed, receive_until_closed
-from pycam.net.reconnect import Backoff, connect
+from pycam.net.auth import client_handshake
+from pycam.net.connection import Connection, ConnectionClosed
+from pycam.net.reconnect import MasterLink
 from pycam.protocol import commands as vocab
-from pycam.protocol.errors import FrameError, MessageError
-from pycam.protocol.messages import Command, Error, Message, Subscribe
+from pycam.protocol.messages import Command, Error, Message, Subscribe, Welcome
 from pycam.protocol.session import RequestTracker
 
 log = logging.getLogger(__name__)
-
-STATES = ("connecting", "connected", "reconnecting", "down")
 
 
 class NotConnected(ConnectionError):
@@ -50,27 +47,21 @@ class CommandFailed(RuntimeError):
         self.error = error
 
 
-class StationClient:
+class StationClient(MasterLink):
+    """A client's :class:`~pycam.net.reconnect.MasterLink`: commands out, replies, events and
+    data in (see the module docstring)."""
+
     def __init__(self, config: Config, *, name: str = "client",
                  on_message: Callable[[object], None] | None = None,
                  on_state: Callable[[str], None] | None = None,
                  subscribe: Iterable[str] = ()) -> None:
         net = config["network"]
-        self.host = net["master_host"]
-        self.port = net["client_port"]
-        self.secret = net["secret"]
-        self.max_payload = net["max_frame_bytes"]
-        self.backoff = Backoff(maximum=net["reconnect_max_s"])
-        self.name = name
+        super().__init__(net, net["client_port"], net["secret"], name=name)
         self.on_message = on_message
         self.on_state = on_state
         self.subscribe = tuple(subscribe)
         self.session = ""
-        self.last_error: str = ""          # why the last connection attempt failed
         self._state = "down"
-        self._conn: Connection | None = None
-        self._stop = threading.Event()
-        self._connected = threading.Event()
         self._ids = itertools.count(1)
         self._requests = RequestTracker()   # request/reply matching (pure, under self._lock)
         self._waiting: dict[int, threading.Event] = {}
@@ -86,10 +77,7 @@ class StationClient:
         self._thread.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        conn = self._conn
-        if conn is not None:
-            conn.close()
+        self.stop_link()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
         self._thread = None
@@ -108,7 +96,7 @@ class StationClient:
         return self._state
 
     def wait_connected(self, timeout: float | None = None) -> bool:
-        return self._connected.wait(timeout)
+        return self.connected.wait(timeout)
 
     def _set_state(self, state: str) -> None:
         if state == self._state:
@@ -128,12 +116,12 @@ class StationClient:
     def set_subscription(self, data_types: Iterable[str]) -> None:
         self.subscribe = tuple(data_types)
         conn = self._conn
-        if conn is not None and self._connected.is_set():
+        if conn is not None and self.connected.is_set():
             conn.send(Subscribe(data_types=self.subscribe))
 
     def _send(self, device: str, key: str, value: Any, done: threading.Event | None) -> int:
         conn = self._conn
-        if conn is None or not self._connected.is_set():
+        if conn is None or not self.connected.is_set():
             raise NotConnected(f"not connected to the master at {self.host}:{self.port} ({self.state})"
                                + (f": {self.last_error}" if self.last_error else ""))
         rid = next(self._ids)
@@ -173,62 +161,31 @@ class StationClient:
 
     # ---------------------------------------------------------------------------- the thread
     def _run(self) -> None:
-        first = True
-        while not self._stop.is_set():
-            self._set_state("connecting" if first else "reconnecting")
-            conn = self._connect()
-            if conn is None:
-                continue
-            first = False
-            try:
-                self._read_loop(conn)
-            except Exception:   # whatever the master sent: end this connection, never the client
-                log.exception("%s: connection to the master failed; reconnecting", self.name)
-            finally:
-                self._connected.clear()
-                self._conn = None
-                conn.close()
-                self._fail_pending("connection to the master lost")
-            if not self._stop.is_set():
-                self._set_state("reconnecting")
-                self._stop.wait(self.backoff.next_delay())
+        self._set_state("connecting")
+        self.run_link()
         self._set_state("down")
 
-    def _connect(self) -> Connection | None:
-        try:
-            sock = connect(self.host, self.port)
-        except OSError as exc:
-            self.last_error = f"cannot reach {self.host}:{self.port}: {exc.strerror or exc}"
-            self._stop.wait(self.backoff.next_delay())
-            return None
-        conn = Connection(sock, self.max_payload, name=f"{self.name}->master")
-        self._conn = conn
-        try:
-            welcome = client_handshake(conn, self.secret, role="client", name=self.name, subscribe=self.subscribe)
-        except (AuthError, ConnectionClosed, TimeoutError, MessageError, FrameError, OSError) as exc:
-            self.last_error = f"authentication failed: {exc}"
-            log.warning("%s: %s", self.name, self.last_error)
-            conn.close()
-            self._conn = None
-            self._stop.wait(self.backoff.next_delay())
-            return None
+    def handshake(self, conn: Connection) -> Welcome:
+        return client_handshake(conn, self.secret, role="client", name=self.name, subscribe=self.subscribe)
+
+    def link_connected(self, welcome: Welcome) -> None:
         self.session = welcome.session
         with self._lock:
             self._requests.session = welcome.session
-        self.last_error = ""
-        self.backoff.reset()
-        self._connected.set()
         self._set_state("connected")
-        return conn
 
-    def _read_loop(self, conn: Connection) -> None:
-        for msg in receive_until_closed(conn, self._stop, self.name, log):
-            self._match(msg)
-            if self.on_message is not None:
-                try:
-                    self.on_message(msg)
-                except Exception:
-                    log.exception("on_message callback failed")
+    def link_message(self, msg: Message, conn: Connection) -> None:
+        self._match(msg)
+        if self.on_message is not None:
+            try:
+                self.on_message(msg)
+            except Exception:
+                log.exception("on_message callback failed")
+
+    def link_down(self, reconnecting: bool) -> None:
+        self._fail_pending("connection to the master lost")
+        if reconnecting:
+            self._set_state("reconnecting")
 
     def _match(self, msg: Message) -> None:
         with self._lock:
