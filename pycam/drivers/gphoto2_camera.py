@@ -44,7 +44,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from pycam.config import Config
-from pycam.drivers.base import CameraDriver, CameraFrame, CameraLimits, DriverError, DriverUnavailable
+from pycam.drivers.base import Capability, CameraDriver, CameraFrame, CameraLimits, DriverError, DriverUnavailable
 from pycam.formats.atomic import atomic_write_bytes
 from pycam.formats.names import BAND_TO_FILTER, day_folder, format_time
 
@@ -283,6 +283,8 @@ def _choices(widget: Any) -> list[str]:
 
 class Gphoto2Camera(CameraDriver):
     """A DSLR as a PyCam camera: each capture runs :class:`DslrCapture` and decodes the JPEG."""
+
+    capabilities = frozenset({Capability.EVENTS})   # dslr_capture outcomes
 
     def __init__(self, config: Config, band: str, *, gp_module: Any = None,
                  clock: Callable[[], dt.datetime] | None = None, sleep: Callable[[float], None] = time.sleep,

@@ -42,7 +42,7 @@ from typing import Any, Callable
 import numpy as np
 
 from pycam.config import Config
-from pycam.drivers.base import CameraDriver, CameraFrame, CameraLimits, DriverError, DriverUnavailable
+from pycam.drivers.base import Capability, CameraDriver, CameraFrame, CameraLimits, DriverError, DriverUnavailable
 from pycam.formats.sensors import SensorProfile, sensor_profile
 
 #: PyCam's acceptance window for "the new exposure is in force" (fraction of the request).
@@ -133,6 +133,8 @@ def bin_area(pixels: np.ndarray, factor: int) -> np.ndarray:
 
 class Picamera2Camera(CameraDriver):
     """One UV camera on a Raspberry Pi, driven through Picamera2 (see the module docstring)."""
+
+    capabilities = frozenset({Capability.RUNTIME_CONTROLS, Capability.CAMERA_INDEX, Capability.SENSOR_METADATA})
 
     def __init__(self, config: Config, band: str, *, camera_index: int | None = None,
                  clock: Callable[[], dt.datetime] | None = None, sleep: Callable[[float], None] = time.sleep) -> None:

@@ -41,7 +41,7 @@ from typing import Any, Callable
 import numpy as np
 
 from pycam.config import Config
-from pycam.drivers.base import (DriverError, DriverUnavailable, SpectrometerDriver, SpectrometerLimits,
+from pycam.drivers.base import (Capability, DriverError, DriverUnavailable, SpectrometerDriver, SpectrometerLimits,
                                 SpectrumFrame)
 from pycam.formats.names import FileNameError, SpectrumName
 
@@ -98,6 +98,8 @@ def load_dark_file(path: Path, pixels: int) -> tuple[int, np.ndarray]:
 
 class SeabreezeSpectrometer(SpectrometerDriver):
     """A seabreeze spectrometer that survives being unplugged and plugged back in."""
+
+    capabilities = frozenset({Capability.RUNTIME_CONTROLS, Capability.EVENTS})   # events: lost / reopened
 
     def __init__(self, config: Config, *, clock: Callable[[], dt.datetime] | None = None,
                  sleep: Callable[[float], None] = time.sleep,
