@@ -243,10 +243,6 @@ class ReplayCamera(CameraDriver):
         return CameraFrame(pixels=np.asarray(pixels, np.uint16), time=when, exposure_us=int(entry.name.exposure_us),
                            gain=float(entry.name.gain), band=self.band)
 
-    @property
-    def frames_served(self) -> int:
-        return sum(s.served for s in (self._sequences or {}).values())
-
 
 def _read_spectrum(path: Path) -> np.ndarray:
     data = read_spectrum_npy(path)

@@ -29,7 +29,7 @@ from pycam.net.connection import Connection, ConnectionClosed, receive_until_clo
 from pycam.net.reconnect import Backoff, connect
 from pycam.protocol import commands as vocab
 from pycam.protocol.errors import FrameError, MessageError
-from pycam.protocol.messages import Command, Error, Message, Subscribe
+from pycam.protocol.messages import Command, Error, Message
 from pycam.protocol.session import RequestTracker
 
 log = logging.getLogger(__name__)
@@ -124,12 +124,6 @@ class StationClient:
     def send_command(self, device: str, key: str, value: Any) -> int:
         """Send a command without waiting; returns its request id.  Raises NotConnected."""
         return self._send(device, key, value, None)
-
-    def set_subscription(self, data_types: Iterable[str]) -> None:
-        self.subscribe = tuple(data_types)
-        conn = self._conn
-        if conn is not None and self._connected.is_set():
-            conn.send(Subscribe(data_types=self.subscribe))
 
     def _send(self, device: str, key: str, value: Any, done: threading.Event | None) -> int:
         conn = self._conn
