@@ -15,7 +15,7 @@ import abc
 import dataclasses
 import datetime as dt
 import enum
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 
@@ -45,6 +45,18 @@ class CameraFrame:
     exposure_us: int            # the exposure the sensor actually used
     gain: float
     band: str                   # "on" (fltrA) or "off" (fltrB)
+
+
+def wait_until(when: dt.datetime, clock: Callable[[], dt.datetime], sleep: Callable[[float], None]) -> None:
+    """Sleep, at most 0.5 s at a time, until ``clock()`` reaches the trigger time ``when``."""
+    while (remaining := (when - clock()).total_seconds()) > 0:
+        sleep(min(remaining, 0.5))
+
+
+def utc_seconds(when: dt.datetime) -> dt.datetime:
+    """``when`` as an aware UTC time of whole seconds (a naive time is taken as UTC)."""
+    stamp = when.astimezone(dt.timezone.utc) if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+    return stamp.replace(microsecond=0)
 
 
 class Capability(enum.Enum):

@@ -42,7 +42,8 @@ from typing import Any, Callable
 import numpy as np
 
 from pycam.config import Config
-from pycam.drivers.base import Capability, CameraDriver, CameraFrame, CameraLimits, DriverError, DriverUnavailable
+from pycam.drivers.base import (Capability, CameraDriver, CameraFrame, CameraLimits, DriverError, DriverUnavailable,
+                                utc_seconds, wait_until)
 from pycam.formats.sensors import SensorProfile, sensor_profile
 
 #: PyCam's acceptance window for "the new exposure is in force" (fraction of the request).
@@ -299,13 +300,6 @@ class Picamera2Camera(CameraDriver):
         return applied
 
     # -- capture ---------------------------------------------------------------------------
-    def _wait_until(self, when: dt.datetime) -> None:
-        while True:
-            remaining = (when - self._clock()).total_seconds()
-            if remaining <= 0:
-                return
-            self._sleep(min(remaining, 0.5))
-
     def _next_request(self, cam: Any, flush: bool) -> Any:
         if flush:
             try:
@@ -316,7 +310,7 @@ class Picamera2Camera(CameraDriver):
 
     def capture(self, when: dt.datetime) -> CameraFrame:
         cam = self._need_open()
-        self._wait_until(when)
+        wait_until(when, self._clock, self._sleep)
         wanted = self._exposure_us
         started = time.monotonic()
         flush = True
@@ -340,6 +334,5 @@ class Picamera2Camera(CameraDriver):
         r = self._raw
         pixels = unpack_raw(raw, r["format"], r["width"], r["height"], self._bit_depth)
         pixels = bin_area(pixels, self._binning)
-        stamp = when.astimezone(dt.timezone.utc) if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
-        return CameraFrame(pixels=pixels, time=stamp.replace(microsecond=0), exposure_us=exposure,
+        return CameraFrame(pixels=pixels, time=utc_seconds(when), exposure_us=exposure,
                            gain=gain, band=self.band)

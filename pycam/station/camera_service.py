@@ -19,7 +19,6 @@ from pycam.config import Config
 from pycam.drivers.base import CameraDriver, CameraFrame
 from pycam.formats.names import ImageName
 from pycam.protocol import commands as vocab
-from pycam.protocol.errors import CommandValueError
 from pycam.drivers import exposure
 from pycam.station.device_service import DeviceService
 
@@ -33,6 +32,7 @@ def _pycam_shutter_list_us() -> list[int]:
 
 class CameraService(DeviceService):
     kind = "camera"
+    saturation_keys = ("SMN", "SMX")
     start_key, stop_key, dark_key, restart_key, framerate_key = "STC", "SPC", "DKC", "RSC", "FRC"
 
     def __init__(self, config: Config, band: str, driver: CameraDriver, *, spool_dir: Path | None = None,
@@ -97,16 +97,6 @@ class CameraService(DeviceService):
         if key == self.gain_key:
             self.gain = self.driver.set_gain(float(value))
             return self.gain
-        if key == "SMN":
-            if value >= self.max_saturation:
-                raise CommandValueError(key, f"{value} must be below SMX {self.max_saturation}")
-            self.min_saturation = value
-            return value
-        if key == "SMX":
-            if value <= self.min_saturation:
-                raise CommandValueError(key, f"{value} must be above SMN {self.min_saturation}")
-            self.max_saturation = value
-            return value
         if key == "PXC":
             self.saturation_pixels = value
             return value

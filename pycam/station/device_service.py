@@ -58,6 +58,7 @@ class DeviceService:
     kind: str = ""   # "camera" or "spectrometer": the config section, the dark-set event
     start_key = stop_key = dark_key = capture_key = restart_key = framerate_key = ""
     exposure_key = ""   # the key an automatic exposure change is reported under (SSA/SSB/SSS)
+    saturation_keys = ("", "")   # the keys of the saturation band's bottom and top (SMN/SMX, SNS/SXS)
     driver: Driver
 
     def __init__(self, config: Config, *, spool_dir: Path | None = None, framerate: float | None = None) -> None:
@@ -91,12 +92,27 @@ class DeviceService:
         raise NotImplementedError
 
     def apply_setting(self, key: str, value: Any) -> Any:
-        """Apply a device-specific key; return the value in force, raise CommandValueError."""
+        """Apply a device-specific key; return the value in force, raise CommandValueError.
+        Handles the saturation band here (its bottom must stay below its top)."""
+        low_key, high_key = self.saturation_keys
+        if key == low_key:
+            if value >= self.max_saturation:
+                raise CommandValueError(key, f"{value} must be below {high_key} {self.max_saturation}")
+            self.min_saturation = value
+            return value
+        if key == high_key:
+            if value <= self.min_saturation:
+                raise CommandValueError(key, f"{value} must be above {low_key} {self.min_saturation}")
+            self.max_saturation = value
+            return value
         raise CommandValueError(key, f"not handled by {self.device}")
 
-    # the exposure (camera: shutter µs; spectrometer: integration ms) and its automatic control
+    # the exposure (camera: shutter µs; spectrometer: integration ms), its automatic control and
+    # the saturation band that control keeps the brightest pixels in
     exposure: int
     auto_exposure: bool
+    min_saturation: float
+    max_saturation: float
 
     def set_driver_exposure(self, value: int) -> int:
         """Ask the driver for exposure ``value``; returns the one in force."""

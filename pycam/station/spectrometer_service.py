@@ -31,6 +31,7 @@ class SpectrometerService(DeviceService):
     device = vocab.SPECTROMETER
     kind = "spectrometer"
     exposure_key = "SSS"
+    saturation_keys = ("SNS", "SXS")
     start_key, stop_key, dark_key, capture_key, restart_key, framerate_key = "STS", "SPS", "DKS", "TPS", "RSS", "FRS"
 
     def __init__(self, config: Config, driver: SpectrometerDriver, *, spool_dir: Path | None = None,
@@ -82,16 +83,6 @@ class SpectrometerService(DeviceService):
             return value
         if key == "CAD":
             self.coadd = value
-            return value
-        if key == "SNS":
-            if value >= self.max_saturation:
-                raise CommandValueError(key, f"{value} must be below SXS {self.max_saturation}")
-            self.min_saturation = value
-            return value
-        if key == "SXS":
-            if value <= self.min_saturation:
-                raise CommandValueError(key, f"{value} must be above SNS {self.min_saturation}")
-            self.max_saturation = value
             return value
         if key == "PXS":
             self.saturation_pixels = value
