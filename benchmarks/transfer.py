@@ -30,7 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pycam.drivers.base import CameraDriver, CameraFrame, CameraLimits  # noqa: E402
+from pycam.drivers.base import CameraDriver, CameraFrame, CameraLimits, DriverError  # noqa: E402
 from pycam.net.connection import SOCKET_BUFFER_BYTES, Connection, tune_socket  # noqa: E402
 from pycam.net.auth import client_handshake, server_handshake  # noqa: E402
 from pycam.protocol import messages as m  # noqa: E402
@@ -126,19 +126,22 @@ def protocol_throughput(shape, count: int) -> float:
 
 # ------------------------------------------------------------------------------ latency
 class BenchCamera(CameraDriver):
-    """Instant frames of random 10-bit pixels."""
+    """Instant frames of random 10-bit pixels (no capabilities; keeps the driver contract)."""
+
+    capabilities = frozenset()
 
     def __init__(self, config, band: str, shape=(486, 648)) -> None:
         self.band = band
         self.shape = shape
         self.shutter_us = 1000
+        self.is_open = False
         self._rng = np.random.default_rng(1)
 
     def open(self) -> None:
-        pass
+        self.is_open = True
 
     def close(self) -> None:
-        pass
+        self.is_open = False
 
     @property
     def limits(self) -> CameraLimits:
@@ -152,6 +155,8 @@ class BenchCamera(CameraDriver):
         return 1.0
 
     def capture(self, when: dt.datetime) -> CameraFrame:
+        if not self.is_open:
+            raise DriverError(f"bench camera {self.band}: not open")
         pixels = self._rng.integers(0, 1024, self.shape, dtype=np.uint16)
         return CameraFrame(pixels=pixels, time=when, exposure_us=self.shutter_us, gain=1.0, band=self.band)
 

@@ -28,7 +28,7 @@ from pycam.net.auth import client_handshake
 from pycam.net.connection import Connection, ConnectionClosed
 from pycam.net.reconnect import MasterLink
 from pycam.protocol import commands as vocab
-from pycam.protocol.messages import Command, Error, Message, Subscribe, Welcome
+from pycam.protocol.messages import Command, Error, Message, Welcome
 from pycam.protocol.session import RequestTracker
 
 log = logging.getLogger(__name__)
@@ -112,12 +112,6 @@ class StationClient(MasterLink):
     def send_command(self, device: str, key: str, value: Any) -> int:
         """Send a command without waiting; returns its request id.  Raises NotConnected."""
         return self._send(device, key, value, None)
-
-    def set_subscription(self, data_types: Iterable[str]) -> None:
-        self.subscribe = tuple(data_types)
-        conn = self._conn
-        if conn is not None and self.connected.is_set():
-            conn.send(Subscribe(data_types=self.subscribe))
 
     def _send(self, device: str, key: str, value: Any, done: threading.Event | None) -> int:
         conn = self._conn

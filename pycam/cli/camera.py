@@ -3,13 +3,12 @@ a camera service (``both``: camera A and camera B on one Pi, see pycam.station.d
 from __future__ import annotations
 
 import argparse
-import inspect
 import sys
 from pathlib import Path
 
 from pycam.cli.runtime import load_or_exit, on_termination, resolve_driver, setup_logging
 from pycam.config import ConfigError, require_device_secret
-from pycam.drivers.base import DriverError
+from pycam.drivers.base import Capability, DriverError, supports
 from pycam.drivers.registry import CAMERA_DRIVERS, REPLAY_DRIVERS
 from pycam.station.camera_service import CameraService
 
@@ -91,9 +90,8 @@ def run_device(args: argparse.Namespace, kind: str) -> int:
         print(f"{one.device}: {args.driver} driver, connecting to {config['network']['master_host']}:"
               f"{config['network']['device_port']}, spool {one.spool.directory}", flush=True)
         runtime_configs.append(DeviceRuntimeConfig.attach(one, config))
-        driver_events = getattr(one.driver, "event_listeners", None)
-        if driver_events is not None:  # gphoto2 capture outcomes, spectrometer unplug/replug -> station events
-            driver_events.append(one.link.send_event)
+        if supports(one.driver, Capability.EVENTS):  # gphoto2 capture outcomes, spectrometer unplug/replug
+            one.driver.event_listeners.append(one.link.send_event)   # -> station events
 
     def shutdown() -> None:
         for runtime_config in runtime_configs:
@@ -111,7 +109,7 @@ def camera_services(config, args: argparse.Namespace, driver_class, extra: dict 
     single-Pi station for ``--band both``."""
     index = getattr(args, "camera_index", None)
 
-    takes_index = "camera_index" in inspect.signature(driver_class).parameters
+    takes_index = supports(driver_class, Capability.CAMERA_INDEX)
 
     def make_driver(band: str, camera_index: int | None):
         if takes_index and camera_index is not None:

@@ -293,13 +293,6 @@ class IntensityModel:
             return both[0], both[1:]
         return np.fft.rfft(kernel, self.n_fft), None
 
-    def spectrum_on_grid(self, params: np.ndarray) -> np.ndarray:
-        """F(λ) on the fine grid (before convolution)."""
-        a = params[self._slice_abs]
-        poly = params[self._slice_poly] @ self.poly_basis
-        ldf = params[self._i_ldf]
-        return self._transmissions(a, ldf, poly)[0]
-
     def _transmissions(self, a: np.ndarray, ldf: float, poly: np.ndarray):
         """(F, I0*·T_other, T_SO2, dilution term); without dilution only F and I0*·T·D are formed."""
         if ldf == 0.0 or self.so2_index < 0:

@@ -52,15 +52,6 @@ def write_results_csv(path: str | os.PathLike[str], results: Iterable[FitResult]
     return atomic_write_text(path, results_csv_text(results))
 
 
-def read_results_csv(path: str | os.PathLike[str]) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in RESULT_COLUMNS[:4] if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path}: not a DOAS results file (missing columns {', '.join(missing)})")
-        return list(reader)
-
-
 def processing_params_text(settings: RetrievalSettings, extra: Mapping[str, object] | None = None) -> str:
     ls = settings.line_shape
     lines = {

@@ -1,2 +1,3 @@
-"""Device drivers: one interface per device kind (``base``), implemented by the simulator,
-picamera2, gphoto2 and seabreeze drivers (floor 2)."""
+"""Device drivers: one interface per device kind on one shared base (``base``: open, close,
+limits, declared capabilities and their resolver ``supports``), implemented by the simulator,
+replay, picamera2, gphoto2 and seabreeze drivers (floor 2)."""

@@ -44,7 +44,8 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from pycam.config import Config
-from pycam.drivers.base import CameraDriver, CameraFrame, CameraLimits, DriverError, DriverUnavailable
+from pycam.drivers.base import (Capability, CameraDriver, CameraFrame, CameraLimits, DriverError, DriverUnavailable,
+                                utc_seconds, wait_until)
 from pycam.formats.atomic import atomic_write_bytes
 from pycam.formats.names import BAND_TO_FILTER, day_folder, format_time
 
@@ -284,6 +285,8 @@ def _choices(widget: Any) -> list[str]:
 class Gphoto2Camera(CameraDriver):
     """A DSLR as a PyCam camera: each capture runs :class:`DslrCapture` and decodes the JPEG."""
 
+    capabilities = frozenset({Capability.EVENTS})   # dslr_capture outcomes
+
     def __init__(self, config: Config, band: str, *, gp_module: Any = None,
                  clock: Callable[[], dt.datetime] | None = None, sleep: Callable[[float], None] = time.sleep,
                  proc_root: Path = Path("/proc"), kill: Callable[[int, int], None] = os.kill) -> None:
@@ -379,15 +382,13 @@ class Gphoto2Camera(CameraDriver):
     def capture(self, when: dt.datetime) -> CameraFrame:
         if not self._open:
             raise DriverError("gphoto2: camera is not open")
-        while (remaining := (when - self._clock()).total_seconds()) > 0:
-            self._sleep(min(remaining, 0.5))
+        wait_until(when, self._clock, self._sleep)
         outcome = self.workflow.run(when, BAND_TO_FILTER[self.band], self._configure)
         self._report(outcome)
         if not outcome.ok:
             raise DriverError(f"gphoto2: {outcome.message} (code {outcome.code})")
         pixels = self._decode(outcome.files)
-        stamp = when.astimezone(dt.timezone.utc) if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
-        return CameraFrame(pixels=pixels, time=stamp.replace(microsecond=0), exposure_us=self._exposure_us,
+        return CameraFrame(pixels=pixels, time=utc_seconds(when), exposure_us=self._exposure_us,
                            gain=self._gain, band=self.band)
 
     def _decode(self, files: Iterable[Path]) -> np.ndarray:

@@ -42,7 +42,8 @@ from typing import Any, Callable
 import numpy as np
 
 from pycam.config import Config
-from pycam.drivers.base import CameraDriver, CameraFrame, CameraLimits, DriverError, DriverUnavailable
+from pycam.drivers.base import (Capability, CameraDriver, CameraFrame, CameraLimits, DriverError, DriverUnavailable,
+                                utc_seconds, wait_until)
 from pycam.formats.sensors import SensorProfile, sensor_profile
 
 #: PyCam's acceptance window for "the new exposure is in force" (fraction of the request).
@@ -133,6 +134,8 @@ def bin_area(pixels: np.ndarray, factor: int) -> np.ndarray:
 
 class Picamera2Camera(CameraDriver):
     """One UV camera on a Raspberry Pi, driven through Picamera2 (see the module docstring)."""
+
+    capabilities = frozenset({Capability.RUNTIME_CONTROLS, Capability.CAMERA_INDEX, Capability.SENSOR_METADATA})
 
     def __init__(self, config: Config, band: str, *, camera_index: int | None = None,
                  clock: Callable[[], dt.datetime] | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
@@ -297,13 +300,6 @@ class Picamera2Camera(CameraDriver):
         return applied
 
     # -- capture ---------------------------------------------------------------------------
-    def _wait_until(self, when: dt.datetime) -> None:
-        while True:
-            remaining = (when - self._clock()).total_seconds()
-            if remaining <= 0:
-                return
-            self._sleep(min(remaining, 0.5))
-
     def _next_request(self, cam: Any, flush: bool) -> Any:
         if flush:
             try:
@@ -314,7 +310,7 @@ class Picamera2Camera(CameraDriver):
 
     def capture(self, when: dt.datetime) -> CameraFrame:
         cam = self._need_open()
-        self._wait_until(when)
+        wait_until(when, self._clock, self._sleep)
         wanted = self._exposure_us
         started = time.monotonic()
         flush = True
@@ -338,6 +334,5 @@ class Picamera2Camera(CameraDriver):
         r = self._raw
         pixels = unpack_raw(raw, r["format"], r["width"], r["height"], self._bit_depth)
         pixels = bin_area(pixels, self._binning)
-        stamp = when.astimezone(dt.timezone.utc) if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
-        return CameraFrame(pixels=pixels, time=stamp.replace(microsecond=0), exposure_us=exposure,
+        return CameraFrame(pixels=pixels, time=utc_seconds(when), exposure_us=exposure,
                            gain=gain, band=self.band)

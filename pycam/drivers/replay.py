@@ -34,7 +34,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from pycam.drivers.base import (CameraDriver, CameraFrame, CameraLimits, DriverError, SpectrometerDriver,
+from pycam.drivers.base import (Capability, CameraDriver, CameraFrame, CameraLimits, DriverError, SpectrometerDriver,
                                 SpectrometerLimits, SpectrumFrame)
 from pycam.formats.images import read_image, read_spectrum_npy
 from pycam.formats.names import FileNameError, ImageName, SpectrumName
@@ -147,6 +147,8 @@ def _replay_dir(replay_dir) -> Path:
 class ReplayCamera(CameraDriver):
     """Serves an archive's images of one band; see the module docstring."""
 
+    capabilities = frozenset({Capability.FRAME_TYPES})
+
     def __init__(self, config: Any, band: str, replay_dir: str | os.PathLike[str] | None = None,
                  end: str = "loop") -> None:
         if band not in ("on", "off"):
@@ -241,10 +243,6 @@ class ReplayCamera(CameraDriver):
         return CameraFrame(pixels=np.asarray(pixels, np.uint16), time=when, exposure_us=int(entry.name.exposure_us),
                            gain=float(entry.name.gain), band=self.band)
 
-    @property
-    def frames_served(self) -> int:
-        return sum(s.served for s in (self._sequences or {}).values())
-
 
 def _read_spectrum(path: Path) -> np.ndarray:
     data = read_spectrum_npy(path)
@@ -255,6 +253,8 @@ def _read_spectrum(path: Path) -> np.ndarray:
 
 class ReplaySpectrometer(SpectrometerDriver):
     """Serves an archive's spectra; see the module docstring."""
+
+    capabilities = frozenset({Capability.FRAME_TYPES})
 
     def __init__(self, config: Any, replay_dir: str | os.PathLike[str] | None = None, end: str = "loop") -> None:
         self.directory = _replay_dir(replay_dir)

@@ -41,8 +41,8 @@ from typing import Any, Callable
 import numpy as np
 
 from pycam.config import Config
-from pycam.drivers.base import (DriverError, DriverUnavailable, SpectrometerDriver, SpectrometerLimits,
-                                SpectrumFrame)
+from pycam.drivers.base import (Capability, DriverError, DriverUnavailable, SpectrometerDriver, SpectrometerLimits,
+                                SpectrumFrame, utc_seconds, wait_until)
 from pycam.formats.names import FileNameError, SpectrumName
 
 EventListener = Callable[..., None]  # listener(kind: str, **fields)
@@ -98,6 +98,8 @@ def load_dark_file(path: Path, pixels: int) -> tuple[int, np.ndarray]:
 
 class SeabreezeSpectrometer(SpectrometerDriver):
     """A seabreeze spectrometer that survives being unplugged and plugged back in."""
+
+    capabilities = frozenset({Capability.RUNTIME_CONTROLS, Capability.EVENTS})   # events: lost / reopened
 
     def __init__(self, config: Config, *, clock: Callable[[], dt.datetime] | None = None,
                  sleep: Callable[[float], None] = time.sleep,
@@ -270,18 +272,11 @@ class SeabreezeSpectrometer(SpectrometerDriver):
         return self._spec
 
     # -- capture ---------------------------------------------------------------------------
-    def _wait_until(self, when: dt.datetime) -> None:
-        while True:
-            remaining = (when - self._clock()).total_seconds()
-            if remaining <= 0:
-                return
-            self._sleep(min(remaining, 0.5))
-
     def capture(self, when: dt.datetime, coadd: int = 1) -> SpectrumFrame:
         if int(coadd) < 1:
             raise ValueError(f"coadd must be >= 1, got {coadd}")
         spec = self._ensure_open()
-        self._wait_until(when)
+        wait_until(when, self._clock, self._sleep)
         electric_dark = bool(self._hw["electric_dark"])
         total: np.ndarray | None = None
         try:
@@ -296,6 +291,5 @@ class SeabreezeSpectrometer(SpectrometerDriver):
         mean = total / int(coadd)
         if self._dark is not None and self._dark[0] == self._integration_ms:
             mean = mean - self._dark[1]
-        stamp = when.astimezone(dt.timezone.utc) if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
-        return SpectrumFrame(wavelengths=self._wavelengths.copy(), counts=mean, time=stamp.replace(microsecond=0),
+        return SpectrumFrame(wavelengths=self._wavelengths.copy(), counts=mean, time=utc_seconds(when),
                              integration_ms=self._integration_ms, coadd=int(coadd))

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from pycam.drivers.base import (CameraDriver, CameraFrame, CameraLimits, DriverError, SpectrometerDriver,
+from pycam.drivers.base import (Capability, CameraDriver, CameraFrame, CameraLimits, DriverError, SpectrometerDriver,
                                 SpectrometerLimits, SpectrumFrame)
 from pycam.sim.optics import MAX_DN
 from pycam.sim.scene import Scene, posix_time
@@ -49,6 +49,8 @@ def quantise_shutter(shutter_us: int) -> int:
 
 class SimCamera(CameraDriver):
     """Simulated UV camera for ``band`` "on" (fltrA, 310 nm) or "off" (fltrB, 330 nm)."""
+
+    capabilities = frozenset({Capability.FRAME_TYPES})
 
     def __init__(self, config: Any, band: str, scene: Scene | None = None) -> None:
         if band not in ("on", "off"):
@@ -124,6 +126,8 @@ class SimCamera(CameraDriver):
 
 class SimSpectrometer(SpectrometerDriver):
     """Simulated Flame-S: spectra of the plume column in its field of view."""
+
+    capabilities = frozenset({Capability.FRAME_TYPES})
 
     def __init__(self, config: Any, scene: Scene | None = None) -> None:
         self._config = config

@@ -87,9 +87,5 @@ class FlagNotes:
         if detail:
             self.details[flag.name] = detail
 
-    def merge(self, other: "FlagNotes") -> None:
-        self.flag |= other.flag
-        self.details.update(other.details)
-
     def __bool__(self) -> bool:
         return bool(self.flag)

@@ -26,7 +26,7 @@ import dataclasses
 import math
 import os
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 from pycam.formats.sensors import DEFAULT_SENSOR, PROFILES, sensor_profile
 from pycam.formats.atomic import atomic_write_text
@@ -435,8 +435,3 @@ def load_settings(path: str | os.PathLike[str] | None) -> ProcessingSettings:
 
 def write_settings_snapshot(path: str | os.PathLike[str], settings: ProcessingSettings) -> Path:
     return atomic_write_text(path, settings.to_yaml())
-
-def settings_doc() -> Iterable[str]:
-    """One line per key (for --help epilogs and documentation)."""
-    for key, spec in SETTINGS_SCHEMA.items():
-        yield f"{key} ({spec.kind}, default {spec.default!r}) {spec.doc}".rstrip()

@@ -95,10 +95,3 @@ class So2CubeWriter:
             except FileNotFoundError:
                 pass
         return self._written
-
-    def abort(self) -> None:
-        del self._buf
-        try:
-            self._scratch.unlink()
-        except FileNotFoundError:
-            pass

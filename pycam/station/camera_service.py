@@ -10,22 +10,17 @@ continuous capture), RSC (re-open the driver), LOG, IDN, EXT, RST.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from pycam.config import Config
-from pycam.drivers.base import CameraDriver
+from pycam.drivers.base import CameraDriver, CameraFrame
 from pycam.formats.names import ImageName
 from pycam.protocol import commands as vocab
-from pycam.protocol import events
-from pycam.protocol.errors import CommandValueError
 from pycam.drivers import exposure
-from pycam.station.device_service import DeviceService, accepts_frame_type
-
-log = logging.getLogger(__name__)
+from pycam.station.device_service import DeviceService
 
 
 def _pycam_shutter_list_us() -> list[int]:
@@ -36,6 +31,8 @@ def _pycam_shutter_list_us() -> list[int]:
 
 
 class CameraService(DeviceService):
+    kind = "camera"
+    saturation_keys = ("SMN", "SMX")
     start_key, stop_key, dark_key, restart_key, framerate_key = "STC", "SPC", "DKC", "RSC", "FRC"
 
     def __init__(self, config: Config, band: str, driver: CameraDriver, *, spool_dir: Path | None = None,
@@ -46,6 +43,7 @@ class CameraService(DeviceService):
         self.device = vocab.BAND_DEVICE[band]
         letter = "A" if band == "on" else "B"
         self.shutter_key, self.auto_key, self.capture_key = f"SS{letter}", f"AT{letter}", f"TP{letter}"
+        self.exposure_key = self.shutter_key
         self.gain_key = f"AG{letter}"
         self.driver = driver
         cam = config["camera"]
@@ -57,10 +55,19 @@ class CameraService(DeviceService):
         self.saturation_pixels = cam["saturation_pixels"]
         self.saturation_rows = cam["saturation_rows"]
         super().__init__(config, spool_dir=spool_dir, framerate=framerate)
-        self.last_pixels: np.ndarray | None = None
 
-    def _config_framerate(self) -> float:
-        return self.config["camera"]["framerate"]
+    @property
+    def last_pixels(self) -> np.ndarray | None:
+        """The pixels of the last Plume frame (auto exposure measures them)."""
+        return None if self.last_frame is None else self.last_frame.pixels
+
+    @property
+    def exposure(self) -> int:
+        return self.shutter_us
+
+    @exposure.setter
+    def exposure(self, value: int) -> None:
+        self.shutter_us = value
 
     # ------------------------------------------------------------------------------- driver
     def open_driver(self) -> None:
@@ -68,11 +75,8 @@ class CameraService(DeviceService):
         self.shutter_us = self.driver.set_exposure(self.shutter_us)
         self.gain = self.driver.set_gain(self.gain)
 
-    def close_driver(self) -> None:
-        try:
-            self.driver.close()
-        except Exception:
-            log.exception("%s: closing the driver failed", self.device)
+    def set_driver_exposure(self, value: int) -> int:
+        return self.driver.set_exposure(value)
 
     # ----------------------------------------------------------------------------- settings
     def settings(self) -> dict[str, Any]:
@@ -93,16 +97,6 @@ class CameraService(DeviceService):
         if key == self.gain_key:
             self.gain = self.driver.set_gain(float(value))
             return self.gain
-        if key == "SMN":
-            if value >= self.max_saturation:
-                raise CommandValueError(key, f"{value} must be below SMX {self.max_saturation}")
-            self.min_saturation = value
-            return value
-        if key == "SMX":
-            if value <= self.min_saturation:
-                raise CommandValueError(key, f"{value} must be above SMN {self.min_saturation}")
-            self.max_saturation = value
-            return value
         if key == "PXC":
             self.saturation_pixels = value
             return value
@@ -112,59 +106,23 @@ class CameraService(DeviceService):
         return super().apply_setting(key, value)
 
     # ------------------------------------------------------------------------------ capture
-    def capture(self, when: dt.datetime, frame_type: str) -> str:
-        if accepts_frame_type(self.driver.capture):
-            frame = self.driver.capture(when, frame_type=frame_type)
-        else:
-            frame = self.driver.capture(when)
-        exposure_us = int(frame.exposure_us)
-        gain = int(round(frame.gain))
+    def frame_name(self, frame: CameraFrame, when: dt.datetime, frame_type: str) -> ImageName:
+        return ImageName(time=when, band=self.band, gain=int(round(frame.gain)), exposure_us=int(frame.exposure_us),
+                         frame_type=frame_type)
 
-        def make_name(t: dt.datetime) -> str:
-            return ImageName(time=t, band=self.band, gain=gain, exposure_us=exposure_us,
-                             frame_type=frame_type).filename()
-
-        t, _ = self.unique_time(when.replace(microsecond=0), make_name)
-        name = ImageName(time=t, band=self.band, gain=gain, exposure_us=exposure_us, frame_type=frame_type)
+    def spool_frame(self, name: ImageName, frame: CameraFrame) -> None:
         # announced before the spool write: the link sends the frame from memory while it is
         # written and fsynced here (it stays pending in the spool until the master's Ack)
         self.spool.put_image(name, frame.pixels, announce=self.spooled)
-        if frame_type == "Plume":
-            self.last_pixels = frame.pixels
-        return name.filename()
 
-    def after_continuous_frame(self) -> None:
-        """Auto exposure (ATA/ATB): one proportional step per frame, see drivers/exposure.py."""
-        if not self.auto_exposure or self.last_pixels is None:
-            return
+    def next_exposure(self, frame: CameraFrame) -> exposure.ExposureDecision:
+        """Auto exposure (ATA/ATB), see drivers/exposure.py."""
         limits = self.driver.limits
-        with self._state_lock:
-            decision = exposure.next_camera_shutter(
-                self.last_pixels, self.shutter_us, min_saturation=self.min_saturation,
-                max_saturation=self.max_saturation, pixels=self.saturation_pixels, rows=self.saturation_rows,
-                min_shutter_us=limits.min_shutter_us, max_shutter_us=limits.max_shutter_us, max_dn=limits.max_dn)
-            changed = decision.value != self.shutter_us
-            if changed:
-                self.shutter_us = self.driver.set_exposure(decision.value)
-        if changed:
-            self.link.send_typed(events.Exposure(key=self.shutter_key, value=int(self.shutter_us),
-                                                 saturation=round(float(decision.saturation), 4),
-                                                 action=str(decision.action)))
+        return exposure.next_camera_shutter(
+            frame.pixels, self.shutter_us, min_saturation=self.min_saturation, max_saturation=self.max_saturation,
+            pixels=self.saturation_pixels, rows=self.saturation_rows, min_shutter_us=limits.min_shutter_us,
+            max_shutter_us=limits.max_shutter_us, max_dn=limits.max_dn)
 
-    def shutter_values(self) -> list[int]:
+    def dark_exposures(self) -> list[int]:
         """The shutter speeds of a dark set (PyCam's list)."""
         return _pycam_shutter_list_us()
-
-    def run_dark_set(self) -> list[str]:
-        names = []
-        keep = self.shutter_us
-        try:
-            for shutter in self.shutter_values():
-                with self._driver_lock:   # per frame: settings may still change between two darks
-                    self.driver.set_exposure(shutter)
-                    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-                    names.append(self.capture(now, "Dark"))
-        finally:
-            with self._driver_lock:
-                self.shutter_us = self.driver.set_exposure(keep)
-        return names

@@ -1,5 +1,6 @@
 """What the camera and spectrometer services share: the capture thread, the command handler
-skeleton, the wall-clock trigger and the store-and-forward link.
+skeleton, the wall-clock trigger, the store-and-forward link, taking and spooling one frame,
+the dark set and the automatic exposure step.
 
 Timing (PyCam's rule): continuous frames are taken when the UTC second is a multiple of the
 period ``round(1/framerate)`` (at least 1 s), so every device fires in the same second and
@@ -10,7 +11,6 @@ continuous capture is always taken, never dropped, and never changes anything el
 from __future__ import annotations
 
 import datetime as dt
-import inspect
 import logging
 import math
 import queue
@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pycam.config import Config
+from pycam.drivers.base import Capability, Driver, supports
+from pycam.drivers.exposure import ExposureDecision
 from pycam.protocol import commands as vocab
 from pycam.protocol import events
 from pycam.protocol.errors import CommandValueError
@@ -41,15 +43,6 @@ def period_seconds(framerate: float) -> int | None:
     return max(1, round(1.0 / framerate))
 
 
-def accepts_frame_type(capture: Callable) -> bool:
-    """True if a driver's ``capture`` takes a ``frame_type`` keyword (the simulator does: a
-    covered lens for Dark, no plume for Clear, a gas cell for <N>ppmm)."""
-    try:
-        return "frame_type" in inspect.signature(capture).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def next_trigger(now: float, period: int, last: float | None) -> float:
     """The first wall-clock multiple of ``period`` at or after ``now`` and after ``last``."""
     slot = math.ceil(now / period - 1e-9) * period
@@ -62,13 +55,17 @@ class DeviceService:
     """Base of CameraService and SpectrometerService (see those for the keys they handle)."""
 
     device: str = ""
+    kind: str = ""   # "camera" or "spectrometer": the config section, the dark-set event
     start_key = stop_key = dark_key = capture_key = restart_key = framerate_key = ""
+    exposure_key = ""   # the key an automatic exposure change is reported under (SSA/SSB/SSS)
+    saturation_keys = ("", "")   # the keys of the saturation band's bottom and top (SMN/SMX, SNS/SXS)
+    driver: Driver
 
     def __init__(self, config: Config, *, spool_dir: Path | None = None, framerate: float | None = None) -> None:
         self.config = config
         spool_root = Path(spool_dir or config["storage"]["spool_dir"])
         self.spool = Spool(spool_root, self.device)
-        self.framerate = float(framerate) if framerate is not None else self._config_framerate()
+        self.framerate = float(framerate) if framerate is not None else float(config[self.kind]["framerate"])
         self.acquiring = False
         self.stopped = threading.Event()    # set when stopping begins
         self.finished = threading.Event()   # set when stop() has completed
@@ -84,34 +81,110 @@ class DeviceService:
                                on_connected=self._announce)
         self.frames_captured = 0
         self.last_frame_time: float | None = None   # UNIX time of the last continuous frame
+        self.last_frame: Any = None                 # the driver's last Plume frame (auto exposure)
         self.health = HealthReporter(self, config["health"]["heartbeat_s"])
 
     # ---------------------------------------------------------------------- to implement
-    def _config_framerate(self) -> float:
-        raise NotImplementedError
-
     def open_driver(self) -> None:
-        raise NotImplementedError
-
-    def close_driver(self) -> None:
         raise NotImplementedError
 
     def settings(self) -> dict[str, Any]:
         raise NotImplementedError
 
     def apply_setting(self, key: str, value: Any) -> Any:
-        """Apply a device-specific key; return the value in force, raise CommandValueError."""
+        """Apply a device-specific key; return the value in force, raise CommandValueError.
+        Handles the saturation band here (its bottom must stay below its top)."""
+        low_key, high_key = self.saturation_keys
+        if key == low_key:
+            if value >= self.max_saturation:
+                raise CommandValueError(key, f"{value} must be below {high_key} {self.max_saturation}")
+            self.min_saturation = value
+            return value
+        if key == high_key:
+            if value <= self.min_saturation:
+                raise CommandValueError(key, f"{value} must be above {low_key} {self.min_saturation}")
+            self.max_saturation = value
+            return value
         raise CommandValueError(key, f"not handled by {self.device}")
+
+    # the exposure (camera: shutter µs; spectrometer: integration ms), its automatic control and
+    # the saturation band that control keeps the brightest pixels in
+    exposure: int
+    auto_exposure: bool
+    min_saturation: float
+    max_saturation: float
+
+    def set_driver_exposure(self, value: int) -> int:
+        """Ask the driver for exposure ``value``; returns the one in force."""
+        raise NotImplementedError
+
+    def dark_exposures(self) -> list[int]:
+        """The exposures of a dark set (one Dark frame each)."""
+        raise NotImplementedError
+
+    def next_exposure(self, frame: Any) -> ExposureDecision:
+        """One automatic exposure step from the last Plume frame."""
+        raise NotImplementedError
+
+    def capture_arguments(self) -> tuple:
+        """The driver's ``capture`` arguments after the trigger time."""
+        return ()
+
+    def frame_name(self, frame: Any, when: dt.datetime, frame_type: str) -> Any:
+        """The PyCam file name (ImageName / SpectrumName) of ``frame`` stamped ``when``."""
+        raise NotImplementedError
+
+    def spool_frame(self, name: Any, frame: Any) -> None:
+        """Write ``frame`` to the spool under ``name`` and announce it to the link."""
+        raise NotImplementedError
+
+    # --------------------------------------------------------------------- shared device work
+    def close_driver(self) -> None:
+        try:
+            self.driver.close()
+        except Exception:
+            log.exception("%s: closing the driver failed", self.device)
 
     def capture(self, when: dt.datetime, frame_type: str) -> str:
         """Take one frame, spool it, return its file name."""
-        raise NotImplementedError
-
-    def after_continuous_frame(self) -> None:
-        """Hook run after each continuous frame (auto exposure)."""
+        extra = {"frame_type": frame_type} if supports(self.driver, Capability.FRAME_TYPES) else {}
+        frame = self.driver.capture(when, *self.capture_arguments(), **extra)
+        t, _ = self.unique_time(when.replace(microsecond=0),
+                                lambda t: self.frame_name(frame, t, frame_type).filename())
+        name = self.frame_name(frame, t, frame_type)
+        self.spool_frame(name, frame)
+        if frame_type == "Plume":
+            self.last_frame = frame
+        return name.filename()
 
     def run_dark_set(self) -> list[str]:
-        raise NotImplementedError
+        """One Dark frame at each of :meth:`dark_exposures`, then the exposure in force before."""
+        names = []
+        keep = self.exposure
+        try:
+            for value in self.dark_exposures():
+                with self._driver_lock:   # per frame: settings may still change between two darks
+                    self.set_driver_exposure(value)
+                    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+                    names.append(self.capture(now, "Dark"))
+        finally:
+            with self._driver_lock:
+                self.exposure = self.set_driver_exposure(keep)
+        return names
+
+    def after_continuous_frame(self) -> None:
+        """Automatic exposure: one proportional step per frame, see drivers/exposure.py."""
+        if not self.auto_exposure or self.last_frame is None:
+            return
+        with self._state_lock:
+            decision = self.next_exposure(self.last_frame)
+            changed = decision.value != self.exposure
+            if changed:
+                self.exposure = self.set_driver_exposure(decision.value)
+        if changed:
+            self.link.send_typed(events.Exposure(key=self.exposure_key, value=int(self.exposure),
+                                                 saturation=round(float(decision.saturation), 4),
+                                                 action=str(decision.action)))
 
     # ---------------------------------------------------------------------------- lifecycle
     def start(self, acquire: bool = False) -> None:
@@ -280,7 +353,7 @@ class DeviceService:
             names = self.run_dark_set()
         finally:
             self.acquiring = was
-        finished = events.DARK_FINISHED["spectrometer" if self.device == vocab.SPECTROMETER else "camera"]
+        finished = events.DARK_FINISHED[self.kind]
         self.link.send_typed(finished(files=len(names)))
 
     def _restart_driver(self) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pycam.config import Config
-from pycam.drivers.base import CameraDriver, CameraFrame, CameraLimits
+from pycam.drivers.base import Capability, CameraDriver, CameraFrame, CameraLimits, supports
 from pycam.formats.sensor_sync import SyncRecord, SyncRecordError, write_record
 from pycam.station.camera_service import CameraService
 
@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 #: triggers waiting for their partner frame before being dropped (a camera that failed)
 MAX_PENDING = 16
+#: what a :class:`SyncedCamera` passes on from the driver it wraps (its ``capture`` takes no frame type)
+SYNCED_CAPABILITIES = frozenset({Capability.RUNTIME_CONTROLS, Capability.EVENTS, Capability.SENSOR_METADATA})
 
 EventSender = Callable[..., Any]  # send_event(name, **fields)
 
@@ -93,6 +95,7 @@ class SyncedCamera(CameraDriver):
     def __init__(self, driver: CameraDriver, camera_index: int, monitor: SkewMonitor) -> None:
         self.inner = driver
         self.band = driver.band
+        self.capabilities = frozenset(c for c in SYNCED_CAPABILITIES if supports(driver, c))
         self.camera_index = int(camera_index)
         self.monitor = monitor
 
@@ -119,8 +122,8 @@ class SyncedCamera(CameraDriver):
 
     def capture(self, when: dt.datetime) -> CameraFrame:
         frame = self.inner.capture(when)
-        self.monitor.report(self.band, when, dict(getattr(self.inner, "last_metadata", {}) or {}),
-                            self.camera_index)
+        metadata = self.inner.last_metadata if supports(self.inner, Capability.SENSOR_METADATA) else None
+        self.monitor.report(self.band, when, dict(metadata or {}), self.camera_index)
         return frame
 
 

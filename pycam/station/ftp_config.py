@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pycam.config import ConfigError, load_config
+from pycam.drivers.base import Capability, supports
 from pycam.formats.atomic import atomic_write_text
 from pycam.station.usb_config import RuntimeConfig, RuntimeConfigError
 
@@ -331,13 +332,14 @@ class DeviceRuntimeConfig:
 
     Settings are applied on the service's capture thread (``service.run_in_capture_thread``)
     so they never race a capture; ``ExposureTime`` / ``IntegrationTime`` switch automatic
-    exposure off, like SSA/SSB/SSS do.  Drivers without ``control_specs`` (the simulator) have
-    no runtime config: :meth:`attach` returns None for them.
+    exposure off, like SSA/SSB/SSS do.  Drivers that do not declare
+    ``Capability.RUNTIME_CONTROLS`` (the simulator) have no runtime config: :meth:`attach`
+    returns None for them.
     """
 
     def __init__(self, service: Any, config: Any) -> None:
         self.service = service
-        section = "camera" if hasattr(service, "band") else "spectrometer"
+        section = service.kind   # "camera" or "spectrometer"
         usb = config["usb_config"]
         self.runtime = RuntimeConfig(usb["usb_file"], usb["work_dir"], section, service.driver.control_specs,
                                      self._apply, publish=self._publish, device=service.device)
@@ -347,7 +349,7 @@ class DeviceRuntimeConfig:
 
     @classmethod
     def attach(cls, service: Any, config: Any) -> "DeviceRuntimeConfig | None":
-        if not config["usb_config"]["enabled"] or not hasattr(service.driver, "control_specs"):
+        if not config["usb_config"]["enabled"] or not supports(service.driver, Capability.RUNTIME_CONTROLS):
             return None
         try:
             return cls(service, config).start()

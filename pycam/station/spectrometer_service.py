@@ -9,7 +9,6 @@ capture), RSS (re-open the driver), LOG, IDN, EXT, RST.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +16,9 @@ from pycam.config import Config
 from pycam.drivers.base import SpectrometerDriver, SpectrumFrame
 from pycam.formats.names import SpectrumName
 from pycam.protocol import commands as vocab
-from pycam.protocol import events
 from pycam.protocol.errors import CommandValueError
 from pycam.drivers import exposure
-from pycam.station.device_service import DeviceService, accepts_frame_type
-
-log = logging.getLogger(__name__)
+from pycam.station.device_service import DeviceService
 
 
 def _pycam_integration_list_ms() -> list[int]:
@@ -33,6 +29,9 @@ def _pycam_integration_list_ms() -> list[int]:
 
 class SpectrometerService(DeviceService):
     device = vocab.SPECTROMETER
+    kind = "spectrometer"
+    exposure_key = "SSS"
+    saturation_keys = ("SNS", "SXS")
     start_key, stop_key, dark_key, capture_key, restart_key, framerate_key = "STS", "SPS", "DKS", "TPS", "RSS", "FRS"
 
     def __init__(self, config: Config, driver: SpectrometerDriver, *, spool_dir: Path | None = None,
@@ -48,20 +47,25 @@ class SpectrometerService(DeviceService):
         self.wavelength_min = spec["wavelength_min"]
         self.wavelength_max = spec["wavelength_max"]
         super().__init__(config, spool_dir=spool_dir, framerate=framerate)
-        self.last_frame: SpectrumFrame | None = None
 
-    def _config_framerate(self) -> float:
-        return self.config["spectrometer"]["framerate"]
+    @property
+    def exposure(self) -> int:
+        return self.integration_ms
+
+    @exposure.setter
+    def exposure(self, value: int) -> None:
+        self.integration_ms = value
+
+    @property
+    def auto_exposure(self) -> bool:
+        return self.auto_integration
 
     def open_driver(self) -> None:
         self.driver.open()
         self.integration_ms = self.driver.set_integration_time(self.integration_ms)
 
-    def close_driver(self) -> None:
-        try:
-            self.driver.close()
-        except Exception:
-            log.exception("SPC: closing the driver failed")
+    def set_driver_exposure(self, value: int) -> int:
+        return self.driver.set_integration_time(value)
 
     def settings(self) -> dict[str, Any]:
         return {"IDN": self.device, "SSS": self.integration_ms, "ATS": self.auto_integration, "FRS": self.framerate,
@@ -80,16 +84,6 @@ class SpectrometerService(DeviceService):
         if key == "CAD":
             self.coadd = value
             return value
-        if key == "SNS":
-            if value >= self.max_saturation:
-                raise CommandValueError(key, f"{value} must be below SXS {self.max_saturation}")
-            self.min_saturation = value
-            return value
-        if key == "SXS":
-            if value <= self.min_saturation:
-                raise CommandValueError(key, f"{value} must be above SNS {self.min_saturation}")
-            self.max_saturation = value
-            return value
         if key == "PXS":
             self.saturation_pixels = value
             return value
@@ -105,58 +99,26 @@ class SpectrometerService(DeviceService):
             return value
         return super().apply_setting(key, value)
 
-    def capture(self, when: dt.datetime, frame_type: str) -> str:
-        if accepts_frame_type(self.driver.capture):
-            frame = self.driver.capture(when, self.coadd, frame_type=frame_type)
-        else:
-            frame = self.driver.capture(when, self.coadd)
-        integration = int(frame.integration_ms)
-        coadd = int(frame.coadd)
+    def capture_arguments(self) -> tuple:
+        return (self.coadd,)
 
-        def make_name(t: dt.datetime) -> str:
-            return SpectrumName(time=t, integration_ms=integration, coadd=coadd, frame_type=frame_type).filename()
+    def frame_name(self, frame: SpectrumFrame, when: dt.datetime, frame_type: str) -> SpectrumName:
+        return SpectrumName(time=when, integration_ms=int(frame.integration_ms), coadd=int(frame.coadd),
+                            frame_type=frame_type)
 
-        t, _ = self.unique_time(when.replace(microsecond=0), make_name)
-        name = SpectrumName(time=t, integration_ms=integration, coadd=coadd, frame_type=frame_type)
+    def spool_frame(self, name: SpectrumName, frame: SpectrumFrame) -> None:
         self.spool.put_spectrum(name, frame.wavelengths, frame.counts)
-        if frame_type == "Plume":
-            self.last_frame = frame
-        return self.spooled(name.filename())
+        self.spooled(name.filename())
 
-    def after_continuous_frame(self) -> None:
-        """Auto integration (ATS): one proportional step per spectrum, see drivers/exposure.py."""
-        if not self.auto_integration or self.last_frame is None:
-            return
+    def next_exposure(self, frame: SpectrumFrame) -> exposure.ExposureDecision:
+        """Auto integration (ATS), see drivers/exposure.py."""
         limits = self.driver.limits
-        with self._state_lock:
-            decision = exposure.next_integration_time(
-                self.last_frame.wavelengths, self.last_frame.counts, self.integration_ms,
-                min_saturation=self.min_saturation, max_saturation=self.max_saturation,
-                pixels=self.saturation_pixels, wavelength_min=self.wavelength_min,
-                wavelength_max=self.wavelength_max, min_integration_ms=int(limits.min_integration_ms),
-                max_integration_ms=int(limits.max_integration_ms), max_counts=limits.max_counts)
-            changed = decision.value != self.integration_ms
-            if changed:
-                self.integration_ms = self.driver.set_integration_time(decision.value)
-        if changed:
-            self.link.send_typed(events.Exposure(key="SSS", value=int(self.integration_ms),
-                                                 saturation=round(float(decision.saturation), 4),
-                                                 action=str(decision.action)))
+        return exposure.next_integration_time(
+            frame.wavelengths, frame.counts, self.integration_ms, min_saturation=self.min_saturation,
+            max_saturation=self.max_saturation, pixels=self.saturation_pixels, wavelength_min=self.wavelength_min,
+            wavelength_max=self.wavelength_max, min_integration_ms=int(limits.min_integration_ms),
+            max_integration_ms=int(limits.max_integration_ms), max_counts=limits.max_counts)
 
-    def integration_values(self) -> list[int]:
+    def dark_exposures(self) -> list[int]:
         """The integration times of a dark set."""
         return _pycam_integration_list_ms()
-
-    def run_dark_set(self) -> list[str]:
-        names = []
-        keep = self.integration_ms
-        try:
-            for integration in self.integration_values():
-                with self._driver_lock:   # per spectrum: settings may still change between two darks
-                    self.driver.set_integration_time(integration)
-                    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-                    names.append(self.capture(now, "Dark"))
-        finally:
-            with self._driver_lock:
-                self.integration_ms = self.driver.set_integration_time(keep)
-        return names

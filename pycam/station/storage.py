@@ -107,10 +107,6 @@ class DataStore:
         with self._lock:
             self._advance.add("Seq")
 
-    def new_calibration(self) -> None:
-        with self._lock:
-            self._advance.add("Cal")
-
     def _number(self, day: str, kind: str) -> int:
         key = (day, kind)
         if key not in self._numbers or kind in self._advance:

@@ -2,6 +2,8 @@
 
 Importable by subprocesses: ``pycam camera --driver fake_drivers:FakeCamera`` with this
 directory on PYTHONPATH.  ``FAKE_CAPTURE_DELAY_S`` in the environment slows captures down.
+They declare no capabilities and keep the driver contract (tests/hardware/test_driver_contract.py):
+capturing while closed is a DriverError.
 """
 from __future__ import annotations
 
@@ -11,25 +13,29 @@ import time
 
 import numpy as np
 
-from pycam.drivers.base import (CameraDriver, CameraFrame, CameraLimits, SpectrometerDriver, SpectrometerLimits,
-                                SpectrumFrame)
+from pycam.drivers.base import (CameraDriver, CameraFrame, CameraLimits, DriverError, SpectrometerDriver,
+                                SpectrometerLimits, SpectrumFrame)
 
 
 class FakeCamera(CameraDriver):
+    capabilities = frozenset()
+
     def __init__(self, config, band: str) -> None:
         self.band = band
         self.shutter_us = 1000
         self.gain = 1.0
         self.opened = 0
+        self.is_open = False
         self.shape = (486, 648)
         if config is not None and config["simulator"]["full_resolution"]:
             self.shape = (1944, 2592)
 
     def open(self) -> None:
         self.opened += 1
+        self.is_open = True
 
     def close(self) -> None:
-        pass
+        self.is_open = False
 
     @property
     def limits(self) -> CameraLimits:
@@ -44,6 +50,8 @@ class FakeCamera(CameraDriver):
         return self.gain
 
     def capture(self, when: dt.datetime) -> CameraFrame:
+        if not self.is_open:
+            raise DriverError(f"fake camera {self.band}: not open")
         delay = float(os.environ.get("FAKE_CAPTURE_DELAY_S", "0"))
         if delay:
             time.sleep(delay)
@@ -53,14 +61,17 @@ class FakeCamera(CameraDriver):
 
 
 class FakeSpectrometer(SpectrometerDriver):
+    capabilities = frozenset()
+
     def __init__(self, config) -> None:
         self.integration_ms = 100
+        self.is_open = False
 
     def open(self) -> None:
-        pass
+        self.is_open = True
 
     def close(self) -> None:
-        pass
+        self.is_open = False
 
     @property
     def limits(self) -> SpectrometerLimits:
@@ -74,6 +85,8 @@ class FakeSpectrometer(SpectrometerDriver):
         return self.integration_ms
 
     def capture(self, when: dt.datetime, coadd: int = 1) -> SpectrumFrame:
+        if not self.is_open:
+            raise DriverError("fake spectrometer: not open")
         counts = np.random.default_rng(int(when.timestamp())).random(2048) * 60000
         return SpectrumFrame(wavelengths=self.wavelengths(), counts=counts, time=when,
                              integration_ms=self.integration_ms, coadd=coadd)
