@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from pycam.gui.results import LineRate, So2Display
+from pycam.gui.result_series import LineRate, So2Display
 from pycam.gui.worker import GuiQueue
 
 

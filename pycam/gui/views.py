@@ -2,7 +2,7 @@
 
 The adapters run on the live-processing thread: they call the camera chain
 (:mod:`pycam.processing.realtime`) and the DOAS retrieval (:mod:`pycam.doas.retrieval`)
-and reduce their results to the small display records of :mod:`pycam.gui.results`.
+and reduce their results to the small display records of :mod:`pycam.gui.result_series`.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from pycam.gui.messages import SpectrumFrame
-from pycam.gui.results import DoasDisplay, LineRate, So2Display
+from pycam.gui.result_series import DoasDisplay, LineRate, So2Display
 
 
 def seconds_of(time_string: str) -> float:
