@@ -127,7 +127,7 @@ def time_pyplis(pairs, images, inputs, settings, lines_files):
     from pyplis.utils import LineOnImage
 
     from pycam.formats.geometry import read_pcs_line
-    from pycam.processing.geometry import MeasurementGeometry
+    from pycam.processing.plume_geometry import MeasurementGeometry
     from pycam.processing.settings import MOLAR_MASS_SO2
 
     shape = images[0][0].shape

@@ -25,7 +25,7 @@ Arguments
                      :class:`~pycam.processing.doas_calibration.PreloadedCalibration`.
     ``pcs_lines``    :class:`pycam.formats.geometry.PCSLine` objects (648x486 coordinates;
                      ``name`` keys the results).
-    ``geometry``     :class:`~pycam.processing.geometry.MeasurementGeometry`, or a
+    ``geometry``     :class:`~pycam.processing.plume_geometry.MeasurementGeometry`, or a
                      :class:`pycam.formats.geometry.CameraGeometry` (then the source
                      position comes from the settings), or None (then ``plume_distance_m``
                      from the settings, if set).
