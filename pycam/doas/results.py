@@ -18,9 +18,9 @@ from typing import Iterable, Mapping
 
 from pycam.doas.retrieval import FitResult, RetrievalSettings
 from pycam.formats.atomic import atomic_write_text
+from pycam.formats.names import format_text_time
 
 RESULT_COLUMNS = ("Time", "Column density", "CD error", "LDF", "file", "line_shape")
-TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
 def _number(value: float) -> str:
@@ -28,14 +28,7 @@ def _number(value: float) -> str:
 
 
 def format_time(when: dt.datetime | None) -> str:
-    if when is None:
-        return ""
-    if when.tzinfo is not None:
-        when = when.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    text = when.strftime(TIME_FORMAT)
-    if when.microsecond:
-        text += f".{when.microsecond:06d}"
-    return text
+    return "" if when is None else format_text_time(when, fraction=True)
 
 
 def results_csv_text(results: Iterable[FitResult]) -> str:

@@ -26,6 +26,7 @@ from pycam.sim.plume import (BINNED_SHAPE, FOV_X_DEG, FULL_SHAPE, KG_M2_PER_MOLE
                                      PIXEL_PITCH_M, PlumeField, SceneParameters)
 from pycam.sim.spectrometer_model import SpectrometerModel
 from pycam.formats.geometry import PCSLine
+from pycam.formats.names import format_time
 from pycam.reference_spectra import ReferenceSet, reference_set_for
 
 TRUTH_SCHEMA = "pycam-sim-truth/1"
@@ -205,7 +206,7 @@ class Scene:
         for when in times:
             t = posix_time(when)
             entry = {
-                "time": when.strftime("%Y-%m-%dT%H%M%S"),
+                "time": format_time(when),
                 "posix_time": t,
                 "fov_column_molec_cm2": self.field.fov_column(t),
                 "lines": {line.name: self.line_truth(line, t, columns_per_pixel) for line in lines},
