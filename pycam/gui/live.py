@@ -172,8 +172,9 @@ class LiveProcessing:
         if len(self.clear_frames) < 2:
             return
         a, b = self.clear_frames["on"], self.clear_frames["off"]
-        self._processor_kwargs["clear"] = {"on": np.asarray(a.pixels), "off": np.asarray(b.pixels),
-                                           "exposure_a_us": a.exposure_us, "exposure_b_us": b.exposure_us}
+        self._processor_kwargs["clear"] = ImagePair(parse_time(a.time_string), np.asarray(a.pixels),
+                                                    np.asarray(b.pixels), a.exposure_us, b.exposure_us,
+                                                    "Clear", a.filename, b.filename)
         self.clear_frames = {}
         self._stale = True
         self._new_background = True

@@ -57,7 +57,7 @@ def test_realtime_emission_rates_and_runtime_lines():
     ca, cb = sc.clear()
     lines = [PCSLine(400, 100, 400, 400, "right", "east"), PCSLine(250, 100, 250, 400, "right", "west")]
     proc = RealtimeProcessor({"plume_distance_m": 5000, "min_cd": 1e16}, darks={"on": sc.dark(), "off": sc.dark()},
-                             clear={"on": ca, "off": cb}, calibration=_linear_calibration(), pcs_lines=lines)
+                             clear=ImagePair(T0, ca, cb), calibration=_linear_calibration(), pcs_lines=lines)
     footprint = 5000 * 5.6e-6 / proc.settings.focal_length
     first = proc.process_pair(*sc.frames(0), {"time": T0, "exposure_a_us": 1, "exposure_b_us": 1})
     assert first.flow is None and np.isnan(first.emission_rates["east"].flux_kg_s)
