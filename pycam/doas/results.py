@@ -27,7 +27,7 @@ def _number(value: float) -> str:
     return "nan" if value is None or not math.isfinite(value) else f"{value:.6e}"
 
 
-def format_time(when: dt.datetime | None) -> str:
+def _result_time(when: dt.datetime | None) -> str:
     return "" if when is None else format_text_time(when, fraction=True)
 
 
@@ -36,7 +36,7 @@ def results_csv_text(results: Iterable[FitResult]) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(RESULT_COLUMNS)
     for r in results:
-        writer.writerow([format_time(r.time), _number(r.so2), _number(r.so2_error), _number(r.ldf),
+        writer.writerow([_result_time(r.time), _number(r.so2), _number(r.so2_error), _number(r.ldf),
                          Path(r.source).name, r.line_shape])
     return buf.getvalue()
 

@@ -44,7 +44,7 @@ class OutputFormatError(ValueError):
     """An output file (emission rates, calibration, DOAS results) is malformed."""
 
 
-def parse_time(text: str) -> dt.datetime:
+def parse_output_time(text: str) -> dt.datetime:
     """A time of an output file: any of PyCam's forms, else ISO 8601 (UTC when it has no zone)."""
     text = text.strip()
     known = read_time(text)
@@ -155,7 +155,7 @@ def read_emission_rates(path: str | os.PathLike[str]) -> list[EmissionRow]:
             except ValueError:
                 raise OutputFormatError(f"{p}:{n}: flag {r[n_pycam]!r} is not an integer") from None
             why = r[n_pycam + 1]
-        out.append(EmissionRow(parse_time(r[0]), *vals, flag=flag, flag_reason=why))
+        out.append(EmissionRow(parse_output_time(r[0]), *vals, flag=flag, flag_reason=why))
     return out
 
 
@@ -289,7 +289,7 @@ def read_full_calibration(path: str | os.PathLike[str]) -> CalibrationTable:
             v = _opt_float(row[i], where)
             return math.nan if v is None else v
 
-        records.append(CalibrationRecord(parse_time(row[i_time]), num(i_aa), num(i_cd), num(i_err),
+        records.append(CalibrationRecord(parse_output_time(row[i_time]), num(i_aa), num(i_cd), num(i_err),
                                          tuple(num(i) for _, i in coeff_cols), num(i_mse), num(i_r2)))
     return CalibrationTable(fov_x, fov_y, fov_radius, remove, recal, records)
 
@@ -327,5 +327,5 @@ def read_doas_results(path: str | os.PathLike[str]) -> list[tuple[dt.datetime, f
         cd = _opt_float(r[1], f"{p}:{n}")
         err = _opt_float(r[2], f"{p}:{n}")
         ldf = _opt_float(r[3], f"{p}:{n}") if len(r) > 3 else None
-        out.append((parse_time(r[0]), math.nan if cd is None else cd, math.nan if err is None else err, ldf))
+        out.append((parse_output_time(r[0]), math.nan if cd is None else cd, math.nan if err is None else err, ldf))
     return out
