@@ -52,8 +52,8 @@ def load(directory: Path, settings):
     pairs = find_plume_pairs(directory / "Seq_1").pairs
     inputs = prepare_run(directory / "Seq_1", settings, cal_dir=directory / "Cal_1", dark_dir=directory / "Dark",
                          pcs_files=[directory / "pcs_line_0.txt", directory / "pcs_line_1.txt"], pairs=pairs)
-    images = [read_pair(p) for p in pairs]
-    return pairs, images, inputs
+    read = [read_pair(p) for p in pairs]
+    return pairs, [(r.img_a, r.img_b) for r in read], inputs
 
 
 def make_chain(settings, shape, inputs):
@@ -94,7 +94,8 @@ def time_ours_batch(chain, pairs, images, workers: int, repeat: int, out_dir: Pa
     import datetime as dt
 
     from pycam.processing.outputs import RunOutputs
-    from pycam.processing.pipeline import BatchProcessor, PairInput
+    from pycam.formats.image_pair import ImagePair
+    from pycam.processing.pipeline import BatchProcessor
 
     period = (pairs[1].time - pairs[0].time) if len(pairs) > 1 else dt.timedelta(seconds=4)
 
@@ -102,7 +103,7 @@ def time_ours_batch(chain, pairs, images, workers: int, repeat: int, out_dir: Pa
         k = 0
         for r in range(repeat):
             for pair, (a, b) in zip(pairs, images):
-                yield PairInput(pairs[0].time + k * period, a, b, pair.a.exposure_us, pair.b.exposure_us)
+                yield ImagePair(pairs[0].time + k * period, a, b, pair.a.exposure_us, pair.b.exposure_us)
                 k += 1
 
     outputs = RunOutputs(out_dir)
@@ -127,7 +128,7 @@ def time_pyplis(pairs, images, inputs, settings, lines_files):
     from pyplis.utils import LineOnImage
 
     from pycam.formats.geometry import read_pcs_line
-    from pycam.processing.geometry import MeasurementGeometry
+    from pycam.processing.plume_geometry import MeasurementGeometry
     from pycam.processing.settings import MOLAR_MASS_SO2
 
     shape = images[0][0].shape

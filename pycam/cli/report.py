@@ -12,7 +12,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pycam.products.report import render_day
+    from pycam.products.day_report import render_day
 
     if not args.out.is_dir():
         print(f"pycam report: {args.out} is not a directory", file=sys.stderr)

@@ -11,16 +11,15 @@ import sys
 import time
 from pathlib import Path
 
+from pycam.formats.names import ISO_TIME_FORMAT, TIME_FORMAT, read_time
 from pycam.sim.landscape import SCENES
 from pycam.sim.dataset import DEFAULT_START, DatasetError, DatasetOptions, flux_check, write_dataset
 
 
 def _utc_time(text: str) -> dt.datetime:
-    for fmt in ("%Y-%m-%dT%H%M%S", "%Y-%m-%dT%H:%M:%S"):
-        try:
-            return dt.datetime.strptime(text, fmt).replace(tzinfo=dt.timezone.utc)
-        except ValueError:
-            continue
+    when = read_time(text, (TIME_FORMAT, ISO_TIME_FORMAT))
+    if when is not None:
+        return when
     raise argparse.ArgumentTypeError(f"bad time {text!r}: use YYYY-mm-ddTHHMMSS or YYYY-mm-ddTHH:MM:SS (UTC)")
 
 

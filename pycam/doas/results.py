@@ -18,24 +18,17 @@ from typing import Iterable, Mapping
 
 from pycam.doas.retrieval import FitResult, RetrievalSettings
 from pycam.formats.atomic import atomic_write_text
+from pycam.formats.names import format_text_time
 
 RESULT_COLUMNS = ("Time", "Column density", "CD error", "LDF", "file", "line_shape")
-TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
 def _number(value: float) -> str:
     return "nan" if value is None or not math.isfinite(value) else f"{value:.6e}"
 
 
-def format_time(when: dt.datetime | None) -> str:
-    if when is None:
-        return ""
-    if when.tzinfo is not None:
-        when = when.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    text = when.strftime(TIME_FORMAT)
-    if when.microsecond:
-        text += f".{when.microsecond:06d}"
-    return text
+def _result_time(when: dt.datetime | None) -> str:
+    return "" if when is None else format_text_time(when, fraction=True)
 
 
 def results_csv_text(results: Iterable[FitResult]) -> str:
@@ -43,7 +36,7 @@ def results_csv_text(results: Iterable[FitResult]) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(RESULT_COLUMNS)
     for r in results:
-        writer.writerow([format_time(r.time), _number(r.so2), _number(r.so2_error), _number(r.ldf),
+        writer.writerow([_result_time(r.time), _number(r.so2), _number(r.so2_error), _number(r.ldf),
                          Path(r.source).name, r.line_shape])
     return buf.getvalue()
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from pycam.formats.atomic import is_temporary_name
 from pycam.formats.images import SpectrumFileError, read_spectrum_npy
-from pycam.formats.names import FileNameError, SpectrumName
+from pycam.formats.names import FileNameError, SpectrumName, read_time
 from pycam.reference_spectra import parse_table_fast
 
 #: Full-scale count of the 16-bit Flame-S.
@@ -67,14 +67,7 @@ _HEADER_PATTERNS = {
 
 
 def _parse_header_time(text: str) -> dt.datetime | None:
-    text = text.strip()
-    for fmt in ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S",
-                "%Y-%m-%dT%H%M%S"):
-        try:
-            return dt.datetime.strptime(text, fmt).replace(tzinfo=dt.timezone.utc)
-        except ValueError:
-            continue
-    return None
+    return read_time(text.strip())
 
 
 def _header_meta(lines: list[str]) -> dict | None:

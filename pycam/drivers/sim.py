@@ -14,7 +14,7 @@ covered, ``Clear`` = no plume, ``<N>ppmm`` = gas cell in front of the lens; spec
 of the sky radiance, to exercise auto-exposure).  A frame is a pure function of (seed, trigger
 time, band, exposure, gain, frame type, brightness).  The world is the ``[simulator] scene``
 (``realistic`` by default, ``cloudy`` or ``clean``; see ``pycam.sim.landscape``).  Physics: see
-``pycam.sim.plume``, ``pycam.sim.optics`` and ``pycam.sim.spectra``.
+``pycam.sim.plume``, ``pycam.sim.optics`` and ``pycam.sim.spectrometer_model``.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from pycam.drivers.base import (Capability, CameraDriver, CameraFrame, CameraLim
 from pycam.sim.optics import MAX_DN
 from pycam.sim.scene import Scene, posix_time
 from pycam.sim.plume import BINNED_SHAPE, FULL_SHAPE
-from pycam.sim.spectra import MAX_COUNTS, PIXELS, pixel_wavelengths
+from pycam.sim.spectrometer_model import MAX_COUNTS, PIXELS, pixel_wavelengths
 
 LINE_TIME_US = 32
 MIN_SHUTTER_US = LINE_TIME_US

@@ -5,6 +5,11 @@ Spectra: ``<YYYY-mm-ddTHHMMSS>_<integration_ms>ss_<coadd>coadd_<type>.npy``
 
 ``type`` is ``Plume``, ``Test``, ``Dark``, ``Clear`` or ``<N>ppmm`` (a gas cell of N ppm·m).
 Times are whole seconds, no zone, treated as UTC.
+
+This module is also the one definition of PyCam's time formats: :data:`TIME_FORMAT` (file
+names), :data:`TEXT_TIME_FORMAT` (text outputs), :data:`ISO_TIME_FORMAT`, :data:`DAY_STAMP_FORMAT`
+(emission-rate file names) and :data:`TIME_FORMS` (every form a PyCam text file carries), with
+their helpers; nothing else writes these format strings out.
 """
 from __future__ import annotations
 
@@ -12,7 +17,16 @@ import dataclasses
 import datetime as dt
 import re
 
+#: The time in file names and image messages: ``2026-03-15T120000`` (UTC, whole seconds).
 TIME_FORMAT = "%Y-%m-%dT%H%M%S"
+#: The time in PyCam's text outputs (emission rates, calibration, DOAS results): ``2026-03-15 12:00:00``.
+TEXT_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+#: ISO 8601 with colons: ``2026-03-15T12:00:00`` (FITS ``DATE-OBS``, command-line times).
+ISO_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
+#: The day in emission-rate file names: ``20260315``.
+DAY_STAMP_FORMAT = "%Y%m%d"
+#: Every form a time takes in PyCam's text files and spectrum headers (seconds may have a fraction).
+TIME_FORMS = (TEXT_TIME_FORMAT, TEXT_TIME_FORMAT + ".%f", ISO_TIME_FORMAT, ISO_TIME_FORMAT + ".%f", TIME_FORMAT)
 PLAIN_TYPES = ("Plume", "Test", "Dark", "Clear")
 BAND_TO_FILTER = {"on": "fltrA", "off": "fltrB"}
 FILTER_TO_BAND = {v: k for k, v in BAND_TO_FILTER.items()}
@@ -39,10 +53,41 @@ def parse_time(text: str) -> dt.datetime:
         raise FileNameError(f"bad time field {text!r}: expected {TIME_FORMAT}") from None
 
 
-def format_time(when: dt.datetime) -> str:
+def _utc(when: dt.datetime) -> dt.datetime:
+    """``when`` in UTC without its zone (a naive time is taken as UTC already)."""
     if when.tzinfo is not None:
-        when = when.astimezone(dt.timezone.utc)
-    return when.strftime(TIME_FORMAT)
+        when = when.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return when
+
+
+def format_time(when: dt.datetime) -> str:
+    """``when`` as a file-name time (:data:`TIME_FORMAT`)."""
+    return _utc(when).strftime(TIME_FORMAT)
+
+
+def format_text_time(when: dt.datetime, *, fraction: bool = False) -> str:
+    """``when`` as a text-output time (:data:`TEXT_TIME_FORMAT`); with ``fraction`` a non-zero
+    microsecond part is kept as ``.ffffff``."""
+    when = _utc(when)
+    text = when.strftime(TEXT_TIME_FORMAT)
+    if fraction and when.microsecond:
+        text += f".{when.microsecond:06d}"
+    return text
+
+
+def read_time(text: str, forms: tuple[str, ...] = TIME_FORMS) -> dt.datetime | None:
+    """``text`` read in the first of ``forms`` it fits, as a UTC time; None when none fits."""
+    for form in forms:
+        try:
+            return dt.datetime.strptime(text, form).replace(tzinfo=dt.timezone.utc)
+        except ValueError:
+            continue
+    return None
+
+
+def day_stamp(when: dt.datetime) -> str:
+    """The day of ``when`` (UTC) as in emission-rate file names, ``YYYYmmdd``."""
+    return _utc(when).strftime(DAY_STAMP_FORMAT)
 
 
 def check_frame_type(frame_type: str) -> str:
@@ -136,6 +181,4 @@ def parse_any(name: str) -> ImageName | SpectrumName:
 
 def day_folder(when: dt.datetime) -> str:
     """The laptop/master layout's day folder name, ``YYYY-mm-dd``."""
-    if when.tzinfo is not None:
-        when = when.astimezone(dt.timezone.utc)
-    return when.strftime("%Y-%m-%d")
+    return _utc(when).date().isoformat()

@@ -31,33 +31,25 @@ from pathlib import Path
 from typing import IO, Iterable, Sequence
 
 from pycam.formats.atomic import atomic_write_text
+from pycam.formats.names import day_stamp, format_text_time, read_time
 
 PYCAM_EMISSION_HEADER = ("datetime", "flux_(kg/s)", "flux_err", "velo_eff_(m/s)", "velo_eff_err",
                          "frac_optflow_ok", "frac_optflow_ok_ica", "ICA_mass_(kg/m)")
 #: PyCam's columns, then the quality flag and its reason codes.
 EMISSION_HEADER = PYCAM_EMISSION_HEADER + ("flag", "flag_reason")
 DOAS_HEADER = ("Time", "Column density", "CD error", "LDF")
-TIME_TEXT = "%Y-%m-%d %H:%M:%S"
 
 
 class OutputFormatError(ValueError):
     """An output file (emission rates, calibration, DOAS results) is malformed."""
 
 
-def format_time(when: dt.datetime) -> str:
-    if when.tzinfo is not None:
-        when = when.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    return when.strftime(TIME_TEXT)
-
-
-def parse_time(text: str) -> dt.datetime:
+def parse_output_time(text: str) -> dt.datetime:
+    """A time of an output file: any of PyCam's forms, else ISO 8601 (UTC when it has no zone)."""
     text = text.strip()
-    for fmt in (TIME_TEXT, "%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f",
-                "%Y-%m-%dT%H%M%S"):
-        try:
-            return dt.datetime.strptime(text, fmt).replace(tzinfo=dt.timezone.utc)
-        except ValueError:
-            continue
+    known = read_time(text)
+    if known is not None:
+        return known
     try:
         parsed = dt.datetime.fromisoformat(text)
     except ValueError:
@@ -74,9 +66,7 @@ def _num(value: float | None) -> str:
 
 
 def emission_rate_path(out_dir: str | os.PathLike[str], line_id: str, mode: str, day: dt.datetime) -> Path:
-    if day.tzinfo is not None:
-        day = day.astimezone(dt.timezone.utc)
-    return Path(out_dir) / f"line_{line_id}" / f"{day.strftime('%Y%m%d')}_EmissionRates_{mode}.txt"
+    return Path(out_dir) / f"line_{line_id}" / f"{day_stamp(day)}_EmissionRates_{mode}.txt"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,7 +85,7 @@ class EmissionRow:
     def to_fields(self) -> list[str]:
         if "," in self.flag_reason or "\n" in self.flag_reason:
             raise ValueError(f"flag_reason {self.flag_reason!r} must not hold commas or newlines")
-        return [format_time(self.time), _num(self.flux), _num(self.flux_err), _num(self.velo_eff),
+        return [format_text_time(self.time), _num(self.flux), _num(self.flux_err), _num(self.velo_eff),
                 _num(self.velo_eff_err), _num(self.frac_ok), _num(self.frac_ok_ica), _num(self.ica_mass),
                 str(int(self.flag)), self.flag_reason]
 
@@ -165,7 +155,7 @@ def read_emission_rates(path: str | os.PathLike[str]) -> list[EmissionRow]:
             except ValueError:
                 raise OutputFormatError(f"{p}:{n}: flag {r[n_pycam]!r} is not an integer") from None
             why = r[n_pycam + 1]
-        out.append(EmissionRow(parse_time(r[0]), *vals, flag=flag, flag_reason=why))
+        out.append(EmissionRow(parse_output_time(r[0]), *vals, flag=flag, flag_reason=why))
     return out
 
 
@@ -220,7 +210,7 @@ def format_full_calibration(table: CalibrationTable) -> str:
     buf.write(",".join(header) + "\n")
     for i, r in enumerate(table.records):
         coeffs = list(r.coeffs) + [0.0] * (order - len(r.coeffs))
-        fields = [str(i), format_time(r.time), _fmt_float(r.aa), _fmt_float(r.column), _fmt_float(r.column_err)]
+        fields = [str(i), format_text_time(r.time), _fmt_float(r.aa), _fmt_float(r.column), _fmt_float(r.column_err)]
         fields += [_fmt_float(c) for c in coeffs] + [_fmt_float(r.mse), _fmt_float(r.r_squared)]
         buf.write(",".join(fields) + "\n")
     return buf.getvalue()
@@ -299,7 +289,7 @@ def read_full_calibration(path: str | os.PathLike[str]) -> CalibrationTable:
             v = _opt_float(row[i], where)
             return math.nan if v is None else v
 
-        records.append(CalibrationRecord(parse_time(row[i_time]), num(i_aa), num(i_cd), num(i_err),
+        records.append(CalibrationRecord(parse_output_time(row[i_time]), num(i_aa), num(i_cd), num(i_err),
                                          tuple(num(i) for _, i in coeff_cols), num(i_mse), num(i_r2)))
     return CalibrationTable(fov_x, fov_y, fov_radius, remove, recal, records)
 
@@ -311,7 +301,8 @@ def format_doas_results(rows: Iterable[Sequence]) -> str:
     buf = io.StringIO()
     buf.write(",".join(DOAS_HEADER) + "\n")
     for t, cd, err, ldf in rows:
-        buf.write(f"{format_time(t)},{_fmt_float(cd)},{_fmt_float(err)},{'' if ldf is None else _fmt_float(ldf)}\n")
+        ldf_text = "" if ldf is None else _fmt_float(ldf)
+        buf.write(f"{format_text_time(t)},{_fmt_float(cd)},{_fmt_float(err)},{ldf_text}\n")
     return buf.getvalue()
 
 
@@ -336,5 +327,5 @@ def read_doas_results(path: str | os.PathLike[str]) -> list[tuple[dt.datetime, f
         cd = _opt_float(r[1], f"{p}:{n}")
         err = _opt_float(r[2], f"{p}:{n}")
         ldf = _opt_float(r[3], f"{p}:{n}") if len(r) > 3 else None
-        out.append((parse_time(r[0]), math.nan if cd is None else cd, math.nan if err is None else err, ldf))
+        out.append((parse_output_time(r[0]), math.nan if cd is None else cd, math.nan if err is None else err, ldf))
     return out

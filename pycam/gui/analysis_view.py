@@ -23,7 +23,7 @@ from matplotlib.patches import Circle, Rectangle
 
 from pycam.gui.pcs_editor import LINE_COLOURS, PCSEditor
 from pycam.gui.plots import BlitCanvas, FlaggedMarks, GrowingSeries, nice_limits, robust_range
-from pycam.gui.results import So2Display
+from pycam.gui.result_series import So2Display
 from pycam.gui.worker import GuiQueue
 
 UNITS = {"AA": "apparent absorbance", "tau_A": "τ (band A)", "column": "SO2 (molec/cm²)"}

@@ -19,6 +19,7 @@ from tkinter import filedialog, ttk
 import numpy as np
 
 from pycam.formats.atomic import atomic_write_text
+from pycam.formats.names import format_time
 from pycam.gui.forms import validate_command
 from pycam.gui.ui_messages import ImageFrame
 from pycam.gui.plots import BlitCanvas
@@ -120,7 +121,7 @@ class CalibrationWizard(ttk.LabelFrame):
 
     # --- steps -------------------------------------------------------------------------
     def begin(self, directory: str | Path | None = None) -> Path:
-        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H%M%S")
+        stamp = format_time(_dt.datetime.now(_dt.timezone.utc))
         self.directory = Path(directory) if directory else Path(self.root_var.get()) / f"Cal_{stamp}"
         self.directory.mkdir(parents=True, exist_ok=True)
         self.active = True

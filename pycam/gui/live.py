@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from pycam.formats.image_pair import ImagePair
 from pycam.formats.names import parse_time
 from pycam.gui.ui_messages import ImageFrame, SpectrumFrame, decode_data
 from pycam.gui.worker import GuiQueue
@@ -171,8 +172,9 @@ class LiveProcessing:
         if len(self.clear_frames) < 2:
             return
         a, b = self.clear_frames["on"], self.clear_frames["off"]
-        self._processor_kwargs["clear"] = {"on": np.asarray(a.pixels), "off": np.asarray(b.pixels),
-                                           "exposure_a_us": a.exposure_us, "exposure_b_us": b.exposure_us}
+        self._processor_kwargs["clear"] = ImagePair(parse_time(a.time_string), np.asarray(a.pixels),
+                                                    np.asarray(b.pixels), a.exposure_us, b.exposure_us,
+                                                    "Clear", a.filename, b.filename)
         self.clear_frames = {}
         self._stale = True
         self._new_background = True
@@ -206,13 +208,13 @@ class LiveProcessing:
         processor = self._ensure_processor(lines)
         if processor is None:
             return
-        meta = {"time": parse_time(frame.time_string), "time_string": frame.time_string, "type": frame.frame_type,
-                "exposure_a_us": slot["A"].exposure_us, "exposure_b_us": slot["B"].exposure_us,
-                "filename_a": slot["A"].filename, "filename_b": slot["B"].filename}
+        a, b = slot["A"], slot["B"]
+        pair = ImagePair(parse_time(frame.time_string), a.pixels, b.pixels, a.exposure_us, b.exposure_us,
+                         frame.frame_type, a.filename, b.filename)
         start = time.perf_counter()
-        result = processor.process_pair(slot["A"].pixels, slot["B"].pixels, meta)
+        result = processor.process_pair(pair.img_a, pair.img_b, pair.meta)
         if self.truth is not None and lines and dataclasses.is_dataclass(result) and hasattr(result, "truth_kg_s"):
-            result = dataclasses.replace(result, truth_kg_s=self.truth(meta["time"].timestamp(), lines))
+            result = dataclasses.replace(result, truth_kg_s=self.truth(pair.time.timestamp(), lines))
         self.last_processing_s = time.perf_counter() - start
         self.pairs_processed += 1
         self.queue.post("so2", result)

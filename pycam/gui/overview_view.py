@@ -16,7 +16,7 @@ from pycam.gui.camera_view import FULL_SCALE
 from pycam.gui.health_panel import HealthPanel
 from pycam.gui.ui_messages import ImageFrame, SpectrumFrame
 from pycam.gui.plots import BlitCanvas, GrowingSeries, display_extent, for_display, nice_limits, robust_range
-from pycam.gui.results import DoasDisplay, So2Display
+from pycam.gui.result_series import DoasDisplay, So2Display
 from pycam.gui.spectrometer_view import FIT_WINDOW_NM, SPECTRUM_FULL_SCALE
 from pycam.gui.worker import GuiQueue
 

@@ -115,7 +115,7 @@ class PostProcessView(ttk.Frame):
         self._t0 = None
         self.progress.configure(value=0)
         self.status.set("running…")
-        from pycam.gui.batch import run_batch
+        from pycam.gui.batch_runner import run_batch
 
         doas = dict(self.app.config.values.get("doas", {}))
         self.app.tasks.submit(run_batch, inputs, self.app.queue, self.cancel_event,

@@ -12,7 +12,7 @@ import numpy as np
 from pycam.gui.forms import CommandRow, ReplyTracker
 from pycam.gui.ui_messages import SpectrumFrame
 from pycam.gui.plots import BlitCanvas, GrowingSeries, nice_limits
-from pycam.gui.results import DoasDisplay
+from pycam.gui.result_series import DoasDisplay
 from pycam.gui.worker import GuiQueue
 
 FIT_WINDOW_NM = (308.0, 318.0)     # PyCam defaults (pycam_compat.md section 4)

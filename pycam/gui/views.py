@@ -2,26 +2,26 @@
 
 The adapters run on the live-processing thread: they call the camera chain
 (:mod:`pycam.processing.realtime`) and the DOAS retrieval (:mod:`pycam.doas.retrieval`)
-and reduce their results to the small display records of :mod:`pycam.gui.results`.
+and reduce their results to the small display records of :mod:`pycam.gui.result_series`.
 """
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import math
 import time
 from typing import Any
 
 import numpy as np
 
+from pycam.formats.names import parse_time
+from pycam.gui.result_series import DoasDisplay, LineRate, So2Display
 from pycam.gui.ui_messages import SpectrumFrame
-from pycam.gui.results import DoasDisplay, LineRate, So2Display
 
 
 def seconds_of(time_string: str) -> float:
-    """POSIX seconds of a PyCam time string (``%Y-%m-%dT%H%M%S``, UTC)."""
+    """POSIX seconds of a PyCam time string (:data:`~pycam.formats.names.TIME_FORMAT`, UTC)."""
     try:
-        when = _dt.datetime.strptime(time_string, "%Y-%m-%dT%H%M%S").replace(tzinfo=_dt.timezone.utc)
+        when = parse_time(time_string)
     except ValueError:
         return time.time()
     return when.timestamp()

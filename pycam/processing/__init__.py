@@ -7,7 +7,7 @@ Modules, in the order the data flows:
 * :mod:`corrections` - darks (averaged, dark/offset model), vignetting, registration (ECC / saved warp).
 * :mod:`absorbance` - background modes 0/1/7/99, tau_A, tau_B, AA (preallocated float32 buffers).
 * :mod:`cell_calibration`, :mod:`doas_calibration` - cells, DOAS (sliding window), preloaded CSV.
-* :mod:`lines`, :mod:`geometry` - PCS line sampling (pyplis conventions), pixel footprints.
+* :mod:`lines`, :mod:`plume_geometry` - PCS line sampling (pyplis conventions), pixel footprints.
 * :mod:`flow`, :mod:`flow_analysis` - Farneback on the plume box (robust contrast range),
   histogram and hybrid analysis.
 * :mod:`crosscorr` - cross-correlation plume speed (space-time ICA array on parallel lines).

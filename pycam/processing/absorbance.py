@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Mapping
 
 import numpy as np
 
+from pycam.formats.image_pair import ImagePair
 from pycam.processing.corrections import (INTENSITY_FLOOR, DarkLibrary, subtract_dark, vignetting_from_clear,
                                           warp_onto)
 
@@ -50,14 +50,13 @@ class ClearSky:
 
     @classmethod
     def coerce(cls, value, darks: DarkLibrary | None = None) -> "ClearSky | None":
-        """Accept a ClearSky, or a mapping with raw ``on``/``off`` frames (and optional
-        ``exposure_a_us``/``exposure_b_us``)."""
+        """Accept a ClearSky, or the raw clear-sky :class:`~pycam.formats.image_pair.ImagePair`
+        (dark-corrected here at its exposures)."""
         if value is None or isinstance(value, ClearSky):
             return value
-        if isinstance(value, Mapping):
-            return cls.from_raw(value["on"], value["off"], value.get("exposure_a_us"),
-                                value.get("exposure_b_us"), darks)
-        raise TypeError(f"clear must be a ClearSky or a mapping with 'on' and 'off', got {type(value).__name__}")
+        if isinstance(value, ImagePair):
+            return cls.from_raw(value.img_a, value.img_b, value.exposure_a_us, value.exposure_b_us, darks)
+        raise TypeError(f"clear must be a ClearSky or a raw clear-sky ImagePair, got {type(value).__name__}")
 
 
 def default_surface_rois(shape: tuple[int, int], frac: float = 0.08) -> list[list[int]]:

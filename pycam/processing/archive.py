@@ -1,9 +1,10 @@
 """Reading PyCam image archives: listing, A/B pairing and streaming reads.
 
 Nothing here holds a whole sequence in memory: :func:`scan_directory` lists names only,
-:func:`read_pair` reads one pair, and :class:`DirectoryWatcher` yields pairs as their two
-files appear.  Temporary names (leading ``.``, PyCam ``.lock`` companions) are skipped, and
-a file whose ``<stem>.lock`` sits beside it is treated as still being written.
+:func:`read_pair` reads one :class:`FilePair` into an :class:`~pycam.formats.image_pair.ImagePair`,
+and :class:`DirectoryWatcher` yields pairs as their two files appear.  Temporary names
+(leading ``.``, PyCam ``.lock`` companions) are skipped, and a file whose ``<stem>.lock``
+sits beside it is treated as still being written.
 
 Pairing follows PyCam: on-band (``fltrA``) and off-band (``fltrB``) frames share the same
 time string.  With ``tolerance_s > 0`` the nearest partner within the tolerance is taken
@@ -21,6 +22,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from pycam.formats.atomic import is_temporary_name
+from pycam.formats.image_pair import ImagePair
 from pycam.formats.images import ImageFileError, read_image
 from pycam.formats.names import FileNameError, ImageName
 
@@ -52,18 +54,12 @@ class ImageRecord:
 
 
 @dataclasses.dataclass(frozen=True)
-class ImagePair:
-    """An on-band (A) and off-band (B) image taken together."""
+class FilePair:
+    """The on-band (A) and off-band (B) file of one time, not read yet (:func:`read_pair` reads them)."""
 
     time: dt.datetime
     a: ImageRecord
     b: ImageRecord
-
-    @property
-    def meta(self) -> dict:
-        """The ``meta`` dict the real-time processor takes."""
-        return {"time": self.time, "exposure_a_us": self.a.exposure_us, "exposure_b_us": self.b.exposure_us,
-                "path_a": str(self.a.path), "path_b": str(self.b.path)}
 
 
 def _locked(directory: Path, filename: str, names: set[str]) -> bool:
@@ -112,7 +108,7 @@ def _type_matches(frame_type: str, wanted: Sequence[str]) -> bool:
 
 @dataclasses.dataclass
 class PairingResult:
-    pairs: list[ImagePair]
+    pairs: list[FilePair]
     unpaired: list[ImageRecord]
 
 
@@ -126,7 +122,7 @@ def pair_records(records: Iterable[ImageRecord], tolerance_s: float = 0.0) -> Pa
     for r in records:
         a_list, b_list = by_type.setdefault(r.frame_type, ([], []))
         (a_list if r.band == "on" else b_list).append(r)
-    pairs: list[ImagePair] = []
+    pairs: list[FilePair] = []
     unpaired: list[ImageRecord] = []
     for a_list, b_list in by_type.values():
         a_list.sort(key=lambda r: r.time)
@@ -146,7 +142,7 @@ def pair_records(records: Iterable[ImageRecord], tolerance_s: float = 0.0) -> Pa
                 j += 1
             if best >= 0:
                 used[best] = True
-                pairs.append(ImagePair(a.time, a, b_list[best]))
+                pairs.append(FilePair(a.time, a, b_list[best]))
             else:
                 unpaired.append(a)
         unpaired.extend(b for b, u in zip(b_list, used) if not u)
@@ -166,28 +162,28 @@ def read_record(record: ImageRecord) -> np.ndarray:
     return read_image(record.path)
 
 
-def read_pair(pair: ImagePair) -> tuple[np.ndarray, np.ndarray]:
+def read_pair(pair: FilePair) -> ImagePair:
     """Read both images of a pair; raises :class:`ImageFileError` naming the bad file."""
     a = read_image(pair.a.path)
     b = read_image(pair.b.path)
     if a.shape != b.shape:
         raise ImageFileError(f"{pair.b.path}: shape {b.shape} differs from its on-band partner {a.shape}")
-    return a, b
+    return ImagePair(pair.time, a, b, pair.a.exposure_us, pair.b.exposure_us, pair.a.frame_type,
+                     str(pair.a.path), str(pair.b.path))
 
 
-def iter_pair_images(pairs: Iterable[ImagePair], problems: list[str] | None = None
-                     ) -> Iterator[tuple[ImagePair, np.ndarray, np.ndarray]]:
+def iter_pair_images(pairs: Iterable[FilePair], problems: list[str] | None = None) -> Iterator[ImagePair]:
     """Read pairs one at a time; corrupt or truncated files are logged, appended to
     ``problems`` and skipped."""
     for pair in pairs:
         try:
-            a, b = read_pair(pair)
+            images = read_pair(pair)
         except ImageFileError as exc:
             log.warning("skipping pair %s: %s", pair.time.isoformat(), exc)
             if problems is not None:
                 problems.append(str(exc))
             continue
-        yield pair, a, b
+        yield images
 
 
 class DirectoryWatcher:
@@ -206,7 +202,7 @@ class DirectoryWatcher:
         self._done: dict[str, dt.datetime] = {}   # file name -> pair time
         self._latest: dt.datetime | None = None
 
-    def mark_done(self, pair: ImagePair) -> None:
+    def mark_done(self, pair: FilePair) -> None:
         self._done[pair.a.path.name] = pair.time
         self._done[pair.b.path.name] = pair.time
         if self._latest is None or pair.time > self._latest:
@@ -218,7 +214,7 @@ class DirectoryWatcher:
         cutoff = self._latest - dt.timedelta(seconds=self.memory_s)
         self._done = {k: t for k, t in self._done.items() if t >= cutoff}
 
-    def poll(self) -> list[ImagePair]:
+    def poll(self) -> list[FilePair]:
         """Pairs whose two files are present and that were not yielded before."""
         records = [r for r in scan_directory(self.directory, frame_types=("Plume",))
                    if r.path.name not in self._done]

@@ -19,7 +19,8 @@ import threading
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
-from pycam.processing.pipeline import PairInput, RunSummary
+from pycam.formats.image_pair import ImagePair
+from pycam.processing.pipeline import RunSummary
 from pycam.processing.settings import ProcessingSettings
 
 Notify = Callable[[str, str], None]
@@ -68,14 +69,14 @@ class BatchResult:
         return self.summary is None or self.summary.interrupted
 
 
-def run_batch(job: BatchJob, *, source: Callable[[list[str]], Iterable[tuple | None]] | None = None,
+def run_batch(job: BatchJob, *, source: Callable[[list[str]], Iterable[ImagePair | None]] | None = None,
               progress: Callable[[int], None] | None = None, cancel: threading.Event | None = None,
               notify: Notify | None = None, outputs_factory=None,
               on_pairs: Callable[[int], None] | None = None) -> BatchResult:
     """Process ``job``; see the module docstring.
 
     ``source(problems)`` replaces the pairs found in ``img_dir`` (``--watch``): it returns an
-    iterable of ``(pair, img_a, img_b)`` or ``None`` (nothing new yet) and appends unreadable
+    iterable of :class:`~pycam.formats.image_pair.ImagePair` or ``None`` (nothing new yet) and appends unreadable
     files to ``problems``.  ``on_pairs(n)`` is told how many pairs were found up front.  ``outputs_factory(out_dir,
     save_images, save_formats)`` may return a :class:`RunOutputs` subclass (the GUI shows each
     pair's rates, the reprocessor collects SO2 images).
@@ -142,7 +143,7 @@ def run_batch(job: BatchJob, *, source: Callable[[list[str]], Iterable[tuple | N
                                    calibrated=inputs.calibration is not None, has_lines=bool(inputs.pcs_lines))
             raise BatchError(f"no readable pair in {job.img_dir}", exit_code=1)
         try:
-            chain = ProcessingChain(settings, first[1].shape, darks=inputs.darks, clear=inputs.clear,
+            chain = ProcessingChain(settings, first.img_a.shape, darks=inputs.darks, clear=inputs.clear,
                                     calibration=inputs.calibration, pcs_lines=inputs.pcs_lines,
                                     geometry=inputs.camera, warp=inputs.warp)
         except ValueError as exc:       # e.g. a flow ROI or line outside the image
@@ -151,7 +152,7 @@ def run_batch(job: BatchJob, *, source: Callable[[list[str]], Iterable[tuple | N
             warn("WARNING no measurement geometry (set plume_distance_m, or --geometry with source_lat/source_lon "
                  "in the config): no emission rates")
         processor = BatchProcessor(chain, outputs, workers=job.workers or settings["workers"], progress=progress)
-        summary = processor.run(_as_inputs(_chain_first(first, source), cancel))
+        summary = processor.run(_until_cancelled(_chain_first(first, source), cancel))
     finally:
         if summary is None and processor is not None:
             summary = processor.summary
@@ -182,12 +183,8 @@ def _chain_first(first, rest):
     yield from rest
 
 
-def _as_inputs(items, cancel: threading.Event | None) -> Iterator[PairInput | None]:
+def _until_cancelled(items, cancel: threading.Event | None) -> Iterator[ImagePair | None]:
     for item in items:
         if cancel is not None and cancel.is_set():
             return
-        if item is None:
-            yield None
-            continue
-        pair, a, b = item
-        yield PairInput(pair.time, a, b, pair.a.exposure_us, pair.b.exposure_us)
+        yield item

@@ -25,7 +25,7 @@ from pycam.processing.emission import KG_PER_COLUMN_AREA, EmissionRate, LineEmis
 from pycam.processing.flow import (EDGE_FRACTION, Contrast, FarnebackParams, FlowEngine, FlowField,
                                    contrast_range, robust_contrast, smooth_pixels, with_statistics)
 from pycam.processing.flow_analysis import band_points
-from pycam.processing.geometry import GeometryError, MeasurementGeometry
+from pycam.processing.plume_geometry import GeometryError, MeasurementGeometry
 from pycam.processing.lines import REFERENCE_WIDTH, LineSampler, lines_bbox
 from pycam.processing.quality import Flag, FlagNotes
 from pycam.processing.settings import ProcessingSettings

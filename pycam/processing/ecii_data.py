@@ -26,7 +26,7 @@ import numpy as np
 from pycam.formats.ecii import EcIIDarks, EcIIFrame, pair_frames, read_frame, scan_ecii, select
 from pycam.processing.cell_calibration import CalibrationError, CellCalibration, calibration_from_images
 from pycam.processing.corrections import subtract_dark
-from pycam.processing.pipeline import PairInput
+from pycam.formats.image_pair import ImagePair
 
 
 def to_level(image: np.ndarray, from_level: int, to_level: int) -> np.ndarray:
@@ -56,14 +56,14 @@ def darks_at_level(darks: EcIIDarks, level: int) -> EcIIDarks:
 
 def iter_pairs(directory: str | os.PathLike[str], start: dt.datetime | None = None,
                stop: dt.datetime | None = None, level: int | None = None):
-    """On/off pairs in ``[start, stop]`` as :class:`~pycam.processing.pipeline.PairInput` (raw
+    """On/off pairs in ``[start, stop]`` as :class:`~pycam.formats.image_pair.ImagePair` (raw
     frames at pyramid ``level``; time of the on-band frame; exposures rounded to whole us), for
     :class:`~pycam.processing.pipeline.BatchProcessor`.  The matching darks: :func:`darks_at_level`."""
     for on_path, off_path in pair_frames(scan_ecii(directory), start=start, stop=stop):
         on, off = read_frame(on_path), read_frame(off_path)
         if level is not None:
             on, off = frame_at_level(on, level), frame_at_level(off, level)
-        yield PairInput(on.start, on.image, off.image, int(round(on.exposure_us)), int(round(off.exposure_us)))
+        yield ImagePair(on.start, on.image, off.image, int(round(on.exposure_us)), int(round(off.exposure_us)))
 
 
 def load_frames(directory: str | os.PathLike[str], code: str, start: dt.datetime | None = None,

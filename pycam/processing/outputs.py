@@ -23,7 +23,7 @@ import numpy as np
 
 from pycam.formats.atomic import atomic_write, atomic_write_text
 from pycam.formats.geometry import write_camera_geometry, write_pcs_line
-from pycam.formats.names import format_time as pycam_time
+from pycam.formats.names import ISO_TIME_FORMAT, format_time as pycam_time
 from pycam.formats.pycam_outputs import EmissionRateWriter, EmissionRow
 from pycam.processing.corrections import save_warp
 from pycam.processing.emission import EmissionRate
@@ -123,7 +123,7 @@ class RunOutputs:
             from astropy.io import fits
 
             hdu = fits.PrimaryHDU(np.asarray(image, np.float32))
-            hdu.header["DATE-OBS"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+            hdu.header["DATE-OBS"] = time.strftime(ISO_TIME_FORMAT)
             hdu.header["BUNIT"] = "molec/cm2" if kind == "cal" else "AA"
             buf = io.BytesIO()
             hdu.writeto(buf)

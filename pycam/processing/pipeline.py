@@ -22,10 +22,11 @@ import datetime as dt
 import logging
 import math
 import time as _time
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 import numpy as np
 
+from pycam.formats.image_pair import ImagePair
 from pycam.processing.chain import ProcessingChain
 from pycam.processing.crosscorr import CrossCorrelation, space_time_velocity
 from pycam.processing.emission import KG_PER_COLUMN_AREA, EmissionRate, glob_flags, glob_velocity, total_rate
@@ -33,17 +34,6 @@ from pycam.processing.quality import Flag, invalidates
 from pycam.processing.outputs import RunOutputs
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class PairInput:
-    """One pair for the pipeline: images and metadata."""
-
-    time: dt.datetime
-    img_a: np.ndarray
-    img_b: np.ndarray
-    exposure_a_us: int = 0
-    exposure_b_us: int = 0
 
 
 @dataclasses.dataclass
@@ -178,7 +168,7 @@ class BatchProcessor:
             for line, rate in rates.items():
                 self.outputs.write_rate(time, line, "flow_glob", rate)
 
-    def run(self, pairs: Iterable[PairInput | None]) -> RunSummary:
+    def run(self, pairs: Iterable[ImagePair | None]) -> RunSummary:
         """Process ``pairs`` in order; a ``None`` item means "no new pair for now" (watch mode):
         the pairs in flight are finished and their rows written before waiting for more."""
         chain = self.chain
@@ -264,10 +254,3 @@ class BatchProcessor:
                 s.seconds = _time.perf_counter() - t_start
         return s
 
-
-def iter_pair_inputs(pairs, problems: list[str] | None = None) -> Iterator[PairInput]:
-    """Read :class:`~pycam.processing.archive.ImagePair` files lazily (bad files reported and skipped)."""
-    from pycam.processing.archive import iter_pair_images
-
-    for pair, a, b in iter_pair_images(pairs, problems):
-        yield PairInput(pair.time, a, b, pair.a.exposure_us, pair.b.exposure_us)

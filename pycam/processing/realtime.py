@@ -15,9 +15,9 @@ Arguments
     ``darks``        :class:`~pycam.processing.corrections.DarkLibrary`, or a mapping
                      ``{"on": array, "off": array}`` (one dark per band, any exposure) or
                      ``{("on", exposure_us): array, ...}``.
-    ``clear``        :class:`~pycam.processing.absorbance.ClearSky` (dark-corrected), or a
-                     mapping ``{"on": raw, "off": raw[, "exposure_a_us": .., "exposure_b_us": ..]}``
-                     of raw clear-sky frames (dark-corrected here).  Without it the
+    ``clear``        :class:`~pycam.processing.absorbance.ClearSky` (dark-corrected), or the
+                     raw clear-sky :class:`~pycam.formats.image_pair.ImagePair` (dark-corrected
+                     here at its exposures).  Without it the
                      background is ``bg_mode`` 7 (``ln(mean(ambient_roi)/I)``).
     ``calibration``  anything with ``column_from_aa(aa, out=None, time=None)``:
                      :class:`~pycam.processing.cell_calibration.CellCalibration`,
@@ -25,7 +25,7 @@ Arguments
                      :class:`~pycam.processing.doas_calibration.PreloadedCalibration`.
     ``pcs_lines``    :class:`pycam.formats.geometry.PCSLine` objects (648x486 coordinates;
                      ``name`` keys the results).
-    ``geometry``     :class:`~pycam.processing.geometry.MeasurementGeometry`, or a
+    ``geometry``     :class:`~pycam.processing.plume_geometry.MeasurementGeometry`, or a
                      :class:`pycam.formats.geometry.CameraGeometry` (then the source
                      position comes from the settings), or None (then ``plume_distance_m``
                      from the settings, if set).

@@ -28,7 +28,7 @@ import numpy as np
 from pycam.formats.geometry import CameraGeometry, PCSLine, read_camera_geometry, read_pcs_line
 from pycam.formats.images import ImageFileError
 from pycam.processing.absorbance import AbsorbanceModel, ClearSky
-from pycam.processing.archive import ImagePair, read_pair, read_record, scan_directory
+from pycam.processing.archive import FilePair, read_pair, read_record, scan_directory
 from pycam.processing.cell_calibration import CalibrationError, CellCalibration, calibrate_cells
 from pycam.processing.corrections import DarkLibrary, estimate_registration, load_warp, subtract_dark
 from pycam.processing.doas_calibration import DoasCalibration, PreloadedCalibration, SensitivityCorrected
@@ -102,7 +102,7 @@ def read_pcs_files(files: Sequence[os.PathLike | str]) -> list[PCSLine]:
 def prepare_run(img_dir: str | os.PathLike[str], settings: ProcessingSettings, *,
                 cal_dir: str | os.PathLike[str] | None = None, geometry_file: str | os.PathLike[str] | None = None,
                 pcs_files: Sequence = (), doas_results: str | os.PathLike[str] | None = None,
-                pairs: Sequence[ImagePair] = (), doas_pairs: int = 120,
+                pairs: Sequence[FilePair] = (), doas_pairs: int = 120,
                 dark_dir: str | os.PathLike[str] | None = None, clear_dir: str | os.PathLike[str] | None = None,
                 fov_search=None) -> RunInputs:
     """Everything a :class:`~pycam.processing.chain.ProcessingChain` needs (see the module docstring)."""
@@ -129,8 +129,8 @@ def prepare_run(img_dir: str | os.PathLike[str], settings: ProcessingSettings, *
         if clear is not None:
             warp = estimate_registration(clear.on, clear.off)
         elif pairs:
-            a, b = read_pair(pairs[0])
-            warp = estimate_registration(subtract_dark(a, None), subtract_dark(b, None))
+            first = read_pair(pairs[0])
+            warp = estimate_registration(subtract_dark(first.img_a, None), subtract_dark(first.img_b, None))
         else:
             raise ValueError("reg_mode 'ecc' needs clear-sky images or at least one pair")
     camera = read_camera_geometry(geometry_file) if geometry_file is not None else None
@@ -165,7 +165,7 @@ def prepare_run(img_dir: str | os.PathLike[str], settings: ProcessingSettings, *
     return RunInputs(settings, darks, clear, calibration, pcs_lines, camera, warp, cell, doas, problems)
 
 
-def doas_calibration_from_pairs(settings: ProcessingSettings, pairs: Sequence[ImagePair], doas_results,
+def doas_calibration_from_pairs(settings: ProcessingSettings, pairs: Sequence[FilePair], doas_results,
                                 darks: DarkLibrary, clear: ClearSky | None, warp, mask=None,
                                 fov_search=None) -> DoasCalibration:
     """AA of the given pairs + DOAS results -> FOV search -> DoasCalibration.
@@ -183,10 +183,11 @@ def doas_calibration_from_pairs(settings: ProcessingSettings, pairs: Sequence[Im
     times, stack = [], []
     for pair in pairs:
         try:
-            a, b = read_pair(pair)
+            images = read_pair(pair)
         except ImageFileError as exc:
             log.warning("DOAS calibration: skipping %s", exc)
             continue
+        a, b = images.img_a, images.img_b
         if model is None:
             model = AbsorbanceModel(a.shape, bg_mode=settings["bg_mode"], ambient_roi=settings["ambient_roi"],
                                     darks=darks, clear=clear, warp=warp, use_vign_corr=settings["use_vign_corr"],

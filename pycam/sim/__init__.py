@@ -1,4 +1,4 @@
-"""The station's digital twin: scene, optics, spectra and the data-set writer.
+"""The station's digital twin: scene, optics, spectrometer and the data-set writer.
 
 Used by the simulator drivers (``pycam.drivers.sim``) and ``pycam simulate``.
 """

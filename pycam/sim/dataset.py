@@ -77,7 +77,7 @@ from pycam.formats.atomic import atomic_write, atomic_write_text
 from pycam.formats.geometry import (CameraGeometry, DoasFov, PCSLine, write_camera_geometry, write_doas_fov,
                                    write_pcs_line)
 from pycam.formats.images import write_image, write_spectrum_npy
-from pycam.formats.names import ImageName, SpectrumName
+from pycam.formats.names import ImageName, SpectrumName, format_time
 from pycam.reference_spectra import reference_set_for
 from pycam.drivers.exposure import next_camera_shutter, next_integration_time
 
@@ -321,7 +321,7 @@ def write_dataset(out_dir: str | Path, options: DatasetOptions,
         "pairs": options.pairs,
         "framerate_hz": options.framerate_hz,
         "period_s": period,
-        "start": times[0].strftime("%Y-%m-%dT%H%M%S"),
+        "start": format_time(times[0]),
         "plume_exposures_us": {"A": sorted(used["on"]), "B": sorted(used["off"])},
         "calibration_exposure_us": {"A": cal_exposure["on"], "B": cal_exposure["off"]},
         "integration_ms": integration_ms,

@@ -1,7 +1,7 @@
 """The simulated station's world: plume field + camera models + spectrometer model + truth.
 
 :class:`Scene` ties together :mod:`pycam.sim.plume` (the column field),
-:mod:`pycam.sim.optics` (cameras) and :mod:`pycam.sim.spectra`
+:mod:`pycam.sim.optics` (cameras) and :mod:`pycam.sim.spectrometer_model`
 (spectrometer), and writes the ground truth as a JSON-able dict (:meth:`Scene.truth`).
 
 PCS lines in the truth are sampled like pyplis's ``LineOnImage``: ``n = round(hypot(dx, dy))``
@@ -24,8 +24,9 @@ from pycam.sim.landscape import SceneStyle, scene_preset, warp_a_to_b
 from pycam.sim.optics import (FILTERS, MOLEC_CM2_PER_PPMM, CameraModel, aa_of_column)
 from pycam.sim.plume import (BINNED_SHAPE, FOV_X_DEG, FULL_SHAPE, KG_M2_PER_MOLEC_CM2, M_SO2, N_A,
                                      PIXEL_PITCH_M, PlumeField, SceneParameters)
-from pycam.sim.spectra import SpectrometerModel
+from pycam.sim.spectrometer_model import SpectrometerModel
 from pycam.formats.geometry import PCSLine
+from pycam.formats.names import format_time
 from pycam.reference_spectra import ReferenceSet, reference_set_for
 
 TRUTH_SCHEMA = "pycam-sim-truth/1"
@@ -205,7 +206,7 @@ class Scene:
         for when in times:
             t = posix_time(when)
             entry = {
-                "time": when.strftime("%Y-%m-%dT%H%M%S"),
+                "time": format_time(when),
                 "posix_time": t,
                 "fov_column_molec_cm2": self.field.fov_column(t),
                 "lines": {line.name: self.line_truth(line, t, columns_per_pixel) for line in lines},

@@ -15,7 +15,7 @@ COLUMNS = (2e18, 5e18)
 
 def _simulator(profile):
     from pycam.reference_spectra import synthetic_reference_set
-    from pycam.sim.spectra import SpectrometerModel
+    from pycam.sim.spectrometer_model import SpectrometerModel
 
     model = SpectrometerModel(None, synthetic_reference_set(), seed=5, noise=False)
     model.set_instrument(measured=profile)

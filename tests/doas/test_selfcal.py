@@ -17,7 +17,7 @@ START = dt.datetime(2026, 6, 1, 6, 0, 0)
 @pytest.fixture(scope="module")
 def instrument():
     from pycam.reference_spectra import synthetic_reference_set
-    from pycam.sim.spectra import SpectrometerModel
+    from pycam.sim.spectrometer_model import SpectrometerModel
 
     return SpectrometerModel(None, synthetic_reference_set(), seed=11, noise=True)
 

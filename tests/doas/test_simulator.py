@@ -29,7 +29,7 @@ class FixedColumn:
 
 @pytest.fixture(scope="module")
 def simulator():
-    from pycam.sim.spectra import SpectrometerModel
+    from pycam.sim.spectrometer_model import SpectrometerModel
     from pycam.reference_spectra import synthetic_reference_set
 
     field = FixedColumn()

@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 
+from pycam.formats.names import format_time
 from pycam.protocol import events
 from pycam.protocol.commands import parse_value, route
 from pycam.protocol.errors import CommandValueError
@@ -34,7 +35,7 @@ def image_message(band: str, when: dt.datetime, frame_type: str = "Plume", shift
         pixels = np.clip(sky * cell, 0, 1023).astype("<u2")
     else:
         pixels = np.clip(sky * np.exp(-absorb * plume), 0, 1023).astype("<u2")
-    stamp = when.strftime("%Y-%m-%dT%H%M%S")
+    stamp = format_time(when)
     name = f"{stamp}_{'fltrA' if band == 'on' else 'fltrB'}_1ag_{exposure_us}ss_{frame_type}.png"
     meta = DataMeta("image", name, "CM1" if band == "on" else "CM2", (h, w), "<u2",
                     when.isoformat(), frame_type, band=band, exposure_us=exposure_us)
@@ -45,7 +46,7 @@ def spectrum_message(when: dt.datetime, frame_type: str = "Plume") -> Data:
     wl = np.linspace(250, 405, 2048)
     counts = 20000 * np.exp(-((wl - 340) / 40) ** 2) + 500
     counts *= 1 - 0.05 * np.exp(-((wl - 312) / 1.5) ** 2)
-    stamp = when.strftime("%Y-%m-%dT%H%M%S")
+    stamp = format_time(when)
     name = f"{stamp}_100ss_1coadd_{frame_type}.npy"
     meta = DataMeta("spectrum", name, "SPC", (2, 2048), "<f8", when.isoformat(), frame_type,
                     integration_ms=100, coadd=1)

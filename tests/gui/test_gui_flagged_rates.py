@@ -12,14 +12,14 @@ pytestmark = pytest.mark.gui
 
 
 def _display(seconds, rates):
-    from pycam.gui.results import So2Display
+    from pycam.gui.result_series import So2Display
 
     return So2Display("2026-03-15T120000", seconds, {"AA": np.zeros((48, 64), np.float32)}, rates)
 
 
 def test_flagged_samples_are_grey_with_a_tooltip_and_never_a_zero_rate(tk_root):
     from pycam.gui.analysis_view import AnalysisView
-    from pycam.gui.results import LineRate
+    from pycam.gui.result_series import LineRate
     from pycam.gui.views import line_rate
     from pycam.gui.worker import GuiQueue
     from pycam.processing.emission import EmissionRate

@@ -67,7 +67,7 @@ def test_batch_cancel_leaves_complete_outputs(standin_app, dataset, tmp_path):
     fill_form(view, dataset, tmp_path)
     view.cancel_event.set()  # cancelled before the first pair is read
     view.running = False
-    from pycam.gui.batch import run_batch
+    from pycam.gui.batch_runner import run_batch
 
     summary = run_batch(view.inputs(), standin_app.queue, view.cancel_event)
     assert summary.startswith("cancelled")

@@ -59,5 +59,6 @@ def test_a_clear_pair_rebuilds_the_processor_with_it_and_restarts_the_calibratio
     finally:
         live.stop()
     clear = built[-1].kwargs["clear"]
-    assert clear["on"].max() == 500 and clear["off"].max() == 700 and clear["exposure_a_us"] == 1000
+    assert clear.img_a.max() == 500 and clear.img_b.max() == 700 and clear.exposure_a_us == 1000
+    assert clear.frame_type == "Clear"
     assert not built[-1].carried     # a new background: the live DOAS calibration starts again

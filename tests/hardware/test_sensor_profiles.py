@@ -130,7 +130,7 @@ def test_profiles_and_their_config_key(hw_config):
 def test_processing_takes_pixel_pitch_from_the_sensor_profile():
     import math
 
-    from pycam.processing.geometry import MeasurementGeometry
+    from pycam.processing.plume_geometry import MeasurementGeometry
     from pycam.processing.settings import default_settings
 
     base = default_settings().replace(plume_distance_m=5000.0)

@@ -4,10 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from pycam.formats.pycam_outputs import read_emission_rates
-from pycam.processing.archive import find_plume_pairs
+from pycam.processing.archive import find_plume_pairs, iter_pair_images
 from pycam.processing.chain import ProcessingChain
 from pycam.processing.outputs import RunOutputs
-from pycam.processing.pipeline import BatchProcessor, iter_pair_inputs
+from pycam.processing.pipeline import BatchProcessor
 from pycam.processing.settings import default_settings
 from pycam.processing.setup import prepare_run
 
@@ -22,11 +22,11 @@ def process_sim(d: Path, truth: dict, out: Path, **overrides):
     pairs = find_plume_pairs(d / "Seq_1").pairs
     inputs = prepare_run(d / "Seq_1", settings, cal_dir=d / "Cal_1",
                          pcs_files=[d / "pcs_line_0.txt", d / "pcs_line_1.txt"], pairs=pairs)
-    first = next(iter_pair_inputs(pairs[:1]))
+    first = next(iter_pair_images(pairs[:1]))
     chain = ProcessingChain(settings, first.img_a.shape, darks=inputs.darks, clear=inputs.clear,
                             calibration=inputs.calibration, pcs_lines=inputs.pcs_lines, warp=inputs.warp)
     outputs = RunOutputs(out)
-    summary = BatchProcessor(chain, outputs).run(iter_pair_inputs(pairs))
+    summary = BatchProcessor(chain, outputs).run(iter_pair_images(pairs))
     outputs.close()
     return chain, summary
 

@@ -18,7 +18,7 @@ from pycam.processing.corrections import (DarkLibrary, estimate_registration, lo
 from pycam.processing.crosscorr import cross_correlation_velocity
 from pycam.processing.doas_calibration import DoasCalibration, PreloadedCalibration
 from pycam.processing.flow_analysis import analyse_flow_histogram, hybrid_vectors
-from pycam.processing.geometry import GeometryError, MeasurementGeometry
+from pycam.processing.plume_geometry import GeometryError, MeasurementGeometry
 from pycam.processing.lines import LineSampler, offset_line
 from pycam.processing.settings import PPMM_TO_MOLEC_CM2, default_settings
 

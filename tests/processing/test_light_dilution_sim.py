@@ -10,10 +10,10 @@ import json
 import numpy as np
 import pytest
 
-from pycam.processing.archive import find_plume_pairs
+from pycam.processing.archive import find_plume_pairs, iter_pair_images
 from pycam.processing.chain import ProcessingChain
 from pycam.processing.outputs import RunOutputs
-from pycam.processing.pipeline import BatchProcessor, iter_pair_inputs
+from pycam.processing.pipeline import BatchProcessor
 from pycam.processing.settings import load_settings
 from pycam.processing.setup import prepare_run
 from pycam.formats.pycam_outputs import read_emission_rates
@@ -40,12 +40,12 @@ def _process(d, out, **overrides):
     pairs = find_plume_pairs(d / "Seq_1").pairs
     inputs = prepare_run(d / "Seq_1", settings, cal_dir=d / "Cal_1", dark_dir=d / "Dark", clear_dir=d / "Clear",
                          pcs_files=[d / "pcs_line_0.txt", d / "pcs_line_1.txt"], pairs=pairs)
-    first = next(iter_pair_inputs(pairs[:1]))
+    first = next(iter_pair_images(pairs[:1]))
     chain = ProcessingChain(inputs.settings, first.img_a.shape, darks=inputs.darks, clear=inputs.clear,
                             calibration=inputs.calibration, pcs_lines=inputs.pcs_lines, warp=inputs.warp,
                             geometry=inputs.camera)
     outputs = RunOutputs(out)
-    BatchProcessor(chain, outputs).run(iter_pair_inputs(pairs))
+    BatchProcessor(chain, outputs).run(iter_pair_images(pairs))
     outputs.close()
     rates = {}
     for line in ("0", "1"):

@@ -21,7 +21,8 @@ from pycam.formats.pycam_outputs import read_emission_rates
 from pycam.processing.chain import ProcessingChain
 from pycam.processing.doas_calibration import DoasCalibration
 from pycam.processing.outputs import RunOutputs
-from pycam.processing.pipeline import BatchProcessor, PairInput
+from pycam.formats.image_pair import ImagePair
+from pycam.processing.pipeline import BatchProcessor
 from pycam.processing.realtime import PairResult, RealtimeProcessor
 from pycam.processing.settings import default_settings
 
@@ -56,7 +57,7 @@ def test_realtime_emission_rates_and_runtime_lines():
     ca, cb = sc.clear()
     lines = [PCSLine(400, 100, 400, 400, "right", "east"), PCSLine(250, 100, 250, 400, "right", "west")]
     proc = RealtimeProcessor({"plume_distance_m": 5000, "min_cd": 1e16}, darks={"on": sc.dark(), "off": sc.dark()},
-                             clear={"on": ca, "off": cb}, calibration=_linear_calibration(), pcs_lines=lines)
+                             clear=ImagePair(T0, ca, cb), calibration=_linear_calibration(), pcs_lines=lines)
     footprint = 5000 * 5.6e-6 / proc.settings.focal_length
     first = proc.process_pair(*sc.frames(0), {"time": T0, "exposure_a_us": 1, "exposure_b_us": 1})
     assert first.flow is None and np.isnan(first.emission_rates["east"].flux_kg_s)
@@ -83,7 +84,7 @@ def _pairs(scene, n, frames=8):
     cache = [scene.frames(i) for i in range(frames)]
     for i in range(n):
         a, b = cache[i % frames]
-        yield PairInput(T0 + dt.timedelta(seconds=4 * i), a, b, 1, 1)
+        yield ImagePair(T0 + dt.timedelta(seconds=4 * i), a, b, 1, 1)
 
 
 def _rss_bytes() -> int:
@@ -263,13 +264,15 @@ def test_real_plume_pairs_give_finite_aa(data_dir, artifacts_dir):
     folder = data_dir / "pycam_images" / "2019-09-18_pairs"
     pairs = find_plume_pairs(folder).pairs
     assert len(pairs) == 2
-    a, b = read_pair(pairs[0])
-    warp = estimate_registration(subtract_dark(a, None), subtract_dark(b, None), iterations=100, eps=1e-6)
+    first = read_pair(pairs[0])
+    warp = estimate_registration(subtract_dark(first.img_a, None), subtract_dark(first.img_b, None),
+                                 iterations=100, eps=1e-6)
     shift = np.hypot(warp[0, 2], warp[1, 2])
     assert 10 < shift < 100              # README: tens of pixels plus a slight rotation
     settings = {"bg_mode": 0, "surface_fit_rois": [[0, 0, 500, 40], [0, 0, 40, 486], [0, 446, 500, 486]]}
     proc = RealtimeProcessor(settings, warp=warp)
-    results = [proc.process_pair(*read_pair(p), p.meta) for p in pairs]
+    images = [read_pair(p) for p in pairs]
+    results = [proc.process_pair(i.img_a, i.img_b, i.meta) for i in images]
     fig, axs = plt.subplots(1, 2, figsize=(12, 4.5))
     for ax, r in zip(axs, results):
         assert r.aa.shape == (486, 648) and np.isfinite(r.aa).all()

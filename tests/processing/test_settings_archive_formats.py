@@ -6,12 +6,14 @@ import datetime as dt
 import numpy as np
 import pytest
 
+from pycam.formats.image_pair import ImagePair
 from pycam.formats.images import write_image
 from pycam.formats.names import ImageName
 from pycam.formats.pycam_outputs import (CalibrationRecord, CalibrationTable, EmissionRateWriter, EmissionRow,
                                          OutputFormatError, read_doas_results, read_emission_rates,
                                          read_full_calibration, write_doas_results, write_full_calibration)
-from pycam.processing.archive import DirectoryWatcher, find_plume_pairs, iter_pair_images, pair_records, scan_directory
+from pycam.processing.archive import (DirectoryWatcher, find_plume_pairs, iter_pair_images, pair_records, read_pair,
+                                      scan_directory)
 from pycam.processing.settings import SettingsError, load_settings, settings_from_mapping
 
 T0 = dt.datetime(2019, 9, 18, 7, 43, 35, tzinfo=dt.timezone.utc)
@@ -100,8 +102,21 @@ def test_temporary_locked_and_corrupt_files(tmp_path):
     assert len(pairs) == 2                       # the locked pair is not offered
     problems: list[str] = []
     read = list(iter_pair_images(pairs, problems))
-    assert [p.time for p, _, _ in read] == [T0]
+    assert [p.time for p in read] == [T0]
     assert len(problems) == 1 and a2.name in problems[0]
+
+
+def test_read_pair_gives_the_one_image_pair_shape(tmp_path):
+    a = _img(tmp_path, T0, "on", 999904, value=300)
+    b = _img(tmp_path, T0, "off", 500000, value=200)
+    (files,) = find_plume_pairs(tmp_path).pairs
+    pair = read_pair(files)
+    assert isinstance(pair, ImagePair)
+    assert pair.img_a.shape == pair.img_b.shape == (8, 10)
+    assert int(pair.img_a[0, 0]) == 300 and int(pair.img_b[0, 0]) == 200
+    assert pair.meta == {"time": T0, "time_string": "2019-09-18T074335", "type": "Plume",
+                         "exposure_a_us": 999904, "exposure_b_us": 500000,
+                         "source_a": str(a), "source_b": str(b)}
 
 
 def test_directory_watcher_yields_each_pair_once(tmp_path):

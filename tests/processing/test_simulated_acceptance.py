@@ -63,8 +63,8 @@ def test_per_pair_columns_in_pcs_within_5_percent(sim_datasets, case):
                              pcs_lines=[line])
     sampler = proc._chain_for((486, 648)).lines[0].sampler
     for pair, rec in zip(pairs, truth["pairs"]):
-        a, b = read_pair(pair)
-        res = proc.process_pair(a, b, pair.meta)
+        images = read_pair(pair)
+        res = proc.process_pair(images.img_a, images.img_b, images.meta)
         true_cols = np.asarray(rec["lines"]["0"]["columns_molec_cm2"])
         got = sampler.sample(res.so2)
         assert got.shape == true_cols.shape

@@ -14,7 +14,7 @@ from pycam.formats.geometry import PCSLine
 from pycam.processing.absorbance import ClearSky
 from pycam.processing.chain import ProcessingChain
 from pycam.processing.ecii_data import cell_calibration, darks_at_level, frame_at_level
-from pycam.processing.geometry import MeasurementGeometry
+from pycam.processing.plume_geometry import MeasurementGeometry
 from pycam.processing.settings import MOLAR_MASS_SO2, default_settings
 
 LEVEL = 2                       # 336 x 256 (the stored frames are level 4, 84 x 64)

@@ -23,7 +23,8 @@ def pairs_2019(data_dir):
         pytest.skip(f"{d} missing")
     pairing = pair_records(scan_directory(d))
     assert len(pairing.pairs) == 2 and not pairing.unpaired
-    return [(p, *read_pair(p)) for p in pairing.pairs]
+    read = [(p, read_pair(p)) for p in pairing.pairs]
+    return [(p, images.img_a, images.img_b) for p, images in read]
 
 
 def test_no_plume_2019_pairs_give_zero_aa_and_no_emission(pairs_2019, data_dir, artifacts_dir):

@@ -215,7 +215,7 @@ def _check_forward_model(quiet_scene):
 
 
 def test_spectra_for_given_columns_without_a_scene(references):
-    from pycam.sim.spectra import SpectrometerModel
+    from pycam.sim.spectrometer_model import SpectrometerModel
 
     noisy = SpectrometerModel(None, references, seed=3)
     quiet = SpectrometerModel(None, references, seed=3, noise=False)

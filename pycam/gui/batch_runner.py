@@ -16,13 +16,14 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from pycam.gui.results import LineRate, So2Display
+from pycam.formats.names import format_time
+from pycam.gui.result_series import LineRate, So2Display
 from pycam.gui.worker import GuiQueue
 
 
 def default_output_dir(img_dir: Path) -> Path:
     """PyCam's layout: ``<img_dir>/Processed_<YYYY-mm-ddTHHMMSS>``."""
-    return img_dir / f"Processed_{_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%dT%H%M%S')}"
+    return img_dir / f"Processed_{format_time(_dt.datetime.now(_dt.timezone.utc))}"
 
 
 def retrieve_spectra(spec_dir: Path, out_dir: Path, reference_dir=None, fit_window=(308.0, 318.0),
@@ -88,7 +89,7 @@ def run_batch(form: dict[str, Any], queue: GuiQueue, cancel_event: threading.Eve
                                          float(r.velo_eff_err if r.velo_eff_err is not None else float("nan")),
                                          int(r.flag), r.flag_reason)
                      for name, r in rates.items()}
-            queue.post("batch_result", So2Display(time.strftime("%Y-%m-%dT%H%M%S"), time.timestamp(), {}, shown))
+            queue.post("batch_result", So2Display(format_time(time), time.timestamp(), {}, shown))
 
     done = [0]
     total = [0]
