@@ -1,4 +1,4 @@
-"""Picamera2 driver against the fake library (``hwfakes/fake_picamera2.py``).
+"""Picamera2 driver against the fake library (``helpers/hwfakes/fake_picamera2.py``).
 
 Library calls relied on (picamera2, checked against raspberrypi/picamera2 ``picamera2.py`` and
 ``request.py``): ``Picamera2(camera_num)`` (``IndexError`` without a camera), ``sensor_resolution``,

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers.net import free_port
 
 from pycam.config import load_config
 from pycam.drivers.picamera2_camera import Picamera2Camera
@@ -25,14 +26,6 @@ from pycam.station.config_server import (ConfigServer, ConfigServerError, Config
 from pycam.station.usb_config import RuntimeConfig
 
 PASSWORD = "correct-horse-battery"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -14,7 +14,8 @@ import os
 import threading
 import time
 
-from station_helpers import InProcessStation, stored_files, temporaries, wait_for
+from helpers.waiting import wait_for
+from station_helpers import InProcessStation, stored_files, temporaries
 
 import pycam.station.storage as storage_module
 from pycam.protocol import events

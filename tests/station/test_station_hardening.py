@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from fake_drivers import FakeCamera
 from flood import DripFlood, Relay
-from station_helpers import InProcessStation, raw_connection, stored_files, wait_for
+from helpers.waiting import wait_for
+from station_helpers import InProcessStation, raw_connection, stored_files
 
 from pycam.config import ConfigError, load_config, render_config
 from pycam.formats.images import read_image

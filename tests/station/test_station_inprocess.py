@@ -6,7 +6,8 @@ import json
 
 import numpy as np
 import pytest
-from station_helpers import InProcessStation, raw_connection, stored_files, temporaries, wait_for
+from helpers.waiting import wait_for
+from station_helpers import InProcessStation, raw_connection, stored_files, temporaries
 
 from pycam.formats.images import read_image, read_spectrum_npy
 from pycam.net.auth import AuthError, client_handshake

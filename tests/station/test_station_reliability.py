@@ -17,7 +17,8 @@ import struct
 import time
 
 import pytest
-from station_helpers import TESTS_DIR, stored_files, temporaries, wait_for
+from helpers.waiting import wait_for
+from station_helpers import TESTS_DIR, stored_files, temporaries
 
 from pycam.formats.images import read_image
 from pycam.net.auth import client_handshake

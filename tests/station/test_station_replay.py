@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from station_helpers import InProcessStation, stored_files, wait_for
+from helpers.waiting import wait_for
+from station_helpers import InProcessStation, stored_files
 
 from pycam.cli.demo_live import HeadlessLiveChain
 from pycam.drivers.base import DriverError
