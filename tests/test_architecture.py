@@ -6,6 +6,7 @@ also one inside a function), so nothing is imported and nothing runs."""
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from collections import Counter
 from functools import lru_cache
@@ -153,3 +154,19 @@ def test_no_two_modules_share_a_base_name():
     shared = {name: sorted(str(p.relative_to(PACKAGE.parent)) for p in modules().values() if p.name == name)
               for name, count in names.items() if count > 1}
     assert not shared, "\n".join(f"{name}: {', '.join(paths)}" for name, paths in sorted(shared.items()))
+
+
+def test_the_readme_layout_table_names_every_part_on_its_floor():
+    readme = (PACKAGE.parent / "README.md").read_text()
+    table = readme[readme.index("## Layout"):].split("\n## ", 1)[0]
+    listed = {}
+    for line in table.splitlines():
+        cells = line.split("|")
+        if len(cells) > 2 and cells[1].strip().isdigit():
+            for path in re.findall(r"`(pycam/[^`]*)`", cells[2]):
+                listed[path.rstrip("/").removesuffix(".py").replace("/", ".")] = int(cells[1])
+    parts = {".".join(m.split(".")[:2]) for m in modules()} - {"pycam"}
+    assert set(listed) == parts, f"README layout table: missing {sorted(parts - set(listed))}, " \
+                                 f"not in the package {sorted(set(listed) - parts)}"
+    wrong = {part: (floor, floor_of(part)) for part, floor in listed.items() if floor != floor_of(part)}
+    assert not wrong, f"README floor vs FLOORS: {wrong}"
