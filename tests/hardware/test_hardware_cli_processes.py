@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from helpers.station_config import write_station_toml
 from helpers.waiting import wait_for
 
@@ -20,6 +21,8 @@ from pycam.config import load_config
 from pycam.formats.images import read_image, read_spectrum_npy
 from pycam.formats.names import ImageName
 from pycam.station.client import StationClient
+
+pytestmark = pytest.mark.slow
 
 TESTS_DIR = Path(__file__).resolve().parents[1]   # holds helpers/hwfakes, which the shims import
 

@@ -6,6 +6,8 @@ import logging
 import socket
 import time
 
+import pytest
+
 from pycam.net.gatekeeper import ConnectionPolicy, Gatekeeper
 from pycam.protocol.session import ServerSession
 
@@ -20,6 +22,7 @@ class _EmfileListener(socket.socket):
         raise OSError(errno.EMFILE, "Too many open files")
 
 
+@pytest.mark.slow
 def test_accept_failures_back_off_and_are_logged_rarely(caplog):
     listener = _EmfileListener(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(("127.0.0.1", 0))

@@ -83,6 +83,7 @@ def test_wrong_password_and_anonymous_refused(station):
     login(service).quit()
 
 
+@pytest.mark.slow
 def test_good_upload_reloads_and_takes_test_photo(station):
     service, rc, events, fake, photos = station
     ftp = login(service)
@@ -97,6 +98,7 @@ def test_good_upload_reloads_and_takes_test_photo(station):
     assert rc.settings == {"ExposureTime": 30000, "AnalogueGain": 3.0}
 
 
+@pytest.mark.slow
 def test_broken_upload_reports_key_and_keeps_settings(station):
     service, rc, events, fake, photos = station
     ftp = login(service)

@@ -34,6 +34,8 @@ from pycam.station.dual_camera import DualCameraStation
 from pycam.station.master import Master
 from pycam.station.spectrometer_service import SpectrometerService
 
+pytestmark = pytest.mark.slow
+
 COMPLETE_SECONDS = 3
 SKEW_WARN_MS = 50.0
 INJECTED_SKEW_MS = 200.0   # camera 1's SensorTimestamp runs this far ahead (thread jitter: well under 150 ms)

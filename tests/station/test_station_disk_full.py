@@ -14,6 +14,7 @@ import os
 import threading
 import time
 
+import pytest
 from helpers.waiting import wait_for
 from station_helpers import InProcessStation, stored_files, temporaries
 
@@ -23,6 +24,8 @@ from pycam.protocol import messages as m
 from pycam.station.device_link import WINDOW
 from pycam.station.launcher import write_station_config
 from pycam.station.watchdog import AcquisitionWatchdog
+
+pytestmark = pytest.mark.slow
 
 #: PYCAM_DISK_FULL_REAL=1 runs the unscaled case (120 s, the default 2 s / 60 s back-off; ~3 min)
 REAL = os.environ.get("PYCAM_DISK_FULL_REAL") == "1"

@@ -88,6 +88,7 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+@pytest.mark.slow
 def test_descriptor_limit_256_and_300_flooders_cost_little_cpu_and_log(tmp_path):
     config_path = config_with(tmp_path, handshake_timeout_s=2.0)
     config = load_config(config_path)
@@ -201,6 +202,7 @@ def test_master_removes_its_own_temporaries_at_start(station_config):
     assert not stale.exists() and keep.read_bytes() == b"whole"
 
 
+@pytest.mark.slow
 def test_unusable_data_dir_is_a_clear_error_not_a_traceback(tmp_path):
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("x")
@@ -245,6 +247,7 @@ class FakeMaster:
         self.listener.close()
 
 
+@pytest.mark.slow
 def test_malformed_acks_leave_the_spool_intact_and_the_camera_reconnecting(station_config):
     config = load_config(station_config)
     fake = FakeMaster(config["network"]["device_port"], config["network"]["device_secret"])

@@ -26,6 +26,8 @@ from pycam.net.connection import Connection
 from pycam.protocol import messages as m
 from pycam.station.launcher import start_simulated_station, write_station_config
 
+pytestmark = pytest.mark.slow
+
 FAKE_CAMERA = "fake_drivers:FakeCamera"
 FAKE_SPECTROMETER = "fake_drivers:FakeSpectrometer"
 
