@@ -170,3 +170,12 @@ def test_the_readme_layout_table_names_every_part_on_its_floor():
                                  f"not in the package {sorted(set(listed) - parts)}"
     wrong = {part: (floor, floor_of(part)) for part, floor in listed.items() if floor != floor_of(part)}
     assert not wrong, f"README floor vs FLOORS: {wrong}"
+
+
+def test_test_folders_mirror_the_package():
+    """tests/<name>/ holds the tests of pycam/<name>/; the only other folders are named here."""
+    others = {"helpers": "shared test helpers and hardware fakes", "hardware": "field drivers on fakes",
+              "realdata": "comparisons with pyplis on real images", "scripts": "scripts/install.sh"}
+    packages = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
+    folders = {p.name for p in Path(__file__).parent.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))}
+    assert folders - packages - set(others) == set()
