@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # PyCam developer entry point. Sets everything up on a fresh Debian machine (idempotent), then:
 #   scripts/run.sh demo [pycam demo options]   simulated station with the GUI (headless without a display)
-#   scripts/run.sh test [pytest options]       the test suite (GUI tests run under Xvfb)
+#   scripts/run.sh test [pytest options]       the whole test suite (GUI tests run under Xvfb)
+#   scripts/run.sh quick [pytest options]      the everyday subset: every test not marked slow
 #   scripts/run.sh bench                        all benchmarks under benchmarks/ (JSON in benchmarks/results/)
 #   scripts/run.sh setup                        only the set-up
 set -euo pipefail
@@ -53,9 +54,10 @@ case "$cmd" in
     if [[ -n "${DISPLAY:-}" ]]; then exec "$VENV/bin/pycam" demo "$@"; fi
     echo "no DISPLAY: running the demo headless" >&2
     exec "$VENV/bin/pycam" demo --headless "$@" ;;
-  test)
+  test|quick)
     setup
     mkdir -p artifacts
+    if [[ $cmd == quick ]]; then set -- -m "not slow" "$@"; fi
     set +e
     "$VENV/bin/python" -m pytest "$@"
     rc=$?
@@ -66,5 +68,5 @@ case "$cmd" in
     setup
     mkdir -p benchmarks/results
     for b in benchmarks/*.py; do "$VENV/bin/python" "$b"; done ;;
-  *) sed -n '2,7p' "$0"; exit 2 ;;
+  *) sed -n '2,8p' "$0"; exit 2 ;;
 esac

@@ -7,10 +7,14 @@ Artefacts (screenshots, plots) go to ``artifacts/`` at the project root.
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
+
+from helpers.station_config import write_station_toml
+
+# the fake-hardware fixtures (fake_picamera2, fake_seabreeze, hw_config) for tests/hardware and tests/station
+pytest_plugins = ["helpers.hardware"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,25 +38,7 @@ def artifacts_dir() -> Path:
     return path
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def station_config(tmp_path):
     """A valid station config file on free loopback ports with a fresh secret; returns its path."""
-    from pycam.config import generate_secret, render_config
-
-    text = render_config(
-        {
-            "network": {"device_port": free_port(), "client_port": free_port(), "reconnect_max_s": 1.0},
-            "storage": {"data_dir": str(tmp_path / "data"), "spool_dir": str(tmp_path / "spool")},
-        },
-        secret=generate_secret(),
-    )
-    path = tmp_path / "station.toml"
-    path.write_text(text)
-    return path
+    return write_station_toml(tmp_path / "station.toml")

@@ -19,6 +19,7 @@ def correction(real_refs, tmp_path_factory):
                                    cache_dir=tmp_path_factory.mktemp("ldcache"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("so2, ldf", [(2.3e18, 0.27), (3.1e18, 0.42), (1.6e18, 0.12)])
 def test_recovers_known_dilution(correction, real_refs, spectrum_maker, so2, ldf):
     spectrum = spectrum_maker(real_refs)(so2, ldf=ldf)

@@ -159,6 +159,7 @@ def test_search_ignores_candidates_whose_disk_leaves_the_image():
     assert 1 <= found.radius <= 12
 
 
+@pytest.mark.slow
 def test_confirmation_adopts_a_fov_only_when_the_next_search_agrees():
     """With ``confirm_px`` the first search is a candidate; the next one (confirm_s later) that
     finds the same FOV adopts it; a search that disagrees replaces the candidate."""

@@ -14,6 +14,8 @@ from pycam.doas.model import LineShapeSpec
 from pycam.doas.retrieval import DoasRetrieval, RetrievalSettings
 from pycam.doas.spectra import MeasuredSpectrum, mean_spectrum
 
+pytestmark = pytest.mark.slow
+
 INTEGRATION_MS = 1000
 
 

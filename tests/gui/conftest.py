@@ -4,15 +4,8 @@ pytest-xvfb starts the virtual display, 1366x768x24 (the smallest laptop layout 
 set in pyproject.toml); the helpers that drive widgets are in ``gui_drive``."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-
-from gui_drive import pump_until  # noqa: E402  (used by the fixtures below)
+from gui_drive import pump_until
 
 
 @pytest.fixture

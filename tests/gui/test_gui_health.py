@@ -11,7 +11,7 @@ from standins import FakeStationClient
 
 from pycam.protocol import events
 
-pytestmark = pytest.mark.gui
+pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
 
 def client(app) -> FakeStationClient:

@@ -11,7 +11,7 @@ import pytest
 
 from gui_drive import pump_until
 
-pytestmark = pytest.mark.gui
+pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

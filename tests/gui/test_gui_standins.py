@@ -13,7 +13,7 @@ import pytest
 from gui_drive import drag, pump_until
 from standins import FakeStationClient
 
-pytestmark = pytest.mark.gui
+pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
 
 @pytest.fixture

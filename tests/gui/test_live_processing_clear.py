@@ -1,9 +1,8 @@
 """LiveProcessing feeds a clear-sky pair into the live camera chain (no Tk needed)."""
 from __future__ import annotations
 
-import time
-
 import numpy as np
+from helpers.waiting import wait_for
 
 from pycam.gui.live import LiveProcessing
 from pycam.gui.ui_messages import ImageFrame
@@ -30,13 +29,6 @@ def _frame(band, second, frame_type="Plume", value=100):
     return ImageFrame(band, ts, frame_type, 1000, np.full((4, 6), value, np.uint16), f"{ts}_{band}.png")
 
 
-def _wait(predicate, timeout=5.0):
-    end = time.monotonic() + timeout
-    while not predicate() and time.monotonic() < end:
-        time.sleep(0.01)
-    assert predicate()
-
-
 def test_a_clear_pair_rebuilds_the_processor_with_it_and_restarts_the_calibration():
     built = []
 
@@ -49,13 +41,13 @@ def test_a_clear_pair_rebuilds_the_processor_with_it_and_restarts_the_calibratio
     try:
         live.feed(_frame("A", 1))
         live.feed(_frame("B", 1))
-        _wait(lambda: live.pairs_processed == 1)
+        wait_for(lambda: live.pairs_processed == 1, 5.0, "the first pair")
         assert "clear" not in built[-1].kwargs
         live.feed(_frame("A", 2, "Clear", 500))
         live.feed(_frame("B", 2, "Clear", 700))
         live.feed(_frame("A", 3))
         live.feed(_frame("B", 3))
-        _wait(lambda: live.pairs_processed == 2)
+        wait_for(lambda: live.pairs_processed == 2, 5.0, "the pair after the clear one")
     finally:
         live.stop()
     clear = built[-1].kwargs["clear"]

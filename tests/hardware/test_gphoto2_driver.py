@@ -1,4 +1,4 @@
-"""gphoto2 DSLR workflow and driver against the fake python-gphoto2 (``hwfakes/fake_gphoto2.py``).
+"""gphoto2 DSLR workflow and driver against the fake python-gphoto2 (``helpers/hwfakes/fake_gphoto2.py``).
 
 Library calls relied on (python-gphoto2 2.x): ``Camera()``, ``init()``, ``capture(GP_CAPTURE_IMAGE)``
 (``.folder``, ``.name``), ``folder_list_files`` -> ``CameraList`` (``count``, ``get_name``),
@@ -29,7 +29,7 @@ WHEN = dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
 
 @pytest.fixture
 def dslr():
-    from hwfakes import fake_gphoto2
+    from helpers.hwfakes import fake_gphoto2
 
     world = fake_gphoto2.World()
     return world, fake_gphoto2.module(world)
@@ -52,7 +52,7 @@ def test_success_downloads_renames_and_clears(tmp_path, dslr):
     names = sorted(p.name for p in outcome.files)
     assert names == ["2024-05-01T120000_fltrA_IMG_0001.CR2", "2024-05-01T120000_fltrA_IMG_0001.JPG"]
     assert all(p.parent == tmp_path / "dslr" / "2024-05-01" for p in outcome.files)
-    from hwfakes.fake_gphoto2 import jpeg_bytes
+    from helpers.hwfakes.fake_gphoto2 import jpeg_bytes
     jpg = next(p for p in outcome.files if p.suffix == ".JPG")
     assert jpg.read_bytes() == jpeg_bytes(1)  # complete, byte for byte
     assert world.card["/store_00020001/DCIM/100CANON"] == {}  # cleared after the good download
@@ -103,7 +103,7 @@ def test_download_failing_halfway_keeps_everything_on_card(tmp_path, dslr, how):
     assert got[0].endswith("IMG_0001.CR2") and any(n.endswith("IMG_0001.JPG") for n in got)
     assert any(n.endswith("IMG_0002.JPG") for n in got)
     assert world.card["/store_00020001/DCIM/100CANON"] == {}
-    from hwfakes.fake_gphoto2 import jpeg_bytes
+    from helpers.hwfakes.fake_gphoto2 import jpeg_bytes
     jpg1 = next(p for p in later.files if p.name.endswith("IMG_0001.JPG"))
     assert jpg1.read_bytes() == jpeg_bytes(1)
 

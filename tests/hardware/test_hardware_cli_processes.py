@@ -9,39 +9,37 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from pycam.config import generate_secret, load_config, render_config
+import pytest
+from helpers.station_config import write_station_toml
+from helpers.waiting import wait_for
+
+from pycam.config import load_config
 from pycam.formats.images import read_image, read_spectrum_npy
 from pycam.formats.names import ImageName
 from pycam.client import StationClient
 
-HW_TESTS = Path(__file__).resolve().parent
+pytestmark = pytest.mark.slow
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+TESTS_DIR = Path(__file__).resolve().parents[1]   # holds helpers/hwfakes, which the shims import
 
 
 def make_shims(directory: Path) -> Path:
     (directory / "picamera2").mkdir(parents=True)
     (directory / "picamera2" / "__init__.py").write_text(
         "import os\n"
-        "from hwfakes import fake_picamera2\n"
-        "from hwfakes.fake_picamera2 import Picamera2  # test shim: the fake stands in for picamera2\n"
+        "from helpers.hwfakes import fake_picamera2\n"
+        "from helpers.hwfakes.fake_picamera2 import Picamera2  # test shim: the fake stands in for picamera2\n"
         "if os.environ.get('PYCAM_TEST_PI5'):  # a Pi 5 with two cameras\n"
         "    fake_picamera2.PLATFORM, fake_picamera2.ATTACHED = 'pisp', 2\n")
     (directory / "sitecustomize.py").write_text(
         "import os\n"
         "serial = os.environ.get('PYCAM_TEST_FAKE_SEABREEZE')\n"
         "if serial:\n"
-        "    from hwfakes import fake_seabreeze\n"
+        "    from helpers.hwfakes import fake_seabreeze\n"
         "    fake_seabreeze.install_permanently()\n"
         "    fake_seabreeze.plug(serial)\n"
         "    if os.environ.get('PYCAM_TEST_PI5'):  # the Pi's failing IPv4 scan\n"
@@ -49,31 +47,18 @@ def make_shims(directory: Path) -> Path:
     return directory
 
 
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-    return value
-
-
 @contextlib.contextmanager
 def unit_processes(tmp_path: Path, cameras: dict[str, list[str]], env_extra: dict[str, str], devices: set[str]):
     """The master, the given camera processes (name -> ``pycam camera`` arguments) and the
     seabreeze spectrometer as separate processes on the fakes; yields (config, client, procs)
     once ``devices`` are connected, and stops them all afterwards (logs in ``tmp_path/<name>.log``)."""
-    config_path = tmp_path / "station.toml"
-    config_path.write_text(render_config({
-        "network": {"device_port": free_port(), "client_port": free_port(), "reconnect_max_s": 1.0},
-        "storage": {"data_dir": str(tmp_path / "data"), "spool_dir": str(tmp_path / "spool")},
+    config_path = write_station_toml(tmp_path / "station.toml", {
         "camera": {"auto_exposure": False, "shutter_us": 50_000},
         "spectrometer": {"auto_integration": False, "integration_ms": 20},
-        "usb_config": {"usb_file": str(tmp_path / "usb" / "pycam_config.json"), "work_dir": str(tmp_path / "work")},
-    }, secret=generate_secret()))
+    })
     config = load_config(config_path)
     shims = make_shims(tmp_path / "shims")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(shims), str(HW_TESTS)]), PYTHONUNBUFFERED="1",
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(shims), str(TESTS_DIR)]), PYTHONUNBUFFERED="1",
                **env_extra)
     base = [sys.executable, "-m", "pycam"]
     commands = {"master": base + ["masterpi", "--config", str(config_path), "--no-fsync"],

@@ -1,4 +1,4 @@
-"""Picamera2 driver against the fake library (``hwfakes/fake_picamera2.py``).
+"""Picamera2 driver against the fake library (``helpers/hwfakes/fake_picamera2.py``).
 
 Library calls relied on (picamera2, checked against raspberrypi/picamera2 ``picamera2.py`` and
 ``request.py``): ``Picamera2(camera_num)`` (``IndexError`` without a camera), ``sensor_resolution``,
@@ -61,6 +61,7 @@ def test_camera_in_use_by_another_process(hw_config, fake_picamera2):
         first.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("raw_format,platform", [("", "vc4"), ("SGBRG10_CSI2P", "vc4"), ("", "pisp")])
 def test_raw_capture_unpacks_and_bins_exactly(hw_config, fake_picamera2, raw_format, platform):
     fake_picamera2.PLATFORM = platform
@@ -173,6 +174,7 @@ def test_bin_area_rounds():
     assert bin_area(np.arange(16, dtype=np.uint16).reshape(4, 4), 2).tolist() == [[3, 5], [11, 13]]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model,shape,binning", [("imx477", (760, 1014), 4), ("imx296", (544, 728), 2)])
 def test_pi5_other_sensors_unpack_their_bit_depth_exactly(hw_config, fake_picamera2, model, shape, binning):
     """Pi 5 (PiSP): unpacked raw arrives left-aligned in 16 bits; the profile's bit depth undoes it

@@ -1,4 +1,4 @@
-"""seabreeze driver: the real ``seabreeze.spectrometers`` on a fake backend (``hwfakes/fake_seabreeze.py``).
+"""seabreeze driver: the real ``seabreeze.spectrometers`` on a fake backend (``helpers/hwfakes/fake_seabreeze.py``).
 
 Library calls relied on (python-seabreeze 2.x, ``seabreeze/spectrometers.py``):
 ``list_devices()``, ``Spectrometer.from_serial_number(serial)``, ``Spectrometer.from_first_available()``

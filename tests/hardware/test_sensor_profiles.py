@@ -82,6 +82,7 @@ def region_means(result: dict) -> tuple[float, float]:
     return float(aa[inner].mean()), float(aa[outer].mean())
 
 
+@pytest.mark.slow
 def test_imx477_with_black_level_gives_the_ov5647_aa(hw_config, fake_picamera2):
     ov = observe(fake_picamera2, hw_config, "ov5647")
     hq = observe(fake_picamera2, hw_config, "imx477")
@@ -97,6 +98,7 @@ def test_imx477_with_black_level_gives_the_ov5647_aa(hw_config, fake_picamera2):
     assert abs(ov_out) < 0.005 and abs(hq_out) < 0.005
 
 
+@pytest.mark.slow
 def test_without_dark_subtraction_the_black_level_biases_the_aa(hw_config, fake_picamera2):
     """The check above can fail: leaving the IMX477's 256 DN in dilutes the plume's AA."""
     hq_in, _ = region_means(observe(fake_picamera2, hw_config, "imx477", subtract_dark=False))

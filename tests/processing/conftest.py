@@ -2,14 +2,9 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from processing_helpers import SIM_CASES, SIM_PAIRS  # noqa: E402
+from processing_helpers import SIM_CASES, SIM_PAIRS
 
 
 @pytest.fixture(scope="session")

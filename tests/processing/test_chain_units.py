@@ -40,6 +40,7 @@ def test_dark_library_matching_and_model():
         lib.add("middle", 1, np.zeros((4, 4)))
 
 
+@pytest.mark.slow
 def test_registration_recovers_a_known_shift_and_roundtrips(tmp_path):
     import cv2
 

@@ -11,6 +11,8 @@ import pytest
 from pycam.formats.names import parse_time
 from pycam.formats.pycam_outputs import read_emission_rates, read_full_calibration, write_doas_results
 
+pytestmark = pytest.mark.slow
+
 PYCAM = str(Path(sys.executable).parent / "pycam")
 
 

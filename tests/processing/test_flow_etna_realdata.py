@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from processing_synthetic import LinearCalibration
 
-pytestmark = pytest.mark.realdata
+pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
 PYPLIS_XCORR_SPEED = 4.43
 SLOPE = 8.5e18

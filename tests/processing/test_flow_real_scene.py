@@ -37,6 +37,7 @@ def _speeds(out, line, mode):
     return rows, valid
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["flow_raw", "flow_hybrid", "flow_histo"])
 def test_default_flow_speed_within_10_percent_on_painted_scene(painted, mode):
     d, truth, out, chain, summary = painted

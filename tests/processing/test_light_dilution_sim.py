@@ -55,6 +55,7 @@ def _process(d, out, **overrides):
     return chain, rates
 
 
+@pytest.mark.slow
 def test_corrected_rates_within_10_percent_where_uncorrected_are_20_percent_low(diluted, tmp_path):
     d, truth = diluted
     assert truth["light_dilution"]["eps_on_per_m"] == EPS_ON

@@ -26,6 +26,8 @@ from pycam.processing.pipeline import BatchProcessor
 from pycam.processing.realtime import PairResult, RealtimeProcessor
 from pycam.processing.settings import default_settings
 
+pytestmark = pytest.mark.slow
+
 T0 = dt.datetime(2024, 1, 1, 12, tzinfo=dt.timezone.utc)
 PYCAM = str(Path(sys.executable).parent / "pycam")
 

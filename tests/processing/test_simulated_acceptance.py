@@ -7,6 +7,8 @@ import pytest
 from processing_helpers import SIM_CASES
 from processing_helpers import process_sim, rows_of
 
+pytestmark = pytest.mark.slow
+
 TOL = 0.05
 
 

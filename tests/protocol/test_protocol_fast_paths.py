@@ -56,6 +56,7 @@ def test_fast_path_takes_well_formed_headers(good):
     assert meta == m.DataMeta._from_dict_checked(dict(good))
 
 
+@pytest.mark.slow
 @settings(max_examples=600, deadline=None)
 @given(base=st.sampled_from([GOOD_IMAGE, GOOD_SPECTRUM]),
        changes=st.dictionaries(st.sampled_from(sorted(GOOD_IMAGE) + ["extra"]), json_values | shapes, max_size=3),

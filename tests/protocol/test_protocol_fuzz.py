@@ -3,6 +3,7 @@ its own errors, never grow its buffers past the limits, and never lose sync on g
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -59,6 +60,7 @@ def test_random_bytes_only_raise_protocol_errors(data, chunk):
     assert all(isinstance(e, ProtocolError) for e in errors)
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(index=st.integers(0, 3), flips=st.lists(st.tuples(st.integers(0, 10_000), st.integers(1, 255)),
                                                min_size=1, max_size=4),
@@ -90,6 +92,7 @@ json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats
                            max_leaves=8)
 
 
+@pytest.mark.slow
 @settings(max_examples=500, deadline=None)
 @given(key=st.sampled_from(sorted(VOCABULARY)), raw=json_values)
 def test_command_values_only_raise_command_errors(key, raw):
@@ -99,6 +102,7 @@ def test_command_values_only_raise_command_errors(key, raw):
         assert exc.key == key and exc.reason
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(header=st.dictionaries(st.sampled_from(["kind", "request_id", "device", "key", "value", "meta", "role",
                                                "name", "nonce", "mac", "version", "subscribe", "fields",

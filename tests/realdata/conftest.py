@@ -6,13 +6,10 @@ tests find it through pyplis's install path and run wherever pyplis is installed
 from __future__ import annotations
 
 import logging
-import sys
 import warnings
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture(scope="session")

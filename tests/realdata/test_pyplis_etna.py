@@ -19,7 +19,7 @@ from pycam.processing.ecii_data import cell_calibration, frame_at_level
 from pycam.processing.flow import FarnebackParams, FlowEngine
 from pycam.processing.flow_analysis import analyse_flow_histogram, orientation_deg
 
-pytestmark = pytest.mark.realdata
+pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
 
 def test_ecii_adapter_reads_what_pyplis_reads(pyplis, etna_dir):

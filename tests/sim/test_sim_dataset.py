@@ -13,6 +13,8 @@ from pycam.formats.geometry import read_camera_geometry, read_doas_fov, read_pcs
 from pycam.formats.images import read_image, read_spectrum_npy
 from pycam.formats.names import ImageName, SpectrumName
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):

@@ -28,6 +28,7 @@ def test_registry_resolves_sim_drivers(sim_config):
     assert spectrometer_driver_class("sim") is SimSpectrometer
 
 
+@pytest.mark.slow
 def test_camera_from_config_shapes_and_dtype(sim_config):
     with SimCamera(sim_config, "on") as cam:
         frame = cam.capture(T0)
@@ -36,6 +37,7 @@ def test_camera_from_config_shapes_and_dtype(sim_config):
         assert 0 < frame.pixels.min() and frame.pixels.max() <= 1023
 
 
+@pytest.mark.slow
 def test_full_resolution_frames(references):
     scene = Scene(SceneParameters(seed=7), references, full_resolution=True)
     cam = _camera(scene, "off", 100_000)
@@ -44,6 +46,7 @@ def test_full_resolution_frames(references):
     assert frame.pixels.max() <= 1023
 
 
+@pytest.mark.slow
 def test_frames_are_pure_functions_of_their_identity(scene, references):
     cam = _camera(scene, "on")
     a = cam.capture(T0).pixels
@@ -72,6 +75,7 @@ def test_exposure_quantisation_and_limits(scene):
         SimCamera(None, "x", scene=scene)
 
 
+@pytest.mark.slow
 def test_counts_scale_linearly_with_exposure_and_gain(quiet_scene):
     model = quiet_scene.camera("on")
     t = T0.timestamp()
@@ -131,6 +135,7 @@ def test_plume_absorbs_more_on_band_and_cells_follow_the_aa_curve(quiet_scene):
         assert aa_cell[0] - aa_cell[1] == pytest.approx(expected, rel=1e-3)
 
 
+@pytest.mark.slow
 def test_misregistration_shifts_the_off_band_scene(references):
     scene = Scene(SceneParameters(seed=7, misregistration_px=(3.0, -2.0)), references, noise=False)
     t = T0.timestamp()
@@ -176,6 +181,7 @@ def test_noise_free_spectrum_matches_the_documented_forward_model(quiet_scene):
     _check_forward_model(quiet_scene)
 
 
+@pytest.mark.slow
 @pytest.mark.realdata
 def test_forward_model_with_the_real_reference_set(data_dir):
     from pycam.reference_spectra import load_reference_dir

@@ -78,6 +78,7 @@ def _frames_to_converge(cam: SimCamera, factor: float) -> tuple[int, list[float]
     return 99, history
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("band", ["on", "off"])
 @pytest.mark.parametrize("factor", [4.0, 0.25, 10.0, 0.1])
 def test_camera_auto_exposure_converges_within_3_frames(scene, sim_config, band, factor):

@@ -42,6 +42,7 @@ def test_instantaneous_flux_through_perpendicular_lines_is_rate_times_puff(field
             assert _line_flux(field, line, t) == pytest.approx(expected, rel=2e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n, periods", [(12, 1), (30, 3)])
 def test_mean_flux_over_a_run_equals_the_emission_rate(n, periods):
     """N equally spaced samples spanning j puff periods, harmonics with m·j ≡ 0 (mod N) left
@@ -83,6 +84,7 @@ def test_structure_advects_rigidly_at_the_plume_speed(field):
     assert not np.allclose(a, b, rtol=1e-3)   # and there is structure to see move
 
 
+@pytest.mark.slow
 def test_column_range_and_deterministic_seed():
     f1 = PlumeField(SceneParameters(seed=11))
     f2 = PlumeField(SceneParameters(seed=11))

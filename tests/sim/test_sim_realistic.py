@@ -32,6 +32,7 @@ def _flux(scene: Scene, line, t: float) -> float:
     return float(np.sum(scene.field.columns(xs, ys, t)) * spacing * v * scene.field.pixel_size_m * KG_M2_PER_MOLEC_CM2)
 
 
+@pytest.mark.slow
 def test_vent_plume_flux_through_the_lines_is_rate_times_puff(realistic):
     field = realistic.field
     for line in pcs_lines(realistic, 40.0):
@@ -50,6 +51,7 @@ def test_vent_plume_flux_through_the_lines_is_rate_times_puff(realistic):
     assert width[1] > 2 * width[0]
 
 
+@pytest.mark.slow
 def test_lines_in_clear_sky_and_the_plume_inside_them(realistic):
     cam = realistic.camera("on")
     world = cam._world
@@ -63,6 +65,7 @@ def test_lines_in_clear_sky_and_the_plume_inside_them(realistic):
         assert cols[[0, -1]].max() < 2e-3 * cols.max()                    # the plume ends inside the line
 
 
+@pytest.mark.slow
 def test_light_dilution_follows_the_contract(references):
     eps_on, eps_off = 8e-5, 6e-5
     scene = Scene.preset("realistic", references, noise=False, extinction=(eps_on, eps_off), seed=2)
@@ -94,6 +97,7 @@ def test_light_dilution_follows_the_contract(references):
     assert ratio == pytest.approx(cam.transmission(np.array([cols[y, x]]))[0] * e + 1 - e, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_clouds_give_false_aa_and_cloudy_clouds_cross_the_lines(references):
     for name in ("realistic", "cloudy"):
         scene = Scene.preset(name, references, noise=False, seed=2, extinction=(0.0, 0.0),
@@ -132,6 +136,7 @@ def test_dust_specks_in_clear_plume_and_cell_frames(realistic):
     assert (specks & specks_b).sum() < 0.2 * specks.sum()        # each sensor has its own dust
 
 
+@pytest.mark.slow
 def test_truth_warp_maps_a_to_the_b_pixel_seeing_the_same_point(references):
     scene = Scene.preset("realistic", references, noise=False, seed=2)
     reg = scene.truth([], [])["registration"]
@@ -147,6 +152,7 @@ def test_truth_warp_maps_a_to_the_b_pixel_seeing_the_same_point(references):
     assert np.allclose(warp_a_to_b((0, 0), 0.0, (10, 10)), np.eye(2, 3))
 
 
+@pytest.mark.slow
 def test_processing_registration_recovers_the_warp(references):
     """ECC (reg_mode ecc, what process_config.yml asks for) on the clear-sky frames finds the
     true warp within 1 px over the frame."""
@@ -166,6 +172,7 @@ def test_processing_registration_recovers_the_warp(references):
     assert err < 1.0
 
 
+@pytest.mark.slow
 def test_cells_bend_like_the_real_villarrica_cells(references):
     """0–304 ppm·m column-per-AA slope vs the linear fit of 0, 304, 1257 ppm·m: real ~0.71."""
     scene = Scene.preset("realistic", references, noise=False)
@@ -204,6 +211,7 @@ def realistic_dataset(tmp_path_factory):
     return out, json.loads((out / "truth.json").read_text())
 
 
+@pytest.mark.slow
 def test_realistic_dataset_files(realistic_dataset):
     from pycam.formats.images import read_image
     from pycam.processing.settings import load_settings
@@ -232,6 +240,7 @@ def test_realistic_dataset_files(realistic_dataset):
     assert abs(truth["mean_flux_kg_s"]["0"] / truth["emission_rate_kg_s"] - 1) < 0.05   # 3 pairs: puffs
 
 
+@pytest.mark.slow
 def test_clean_dataset_has_no_dilution_files(tmp_path):
     out = tmp_path / "C"
     assert main(["simulate", "--out", str(out), "--pairs", "2", "--scene", "clean", "--quiet"]) == 0
@@ -241,6 +250,7 @@ def test_clean_dataset_has_no_dilution_files(tmp_path):
     assert truth["registration"]["warp_a_to_b"] == [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
 
 
+@pytest.mark.slow
 def test_scene_from_station_config(sim_config):
     from pycam.config import validate, generate_secret
 
@@ -275,6 +285,7 @@ def test_new_dust_only_in_plume_frames(realistic):
     assert realistic.truth([], [])["cameras"]["A"]["dust_specks_after_references"] == 8
 
 
+@pytest.mark.slow
 def test_spectrometer_sees_the_same_light_dilution(references):
     ods = {}
     for eps in ((0.0, 0.0), (8e-5, 6e-5)):

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import time
 from pathlib import Path
 
 from fake_drivers import FakeCamera, FakeSpectrometer
+from helpers.waiting import wait_for
 
 from pycam.config import load_config
 from pycam.net.connection import Connection
@@ -16,18 +16,6 @@ from pycam.station.master import Master
 from pycam.station.spectrometer_service import SpectrometerService
 
 TESTS_DIR = Path(__file__).resolve().parent
-
-
-def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05, what: str = "condition"):
-    """Return predicate()'s first truthy value; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 def stored_files(data_dir: Path, pattern: str = "*") -> list[Path]:

@@ -17,7 +17,7 @@ import pytest
 
 from pycam.station.supervision import DemoState, pid_alive
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process supervision test needs Linux")
+pytestmark = [pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process supervision test needs Linux"), pytest.mark.slow]
 
 
 class Demo:

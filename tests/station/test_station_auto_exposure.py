@@ -36,6 +36,7 @@ def camera(station_config):
     service.close_driver()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("step", [4.0, 0.25, 10.0])
 def test_camera_converges_within_three_frames_after_a_brightness_step(camera, step):
     frames_until_in_band(camera, camera_saturation, 0, limit=10)          # settle first
@@ -44,6 +45,7 @@ def test_camera_converges_within_three_frames_after_a_brightness_step(camera, st
     assert frames_until_in_band(camera, camera_saturation, 20) <= 3
 
 
+@pytest.mark.slow
 def test_test_frames_do_not_move_the_exposure(camera):
     frames_until_in_band(camera, camera_saturation, 0, limit=10)
     shutter = camera.shutter_us

@@ -7,10 +7,13 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from station_helpers import TESTS_DIR, stored_files, temporaries
 
 from pycam.formats.images import read_image, read_spectrum_npy
 from pycam.station.launcher import start_simulated_station, write_station_config
+
+pytestmark = pytest.mark.slow
 
 
 def pycam(*args, env=None, timeout=120):

@@ -14,7 +14,9 @@ import os
 import threading
 import time
 
-from station_helpers import InProcessStation, stored_files, temporaries, wait_for
+import pytest
+from helpers.waiting import wait_for
+from station_helpers import InProcessStation, stored_files, temporaries
 
 import pycam.station.storage as storage_module
 from pycam.protocol import events
@@ -22,6 +24,8 @@ from pycam.protocol import messages as m
 from pycam.station.device_link import WINDOW
 from pycam.station.launcher import write_station_config
 from pycam.station.watchdog import AcquisitionWatchdog
+
+pytestmark = pytest.mark.slow
 
 #: PYCAM_DISK_FULL_REAL=1 runs the unscaled case (120 s, the default 2 s / 60 s back-off; ~3 min)
 REAL = os.environ.get("PYCAM_DISK_FULL_REAL") == "1"

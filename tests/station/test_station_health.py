@@ -5,7 +5,8 @@ import time
 import urllib.request
 
 import pytest
-from station_helpers import InProcessStation, wait_for
+from helpers.waiting import wait_for
+from station_helpers import InProcessStation
 
 from pycam.protocol import events
 from pycam.protocol import messages as m

@@ -6,7 +6,8 @@ import json
 
 import numpy as np
 import pytest
-from station_helpers import InProcessStation, raw_connection, stored_files, temporaries, wait_for
+from helpers.waiting import wait_for
+from station_helpers import InProcessStation, raw_connection, stored_files, temporaries
 
 from pycam.formats.images import read_image, read_spectrum_npy
 from pycam.net.auth import AuthError, client_handshake
@@ -129,6 +130,7 @@ def test_continuous_capture_pairs_by_identical_timestamp(station):
     assert read_spectrum_npy(stored_files(station.data_dir, "*Plume.npy")[0]).shape == (2, 2048)
 
 
+@pytest.mark.slow
 def test_test_image_during_continuous_capture_is_taken_and_starts_nothing(station):
     events = []
     client = station.client(on_message=events.append)
@@ -222,6 +224,7 @@ def test_store_and_forward_when_master_starts_late(station_config):
         st.close()
 
 
+@pytest.mark.slow
 def test_disk_full_keeps_files_spooled(station_config):
     text = station_config.read_text().replace("min_free_mb = 200", "min_free_mb = 9000000")
     station_config.write_text(text)

@@ -17,13 +17,16 @@ import struct
 import time
 
 import pytest
-from station_helpers import TESTS_DIR, stored_files, temporaries, wait_for
+from helpers.waiting import wait_for
+from station_helpers import TESTS_DIR, stored_files, temporaries
 
 from pycam.formats.images import read_image
 from pycam.net.auth import client_handshake
 from pycam.net.connection import Connection
 from pycam.protocol import messages as m
 from pycam.station.launcher import start_simulated_station, write_station_config
+
+pytestmark = pytest.mark.slow
 
 FAKE_CAMERA = "fake_drivers:FakeCamera"
 FAKE_SPECTROMETER = "fake_drivers:FakeSpectrometer"

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from station_helpers import InProcessStation, stored_files, wait_for
+from helpers.waiting import wait_for
+from station_helpers import InProcessStation, stored_files
 
 from pycam.cli.demo_live import HeadlessLiveChain
 from pycam.drivers.base import DriverError
@@ -108,6 +109,7 @@ def test_spectrometer_serves_plume_and_dark_spectra(spectra_dir):
         spec.capture(NOW, frame_type="Clear")
 
 
+@pytest.mark.slow
 @pytest.mark.realdata
 def test_station_stores_the_replayed_frames(station_config, pairs_dir, spectra_dir):
     """Master + CM1 + CM2 + SPC with replay drivers at 1 Hz: the archive holds the real pixels,

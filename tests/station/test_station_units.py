@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import random
 
 import numpy as np
 import pytest
 
 from pycam.formats.images import decode_png, encode_png, read_image
 from pycam.formats.names import ImageName, SpectrumName
-from pycam.net.reconnect import Backoff
 from pycam.protocol import messages as m
 from pycam.station.device_service import next_trigger, period_seconds
 from pycam.station.spool import Spool
@@ -97,11 +95,3 @@ def test_trigger_times_are_wall_clock_multiples():
     assert next_trigger(1004.0, 4, None) == 1004.0
     assert next_trigger(1004.0, 4, 1004.0) == 1008.0      # never the same slot twice
     assert next_trigger(1003.9, 1, None) == 1004.0
-
-
-def test_backoff_grows_to_the_maximum_and_resets():
-    b = Backoff(maximum=1.0, initial=0.1, jitter=0.0, rng=random.Random(1))
-    delays = [b.next_delay() for _ in range(6)]
-    assert delays == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
-    b.reset()
-    assert b.next_delay() == 0.1

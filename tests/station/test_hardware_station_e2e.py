@@ -12,14 +12,15 @@ Library calls relied on: those listed in test_picamera2_driver.py and test_seabr
 from __future__ import annotations
 
 import collections
-import socket
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.net import free_port
+from helpers.station_config import write_station_toml
+from helpers.waiting import wait_for
 
-from pycam.config import generate_secret, load_config, render_config
+from pycam.config import generate_secret, load_config
 from pycam.drivers.picamera2_camera import Picamera2Camera
 from pycam.drivers.seabreeze_spectrometer import SeabreezeSpectrometer
 from pycam.drivers.sim import SimCamera, SimSpectrometer
@@ -33,35 +34,20 @@ from pycam.station.dual_camera import DualCameraStation
 from pycam.station.master import Master
 from pycam.station.spectrometer_service import SpectrometerService
 
+pytestmark = pytest.mark.slow
+
 COMPLETE_SECONDS = 3
 SKEW_WARN_MS = 50.0
 INJECTED_SKEW_MS = 200.0   # camera 1's SensorTimestamp runs this far ahead (thread jitter: well under 150 ms)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-    return value
-
-
-def write_config(path: Path, root: Path, ports: tuple[int, int], secret: str, camera_index: int = 0) -> Path:
-    path.write_text(render_config({
-        "network": {"device_port": ports[0], "client_port": ports[1], "reconnect_max_s": 1.0},
-        "storage": {"data_dir": str(root / "data"), "spool_dir": str(root / "spool")},
+def write_config(path: Path, ports: tuple[int, int], secret: str, camera_index: int = 0) -> Path:
+    return write_station_toml(path, {
+        "network": {"device_port": ports[0], "client_port": ports[1]},
         "camera": {"framerate": 0.5, "auto_exposure": False, "shutter_us": 100_000},  # 2 s: headroom on a busy CI
         "spectrometer": {"framerate": 0.5, "auto_integration": False, "integration_ms": 100},
         "hardware": {"camera_index": camera_index, "skew_warn_ms": SKEW_WARN_MS},
-    }, secret=secret))
-    return path
+    }, secret=secret)
 
 
 def archive_files(data_dir: Path) -> list[Path]:
@@ -83,12 +69,12 @@ def complete_seconds(data_dir: Path) -> dict[str, set[str]]:
 def run_station(root: Path, kind: str, events: list | None = None) -> Path:
     ports, secret = (free_port(), free_port()), generate_secret()
     root.mkdir(parents=True)
-    config = load_config(write_config(root / "station.toml", root, ports, secret))
+    config = load_config(write_config(root / "station.toml", ports, secret))
     master = Master(config, fsync=False)
     master.start()
     if kind == "hardware":
         # one process plays both Pis: camera B is camera 1 of the fake (two are attached)
-        config_b = load_config(write_config(root / "station_b.toml", root, ports, secret, camera_index=1))
+        config_b = load_config(write_config(root / "station_b.toml", ports, secret, camera_index=1))
         drivers = (Picamera2Camera(config, "on"), Picamera2Camera(config_b, "off"), SeabreezeSpectrometer(config))
     elif kind == "sim":
         drivers = (SimCamera(config, "on"), SimCamera(config, "off"), SimSpectrometer(config))

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers.net import free_port
 
 from pycam.config import load_config
 from pycam.drivers.picamera2_camera import Picamera2Camera
@@ -25,14 +26,6 @@ from pycam.station.ftp_config import (ConfigServer, ConfigServerError, ConfigSer
 from pycam.station.usb_config import RuntimeConfig
 
 PASSWORD = "correct-horse-battery"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -90,6 +83,7 @@ def test_wrong_password_and_anonymous_refused(station):
     login(service).quit()
 
 
+@pytest.mark.slow
 def test_good_upload_reloads_and_takes_test_photo(station):
     service, rc, events, fake, photos = station
     ftp = login(service)
@@ -104,6 +98,7 @@ def test_good_upload_reloads_and_takes_test_photo(station):
     assert rc.settings == {"ExposureTime": 30000, "AnalogueGain": 3.0}
 
 
+@pytest.mark.slow
 def test_broken_upload_reports_key_and_keeps_settings(station):
     service, rc, events, fake, photos = station
     ftp = login(service)

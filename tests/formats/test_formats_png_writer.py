@@ -11,6 +11,7 @@ import pytest
 from pycam.formats.images import decode_png, encode_png, read_image, write_image
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", [(486, 648), (1, 1), (3, 7), (1944, 2592)])
 @pytest.mark.parametrize("compression", [0, 6])
 def test_png_writer_round_trips_through_opencv(shape, compression):

@@ -2,14 +2,13 @@
 reported to clients as a station event, through the real master) and the master's housekeeping."""
 from __future__ import annotations
 
-import datetime as dt
 import json
 import queue
-import socket
 import time
 from pathlib import Path
 
-from pycam.config import generate_secret, load_config, render_config
+from helpers.station_config import station_test_config
+
 from pycam.drivers.picamera2_camera import Picamera2Camera
 from pycam.protocol.messages import Event
 from pycam.station.camera_service import CameraService
@@ -19,24 +18,10 @@ from pycam.station.master import Master
 from pycam.station.housekeeping import MasterHousekeeping
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def station_config(tmp_path: Path, **sections):
-    values = {"network": {"device_port": free_port(), "client_port": free_port(), "reconnect_max_s": 1.0},
-              "storage": {"data_dir": str(tmp_path / "data"), "spool_dir": str(tmp_path / "spool")},
-              "usb_config": {"usb_file": str(tmp_path / "usb" / "pycam_config.json"),
-                             "work_dir": str(tmp_path / "work")},
-              "config_server": {"poll_s": 0.05},
-              "camera": {"auto_exposure": False, "shutter_us": 20_000}}
-    for name, extra in sections.items():
-        values.setdefault(name, {}).update(extra)
-    path = tmp_path / "station.toml"
-    path.write_text(render_config(values, secret=generate_secret()))
-    return load_config(path)
+    return station_test_config(tmp_path / "station.toml", {"config_server": {"poll_s": 0.05},
+                                                          "camera": {"auto_exposure": False, "shutter_us": 20_000},
+                                                          **sections})
 
 
 def wait_event(events: queue.Queue, name: str, timeout: float = 20.0, seen: list | None = None,

@@ -206,7 +206,7 @@ def test_disk_manager_deletes_only_confirmed_oldest_first(tmp_path):
 
 # -- power ---------------------------------------------------------------------------------
 def test_power_pulse_and_cycle():
-    from hwfakes.fake_gpio import FakeGpio
+    from helpers.hwfakes.fake_gpio import FakeGpio
 
     gpio = FakeGpio()
     slept = []
