@@ -1,7 +1,7 @@
 """The driver contract, run against every driver and every test fake.
 
 Drivers: the simulator, the replay drivers (on a small archive written here), picamera2, gphoto2
-and seabreeze on their faithful library fakes (``hwfakes/``), and the single-Pi
+and seabreeze on their faithful library fakes (``tests/helpers/hwfakes/``), and the single-Pi
 :class:`~pycam.station.dual_camera.SyncedCamera` wrapping a simulated and a picamera2 camera.
 Test fakes: ``tests/station/fake_drivers.py`` and the transfer benchmark's ``BenchCamera``.
 
@@ -101,7 +101,7 @@ class Env:
         return Picamera2Camera(self.config, "on", clock=past_clock, **kw)
 
     def gphoto2(self) -> Gphoto2Camera:
-        from hwfakes import fake_gphoto2
+        from helpers.hwfakes import fake_gphoto2
 
         gp = fake_gphoto2.module(fake_gphoto2.World())
         return Gphoto2Camera(self.config, "off", gp_module=gp, clock=past_clock)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 
-from station_helpers import wait_for
+from helpers.waiting import wait_for
 
 from pycam.client import StationClient
 from pycam.net.auth import AuthError
