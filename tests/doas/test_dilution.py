@@ -22,7 +22,7 @@ def correction(real_refs, tmp_path_factory):
 @pytest.mark.parametrize("so2, ldf", [(2.3e18, 0.27), (3.1e18, 0.42), (1.6e18, 0.12)])
 def test_recovers_known_dilution(correction, real_refs, spectrum_maker, so2, ldf):
     spectrum = spectrum_maker(real_refs)(so2, ldf=ldf)
-    fit, detail = correction.fit(spectrum, prepared=True)
+    fit, detail = correction.fit_detail(spectrum, prepared=True)
     assert detail.constrained
     assert detail.apparent_1 < 0.95 * so2                         # dilution biases a plain fit low
     assert detail.ldf == pytest.approx(ldf, abs=0.04)
@@ -48,3 +48,116 @@ def test_weak_absorption_is_left_uncorrected():
     grid = DilutionGrid(so2, ldf, a1, a1.copy(), ((306, 316), (312, 322)))
     column, factor, constrained = invert(grid, 1e17, 1.3e17)
     assert not constrained and np.isnan(factor) and column == 1e17
+
+
+# --- acceptance: the simulator's spectrometer with light dilution, through the [doas] defaults ----------------
+COADD = 10
+PLUME_DISTANCE_M = 5000.0
+
+
+def _sim_truth_ldf(description: dict, wavelength: float) -> float:
+    """The simulator's dilution factor 1 - exp(-eps(l)*d) at ``wavelength`` (its truth.json model)."""
+    ld = description["light_dilution"]
+    eps_on, eps_off, d = ld["eps_on_per_m_at_310nm"], ld["eps_off_per_m_at_330nm"], ld["plume_distance_m"]
+    k = np.log(eps_on / eps_off) / np.log(330.0 / 310.0)
+    return float(1.0 - np.exp(-eps_on * (wavelength / 310.0) ** -k * d))
+
+
+class SimulatedSpectra:
+    """Noisy spectra of the simulator's spectrometer (its own line shape, O3, Ring, polynomial,
+    dark and noise) for given columns, one every 10 s."""
+
+    def __init__(self, extinction: tuple[float, float]) -> None:
+        from pycam.reference_spectra import load_reference_dir
+        from pycam.sim.spectra import SpectrometerModel
+
+        self.model = SpectrometerModel(None, load_reference_dir(_data_dir() / "reference"), seed=7, noise=True,
+                                       extinction=extinction, plume_distance_m=PLUME_DISTANCE_M)
+        self.n = 0
+
+    def dark(self):
+        from pycam.doas.spectra import MeasuredSpectrum, mean_spectrum
+
+        wl = self.model.wavelengths
+        return mean_spectrum([MeasuredSpectrum(wl.copy(), self.model.spectrum_for_column(
+            0.0, coadd=COADD, frame_type="Dark", realisation=r), integration_ms=1000, coadd=COADD, frame_type="Dark")
+            for r in range(5)])
+
+    def __call__(self, column: float):
+        import datetime as dt
+
+        from pycam.doas.spectra import MeasuredSpectrum
+
+        self.n += 1
+        counts = self.model.spectrum_for_column(column, coadd=COADD, realisation=self.n)
+        return MeasuredSpectrum(self.model.wavelengths.copy(), counts, integration_ms=1000, coadd=COADD,
+                                frame_type="Plume", time=dt.datetime(2026, 5, 1, 12) + dt.timedelta(seconds=10 * self.n))
+
+
+def _data_dir():
+    import os
+    from pathlib import Path
+
+    if not os.environ.get("PYCAM_DATA_DIR"):
+        pytest.skip("PYCAM_DATA_DIR not set: the dilution acceptance tests need the real cross-sections")
+    return Path(os.environ["PYCAM_DATA_DIR"])
+
+
+@pytest.fixture(scope="module")
+def grid_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("ld_grids")
+
+
+def _default_retrieval(real_refs, sim, cache_dir, **keys):
+    from pycam.doas.configure import default_doas_section, retrieval_from_config
+
+    conf = dict(default_doas_section(), use_light_dilution_spec=True, cache_dir=cache_dir, **keys)
+    retrieval = retrieval_from_config(conf, real_refs, dark=sim.dark())
+    retrieval.fit(sim(0.0))                 # clear sky first: the line shape self-calibrates there
+    return retrieval
+
+
+@pytest.fixture(scope="module")
+def grey_dilution(real_refs, grid_cache):
+    """Wavelength-independent dilution (eps_on = eps_off), the two-waveband method's assumption."""
+    sim = SimulatedSpectra((5.5e-5, 5.5e-5))
+    return sim, _default_retrieval(real_refs, sim, grid_cache)
+
+
+def test_simulated_grey_dilution_corrected_within_a_few_percent(grey_dilution):
+    sim, retrieval = grey_dilution
+    truth_ldf = _sim_truth_ldf(sim.model.describe(), 313.0)              # 0.24 at every wavelength
+    for column in (2e18, 3e18, 5e18):
+        fits = [retrieval.fit_detail(sim(column)) for _ in range(4)]
+        apparent = np.mean([d.apparent_1 for _, d in fits])
+        corrected = np.mean([f.so2 for f, _ in fits])
+        assert apparent < 0.7 * column                                     # uncorrected: >= 30 % low
+        assert corrected == pytest.approx(column, rel=0.05)               # measured: +2.7, +1.4, -0.6 %
+        assert np.mean([f.ldf for f, _ in fits]) == pytest.approx(truth_ldf, abs=0.04)
+        assert all(d.constrained for _, d in fits)
+
+
+def test_weak_columns_stay_uncorrected_per_spectrum_but_use_the_held_factor(real_refs, grid_cache):
+    sim = SimulatedSpectra((5.5e-5, 5.5e-5))
+    retrieval = _default_retrieval(real_refs, sim, grid_cache, spec_recal_time=10.0)
+    for column in (3e18, 4e18, 5e18, 3e18, 4e18, 5e18):                   # strong columns fix the factor
+        retrieval.fit(sim(column))
+    weak = [retrieval.fit_detail(sim(5e17)) for _ in range(4)]
+    assert not any(d.constrained for _, d in weak)                         # too weak to constrain it alone
+    assert np.mean([f.so2 for f, _ in weak]) == pytest.approx(5e17, rel=0.05)
+    assert np.mean([d.apparent_1 for _, d in weak]) < 0.8 * 5e17
+    assert all(f.ldf == pytest.approx(0.24, abs=0.03) for f, _ in weak)
+
+
+def test_simulated_default_dilution_spectral_slope_biases_the_method_high(real_refs, grid_cache):
+    """The simulator's dilution falls with wavelength (eps ~ l^-2.9 through the camera bands):
+    window 1 is diluted more than window 2, which the constant-L method reads as a larger
+    factor; corrected columns come out ~7 % high (uncorrected: 35-45 % low)."""
+    sim = SimulatedSpectra((6e-5, 5e-5))
+    retrieval = _default_retrieval(real_refs, sim, grid_cache)
+    truth = [_sim_truth_ldf(sim.model.describe(), w) for w in (308.0, 322.0)]   # 0.263 .. 0.236
+    fits = [retrieval.fit_detail(sim(c)) for c in (3e18, 4e18, 5e18) for _ in range(3)]
+    ratios = np.array([f.so2 for f, _ in fits]) / np.repeat([3e18, 4e18, 5e18], 3)
+    assert np.all(np.array([d.apparent_1 for _, d in fits]) / np.repeat([3e18, 4e18, 5e18], 3) < 0.65)
+    assert 0.98 < ratios.mean() < 1.12
+    assert truth[1] - 0.02 < np.mean([f.ldf for f, _ in fits]) < truth[0] + 0.06
