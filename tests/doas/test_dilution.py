@@ -161,3 +161,46 @@ def test_simulated_default_dilution_spectral_slope_biases_the_method_high(real_r
     assert np.all(np.array([d.apparent_1 for _, d in fits]) / np.repeat([3e18, 4e18, 5e18], 3) < 0.65)
     assert 0.98 < ratios.mean() < 1.12
     assert truth[1] - 0.02 < np.mean([f.ldf for f, _ in fits]) < truth[0] + 0.06
+
+
+def test_pycam_doas_light_dilution_on_a_simulated_directory(data_dir, tmp_path, capsys):
+    """``pycam doas --light-dilution`` with the [doas] defaults otherwise (self-calibrated line
+    shape) on simulator spectra files: the LDF column holds each column's factor, the strong
+    columns come out corrected, the log and the processing parameters say what was done."""
+    import csv
+
+    from pycam.cli.main import main
+    from pycam.formats.images import write_spectrum_npy
+    from pycam.formats.names import SpectrumName
+
+    sim = SimulatedSpectra((5.5e-5, 5.5e-5))
+    spectra = tmp_path / "spectra"
+    dark = sim.dark()
+    write_spectrum_npy(spectra / SpectrumName(dark.time or sim(0.0).time, 1000, COADD, "Dark").filename(),
+                       dark.wavelengths, dark.counts, fsync=False)
+    truth = {}
+    for column in (0.0, 3e18, 4e18, 5e18):
+        s = sim(column)
+        name = SpectrumName(s.time, 1000, COADD, "Clear" if column == 0 else "Plume").filename()
+        write_spectrum_npy(spectra / name, s.wavelengths, s.counts, fsync=False)
+        truth[name] = column
+    config = tmp_path / "station.toml"
+    from pycam.config import generate_secret
+
+    config.write_text(f'[network]\nsecret = "{generate_secret()}"\n[doas]\nreference_dir = "{data_dir / "reference"}"\n'
+                      f'cache_dir = "{tmp_path / "cache"}"\n')
+    out = tmp_path / "out" / "results.csv"
+    assert main(["doas", str(spectra), "--out", str(out), "--config", str(config), "--light-dilution"]) == 0
+    log = capsys.readouterr().err
+    assert "light dilution: two-waveband correction, windows 308-318 and 312-322 nm" in log
+    with open(out, newline="") as fh:
+        rows = {row["file"]: row for row in csv.DictReader(fh)}
+    for name, column in truth.items():
+        if column:
+            assert float(rows[name]["Column density"]) == pytest.approx(column, rel=0.07)
+            assert float(rows[name]["LDF"]) == pytest.approx(0.24, abs=0.05)
+        else:
+            assert rows[name]["LDF"] == "nan"
+    params = (out.parent / "doas_processing_params.txt").read_text()
+    assert "Light dilution=two-waveband, second window 312:322, factor per spectrum" in params
+    assert list((tmp_path / "cache").glob("light_dilution_grid_*.npz"))
