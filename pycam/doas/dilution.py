@@ -151,11 +151,18 @@ class LdfHold:
         self.window = dt.timedelta(minutes=minutes)
         self.entries: list[tuple[dt.datetime | None, float, float]] = []
 
+    @staticmethod
+    def _naive(when: dt.datetime | None) -> dt.datetime | None:
+        if when is None or when.tzinfo is None:
+            return when
+        return when.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
     def add(self, when: dt.datetime | None, ldf: float, error: float) -> None:
-        self.entries.append((when, ldf, max(error, 1e-4)))
+        self.entries.append((self._naive(when), ldf, max(error, 1e-4)))
 
     def estimate(self, when: dt.datetime | None) -> tuple[float, float]:
         """(LDF, error) from the entries within the window before ``when`` (NaN, inf: none)."""
+        when = self._naive(when)
         if when is not None:
             self.entries = [e for e in self.entries if e[0] is None or when - e[0] <= self.window]
             use = [e for e in self.entries if e[0] is None or e[0] <= when]

@@ -244,3 +244,20 @@ def test_simulated_dataset_truth(data_dir, tmp_path, eps_off, low, high):
             assert all(0.15 < float(r["LDF"]) < 0.4 for r in rows)
     assert ratios[False].mean() < 0.7
     assert low < ratios[True].mean() < high
+
+
+def test_ldf_hold_weights_recent_estimates():
+    import datetime as dt
+
+    from pycam.doas.dilution import LdfHold
+
+    hold = LdfHold(10.0)
+    t0 = dt.datetime(2026, 5, 1, 12, tzinfo=dt.timezone.utc)
+    assert np.isnan(hold.estimate(t0)[0])
+    hold.add(t0, 0.5, 0.1)                                         # expires before the last query
+    hold.add(t0 + dt.timedelta(minutes=8), 0.2, 0.05)
+    hold.add((t0 + dt.timedelta(minutes=9)).replace(tzinfo=None), 0.3, 0.05)   # naive UTC mixes with aware
+    assert hold.estimate(t0 + dt.timedelta(minutes=9))[0] == pytest.approx((0.5 / 0.01 + 0.2 / 0.0025 + 0.3 / 0.0025)
+                                                                            / (100 + 400 + 400))
+    value, error = hold.estimate(t0 + dt.timedelta(minutes=15))
+    assert value == pytest.approx(0.25) and error == pytest.approx(0.05 / np.sqrt(2))
