@@ -307,7 +307,11 @@ def run_plot(args, conf, refs, settings) -> int:
         raise CliError(str(exc)) from None
     out = Path(args.out) if args.out else Path.cwd() / f"{Path(args.plot).stem}_fit.png"
     plot_fit(result, out)
-    print(f"{Path(args.plot).name}: SO2 {result.so2:.4e} ± {result.so2_error:.2e} molec/cm2, "
+    dilution = ""
+    if getattr(retrieval, "second_settings", None) is not None:       # the light-dilution correction ran
+        dilution = (f", light-dilution factor {result.ldf:.3f}" if result.ldf == result.ldf
+                    else ", light dilution not constrained (column uncorrected)")
+    print(f"{Path(args.plot).name}: SO2 {result.so2:.4e} ± {result.so2_error:.2e} molec/cm2{dilution}, "
           f"quality: {result.quality}; plot: {out}")
     return 0
 
