@@ -315,7 +315,12 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "warm_start": Field(bool, True, doc="seed each fit with the previous good result"),
         "max_residual": Field(float, 0.1, 0.0, 10.0, doc="quality flag when max |residual|/model exceeds this"),
         "min_intensity": Field(float, 200.0, 0.0, 1e9, doc="quality flag when the window's peak counts fall below"),
-        "use_light_dilution": Field(bool, False, doc="apply the two-waveband light-dilution correction"),
+        "use_light_dilution_spec": Field(bool, False, doc="(PyCam) correct the columns for light dilution with the "
+                                         "two-waveband method (fit_window and ld_window); the LDF column says the factor"),
+        "spec_recal_time": Field(float, 0.0, 0.0, 10_000.0,
+                                 doc="(PyCam) light dilution: 0 = each spectrum its own factor (weak columns stay "
+                                     "uncorrected); N = the mean factor of the last N minutes' strong columns, applied "
+                                     "to every spectrum"),
         "ld_grid_max": Field(float, 1.0e19, 1e16, 1e20, doc="largest SO2 column in the dilution look-up grid, molec/cm2"),
         "cache_dir": Field(Path, "~/.cache/pycam", doc="where computed light-dilution look-up grids are cached"),
         "fov_recal_minutes": Field(float, 30.0, 0.0, 10_000.0,

@@ -53,7 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stray-light window whose mean is subtracted, nm (default: [doas] stray_window, 293 296)")
     parser.add_argument("--light-dilution", action="store_true",
                         help="correct for light dilution with a second fit window (two-waveband method; also "
-                             "[doas] use_light_dilution); fills the LDF column")
+                             "[doas] use_light_dilution_spec, PyCam's key; [doas] spec_recal_time averages the factor); "
+                             "fills the LDF column with the factor each column was corrected with")
     parser.add_argument("--ld-window", nargs=2, type=float, metavar=("LO", "HI"),
                         help="second fit window for the light-dilution correction, nm (default: [doas] ld_window, 312 322)")
     parser.add_argument("--no-warm-start", action="store_true",
@@ -127,50 +128,19 @@ def _log(message: str) -> None:
 
 
 def _make_retrieval(args, conf, refs, settings, dark, history_path=None):
-    import dataclasses
+    from pycam.doas.configure import DoasConfigError, retrieval_from_config, window_from_config
 
-    from pycam.doas.dilution import LightDilutionCorrection
-    from pycam.doas.retrieval import DoasRetrieval, line_shape_label
-
-    mode = line_shape_mode(args, conf)
-    use_ld = args.light_dilution or bool(conf["use_light_dilution"])
-    if mode == "auto" and not use_ld:
-        from pycam.doas.selfcal import CalibrationHistory, CalibrationHistoryError, SelfCalibratingRetrieval
-
+    if args.ld_window is not None:
         try:
-            history = (CalibrationHistory.load(history_path, write_each=False) if history_path is not None
-                       else CalibrationHistory())
-        except CalibrationHistoryError as exc:
-            raise CliError(str(exc)) from None
-        _log("line shape: super-Gaussian self-calibrated on the sky (fitted on the first good, preferably clear-sky, "
-             "spectrum, then fixed; refitted on drift" + (f"; history in {history_path}" if history_path else "") + ")")
-        return SelfCalibratingRetrieval(refs, settings, dark, history=history,
-                                        recal_minutes=float(conf.get("ils_recal_minutes", 30.0)), log=_log)
-    if mode == "auto":
-        settings = dataclasses.replace(settings, line_shape=dataclasses.replace(settings.line_shape, fit=True))
-        _log("line shape: fitted per spectrum (light-dilution correction does not self-calibrate)")
-    elif mode == "fit":
-        _log(f"line shape: super-Gaussian fitted per spectrum (first guess FWEM {settings.line_shape.fwem:g} nm)")
-    else:
-        _log(f"line shape: {line_shape_label(settings.line_shape)}")
-    if not use_ld:
-        return DoasRetrieval(refs, settings, dark)
-    from pycam.doas.configure import DoasConfigError, window_from_config
-
+            window_from_config({"ld_window": args.ld_window}, "ld_window")
+        except DoasConfigError as exc:
+            raise CliError(f"--ld-window: {exc}") from None
+    overrides = dict(_overrides(args), ld_window=args.ld_window,
+                     use_light_dilution_spec=True if args.light_dilution else None)
     try:
-        window = window_from_config({"ld_window": args.ld_window or conf["ld_window"]}, "ld_window")
+        return retrieval_from_config(conf, refs, overrides, dark=dark, history_path=history_path, log=_log)
     except DoasConfigError as exc:
-        raise CliError(f"--ld-window: {exc}") from None
-    return LightDilutionCorrection(refs, settings, window, dark=dark, so2_max=float(conf["ld_grid_max"]),
-                                   cache_dir=conf.get("cache_dir"))
-
-
-def _fit(retrieval, spectrum, dark):
-    from pycam.doas.dilution import LightDilutionCorrection
-
-    if isinstance(retrieval, LightDilutionCorrection):
-        return retrieval.fit(spectrum, dark=dark)[0]
-    return retrieval.fit(spectrum, dark=dark)
+        raise CliError(str(exc)) from None
 
 
 class DarkFinder:
@@ -250,7 +220,7 @@ def run_directory(args, conf, refs, settings) -> int:
         for spectrum in progress:
             try:
                 check_spectrum(spectrum, expected_pixels=expected, bad_pixels=settings.bad_pixels)
-                result = _fit(retrieval, spectrum, finder.for_spectrum(spectrum))
+                result = retrieval.fit(spectrum, dark=finder.for_spectrum(spectrum))
             except (SpectrumError, ValueError) as exc:
                 skipped.append(str(exc))
                 continue
@@ -267,6 +237,12 @@ def run_directory(args, conf, refs, settings) -> int:
             if latest is not None:
                 extra["Line shape"] = (f"self-calibrated super-Gaussian, latest FWEM={latest.fwem:.4f} k={latest.k:.3f} "
                                        f"a_w={latest.a_w:.4f} a_k={latest.a_k:.3f} (history: {HISTORY_NAME})")
+            second = getattr(retrieval, "second_settings", None)          # the light-dilution correction's
+            if second is not None:
+                hold = retrieval.hold
+                extra["Light dilution"] = (f"two-waveband, second window {second.fit_window[0]:g}:{second.fit_window[1]:g}, "
+                                           + (f"factor averaged over {hold.window.total_seconds() / 60:g} min"
+                                              if hold is not None else "factor per spectrum"))
             write_processing_params(out.parent / "doas_processing_params.txt", settings, extra)
             if latest is not None and history.path is not None:
                 history.write()
@@ -326,12 +302,16 @@ def run_plot(args, conf, refs, settings) -> int:
         dark = DarkFinder(None, candidates).for_spectrum(spectrum)
     retrieval = _make_retrieval(args, conf, refs, settings, None)
     try:
-        result = _fit(retrieval, spectrum, dark)
+        result = retrieval.fit(spectrum, dark=dark)
     except (SpectrumError, ValueError) as exc:
         raise CliError(str(exc)) from None
     out = Path(args.out) if args.out else Path.cwd() / f"{Path(args.plot).stem}_fit.png"
     plot_fit(result, out)
-    print(f"{Path(args.plot).name}: SO2 {result.so2:.4e} ± {result.so2_error:.2e} molec/cm2, "
+    dilution = ""
+    if getattr(retrieval, "second_settings", None) is not None:       # the light-dilution correction ran
+        dilution = (f", light-dilution factor {result.ldf:.3f}" if result.ldf == result.ldf
+                    else ", light dilution not constrained (column uncorrected)")
+    print(f"{Path(args.plot).name}: SO2 {result.so2:.4e} ± {result.so2_error:.2e} molec/cm2{dilution}, "
           f"quality: {result.quality}; plot: {out}")
     return 0
 

@@ -7,7 +7,7 @@ keys are those of ``[doas]`` (see :data:`pycam.config.SCHEMA`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from pycam.doas.lineshape import LineShapeError, read_ils_file
 from pycam.doas.model import LineShapeSpec, ReferenceArrays
@@ -129,3 +129,55 @@ def fov_calibrator_from_config(section: Mapping[str, Any], **overrides: Any):
                    order=int(section["calibration_order"]))
     options.update(overrides)
     return FovCalibrator(**options)
+
+
+def retrieval_from_config(section: Mapping[str, Any], references: ReferenceArrays,
+                          overrides: Mapping[str, Any] | None = None, *, dark=None, history_path=None,
+                          log: Callable[[str], None] | None = None):
+    """The retrieval a ``[doas]`` section asks for, shared by ``pycam doas``, the GUI's
+    post-processing and the live chain: the line shape of :func:`ils_mode` (``auto``: a
+    :class:`~pycam.doas.selfcal.SelfCalibratingRetrieval`, its history read from and kept for
+    ``history_path``), wrapped in the two-waveband
+    :class:`~pycam.doas.dilution.LightDilutionCorrection` when ``use_light_dilution_spec``.
+    Every one has ``fit(spectrum, dark=...) -> FitResult`` and a settable ``dark``; ``log``
+    receives which line shape (and dilution correction) is used.
+    """
+    from pycam.doas.retrieval import DoasRetrieval, line_shape_label
+
+    conf = dict(section)
+    conf.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    settings = settings_from_config(section, overrides)
+    mode = ils_mode(section, overrides)
+    say = log or (lambda message: None)
+    if mode == "auto":
+        from pycam.doas.selfcal import CalibrationHistory, CalibrationHistoryError, SelfCalibratingRetrieval
+
+        try:
+            history = (CalibrationHistory.load(history_path, write_each=False) if history_path is not None
+                       else CalibrationHistory())
+        except CalibrationHistoryError as exc:
+            raise DoasConfigError(str(exc)) from None
+        say("line shape: super-Gaussian self-calibrated on the sky (fitted on the first good, preferably clear-sky, "
+            "spectrum, then fixed; refitted on drift" + (f"; history in {history_path}" if history_path else "") + ")")
+        primary = SelfCalibratingRetrieval(references, settings, dark, history=history,
+                                           recal_minutes=float(conf.get("ils_recal_minutes", 30.0)), log=say)
+    else:
+        if mode == "fit":
+            say(f"line shape: super-Gaussian fitted per spectrum (first guess FWEM {settings.line_shape.fwem:g} nm)")
+        else:
+            say(f"line shape: {line_shape_label(settings.line_shape)}")
+        primary = DoasRetrieval(references, settings, dark)
+    if not conf.get("use_light_dilution_spec"):
+        return primary
+    from pycam.doas.dilution import LightDilutionCorrection
+
+    window = _window(conf["ld_window"], "ld_window")
+    recal = float(conf.get("spec_recal_time", 0.0))
+    say(f"light dilution: two-waveband correction, windows {settings.fit_window[0]:g}-{settings.fit_window[1]:g} and "
+        f"{window[0]:g}-{window[1]:g} nm, "
+        + (f"factor averaged over {recal:g} min" if recal > 0 else "factor per spectrum"))
+    try:
+        return LightDilutionCorrection(references, settings, window, dark=dark, so2_max=float(conf["ld_grid_max"]),
+                                       cache_dir=conf.get("cache_dir"), primary=primary, recal_minutes=recal)
+    except ValueError as exc:
+        raise DoasConfigError(str(exc)) from None

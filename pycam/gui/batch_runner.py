@@ -26,15 +26,18 @@ def default_output_dir(img_dir: Path) -> Path:
     return img_dir / f"Processed_{format_time(_dt.datetime.now(_dt.timezone.utc))}"
 
 
-def retrieve_spectra(spec_dir: Path, out_dir: Path, reference_dir=None, fit_window=(308.0, 318.0),
+def retrieve_spectra(spec_dir: Path, out_dir: Path, doas: dict[str, Any] | None = None,
                      cancel_event: threading.Event | None = None) -> tuple[Path, int]:
-    """Fit every Plume spectrum of ``spec_dir`` (dark: the mean of its Dark spectra); returns
-    the results CSV and how many fits it holds."""
-    from pycam.doas.references import load_references
+    """Fit every Plume spectrum of ``spec_dir`` (dark: the mean of its Dark spectra) as
+    ``pycam doas`` does with the ``[doas]`` section ``doas`` (None: its defaults; so by default
+    the self-calibrated line shape, calibrated on the Clear spectra first when there are any);
+    returns the results CSV and how many fits it holds."""
+    from pycam.doas.configure import default_doas_section, references_from_config, retrieval_from_config
     from pycam.doas.results import write_results_csv
-    from pycam.doas.retrieval import DoasRetrieval, RetrievalSettings
+    from pycam.doas.selfcal import HISTORY_NAME
     from pycam.doas.spectra import SpectrumError, is_dark, list_spectrum_files, mean_spectrum, read_spectrum
 
+    section = dict(default_doas_section(), **(doas or {}))
     spectra, darks = [], []
     for path in list_spectrum_files(spec_dir):
         try:
@@ -43,28 +46,31 @@ def retrieve_spectra(spec_dir: Path, out_dir: Path, reference_dir=None, fit_wind
             continue
         (darks if is_dark(spectrum) else spectra).append(spectrum)
     dark = mean_spectrum(darks) if darks else None
-    retrieval = DoasRetrieval(load_references(reference_dir), RetrievalSettings(fit_window=tuple(fit_window)),
-                              dark=dark)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    retrieval = retrieval_from_config(section, references_from_config(section), dark=dark,
+                                      history_path=out_dir / HISTORY_NAME)
+    clear = [s for s in spectra if s.frame_type == "Clear"]
     results = []
-    for spectrum in spectra:
+    for spectrum in clear + [s for s in spectra if s.frame_type in (None, "Plume")]:
         if cancel_event is not None and cancel_event.is_set():
             break
-        if spectrum.frame_type not in (None, "Plume"):
-            continue
         try:
             fit = retrieval.fit(spectrum)
         except (SpectrumError, ValueError):
             continue
-        if fit.ok:
+        if fit.ok and spectrum.frame_type != "Clear":
             results.append(fit)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    history = getattr(retrieval, "history", None)
+    if history is not None and history.latest is not None:
+        history.write()
     return write_results_csv(out_dir / "doas_results.csv", results), len(results)
 
 
 def run_batch(form: dict[str, Any], queue: GuiQueue, cancel_event: threading.Event, *,
-              reference_dir=None, fit_window=(308.0, 318.0)) -> str:
+              doas: dict[str, Any] | None = None) -> str:
     """Run the chain on ``form`` (``img_dir``, ``out_dir``, ``cal_dir``, ``dark_dir``,
-    ``clear_dir``, ``spec_dir``, ``geometry``, ``pcs``, ``settings``); returns a one-line summary."""
+    ``clear_dir``, ``spec_dir``, ``geometry``, ``pcs``, ``settings``); ``doas`` is the station
+    config's ``[doas]`` section for the spectra; returns a one-line summary."""
     from pycam.processing import batch
     from pycam.processing.outputs import RunOutputs
     from pycam.processing.settings import load_settings
@@ -74,7 +80,7 @@ def run_batch(form: dict[str, Any], queue: GuiQueue, cancel_event: threading.Eve
     settings = load_settings(form.get("settings"))
     doas_results = None
     if form.get("spec_dir") is not None:
-        doas_results, fits = retrieve_spectra(form["spec_dir"], out_dir, reference_dir, fit_window, cancel_event)
+        doas_results, fits = retrieve_spectra(form["spec_dir"], out_dir, doas, cancel_event)
         if fits and form.get("cal_dir") is None and settings["cal_type_int"] == 0:
             settings = settings.replace(cal_type_int=1)  # calibrate with the spectra
     primary = settings["primary_mode"]

@@ -117,10 +117,8 @@ class PostProcessView(ttk.Frame):
         self.status.set("running…")
         from pycam.gui.batch_runner import run_batch
 
-        doas = dict(self.app.config.values.get("doas", {}))
         self.app.tasks.submit(run_batch, inputs, self.app.queue, self.cancel_event,
-                              reference_dir=doas.get("reference_dir"),
-                              fit_window=tuple(doas.get("fit_window", (308.0, 318.0))),
+                              doas=dict(self.app.config.values.get("doas", {})),
                               on_done=self._finished, on_error=self._failed)
         return True
 

@@ -29,13 +29,15 @@ def seconds_of(time_string: str) -> float:
 
 # --- DOAS ------------------------------------------------------------------------------
 class DoasAdapter:
-    """Callable: SpectrumFrame -> DoasDisplay, using :class:`pycam.doas.retrieval.DoasRetrieval`."""
+    """Callable: SpectrumFrame -> DoasDisplay, with the retrieval the ``[doas]`` section asks for
+    (:func:`pycam.doas.configure.retrieval_from_config`, as ``pycam doas``: self-calibrated line
+    shape by default, light-dilution corrected columns with ``use_light_dilution_spec``)."""
 
-    def __init__(self, reference_dir=None, fit_window=(308.0, 318.0)) -> None:
-        from pycam.doas.references import load_references
-        from pycam.doas.retrieval import DoasRetrieval, RetrievalSettings
+    def __init__(self, doas=None) -> None:
+        from pycam.doas.configure import default_doas_section, references_from_config, retrieval_from_config
 
-        self.retrieval = DoasRetrieval(load_references(reference_dir), RetrievalSettings(fit_window=fit_window))
+        section = dict(default_doas_section(), **(doas or {}))
+        self.retrieval = retrieval_from_config(section, references_from_config(section))
         self.dark = None
 
     def set_dark(self, frame: SpectrumFrame) -> None:
@@ -45,9 +47,10 @@ class DoasAdapter:
     def _measured(frame: SpectrumFrame):
         from pycam.doas.spectra import MeasuredSpectrum
 
+        when = _dt.datetime.fromtimestamp(seconds_of(frame.time_string), _dt.timezone.utc).replace(tzinfo=None)
         return MeasuredSpectrum(np.asarray(frame.wavelengths, float), np.asarray(frame.counts, float),
                                 source=frame.filename, integration_ms=frame.integration_ms, coadd=frame.coadd,
-                                frame_type=frame.frame_type)
+                                frame_type=frame.frame_type, time=when)
 
     def __call__(self, frame: SpectrumFrame) -> DoasDisplay:
         from pycam.doas.spectra import SpectrumError
@@ -58,19 +61,21 @@ class DoasAdapter:
             empty = np.array([], dtype=float)
             return DoasDisplay(frame.time_string, seconds_of(frame.time_string), empty, empty, empty,
                                float("nan"), float("nan"), ok=False, note=f"not fitted: {exc}")
+        note = "" if fit.ok else fit.quality
+        if math.isfinite(fit.ldf):
+            note = "; ".join(filter(None, [note, f"light dilution corrected, LDF {fit.ldf:.2f}"]))
         return DoasDisplay(frame.time_string, seconds_of(frame.time_string), np.asarray(fit.wavelengths),
                            np.asarray(fit.measured), np.asarray(fit.model), float(fit.so2), float(fit.so2_error),
-                           ok=fit.ok, note="" if fit.ok else fit.quality)
+                           ok=fit.ok, note=note)
 
 
 def default_retriever_factory(config):
-    """DOAS settings from the config's ``[doas]`` section (reference directory, fit window)."""
+    """DOAS retrieval from the config's ``[doas]`` section (its defaults without one)."""
     try:
-        doas = config["doas"]
-        reference_dir, fit_window = doas.get("reference_dir"), tuple(doas.get("fit_window", (308.0, 318.0)))
+        doas = dict(config["doas"])
     except (KeyError, TypeError):
-        reference_dir, fit_window = None, (308.0, 318.0)
-    return lambda: DoasAdapter(reference_dir, fit_window)
+        doas = None
+    return lambda: DoasAdapter(doas)
 
 
 # --- camera chain ----------------------------------------------------------------------

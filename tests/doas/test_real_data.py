@@ -95,3 +95,27 @@ def test_masaya_defaults_agree_with_fitted_line_shape(data_dir, tmp_path, capsys
     history = (tmp_path / "default" / "doas_calibration_history.csv").read_text().splitlines()
     assert history[0].startswith("time,source,reason,fwem_nm") and len(history) >= 2
     assert "self-calibrated" in (tmp_path / "default" / "doas_processing_params.txt").read_text()
+
+
+def test_masaya_light_dilution_leaves_weak_plume_uncorrected(data_dir, real_refs, tmp_path):
+    """The two-waveband correction on the real traverse (iFit's 310-320 nm and 312-322 nm):
+    at <= 1e18 the windows do not constrain the dilution factor (its error > 0.1; the clear-sky
+    spectrum already differs by ~4.5e16 between the windows), so the columns stay as fitted and
+    the LDF is NaN rather than an invented correction."""
+    from pycam.doas.configure import default_doas_section, retrieval_from_config
+
+    folder = data_dir / "reference" / "spectra_ifit_masaya_2018"
+    conf = dict(default_doas_section(), use_light_dilution_spec=True, cache_dir=tmp_path,
+                fit_window=[310.0, 320.0], stray_window=[280.0, 290.0])
+    retrieval = retrieval_from_config(conf, real_refs, dark=read_spectrum(folder / "dark.txt"))
+    details = {name: retrieval.fit_detail(read_spectrum(folder / name))
+               for name in ("spectrum_00000.txt", "spectrum_00420.txt", "spectrum_00448.txt")}
+    for name, (fit, detail) in details.items():
+        assert fit.ok
+        assert not detail.constrained and np.isnan(fit.ldf)
+        assert fit.so2 == detail.apparent_1
+    for name, expected in MASAYA_EXPECTED.items():
+        fit, detail = details[name]
+        assert fit.so2 == pytest.approx(expected, rel=0.10)
+        assert 1.0 < detail.apparent_2 / detail.apparent_1 < 1.15           # measured 1.076, 1.072
+        assert not detail.own_ldf_error <= 0.1                             # measured inf, 0.14

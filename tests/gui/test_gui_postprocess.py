@@ -87,6 +87,14 @@ def test_batch_with_spectra_directory_calibrates_with_doas(standin_app, dataset,
     assert pump_until(standin_app.root, lambda: not view.running, 120), view.status.get()
     assert view.status.get().startswith("done"), view.status.get()
     assert (tmp_path / "out" / "doas_results.csv").read_text().startswith("Time,Column density,CD error")
+    # the same default line shape as pycam doas: self-calibrated (on the Clear spectrum), never a fixed guess
+    import csv
+
+    with open(tmp_path / "out" / "doas_results.csv", newline="") as fh:
+        shapes = [row["line_shape"] for row in csv.DictReader(fh)]
+    assert shapes and not any("fixed" in shape for shape in shapes)
+    history = (tmp_path / "out" / "doas_calibration_history.csv").read_text().splitlines()
+    assert len(history) >= 2 and "Clear" in history[1]
     table = read_full_calibration(tmp_path / "out" / "full_calibration.csv")
     assert table.records and table.records[-1].r_squared > 0.5
     totals = view.series.data.get("total")
