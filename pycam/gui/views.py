@@ -7,6 +7,7 @@ and reduce their results to the small display records of :mod:`pycam.gui.result_
 from __future__ import annotations
 
 import dataclasses
+import datetime as _dt
 import math
 import time
 from typing import Any
@@ -47,7 +48,9 @@ class DoasAdapter:
     def _measured(frame: SpectrumFrame):
         from pycam.doas.spectra import MeasuredSpectrum
 
-        when = _dt.datetime.fromtimestamp(seconds_of(frame.time_string), _dt.timezone.utc).replace(tzinfo=None)
+        when = frame.time                                   # UTC; the retrieval keeps naive UTC times
+        if when.tzinfo is not None:
+            when = when.astimezone(_dt.timezone.utc).replace(tzinfo=None)
         return MeasuredSpectrum(np.asarray(frame.wavelengths, float), np.asarray(frame.counts, float),
                                 source=frame.filename, integration_ms=frame.integration_ms, coadd=frame.coadd,
                                 frame_type=frame.frame_type, time=when)

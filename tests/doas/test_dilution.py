@@ -70,7 +70,7 @@ class SimulatedSpectra:
 
     def __init__(self, extinction: tuple[float, float]) -> None:
         from pycam.reference_spectra import load_reference_dir
-        from pycam.sim.spectra import SpectrometerModel
+        from pycam.sim.spectrometer_model import SpectrometerModel
 
         self.model = SpectrometerModel(None, load_reference_dir(_data_dir() / "reference"), seed=7, noise=True,
                                        extinction=extinction, plume_distance_m=PLUME_DISTANCE_M)

@@ -3,10 +3,11 @@ the ``[doas]`` retrieval: light-dilution corrected columns when ``use_light_dilu
 from __future__ import annotations
 
 import datetime as dt
-import types
 
 import numpy as np
 import pytest
+
+from pycam.formats.spectrum import SpectrumFrame
 
 COLUMN = 4e18
 COADD = 10
@@ -15,16 +16,15 @@ COADD = 10
 def _frame(model, column: float, n: int, frame_type: str = "Plume"):
     counts = model.spectrum_for_column(column, coadd=COADD, frame_type=frame_type, realisation=n)
     when = dt.datetime(2026, 5, 1, 12) + dt.timedelta(seconds=10 * n)
-    return types.SimpleNamespace(wavelengths=model.wavelengths.copy(), counts=counts, filename=f"s{n}.npy",
-                                 integration_ms=1000, coadd=COADD, frame_type=frame_type,
-                                 time_string=when.strftime("%Y-%m-%dT%H%M%S"))
+    return SpectrumFrame(wavelengths=model.wavelengths.copy(), counts=counts, time=when, integration_ms=1000,
+                         coadd=COADD, frame_type=frame_type, filename=f"s{n}.npy")
 
 
 @pytest.mark.parametrize("corrected", [False, True])
 def test_live_doas_columns_are_dilution_corrected_when_enabled(data_dir, tmp_path, corrected):
     from pycam.gui.views import DoasAdapter
     from pycam.reference_spectra import load_reference_dir
-    from pycam.sim.spectra import SpectrometerModel
+    from pycam.sim.spectrometer_model import SpectrometerModel
 
     model = SpectrometerModel(None, load_reference_dir(data_dir / "reference"), seed=4, noise=True,
                               extinction=(5.5e-5, 5.5e-5), plume_distance_m=5000.0)    # L = 0.24, grey
