@@ -166,6 +166,8 @@ def live_defaults(config) -> dict[str, Any]:
 
     * ``plume_distance_m``: the ``[simulator]`` plume distance of the station config (the
       demo's scene); a real station gives its geometry in a settings file or the form.
+    * ``ambient_roi``: for the simulator's scenes with terrain and clouds, the clear-sky region
+      ``pycam simulate`` writes in their ``process_config.yml``.
     * ``ref_check_mode`` off: with the live DOAS calibration still settling, its intercept
       puts the ambient-ROI column outside PyCam's fixed bounds and would suppress every
       emission rate; the Analysis tab can switch the check on.
@@ -176,8 +178,17 @@ def live_defaults(config) -> dict[str, Any]:
     values: dict[str, Any] = {"ref_check_mode": False, "reg_mode": "ecc"}
     try:
         values["plume_distance_m"] = float(config["simulator"]["plume_distance_m"])
+        scene = str(config["simulator"]["scene"])
     except (KeyError, TypeError):
-        pass
+        return values
+    from pycam.sim.dataset import REALISTIC_AMBIENT_ROI
+    from pycam.sim.landscape import scene_preset
+
+    if scene_preset(scene)[0].terrain:
+        # the sky region `pycam simulate` writes for these scenes (clear sky left of the vent,
+        # below the clouds): the default top-left corner lies in the cloud rows, so most pairs
+        # were flagged BG_CLOUD and the background scaled on clouds
+        values["ambient_roi"] = list(REALISTIC_AMBIENT_ROI)
     return values
 
 

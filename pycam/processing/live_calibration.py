@@ -206,8 +206,11 @@ class SelfCalibratingProcessor:
         self.live.add_column(when, column, error, ok)
 
     def carry_over(self, old: "SelfCalibratingProcessor") -> None:
-        """Take over the calibration state of the one this replaces (new settings or lines)."""
+        """Take over the calibration state of the one this replaces (new settings or lines); the
+        next adopted calibration is fitted with this one's settings."""
+        settings = self.live.settings
         self.live, self.note = old.live, old.note
+        self.live.settings = settings
         calibration = getattr(old.processor, "calibration", None)
         if calibration is not None:
             self.processor.set_calibration(calibration)
