@@ -90,3 +90,69 @@ def test_batch_and_live_build_the_calibration_from_the_same_settings():
     windowless = DoasCalibration.from_settings(live.settings, sliding_window=False)
     assert (windowless.order, windowless.through_origin, windowless.remove_doas_mins) == (1, False, None)
     assert DoasCalibration.from_settings(default_settings()).order == 2
+
+
+class _Processor:
+    """Stands in for RealtimeProcessor: AA = a constant image, records the installed calibration."""
+
+    def __init__(self, settings=None):
+        self.settings = settings
+        self.calibration = None
+
+    def process_pair(self, img_a, img_b, meta):
+        import types
+
+        return types.SimpleNamespace(aa=np.full((4, 4), float(meta["aa"]), np.float32))
+
+    def set_calibration(self, calibration):
+        self.calibration = calibration
+
+
+class _FovCalibrator:
+    """Adopts a FOV once it has 5 images; its samples lie on S = 5e18 AA + 2e18 AA^2."""
+
+    def __init__(self):
+        self.images, self.columns, self.last_error, self.searches = [], [], "waiting", 0
+
+    def add_image(self, when, aa):
+        self.images.append((when, float(aa.mean())))
+
+    def add_column(self, when, column, error, ok):
+        self.columns.append(column)
+
+    def update(self, when):
+        import types
+
+        if len(self.images) < 5:
+            return None
+        self.searches += 1
+        times = [t for t, _ in self.images]
+        aa = np.array([a for _, a in self.images])
+        columns = 5e18 * aa + 2e18 * aa ** 2
+        return types.SimpleNamespace(samples=(times, aa, columns, np.full(aa.size, 1e16)), centre_x=10.0,
+                                     centre_y=20.0, radius=5, max_correlation=0.99)
+
+
+def test_self_calibrating_processor_feeds_plume_pairs_and_installs_the_fit():
+    import datetime as dt
+
+    from pycam.processing.live_calibration import SelfCalibratingProcessor
+
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    proc = SelfCalibratingProcessor(_Processor(), fov_calibrator=_FovCalibrator())
+    proc.add_doas(t0, 1e18, 1e16, True)
+    assert proc.fov_calibrator.columns == [1e18]
+    for k in range(4):
+        proc.process_pair(None, None, {"time": t0 + dt.timedelta(seconds=k), "aa": 0.1 + 0.05 * k})
+    proc.process_pair(None, None, {"time": t0, "aa": 5.0, "type": "Test"})      # never fed
+    assert proc.processor.calibration is None and "waiting" in proc.note
+    proc.process_pair(None, None, {"time": t0 + dt.timedelta(seconds=5), "aa": 0.4})
+    assert proc.processor.calibration is not None and proc.status.calibrated
+    assert proc.status.coeffs == pytest.approx((0.0, 5e18, 2e18), rel=1e-6, abs=1.0)
+    assert proc.fov == (10.0, 20.0, 5) and "AA^2" in proc.note
+    # a rebuilt processor (new settings) keeps the state and fits the next one with its settings
+    again = SelfCalibratingProcessor(_Processor(default_settings(doas_cal_order=1)), fov_calibrator=_FovCalibrator())
+    again.carry_over(proc)
+    assert again.processor.calibration is proc.processor.calibration and again.status is proc.status
+    again.process_pair(None, None, {"time": t0 + dt.timedelta(seconds=70), "aa": 0.3})
+    assert len(again.status.coeffs) == 2
