@@ -180,7 +180,9 @@ class HeadlessLiveChain:
                 calibration["slope_rel_diff_fit_0_2e18"] = status.slope / truth["slope_fit_0_2e18"] - 1
                 if "slope_local" in truth:
                     # the calibration curve's straight-line slope over the DOAS columns it was
-                    # fitted on, against the true curve's there (equal to ``slope`` for a line)
+                    # fitted on, against the simulator's ideal curve there (no light dilution, no
+                    # FOV averaging: the AA the chain measures differs from it, which the DOAS
+                    # calibration absorbs; informative, the rate is what is judged)
                     check = self.truth.calibration_check(status.column, current.columns)
                     calibration["check"] = check
                     calibration["slope_rel_diff_local"] = check["slope_local"] / truth["slope_local"] - 1
