@@ -332,7 +332,6 @@ SCHEMA: dict[str, dict[str, Field]] = {
                                 doc="largest camera-spectrometer time difference accepted when pairing samples"),
         "time_alignment": Field(str, "nearest", choices=("nearest", "interpolate"),
                                 doc="pair camera images with the nearest spectrum or interpolate the columns"),
-        "calibration_order": Field(int, 1, 1, 3, doc="polynomial order of the column-vs-AA calibration"),
     },
 }
 

@@ -169,6 +169,7 @@ class HeadlessLiveChain:
         if status is not None and status.calibrated:
             calibration.update(fitted_at=status.fitted_at.isoformat(), n_points=status.n_points,
                                fov_x=status.centre_x, fov_y=status.centre_y, fov_radius_px=status.radius,
+                               coeffs=list(status.coeffs), coeff_errors=list(status.coeff_errors),
                                slope=status.slope, slope_err=status.slope_err, intercept=status.intercept,
                                intercept_err=status.intercept_err, correlation=status.correlation,
                                searches=status.searches)
@@ -178,7 +179,13 @@ class HeadlessLiveChain:
                 calibration["truth"] = truth
                 calibration["slope_rel_diff_fit_0_2e18"] = status.slope / truth["slope_fit_0_2e18"] - 1
                 if "slope_local" in truth:
-                    calibration["slope_rel_diff_local"] = status.slope / truth["slope_local"] - 1
+                    # the calibration curve's straight-line slope over the DOAS columns it was
+                    # fitted on, against the simulator's ideal curve there (no light dilution, no
+                    # FOV averaging: the AA the chain measures differs from it, which the DOAS
+                    # calibration absorbs; informative, the rate is what is judged)
+                    check = self.truth.calibration_check(status.column, current.columns)
+                    calibration["check"] = check
+                    calibration["slope_rel_diff_local"] = check["slope_local"] / truth["slope_local"] - 1
         if self.truth is not None:
             calibration["true_fov"] = self.truth.fov
         return {

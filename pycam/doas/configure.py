@@ -120,13 +120,13 @@ def window_from_config(section: Mapping[str, Any], key: str) -> tuple[float, flo
 
 def fov_calibrator_from_config(section: Mapping[str, Any], **overrides: Any):
     """A :class:`pycam.doas.fov.FovCalibrator` with the ``[doas]`` FOV keys (recalibration interval,
-    sample window, maximum camera-spectrometer gap, alignment mode, maximum radius, order)."""
+    sample window, maximum camera-spectrometer gap, alignment mode, maximum radius); the AA → column
+    fit is the processing settings' (``doas_cal_order``, ``doas_cal_through_origin``)."""
     from pycam.doas.fov import FovCalibrator
 
     options = dict(recal_minutes=float(section["fov_recal_minutes"]),
                    window_minutes=float(section["fov_window_minutes"]), mode=str(section["time_alignment"]),
-                   max_gap_s=float(section["max_time_gap_s"]), max_radius=int(section["fov_max_radius"]),
-                   order=int(section["calibration_order"]))
+                   max_gap_s=float(section["max_time_gap_s"]), max_radius=int(section["fov_max_radius"]))
     options.update(overrides)
     return FovCalibrator(**options)
 

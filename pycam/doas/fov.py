@@ -1,4 +1,4 @@
-"""Where the spectrometer looks in the camera image, and the AA → column calibration.
+"""Where the spectrometer looks in the camera image, and the AA/column samples found there.
 
 1. **Time alignment** (:func:`align_columns`): each camera image gets the DOAS column of the
    nearest spectrum, or the column interpolated between the spectra before and after it
@@ -12,12 +12,13 @@
    refined to sub-pixel by a parabola, is the FOV centre.  For radii 1…``max_radius`` the mean
    AA inside the disk is correlated with the columns (all radii at once from per-ring sums)
    and the best radius is kept.
-3. **Calibration** (:func:`fit_calibration`): a polynomial column = Σ c_k·AA^k (order 1 by
-   default) weighted by the DOAS errors; the column error of the calibration is the residual
-   standard deviation.
+3. **Samples**: the mean AA inside the FOV disk paired with the DOAS column and its error.
 
-:func:`calibrate_fov` runs all three and returns a plain :class:`FovCalibration` that the camera
-processing chain and the GUI consume (this module does not import them).
+:func:`calibrate_fov` runs them and returns a plain :class:`FovCalibration` (FOV, r-map, the
+matched samples) that the camera processing chain and the GUI consume (this module does not
+import them).  The AA → column fit itself is made in one place for the batch and the live
+chain: :func:`pycam.processing.doas_calibration.fit_calibration` (``DoasCalibration``), fed with
+:attr:`FovCalibration.samples`.
 :class:`FovCalibrator` keeps a rolling buffer and recalibrates on a configurable interval.
 Only ``Plume`` images are ever used: ``Test``, ``Dark``, ``Clear`` and cell images are ignored.
 """
@@ -286,57 +287,6 @@ def search_fov(aa_stack: np.ndarray, columns: np.ndarray, *, max_radius: int = 3
 
 
 @dataclasses.dataclass(frozen=True)
-class CalibrationFit:
-    coefficients: np.ndarray      # ascending: coefficients[0] intercept (molec/cm2), [1] slope per AA
-    coefficient_errors: np.ndarray
-    mse: float
-    r_squared: float
-
-    @property
-    def intercept(self) -> float:
-        return float(self.coefficients[0])
-
-    @property
-    def slope(self) -> float:
-        return float(self.coefficients[1])
-
-    @property
-    def column_error(self) -> float:
-        """The calibration's column error: the residual standard deviation."""
-        return float(np.sqrt(self.mse))
-
-    def column(self, aa):
-        return np.polynomial.polynomial.polyval(aa, self.coefficients)
-
-
-def fit_calibration(aa: np.ndarray, columns: np.ndarray, errors: np.ndarray, order: int = 1) -> CalibrationFit:
-    """Weighted (1/error) polynomial column = Σ c_k AA^k."""
-    x, y, e = (np.asarray(v, dtype=np.float64) for v in (aa, columns, errors))
-    ok = np.isfinite(x) & np.isfinite(y) & np.isfinite(e)
-    x, y, e = x[ok], y[ok], e[ok]
-    if x.size < order + 2:
-        raise FovError(f"only {x.size} valid samples for an order-{order} calibration")
-    positive = e[e > 0]
-    floor = positive.min() if positive.size else 1.0
-    weights = 1.0 / np.where(e > 0, e, floor)
-    design = np.vander(x, order + 1, increasing=True)
-    dw = design * weights[:, None]
-    coeffs, *_ = np.linalg.lstsq(dw, y * weights, rcond=None)
-    residual = y - design @ coeffs
-    dof = max(x.size - order - 1, 1)
-    chi2 = float(np.sum((residual * weights) ** 2)) / dof
-    try:
-        cov = np.linalg.inv(dw.T @ dw) * chi2
-        coeff_err = np.sqrt(np.clip(np.diag(cov), 0, None))
-    except np.linalg.LinAlgError:
-        coeff_err = np.full(order + 1, np.nan)
-    mse = float(np.mean(residual ** 2))
-    var = float(np.var(y))
-    r2 = 1.0 - mse / var if var > 0 else float("nan")
-    return CalibrationFit(coeffs, coeff_err, mse, r2)
-
-
-@dataclasses.dataclass(frozen=True)
 class FovCalibration:
     """The result handed to the camera chain (``pycam.processing``) and the GUI."""
 
@@ -349,16 +299,7 @@ class FovCalibration:
     aa_in_fov: np.ndarray         # matched mean-AA series
     columns: np.ndarray           # DOAS columns at those times
     column_errors: np.ndarray
-    fit: CalibrationFit
     max_correlation: float
-
-    @property
-    def slope(self) -> float:
-        return self.fit.slope
-
-    @property
-    def intercept(self) -> float:
-        return self.fit.intercept
 
     @property
     def samples(self) -> tuple[list, np.ndarray, np.ndarray, np.ndarray]:
@@ -374,9 +315,9 @@ class FovCalibration:
 
 def calibrate_fov(image_times: Sequence, aa_stack: np.ndarray, doas_times: Sequence, columns, errors, *,
                   frame_types: Sequence[str] | None = None, mode: str = "nearest", max_gap_s: float = 2.0,
-                  max_radius: int = 30, blur_sigma: float = 4.0, order: int = 1, min_samples: int = MIN_SAMPLES,
+                  max_radius: int = 30, blur_sigma: float = 4.0, min_samples: int = MIN_SAMPLES,
                   fixed_centre: tuple[float, float] | None = None, fixed_radius: int | None = None) -> FovCalibration:
-    """Align, search the FOV and fit the calibration; see the module docstring."""
+    """Align the columns to the images and search the FOV; see the module docstring."""
     stack = np.asarray(aa_stack)
     if stack.ndim != 3 or stack.shape[0] != len(image_times):
         raise FovError(f"{len(image_times)} image times for an AA stack of shape {stack.shape}")
@@ -396,11 +337,10 @@ def calibrate_fov(image_times: Sequence, aa_stack: np.ndarray, doas_times: Seque
     sub = stack[index] if index.size != stack.shape[0] else stack
     found = search_fov(sub, aligned.columns[index], max_radius=max_radius, blur_sigma=blur_sigma,
                        fixed_centre=fixed_centre, fixed_radius=fixed_radius)
-    fit = fit_calibration(found.aa_in_fov, aligned.columns[index], aligned.errors[index], order)
     return FovCalibration(found.centre_x, found.centre_y, found.radius, found.correlation,
                           disk_mask(stack.shape[1:], (found.centre_x, found.centre_y), found.radius),
                           [image_times[i] for i in index], found.aa_in_fov, aligned.columns[index],
-                          aligned.errors[index], fit, found.max_correlation)
+                          aligned.errors[index], found.max_correlation)
 
 
 class FovCalibrator:
@@ -420,13 +360,13 @@ class FovCalibrator:
     """
 
     def __init__(self, *, recal_minutes: float = 30.0, window_minutes: float = 30.0, mode: str = "nearest",
-                 max_gap_s: float = 2.0, max_radius: int = 30, order: int = 1, min_samples: int = MIN_SAMPLES,
+                 max_gap_s: float = 2.0, max_radius: int = 30, min_samples: int = MIN_SAMPLES,
                  max_images: int = 200, fixed_centre: tuple[float, float] | None = None,
                  fixed_radius: int | None = None, confirm_px: float | None = None, confirm_s: float = 15.0,
                  min_correlation: float = 0.0) -> None:
         self.recal_s = recal_minutes * 60.0
         self.window_s = window_minutes * 60.0
-        self.options = dict(mode=mode, max_gap_s=max_gap_s, max_radius=max_radius, order=order,
+        self.options = dict(mode=mode, max_gap_s=max_gap_s, max_radius=max_radius,
                             min_samples=min_samples, fixed_centre=fixed_centre, fixed_radius=fixed_radius)
         self.images: collections.deque = collections.deque(maxlen=max_images)
         self.spectra: collections.deque = collections.deque()

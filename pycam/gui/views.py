@@ -122,25 +122,17 @@ class ProcessorAdapter:
     """Wraps ``RealtimeProcessor``; ``process_pair`` returns a :class:`So2Display`.
 
     Without a fixed calibration it calibrates itself from the DOAS columns (PyCam's default,
-    ``cal_type_int`` 1) with :class:`pycam.processing.live_calibration.LiveDoasCalibration`
-    (FOV search of :mod:`pycam.doas.fov`, adopted when a second search confirms it); its
-    :attr:`status` (FOV, fit with errors, points, age) is shown with every result.
+    ``cal_type_int`` 1) through :class:`pycam.processing.live_calibration.SelfCalibratingProcessor`;
+    its :attr:`status` (FOV, fit with errors, points, age) is shown with every result.
     """
 
-    def __init__(self, processor, *, doas_calibration: bool = True, recal_minutes: float = 1.0,
-                 window_minutes: float = 30.0, max_gap_s: float = 2.0, min_samples: int | None = None,
-                 max_images: int = 150) -> None:
+    def __init__(self, processor, *, doas_calibration: bool = True, **live_options: Any) -> None:
         self.processor = processor
         self.live_cal = None
-        self.calibration_text = ""
         if doas_calibration and getattr(processor, "calibration", None) is None:
-            from pycam.doas.fov import FovCalibrator
-            from pycam.processing.live_calibration import LIVE_MIN_SAMPLES, LiveDoasCalibration, live_fov_options
+            from pycam.processing.live_calibration import SelfCalibratingProcessor
 
-            options = live_fov_options(min_samples or LIVE_MIN_SAMPLES)
-            self.live_cal = LiveDoasCalibration(FovCalibrator(recal_minutes=recal_minutes,
-                                                              window_minutes=window_minutes, max_gap_s=max_gap_s,
-                                                              max_images=max_images, **options))
+            self.live_cal = SelfCalibratingProcessor(processor, **live_options)
 
     @property
     def calibrator(self):
@@ -159,28 +151,20 @@ class ProcessorAdapter:
 
     def carry_over(self, old: "ProcessorAdapter") -> None:
         """Take the live DOAS calibration state of the adapter this one replaces."""
-        if self.live_cal is None or getattr(old, "live_cal", None) is None:
-            return
-        self.live_cal = old.live_cal
-        self.calibration_text = old.calibration_text
-        calibration = getattr(old.processor, "calibration", None)
-        if calibration is not None:
-            self.processor.set_calibration(calibration)
+        if self.live_cal is not None and getattr(old, "live_cal", None) is not None:
+            self.live_cal.carry_over(old.live_cal)
 
     def add_doas(self, when, column: float, error: float, ok: bool) -> None:
         if self.live_cal is not None:
-            self.live_cal.add_column(when, column, error, ok)
+            self.live_cal.add_doas(when, column, error, ok)
 
     def process_pair(self, img_a, img_b, meta) -> So2Display:
         start = time.perf_counter()
-        result = self.processor.process_pair(img_a, img_b, meta)
-        note = self.calibration_text
-        if self.live_cal is not None and meta.get("type", "Plume") == "Plume":
-            self.live_cal.add_image(meta["time"], result.aa)
-            calibration = self.live_cal.update(meta["time"])
-            if calibration is not None:
-                self.processor.set_calibration(calibration)
-            note = self.calibration_text = self.live_cal.status.text(meta["time"])
+        if self.live_cal is None:
+            result, note = self.processor.process_pair(img_a, img_b, meta), ""
+        else:
+            result = self.live_cal.process_pair(img_a, img_b, meta)
+            note = self.live_cal.note
         display = so2_display(result, meta["time_string"], time.perf_counter() - start, self.fov, note)
         return dataclasses.replace(display, calibration=self.status)
 
@@ -190,6 +174,8 @@ def live_defaults(config) -> dict[str, Any]:
 
     * ``plume_distance_m``: the ``[simulator]`` plume distance of the station config (the
       demo's scene); a real station gives its geometry in a settings file or the form.
+    * ``ambient_roi``: for the simulator's scenes with terrain and clouds, the clear-sky region
+      ``pycam simulate`` writes in their ``process_config.yml``.
     * ``ref_check_mode`` off: with the live DOAS calibration still settling, its intercept
       puts the ambient-ROI column outside PyCam's fixed bounds and would suppress every
       emission rate; the Analysis tab can switch the check on.
@@ -200,8 +186,17 @@ def live_defaults(config) -> dict[str, Any]:
     values: dict[str, Any] = {"ref_check_mode": False, "reg_mode": "ecc"}
     try:
         values["plume_distance_m"] = float(config["simulator"]["plume_distance_m"])
+        scene = str(config["simulator"]["scene"])
     except (KeyError, TypeError):
-        pass
+        return values
+    from pycam.sim.dataset import REALISTIC_AMBIENT_ROI
+    from pycam.sim.landscape import scene_preset
+
+    if scene_preset(scene)[0].terrain:
+        # the sky region `pycam simulate` writes for these scenes (clear sky left of the vent,
+        # below the clouds): the default top-left corner lies in the cloud rows, so most pairs
+        # were flagged BG_CLOUD and the background scaled on clouds
+        values["ambient_roi"] = list(REALISTIC_AMBIENT_ROI)
     return values
 
 

@@ -4,17 +4,41 @@ Interface for the DOAS FOV search (``pycam.doas.fov``): it finds the spectromete
 of view in the image (centre, radius) and the matched series of (time, mean AA in that
 FOV, DOAS column, column error); it hands them over with::
 
-    cal = DoasCalibration(order=1, remove_doas_mins=30, doas_fov_recal_mins=30)
+    cal = DoasCalibration(order=2, through_origin=True, remove_doas_mins=30, doas_fov_recal_mins=30)
     cal.set_fov(x, y, radius)                         # optional, recorded in the CSV header
     cal.add_samples(times, aa_in_fov, columns, column_errors)
     cal.fit()                                          # or cal.update(now) from a live loop
     so2 = cal.column_from_aa(aa_image)                 # molec cm^-2
     cal.write_csv(out_dir / "full_calibration.csv")
 
-Fitting: ``S = sum_k a_k AA^k`` (``polyorder_cal``) by weighted least squares with weights
-``1 / column_error`` (numpy's polyfit convention: residuals are multiplied by the weights).
-The calibration error of a column is the residual standard deviation (``sqrt(MSE)``);
-``r^2 = 1 - MSE / var(S)``.
+Fitting (:func:`fit_calibration`, the one AA -> column fit of the package; ``pycam.doas.fov`` only
+finds where the spectrometer looks): ``S = sum_k a_k AA^k`` of order ``doas_cal_order`` (default 2),
+through the origin (no ``a_0``) when ``doas_cal_through_origin`` is set (default), by weighted
+least squares with weights ``1 / column_error``.  The calibration error of a column is the
+residual standard deviation (``sqrt(MSE)``); ``r^2 = 1 - MSE / var(S)``.
+
+Why a 2nd-order polynomial through the origin by default (issue 9): the DOAS samples come from the
+one spot the spectrometer sees, usually the densest plume near the vent, while the emission rate
+integrates the whole PCS line, most of whose pixels hold a fraction of those columns.  The
+calibration is therefore used far below the range it was fitted on, and the shape of the curve
+between 0 and that range decides the rate.  Two physical facts fix that shape:
+
+* after the background correction AA = 0 means no SO2 (the sky reference is set to zero), so
+  S(0) = 0.  A free intercept is instead set by the curvature inside the fitted range: on the
+  simulator's realistic scene (on-band cell response bent like the real Villarrica cells) the
+  live fit over 1.6-3.6e18 molec/cm2 found a -9e17 intercept and the rate came out -25 %.
+* the camera's AA grows less than linearly with the column (the on-band absorption saturates,
+  light dilution; real cells show it: the 0-304 ppm m slope is ~30 % below the 3-cell fit), so
+  S(AA) bends upward.  Fitted to that scene's true AA curve over the same columns, a straight
+  line through the origin reads the PCS lines' columns +14 % (it over-reads the low ones), a
+  2nd-order term takes the bend (-3 %); the live demo with it ends within -3 to +2 % of the true
+  rate (clean scene -5 %), tests/station/test_live_demo_truth.py.
+
+With the origin fixed the quadratic has the same two free parameters as PyCam's straight line, so
+it is as stable on a narrow AA range; a negative highest coefficient (a curve bending the
+unphysical way, e.g. from noise on an almost linear response) is dropped and the order lowered.
+``doas_cal_order: 1`` and ``doas_cal_through_origin: false`` give PyCam's and pyplis's default fit
+(pyplis's ``DoasCalibData.fit_calib_data(polyorder, through_origin)`` offers the same choices).
 
 Sliding window: :meth:`DoasCalibration.update` drops samples older than
 ``remove_doas_mins`` before the given time (None keeps all) and refits when
@@ -38,20 +62,85 @@ import numpy as np
 
 from pycam.formats.pycam_outputs import (CalibrationRecord, CalibrationTable, read_full_calibration,
                                          write_full_calibration)
-from pycam.processing.cell_calibration import CalibrationError, eval_polynomial, fit_polynomial
+from pycam.processing.cell_calibration import CalibrationError, eval_polynomial
 
 
 @dataclasses.dataclass(frozen=True)
 class CalibrationFit:
-    time: dt.datetime          # when the fit was made (the latest sample time used)
-    coeffs: np.ndarray         # ascending
+    """One AA -> column fit: ``S = sum_k coeffs[k] AA^k`` (ascending; ``coeffs[0]`` is 0 for a fit
+    through the origin)."""
+
+    time: dt.datetime | None   # when the fit was made (the latest sample time used)
+    coeffs: np.ndarray         # ascending, molec cm^-2 per AA^k
     mse: float
     r_squared: float
     n_samples: int
+    coefficient_errors: np.ndarray | None = None   # 1-sigma, same layout (0 where fixed)
+
+    @property
+    def intercept(self) -> float:
+        return float(self.coeffs[0])
+
+    @property
+    def slope(self) -> float:
+        """``coeffs[1]``: the slope at AA = 0."""
+        return float(self.coeffs[1])
 
     @property
     def column_error(self) -> float:
+        """The calibration's column error: the residual standard deviation."""
         return float(np.sqrt(self.mse))
+
+    def column(self, aa):
+        """Column (molec cm^-2) of AA (scalar or array, float64)."""
+        return np.polynomial.polynomial.polyval(aa, self.coeffs)
+
+    def with_time(self, time: dt.datetime | None) -> "CalibrationFit":
+        return dataclasses.replace(self, time=time)
+
+
+def fit_calibration(aa, columns, errors, order: int = 2, through_origin: bool = True,
+                    time: dt.datetime | None = None) -> CalibrationFit:
+    """Weighted (1/error) polynomial ``S = sum_k a_k AA^k`` (see the module docstring).
+
+    Non-finite samples are dropped; errors <= 0 get the smallest positive error.  With
+    ``through_origin`` a negative highest coefficient (order >= 2) lowers the order."""
+    x, y, e = (np.asarray(v, dtype=np.float64) for v in (aa, columns, errors))
+    if not (x.shape == y.shape == e.shape):
+        raise CalibrationError(f"calibration samples differ in shape: {x.shape}, {y.shape}, {e.shape}")
+    if order < 1:
+        raise CalibrationError(f"calibration polynomial order must be >= 1, got {order}")
+    ok = np.isfinite(x) & np.isfinite(y) & np.isfinite(e)
+    x, y, e = x[ok], y[ok], e[ok]
+    first = 1 if through_origin else 0
+    if x.size < order - first + 2:
+        raise CalibrationError(f"only {x.size} valid samples for an order-{order} calibration"
+                               f"{' through the origin' if through_origin else ''}")
+    if np.ptp(x) <= 0:
+        raise CalibrationError("calibration: all AA samples are equal (no plume in the FOV?)")
+    positive = e[e > 0]
+    weights = 1.0 / np.where(e > 0, e, positive.min() if positive.size else 1.0)
+    powers = np.arange(first, order + 1)
+    scale = float(np.max(np.abs(x)))            # AA ~ 0.1: scale the columns of the design matrix
+    design = (x[:, None] / scale) ** powers[None, :]
+    dw = design * weights[:, None]
+    solution, *_ = np.linalg.lstsq(dw, y * weights, rcond=None)
+    if through_origin and order >= 2 and solution[-1] < 0:
+        return fit_calibration(x, y, e, order - 1, through_origin, time)
+    residual = y - design @ solution
+    chi2 = float(np.sum((residual * weights) ** 2)) / max(x.size - powers.size, 1)
+    try:
+        errs = np.sqrt(np.clip(np.diag(np.linalg.inv(dw.T @ dw) * chi2), 0, None))
+    except np.linalg.LinAlgError:
+        errs = np.full(powers.size, np.nan)
+    coeffs = np.zeros(order + 1)
+    coeff_errors = np.zeros(order + 1)
+    coeffs[powers] = solution / scale ** powers
+    coeff_errors[powers] = errs / scale ** powers
+    mse = float(np.mean(residual ** 2))
+    var = float(np.var(y))
+    return CalibrationFit(time, coeffs, mse, 1.0 - mse / var if var > 0 else float("nan"), int(x.size),
+                          coeff_errors)
 
 
 def _utc(t: dt.datetime) -> dt.datetime:
@@ -61,11 +150,13 @@ def _utc(t: dt.datetime) -> dt.datetime:
 class DoasCalibration:
     """Weighted polynomial AA -> column calibration on a sliding window of DOAS samples."""
 
-    def __init__(self, order: int = 1, remove_doas_mins: float | None = 30.0,
-                 doas_fov_recal_mins: float | None = 30.0, min_samples: int | None = None) -> None:
+    def __init__(self, order: int = 2, remove_doas_mins: float | None = 30.0,
+                 doas_fov_recal_mins: float | None = 30.0, min_samples: int | None = None,
+                 through_origin: bool = True) -> None:
         if order < 1:
             raise ValueError("calibration polynomial order must be >= 1")
         self.order = order
+        self.through_origin = bool(through_origin)
         self.remove_doas_mins = remove_doas_mins
         self.doas_fov_recal_mins = doas_fov_recal_mins
         self.min_samples = max(order + 1, min_samples or order + 2)
@@ -78,8 +169,13 @@ class DoasCalibration:
         self._all: list[tuple[dt.datetime, float, float, float]] = []   # every sample ever (for the CSV)
 
     @classmethod
-    def from_settings(cls, settings) -> "DoasCalibration":
-        return cls(settings["polyorder_cal"], settings["remove_doas_mins"], settings["doas_fov_recal_mins"])
+    def from_settings(cls, settings, sliding_window: bool = True) -> "DoasCalibration":
+        """The calibration ``settings`` ask for (``doas_cal_order``, ``doas_cal_through_origin`` and,
+        with ``sliding_window``, ``remove_doas_mins``/``doas_fov_recal_mins``); the batch chain and
+        the live chain both build theirs here."""
+        return cls(settings["doas_cal_order"], settings["remove_doas_mins"] if sliding_window else None,
+                   settings["doas_fov_recal_mins"] if sliding_window else None,
+                   through_origin=settings["doas_cal_through_origin"])
 
     # --- samples -------------------------------------------------------------------------
     def set_fov(self, x: float, y: float, radius: float) -> None:
@@ -127,11 +223,8 @@ class DoasCalibration:
         if len(self._times) < self.min_samples:
             raise CalibrationError(f"DOAS calibration needs at least {self.min_samples} samples, "
                                    f"has {len(self._times)}")
-        aa = np.array(self._aa)
-        if np.ptp(aa) <= 0:
-            raise CalibrationError("DOAS calibration: all AA samples are equal (no plume in the FOV?)")
-        coeffs, mse, r2 = fit_polynomial(aa, np.array(self._cd), self.order, 1.0 / np.array(self._err))
-        fit = CalibrationFit(_utc(time) if time else self._times[-1], coeffs, mse, r2, len(aa))
+        fit = fit_calibration(self._aa, self._cd, self._err, self.order, self.through_origin,
+                              _utc(time) if time else self._times[-1])
         self.fits.append(fit)
         return fit
 

@@ -1,12 +1,15 @@
 """The live DOAS calibration of the camera (PyCam's ``cal_type_int`` 1, run as data arrive).
 
-AA images and DOAS columns feed a FOV calibrator (:class:`pycam.doas.fov.FovCalibrator`,
-passed in by the caller so that this package does not import its sibling ``pycam.doas``);
+AA images and DOAS columns feed a FOV calibrator (:class:`pycam.doas.fov.FovCalibrator`);
 when it adopts a FOV search, the matched samples become a
 :class:`~pycam.processing.doas_calibration.DoasCalibration` fitted exactly as the batch chain
 does (:func:`pycam.processing.setup.doas_calibration_from_pairs`: same FOV search, same weighted
-fit), and :attr:`LiveDoasCalibration.status` describes it for display: FOV, slope and
-intercept with their errors, number of points, when it was fitted.
+fit from the same settings ``doas_cal_order`` and ``doas_cal_through_origin``, see
+:mod:`pycam.processing.doas_calibration` for the choice), and :attr:`LiveDoasCalibration.status`
+describes it for display: FOV, coefficients with their errors, number of points, when it was
+fitted.  :class:`SelfCalibratingProcessor` is the glue the GUI and the headless demo use: a
+real-time processor that feeds the calibration with its AA images and the DOAS columns and
+installs each adopted calibration.
 
 Why the live rate used to be 2-3x high (issue 9 item 7, issue 10 item 5; demo scene: 5 kg/s,
 8 m/s, true FOV (402, 243) r=10 px, 1 pair and 1 spectrum per second):
@@ -72,6 +75,8 @@ class CalibrationStatus:
     column_error: float = float("nan")
     searches: int = 0
     waiting: str = ""                  # why there is no (new) calibration yet
+    coeffs: tuple[float, ...] = ()     # ascending: S = sum_k coeffs[k] AA^k
+    coeff_errors: tuple[float, ...] = ()
 
     @property
     def calibrated(self) -> bool:
@@ -87,8 +92,20 @@ class CalibrationStatus:
             return f"DOAS calibration: waiting ({self.waiting or 'no samples yet'})"
         age = "" if now is None else f", age {self.age_s(now):.0f} s"
         return (f"DOAS cal: FOV ({self.centre_x:.0f}, {self.centre_y:.0f}) r={self.radius:.0f} px, "
-                f"S = ({self.intercept:.2e} ± {self.intercept_err:.1e}) + ({self.slope:.3e} ± {self.slope_err:.1e})·AA, "
-                f"r={self.correlation:.2f}, {self.n_points} points{age}")
+                f"S = {self.polynomial_text()}, r={self.correlation:.2f}, {self.n_points} points{age}")
+
+    def polynomial_text(self) -> str:
+        coeffs = self.coeffs or (self.intercept, self.slope)
+        errors = self.coeff_errors or (self.intercept_err, self.slope_err)
+        terms = [f"({c:.3e} ± {e:.1e}){'' if k == 0 else '·AA' if k == 1 else f'·AA^{k}'}"
+                 for k, (c, e) in enumerate(zip(coeffs, errors)) if k > 0 or c != 0 or e != 0]
+        return " + ".join(terms)
+
+    def column(self, aa):
+        """The calibrated column of ``aa`` (NaN before the first calibration)."""
+        if not self.calibrated:
+            return np.full(np.shape(aa), np.nan) if np.ndim(aa) else float("nan")
+        return np.polynomial.polynomial.polyval(aa, np.asarray(self.coeffs or (self.intercept, self.slope)))
 
 
 def _utc(t: dt.datetime) -> dt.datetime:
@@ -102,11 +119,15 @@ def live_fov_options(min_samples: int = LIVE_MIN_SAMPLES) -> dict[str, Any]:
 
 
 class LiveDoasCalibration:
-    """Feeds a FOV calibrator and turns each adopted search into a :class:`DoasCalibration`."""
+    """Feeds a FOV calibrator and turns each adopted search into a :class:`DoasCalibration` built
+    from ``settings`` (processing settings or a mapping with ``doas_cal_order`` and
+    ``doas_cal_through_origin``; default: the processing defaults)."""
 
-    def __init__(self, fov_calibrator, *, order: int = 1) -> None:
+    def __init__(self, fov_calibrator, settings=None) -> None:
+        from pycam.processing.realtime import coerce_settings
+
         self.fov_calibrator = fov_calibrator
-        self.order = order
+        self.settings = coerce_settings(settings)
         self.calibration: DoasCalibration | None = None
         self.status = CalibrationStatus(None, 0)
         self.history: list[CalibrationStatus] = []
@@ -127,17 +148,17 @@ class LiveDoasCalibration:
                                                   searches=getattr(self.fov_calibrator, "searches", 0))
             return None
         times, aa, columns, errors = found.samples
-        cal = DoasCalibration(order=self.order, remove_doas_mins=None, doas_fov_recal_mins=None)
+        cal = DoasCalibration.from_settings(self.settings, sliding_window=False)   # the FOV calibrator windows
         cal.set_fov(found.centre_x, found.centre_y, found.radius)
         cal.add_samples(times, aa, columns, errors)
         fitted_at = max(_utc(t) for t in times)
-        cal.fit(fitted_at)
-        errs = np.asarray(found.fit.coefficient_errors, float)
-        coeffs = cal.current.coeffs
+        fit = cal.fit(fitted_at)
+        coeffs = tuple(float(c) for c in fit.coeffs)
+        errs = tuple(float(e) for e in fit.coefficient_errors)
         self.status = CalibrationStatus(
-            fitted_at, cal.current.n_samples, float(found.centre_x), float(found.centre_y), float(found.radius),
-            float(coeffs[0]), float(errs[0]), float(coeffs[1]), float(errs[1]), float(found.max_correlation),
-            cal.current.column_error, getattr(self.fov_calibrator, "searches", 0))
+            fitted_at, fit.n_samples, float(found.centre_x), float(found.centre_y), float(found.radius),
+            coeffs[0], errs[0], coeffs[1], errs[1], float(found.max_correlation),
+            fit.column_error, getattr(self.fov_calibrator, "searches", 0), "", coeffs, errs)
         self.history.append(self.status)
         self.calibration = cal
         return cal
@@ -146,3 +167,62 @@ class LiveDoasCalibration:
     def fov(self) -> tuple[float, float, float] | None:
         s = self.status
         return (s.centre_x, s.centre_y, s.radius) if s.calibrated else None
+
+
+class SelfCalibratingProcessor:
+    """A real-time processor (``process_pair(a, b, meta)``, ``set_calibration``) that calibrates
+    itself from the DOAS columns (PyCam's default ``cal_type_int`` 1) when it was given no fixed
+    calibration: each Plume pair's AA goes to a :class:`LiveDoasCalibration`, each adopted
+    calibration is installed in the processor, and :attr:`note` says where the calibration
+    stands.  ``fov_calibrator`` defaults to :class:`pycam.doas.fov.FovCalibrator` with the live
+    options (:func:`live_fov_options`)."""
+
+    def __init__(self, processor, *, recal_minutes: float = 1.0, window_minutes: float = 30.0,
+                 max_gap_s: float = 2.0, min_samples: int | None = None, max_images: int = 150,
+                 fov_calibrator=None) -> None:
+        self.processor = processor
+        self.note = ""
+        if fov_calibrator is None:
+            from pycam.doas.fov import FovCalibrator
+
+            fov_calibrator = FovCalibrator(recal_minutes=recal_minutes, window_minutes=window_minutes,
+                                           max_gap_s=max_gap_s, max_images=max_images,
+                                           **live_fov_options(min_samples or LIVE_MIN_SAMPLES))
+        self.live = LiveDoasCalibration(fov_calibrator, getattr(processor, "settings", None))
+
+    @property
+    def status(self) -> CalibrationStatus:
+        return self.live.status
+
+    @property
+    def fov(self) -> tuple[float, float, float] | None:
+        return self.live.fov
+
+    @property
+    def fov_calibrator(self):
+        return self.live.fov_calibrator
+
+    def add_doas(self, when, column: float, error: float, ok: bool) -> None:
+        self.live.add_column(when, column, error, ok)
+
+    def carry_over(self, old: "SelfCalibratingProcessor") -> None:
+        """Take over the calibration state of the one this replaces (new settings or lines); the
+        next adopted calibration is fitted with this one's settings."""
+        settings = self.live.settings
+        self.live, self.note = old.live, old.note
+        self.live.settings = settings
+        calibration = getattr(old.processor, "calibration", None)
+        if calibration is not None:
+            self.processor.set_calibration(calibration)
+
+    def process_pair(self, img_a, img_b, meta):
+        """The processor's result for the pair; a Plume pair's AA also feeds the calibration
+        (meta needs ``time``), and an adopted calibration applies from the next pair on."""
+        result = self.processor.process_pair(img_a, img_b, meta)
+        if meta.get("type", "Plume") == "Plume":
+            self.live.add_image(meta["time"], result.aa)
+            calibration = self.live.update(meta["time"])
+            if calibration is not None:
+                self.processor.set_calibration(calibration)
+            self.note = self.live.status.text(meta["time"])
+        return result

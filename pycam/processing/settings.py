@@ -69,7 +69,10 @@ SETTINGS_SCHEMA: dict[str, Setting] = {
     # --- calibration (PyCam) ---
     "cal_type_int": _s("int", 0, choices=(0, 1, 2, 3),
                        doc="(PyCam) 0 cell, 1 DOAS, 2 cell+DOAS, 3 preloaded CSV"),
-    "polyorder_cal": _s("int", 1, 1, 5, doc="(PyCam) order of the calibration polynomial"),
+    "polyorder_cal": _s("int", 1, 1, 5, doc="(PyCam) order of the gas-cell calibration polynomial"),
+    "doas_cal_order": _s("int", 2, 1, 3, doc="order of the DOAS (AA -> column) calibration polynomial"),
+    "doas_cal_through_origin": _s("bool", True,
+                                  doc="DOAS calibration without a constant term (AA 0 is column 0)"),
     "cell_cal_style": _s("str", "disk", choices=("disk", "pycam"),
                          doc="gas-cell calibration: 'disk' (ours: fit on a central disk, sensitivity mask, "
                              "intercept applied) or 'pycam' (fit on the full frame, only the slope applied, "

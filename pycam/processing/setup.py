@@ -199,7 +199,7 @@ def doas_calibration_from_pairs(settings: ProcessingSettings, pairs: Sequence[Fi
         stack.append(aa)
         times.append(pair.time)
     fov = fov_search(times, np.stack(stack), [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
-                        max_gap_s=settings["max_doas_cam_dif"], order=settings["polyorder_cal"])
+                        max_gap_s=settings["max_doas_cam_dif"])
     cal = DoasCalibration.from_settings(settings)
     cal.set_fov(fov.centre_x, fov.centre_y, fov.radius)
     cal.add_samples(*fov.samples)

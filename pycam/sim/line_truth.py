@@ -41,6 +41,21 @@ class SimTruth:
                        column_range=[float(grid[0]), float(grid[-1])])
         return out
 
+    def calibration_check(self, column_of_aa, columns: np.ndarray) -> dict[str, Any]:
+        """How a calibration ``column_of_aa`` (AA -> molec cm-2) reads the true AA curve: its
+        straight-line slope over the range of ``columns`` (the DOAS columns it was fitted on;
+        compare with :meth:`slopes`' ``slope_local``) and its relative column error below and in
+        that range (the PCS lines hold mostly lower columns than the spectrometer's FOV)."""
+        lo, hi = float(np.min(columns)), float(np.max(columns))
+        grid = np.linspace(lo, hi, 41)
+        aa = np.asarray(self.scene.aa_curve(grid)["aa"])
+        out: dict[str, Any] = {"slope_local": float(np.polyfit(aa, column_of_aa(aa), 1)[0])}
+        checks = np.array([0.1, 0.25, 0.5, 1.0]) * lo
+        checks = np.concatenate([checks, [lo, 0.5 * (lo + hi), hi]])
+        read = column_of_aa(np.asarray(self.scene.aa_curve(checks)["aa"]))
+        out["column_rel_diff"] = {f"{c:.3g}": float(r / c - 1) for c, r in zip(checks, read)}
+        return out
+
     @property
     def fov(self) -> dict[str, float]:
         x, y = self.scene.field.fov_centre
