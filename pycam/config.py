@@ -402,8 +402,33 @@ def _coerce(section: str, key: str, field: Field, raw: Any, base_dir: Path | Non
     return value
 
 
+# Keys earlier releases wrote: (section, old key) -> new key (None: no longer used).  A station file
+# written by v0.1 keeps loading; each such key is logged once per load with what to write instead.
+RETIRED_KEYS: dict[tuple[str, str], str | None] = {
+    ("doas", "use_light_dilution"): "use_light_dilution_spec",   # PyCam's name for it
+    ("doas", "calibration_order"): None,   # the DOAS calibration's form is the processing settings' doas_cal_order
+}
+
+
+def _retire(section: str, given: dict[str, Any], fields: Mapping[str, Field]) -> None:
+    import logging
+
+    for (sec, old), new in RETIRED_KEYS.items():
+        if sec != section or old not in given:
+            continue
+        value = given.pop(old)
+        if new is None:
+            logging.getLogger(__name__).warning("[%s] %s is no longer used and is ignored; remove it", section, old)
+        elif new in given:
+            raise ConfigError(f"[{section}] {old} and {new} are the same setting: keep only {new}")
+        else:
+            logging.getLogger(__name__).warning("[%s] %s is now called %s; please rename it", section, old, new)
+            given[new] = value
+
+
 def validate(data: Mapping[str, Any], path: Path | None = None) -> Config:
-    """Validate a parsed mapping against ``SCHEMA``; unknown sections or keys are errors."""
+    """Validate a parsed mapping against ``SCHEMA``; unknown sections or keys are errors (keys
+    of earlier releases, :data:`RETIRED_KEYS`, are renamed or dropped with a warning)."""
     base_dir = path.parent if path is not None else None
     values: dict[str, dict[str, Any]] = {}
     for section in data:
@@ -413,6 +438,7 @@ def validate(data: Mapping[str, Any], path: Path | None = None) -> Config:
             raise ConfigError(f"[{section}] must be a table")
     for section, fields in SCHEMA.items():
         given = dict(data.get(section, {}))
+        _retire(section, given, fields)
         for key in given:
             if key not in fields:
                 raise ConfigError(f"[{section}] {key}: unknown key (known: {', '.join(fields)})")

@@ -40,3 +40,25 @@ def test_unknown_key_and_bad_toml(tmp_path):
         load_config(p)
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "missing.toml")
+
+
+def test_v0_1_doas_keys_still_load_with_a_warning(tmp_path, caplog):
+    """Station files written by v0.1 keep loading: [doas] use_light_dilution is PyCam's
+    use_light_dilution_spec now, calibration_order is no longer used; both say so."""
+    import logging
+
+    from pycam.config import ConfigError, load_config, render_config
+
+    text = render_config(secret="s" * 32).replace("use_light_dilution_spec = false", "use_light_dilution = true\ncalibration_order = 2")
+    path = tmp_path / "old.toml"
+    path.write_text(text)
+    with caplog.at_level(logging.WARNING, logger="pycam.config"):
+        config = load_config(path)
+    assert config["doas"]["use_light_dilution_spec"] is True
+    assert "calibration_order" not in config["doas"]
+    assert "now called use_light_dilution_spec" in caplog.text and "calibration_order is no longer used" in caplog.text
+    both = render_config(secret="s" * 32).replace("use_light_dilution_spec = false",
+                                   "use_light_dilution_spec = false\nuse_light_dilution = true")
+    path.write_text(both)
+    with pytest.raises(ConfigError, match="same setting"):
+        load_config(path)

@@ -202,6 +202,12 @@ SETTINGS_SCHEMA: dict[str, Setting] = {
                                           "along it (not needed with a light_dilution.json)"),
     "dil_extinction_per_m": _s("any", None, doc="light dilution: fixed [eps_on, eps_off] in 1/m instead of "
                                                "fitting them on the dilution lines"),
+    "use_light_dilution_spec": _s("bool", False, doc="(PyCam) spectrometer two-waveband light dilution; accepted "
+                                                    "and kept: here the station's [doas] section (or pycam doas "
+                                                    "--light-dilution) applies it to the spectra"),
+    "spec_recal_time": _s("float", 0.0, 0.0, 10_000.0, doc="(PyCam) minutes the spectrometer dilution factor is "
+                                                          "held; see [doas] spec_recal_time"),
+    "LDF": _s("float", 0.0, 0.0, 1.0, doc="(PyCam) fixed spectrometer light-dilution factor; accepted and kept"),
     "grid_max_ppmm": _s("float", 5000.0),
     "grid_increment_ppmm": _s("float", 20.0), "ld_lookup_1": _s("path", None), "ld_lookup_2": _s("path", None),
     "dark_spec_dir": _s("path", None), "ILS_path": _s("path", None), "default_cam_geom": _s("path", None),
