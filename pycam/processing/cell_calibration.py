@@ -91,8 +91,26 @@ def eval_polynomial(coeffs_asc: np.ndarray, aa: np.ndarray, out: np.ndarray | No
     return out
 
 
+class PolynomialFit:
+    """What every AA -> column calibration fit has: ascending ``coeffs`` (``coeffs[0]`` the
+    intercept) and the residual ``mse``, molec^2 cm^-4 (cells here, DOAS in doas_calibration)."""
+
+    coeffs: np.ndarray   # (the dataclasses below declare these as fields)
+    mse: float
+
+    @property
+    def slope(self) -> float:
+        """``coeffs[1]``: the slope at AA = 0, molec cm^-2 per AA."""
+        return float(self.coeffs[1])
+
+    @property
+    def column_error(self) -> float:
+        """The calibration's column error: the residual standard deviation, molec cm^-2."""
+        return float(np.sqrt(self.mse))
+
+
 @dataclasses.dataclass
-class CellCalibration:
+class CellCalibration(PolynomialFit):
     """Result of a cell calibration; ``column_from_aa`` maps AA to molec cm^-2."""
 
     ppmm: np.ndarray          # cell amounts, ppm*m
@@ -109,15 +127,6 @@ class CellCalibration:
     use_mask: bool = True
     apply_intercept: bool = True      # False: coeff 0 dropped when applied (PyCam)
     style: str = "disk"
-
-    @property
-    def slope(self) -> float:
-        return float(self.coeffs[1])
-
-    @property
-    def column_error(self) -> float:
-        """Residual standard deviation of the fit, molec cm^-2."""
-        return float(np.sqrt(self.mse))
 
     def column_from_aa(self, aa: np.ndarray, out: np.ndarray | None = None, time=None) -> np.ndarray:
         src = aa

@@ -62,11 +62,11 @@ import numpy as np
 
 from pycam.formats.pycam_outputs import (CalibrationRecord, CalibrationTable, read_full_calibration,
                                          write_full_calibration)
-from pycam.processing.cell_calibration import CalibrationError, eval_polynomial
+from pycam.processing.cell_calibration import CalibrationError, PolynomialFit, eval_polynomial
 
 
 @dataclasses.dataclass(frozen=True)
-class CalibrationFit:
+class CalibrationFit(PolynomialFit):
     """One AA -> column fit: ``S = sum_k coeffs[k] AA^k`` (ascending; ``coeffs[0]`` is 0 for a fit
     through the origin)."""
 
@@ -80,16 +80,6 @@ class CalibrationFit:
     @property
     def intercept(self) -> float:
         return float(self.coeffs[0])
-
-    @property
-    def slope(self) -> float:
-        """``coeffs[1]``: the slope at AA = 0."""
-        return float(self.coeffs[1])
-
-    @property
-    def column_error(self) -> float:
-        """The calibration's column error: the residual standard deviation."""
-        return float(np.sqrt(self.mse))
 
     def column(self, aa):
         """Column (molec cm^-2) of AA (scalar or array, float64)."""

@@ -50,9 +50,6 @@ class CameraService(DeviceService):
         self.shutter_us = cam["shutter_us"]
         self.gain = cam["analog_gain"]
         self.auto_exposure = cam["auto_exposure"]
-        self.min_saturation = cam["min_saturation"]
-        self.max_saturation = cam["max_saturation"]
-        self.saturation_pixels = cam["saturation_pixels"]
         self.saturation_rows = cam["saturation_rows"]
         super().__init__(config, spool_dir=spool_dir, framerate=framerate)
 

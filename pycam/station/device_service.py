@@ -63,6 +63,10 @@ class DeviceService:
 
     def __init__(self, config: Config, *, spool_dir: Path | None = None, framerate: float | None = None) -> None:
         self.config = config
+        section = config[self.kind]   # the saturation band and its pixel count: same keys for both kinds
+        self.min_saturation = section["min_saturation"]
+        self.max_saturation = section["max_saturation"]
+        self.saturation_pixels = section["saturation_pixels"]
         spool_root = Path(spool_dir or config["storage"]["spool_dir"])
         self.spool = Spool(spool_root, self.device)
         self.framerate = float(framerate) if framerate is not None else float(config[self.kind]["framerate"])

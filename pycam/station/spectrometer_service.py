@@ -41,9 +41,6 @@ class SpectrometerService(DeviceService):
         self.integration_ms = spec["integration_ms"]
         self.coadd = spec["coadd"]
         self.auto_integration = spec["auto_integration"]
-        self.min_saturation = spec["min_saturation"]
-        self.max_saturation = spec["max_saturation"]
-        self.saturation_pixels = spec["saturation_pixels"]
         self.wavelength_min = spec["wavelength_min"]
         self.wavelength_max = spec["wavelength_max"]
         super().__init__(config, spool_dir=spool_dir, framerate=framerate)
