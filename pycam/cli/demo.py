@@ -41,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write the demo configuration here instead of the well-known location")
     parser.add_argument("--summary-json", type=Path,
                         help="headless: write the live chain's summary here at the end (mean live rate after "
-                             "the DOAS calibration, the simulator's truth, flagged fraction, calibration); "
+                             "the DOAS calibration, the simulator's truth, flagged fraction, calibration and its "
+                             "slope against the true slope over its samples); "
                              "must not exist yet")
 
 

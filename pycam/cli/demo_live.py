@@ -8,7 +8,9 @@ Each period it prints the live total emission rate, its flag and the true rate t
 PCS lines (:meth:`pycam.sim.scene.Scene.line_truth` at the pair's trigger time); at the end
 :meth:`HeadlessLiveChain.summary` gives the mean live rate after the calibration was adopted,
 the truth over the same pairs, the flagged fraction and the calibration (written with
-``--summary-json``).
+``--summary-json``); with the simulator's truth, the calibration's samples carry the true FOV
+column at each sample time and ``slope_vs_truth``/``slope_rel_diff`` compare the calibration's
+slope with the true one over those samples (:meth:`HeadlessLiveChain._slope_vs_truth`).
 
 Flags (:func:`live_flag`, bits of ``pycam.processing.quality.Flag``): the live chain's own flags
 on the total rate plus what the live loop knows: no calibration
@@ -188,6 +190,7 @@ class HeadlessLiveChain:
                     calibration["slope_rel_diff_local"] = check["slope_local"] / truth["slope_local"] - 1
         if self.truth is not None:
             calibration["true_fov"] = self.truth.fov
+            calibration.update(self._slope_vs_truth())
         return {
             "samples": len(samples),
             "samples_after_calibration": len(after),
@@ -203,6 +206,26 @@ class HeadlessLiveChain:
             "errors": self.errors[:20],
             "pairs_dropped": self.live.pairs_dropped,
         }
+
+    def _slope_vs_truth(self) -> dict[str, Any]:
+        """The adopted calibration's samples with the simulator's true FOV column at each sample
+        time, and its slope against the true slope there (issue 10: "DOAS-calibrated slope within
+        10 % of the true slope"; :func:`pycam.processing.doas_calibration.slope_against_truth`).
+        The true slope relates the AA the chain measured in the FOV to the true column, so FOV
+        averaging and light dilution count as truth, not as calibration error."""
+        from pycam.processing.doas_calibration import slope_against_truth
+
+        adopted = getattr(getattr(self.live.processor, "live_cal", None), "calibration", None)
+        fit = None if adopted is None else adopted.current
+        if fit is None or self.truth is None:
+            return {}
+        times, aa, columns, _ = adopted.samples()
+        true_columns = self.truth.fov_columns(times)
+        out: dict[str, Any] = {"samples": {"time": [t.isoformat() for t in times], "aa_fov": aa.tolist(),
+                                           "doas_column": columns.tolist(), "true_fov_column": true_columns.tolist()}}
+        out["slope_vs_truth"] = slope_against_truth(fit.coeffs, aa, true_columns, adopted.order, adopted.through_origin)
+        out["slope_rel_diff"] = out["slope_vs_truth"]["rel_diff"]["secant_at_median_aa"]
+        return out
 
     def write_summary(self, path: Path) -> Path:
         text = json.dumps(_finite(self.summary()), indent=2, allow_nan=False)

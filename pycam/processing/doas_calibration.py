@@ -133,6 +133,42 @@ def fit_calibration(aa, columns, errors, order: int = 2, through_origin: bool = 
                           coeff_errors)
 
 
+def curve_slopes(coeffs, aa) -> dict[str, float]:
+    """Slopes of the curve ``S = sum_k coeffs[k] AA^k`` over the AA values ``aa`` (the samples a
+    calibration was fitted on): the secant ``S(m)/m`` at their median ``m`` (``secant_at_median_aa``)
+    and the mean of dS/dAA over their range, ``(S(max) - S(min)) / (max - min)``
+    (``mean_derivative``).  Raises CalibrationError when the AA do not span a positive range."""
+    x = np.asarray(aa, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    if x.size < 2 or np.ptp(x) <= 0:
+        raise CalibrationError("calibration slopes: the AA samples span no range")
+    lo, mid, hi = float(np.min(x)), float(np.median(x)), float(np.max(x))
+    if mid <= 0:
+        raise CalibrationError(f"calibration slopes: the median AA {mid:.3g} is not positive (no plume in the FOV?)")
+    s = np.polynomial.polynomial.polyval(np.array([lo, mid, hi]), np.asarray(coeffs, dtype=np.float64))
+    return {"secant_at_median_aa": float(s[1] / mid), "mean_derivative": float((s[2] - s[0]) / (hi - lo))}
+
+
+def slope_against_truth(coeffs, aa, true_columns, order: int = 2, through_origin: bool = True) -> dict:
+    """A calibration's slope against the true one on its own samples.
+
+    ``aa`` are the AA values the calibration ``coeffs`` was fitted on (the camera's FOV means) and
+    ``true_columns`` the true columns in the FOV at the same times (e.g. from the simulator), so
+    the true curve is what the camera chain really measures, not an ideal AA curve.  It is the same
+    model (``order``, ``through_origin``) fitted unweighted to the true columns; both curves'
+    :func:`curve_slopes` are compared over the sampled AA: ``rel_diff[k] = calibration / truth - 1``."""
+    x, y = np.asarray(aa, dtype=np.float64), np.asarray(true_columns, dtype=np.float64)
+    if x.shape != y.shape:
+        raise CalibrationError(f"calibration truth: {x.size} AA samples but {y.size} true columns")
+    ok = np.isfinite(x) & np.isfinite(y)
+    true_fit = fit_calibration(x[ok], y[ok], np.ones(int(ok.sum())), order, through_origin)
+    calibration, truth = curve_slopes(coeffs, x[ok]), curve_slopes(true_fit.coeffs, x[ok])
+    return {"n_samples": int(ok.sum()), "aa_range": [float(np.min(x[ok])), float(np.max(x[ok]))],
+            "median_aa": float(np.median(x[ok])), "true_coeffs": [float(c) for c in true_fit.coeffs],
+            "calibration": calibration, "truth": truth,
+            "rel_diff": {k: calibration[k] / truth[k] - 1 for k in calibration}}
+
+
 def _utc(t: dt.datetime) -> dt.datetime:
     return t.replace(tzinfo=dt.timezone.utc) if t.tzinfo is None else t.astimezone(dt.timezone.utc)
 

@@ -202,6 +202,11 @@ class SelfCalibratingProcessor:
     def fov_calibrator(self):
         return self.live.fov_calibrator
 
+    @property
+    def calibration(self) -> DoasCalibration | None:
+        """The adopted calibration (its samples and fit); None before the first."""
+        return self.live.calibration
+
     def add_doas(self, when, column: float, error: float, ok: bool) -> None:
         self.live.add_column(when, column, error, ok)
 

@@ -5,12 +5,13 @@ Used by ``pycam demo`` (headless and GUI) to show the truth beside the live resu
 """
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, Sequence
 
 import numpy as np
 
 from pycam.formats.geometry import PCSLine
-from pycam.sim.scene import Scene
+from pycam.sim.scene import Scene, posix_time
 
 
 class SimTruth:
@@ -55,6 +56,19 @@ class SimTruth:
         read = column_of_aa(np.asarray(self.scene.aa_curve(checks)["aa"]))
         out["column_rel_diff"] = {f"{c:.3g}": float(r / c - 1) for c, r in zip(checks, read)}
         return out
+
+    def fov_columns(self, times: Sequence[Any]) -> np.ndarray:
+        """The true SO2 column (molec cm-2) averaged over the spectrometer's FOV at each time
+        (datetime or POSIX seconds): what the simulated spectrometer sees at that trigger time."""
+        seconds = []
+        for t in times:
+            if isinstance(t, dt.datetime):
+                seconds.append(posix_time(t))
+            elif isinstance(t, (int, float, np.integer, np.floating)) and not isinstance(t, bool):
+                seconds.append(float(t))
+            else:
+                raise TypeError(f"true FOV column: a sample time must be a datetime or POSIX seconds, got {t!r}")
+        return np.array([self.scene.field.fov_column(t) for t in seconds], dtype=np.float64)
 
     @property
     def fov(self) -> dict[str, float]:
