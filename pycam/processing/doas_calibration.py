@@ -32,7 +32,7 @@ between 0 and that range decides the rate.  Two physical facts fix that shape:
   S(AA) bends upward.  Fitted to that scene's true AA curve over the same columns, a straight
   line through the origin reads the PCS lines' columns +14 % (it over-reads the low ones), a
   2nd-order term takes the bend (-3 %); the live demo with it ends within -3 to +2 % of the true
-  rate (clean scene -5 %), tests/station/test_live_demo_truth.py.
+  rate (clean scene -5 %), tests/cli/test_live_demo_truth.py.
 
 With the origin fixed the quadratic has the same two free parameters as PyCam's straight line, so
 it is as stable on a narrow AA range; a negative highest coefficient (a curve bending the
