@@ -91,7 +91,8 @@ class ProcessingChain:
         lines, cc = [], {}
         if self.geometry is not None:
             for smp in samplers:
-                lines.append(LineEmission(smp, self.geometry.footprints(smp.x, smp.y), self.settings))
+                lines.append(LineEmission(smp, self.geometry.footprints(smp.x, smp.y), self.settings,
+                                          px_scale=self.shape[1] / REFERENCE_WIDTH))
                 if "flow_glob" in self.modes:
                     offsets = self._offset_samplers(smp)
                     if offsets is not None:
@@ -257,11 +258,10 @@ class ProcessingChain:
         """Rows for a pair that is not measured (e.g. its background failed): ICA mass only,
         every mode flagged with ``base``."""
         modes = tuple(modes if modes is not None else self.modes)
-        min_cd = self.settings["min_cd"]
         icas = {}
         for le in self.lines:
             cds = le.sampler.sample(so2)
-            cond = cds >= min_cd
+            cond = le.plume_mask(so2, cds)
             icas[le.name] = ica_mass(cds[cond], le.dists[cond])
         result = {}
         for m in modes:
