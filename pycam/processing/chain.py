@@ -71,6 +71,15 @@ class ProcessingChain:
         scale = self.shape[1] / 648.0
         return [int(round(v * scale)) for v in roi] if scale != 1 else list(roi)
 
+    def _px_scale(self) -> float:
+        """Image pixels per pixel of the 648-px-wide reference frame, at least 1: the pixel
+        thresholds of the flow analysis (``min_flow_length``, ``flag_min_flow_px``) and the
+        ``min_cd`` test grow with finer frames so that they mean the same motion and the same
+        noise (at 2592x1944 a 1 px floor counted the flanks' random 1-4 px vectors and rejected
+        every histogram); on coarser frames (pyplis pyramid levels) they stay in the image's own
+        pixels, as pyplis's settings are, since Farneback resolves no better than ~1 px anywhere."""
+        return max(1.0, self.shape[1] / REFERENCE_WIDTH)
+
     def _make_geometry(self, geometry) -> MeasurementGeometry | None:
         if isinstance(geometry, MeasurementGeometry):
             return geometry
@@ -92,7 +101,7 @@ class ProcessingChain:
         if self.geometry is not None:
             for smp in samplers:
                 lines.append(LineEmission(smp, self.geometry.footprints(smp.x, smp.y), self.settings,
-                                          px_scale=self.shape[1] / REFERENCE_WIDTH))
+                                          px_scale=self._px_scale()))
                 if "flow_glob" in self.modes:
                     offsets = self._offset_samplers(smp)
                     if offsets is not None:

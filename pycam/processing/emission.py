@@ -150,9 +150,9 @@ class LineEmission:
         self.dists = np.asarray(footprints, float)
         self.settings = settings
         self.band_px = band_px
-        #: image pixels per pixel of the 648-px-wide reference frame (4 at 2592x1944): the flow
-        #: lengths ``min_flow_length`` and ``flag_min_flow_px`` are given in reference pixels, and
-        #: ``min_cd`` is tested on the column averaged over one reference pixel (see :meth:`plume_mask`)
+        #: image pixels per reference pixel (the chain: 4 at 2592x1944, 1 at 648x486 and coarser):
+        #: ``min_flow_length`` and ``flag_min_flow_px`` are multiplied by it, and ``min_cd`` is
+        #: tested on the column averaged over one reference pixel (see :meth:`plume_mask`)
         self.px_scale = float(px_scale)
         self._band: tuple[np.ndarray, np.ndarray] | None = None
 

@@ -102,3 +102,11 @@ def test_ica_of_a_noisy_full_resolution_frame_is_not_biased_by_min_cd():
         assert math.isnan(rows["total"].flux_kg_s)          # no flow: no rate, the ICA is kept
     assert abs(icas[1]) < 0.02
     assert abs(icas[4]) < 0.02, icas
+
+
+def test_coarser_frames_keep_the_thresholds_in_their_own_pixels():
+    """pyplis pyramid levels (e.g. Etna at 336 px): Farneback resolves no better than ~1 px there
+    either, so the thresholds are not shrunk below the settings."""
+    chain = ProcessingChain(default_settings(plume_distance_m=5000.0), (243, 324),
+                            calibration=LinearCalibration(SLOPE, 1e16), pcs_lines=[LINE])
+    assert chain.lines[0].px_scale == 1.0
