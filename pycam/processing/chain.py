@@ -71,6 +71,15 @@ class ProcessingChain:
         scale = self.shape[1] / 648.0
         return [int(round(v * scale)) for v in roi] if scale != 1 else list(roi)
 
+    def _px_scale(self) -> float:
+        """Image pixels per pixel of the 648-px-wide reference frame, at least 1: the pixel
+        thresholds of the flow analysis (``min_flow_length``, ``flag_min_flow_px``) and the
+        ``min_cd`` test grow with finer frames so that they mean the same motion and the same
+        noise (at 2592x1944 a 1 px floor counted the flanks' random 1-4 px vectors and rejected
+        every histogram); on coarser frames (pyplis pyramid levels) they stay in the image's own
+        pixels, as pyplis's settings are, since Farneback resolves no better than ~1 px anywhere."""
+        return max(1.0, self.shape[1] / REFERENCE_WIDTH)
+
     def _make_geometry(self, geometry) -> MeasurementGeometry | None:
         if isinstance(geometry, MeasurementGeometry):
             return geometry
@@ -91,7 +100,8 @@ class ProcessingChain:
         lines, cc = [], {}
         if self.geometry is not None:
             for smp in samplers:
-                lines.append(LineEmission(smp, self.geometry.footprints(smp.x, smp.y), self.settings))
+                lines.append(LineEmission(smp, self.geometry.footprints(smp.x, smp.y), self.settings,
+                                          px_scale=self._px_scale()))
                 if "flow_glob" in self.modes:
                     offsets = self._offset_samplers(smp)
                     if offsets is not None:
@@ -257,11 +267,10 @@ class ProcessingChain:
         """Rows for a pair that is not measured (e.g. its background failed): ICA mass only,
         every mode flagged with ``base``."""
         modes = tuple(modes if modes is not None else self.modes)
-        min_cd = self.settings["min_cd"]
         icas = {}
         for le in self.lines:
             cds = le.sampler.sample(so2)
-            cond = cds >= min_cd
+            cond = le.plume_mask(so2, cds)
             icas[le.name] = ica_mass(cds[cond], le.dists[cond])
         result = {}
         for m in modes:

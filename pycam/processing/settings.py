@@ -99,7 +99,7 @@ SETTINGS_SCHEMA: dict[str, Setting] = {
                                "of width 8 % round the image"),
     "use_vign_corr": _s("bool", True, doc="divide by the vignetting V=Clear/max(Clear) (needs clear images)"),
     # --- emission rates (PyCam) ---
-    "min_cd": _s("float", 5e16, -1e20, 1e20, doc="(PyCam) pixels below this column are ignored, molec/cm2"),
+    "min_cd": _s("float", 5e16, -1e20, 1e20, doc="(PyCam) pixels below this column are ignored, molec/cm2 (on frames finer than 648 px wide, tested on the mean column of one 648-px pixel)"),
     "img_buff_size": _s("int", 1500, 2, 1_000_000, doc="(PyCam) images kept for cross-correlation"),
     "flow_raw": _s("bool", True, doc="(PyCam) raw optical-flow velocities"),
     "flow_histo": _s("bool", True, doc="(PyCam) histogram-analysis velocity"),
@@ -123,7 +123,7 @@ SETTINGS_SCHEMA: dict[str, Setting] = {
                                "lengths; rejects a field with a second motion), 'moments' (pyplis's "
                                "dir_multi_gauss=False: moments of all orientations) or 'moments_binned' "
                                "(the same on the histogram bins, pyplis's numbers exactly)"),
-    "min_flow_length": _s("float", 1.0, 0.0, 100.0, doc="shortest flow vector counted, pixels"),
+    "min_flow_length": _s("float", 1.0, 0.0, 100.0, doc="shortest flow vector counted, px (on frames wider than 648 px: px of the 648-px frame, x4 on 2592x1944)"),
     "flow_contrast": _s("any", "auto",
                         doc="uint8 bytescale range fed to Farneback: 'auto' (robust, from the plume round the "
                             "PCS lines or roi_abs), 'frame' (min/max of the whole first image, pyplis) or "
@@ -145,7 +145,7 @@ SETTINGS_SCHEMA: dict[str, Setting] = {
     "flag_min_grey_levels": _s("float", 8.0, 0.0, 255.0,
                                doc="LOW_CONTRAST when the plume spans fewer grey levels in the flow input"),
     "flag_min_flow_px": _s("float", 0.2, 0.0, 100.0,
-                           doc="FLOW_NEAR_ZERO when the median flow on the plume is below this, px per image"),
+                           doc="FLOW_NEAR_ZERO when the median flow on the plume is below this, px per image (on frames wider than 648 px: px of the 648-px frame)"),
     "flag_min_vector_frac": _s("float", 0.3, 0.0, 1.0,
                                doc="FEW_VECTORS when fewer plume samples of a line carry a usable vector"),
     "flag_bg_cloud_cd": _s("float", 5e16, 0.0, 1e20,
