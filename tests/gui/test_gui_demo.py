@@ -14,6 +14,7 @@ import cv2
 import pytest
 
 from gui_drive import assert_not_blank
+from helpers.processes import sigint_default
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
@@ -28,7 +29,8 @@ def test_pycam_demo_shows_everything_within_60_s(tmp_path, artifacts_dir, xvfb):
                PYCAM_GUI_STATE_DIR=str(tmp_path / "gui-state"), PYTHONUNBUFFERED="1")
     start = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "pycam", "demo", "--data-dir", str(tmp_path / "data")],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            preexec_fn=sigint_default)
     lines: list[tuple[float, str]] = []
 
     def read() -> None:

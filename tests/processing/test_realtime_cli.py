@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers.processes import sigint_default
 from processing_synthetic import SLOPE, Scene
 
 from pycam.formats.geometry import PCSLine
@@ -297,7 +298,8 @@ def test_cli_ctrl_c_leaves_complete_outputs(small_sim, tmp_path):
     out = tmp_path / "out"
     proc = subprocess.Popen([PYCAM, "process", str(d / "Seq_1"), "--out", str(out), "--cal-dir", str(d / "Cal_1"),
                              "--pcs", str(d / "pcs_line_0.txt"), "--config", str(cfg), "--watch", "--poll", "0.2",
-                             "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=sigint_default)
     n = len(truth["pairs"])
     hybrid = out / "line_0" / "20260315_EmissionRates_flow_hybrid.txt"
     deadline = time.monotonic() + 90

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.processes import sigint_default
 
 xr = pytest.importorskip("xarray")
 pytest.importorskip("distributed")
@@ -267,7 +268,7 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(tmp_path):
                                                         start=dt.datetime.fromisoformat(f"{day}T12:00:00+00:00")))
     out = tmp_path / "out"
     proc = subprocess.Popen([PYCAM, "reprocess", str(root), "--out", str(out), "--workers", "1", "--no-progress"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=sigint_default)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not list(out.glob("ST/*/done.json")):
         time.sleep(0.2)
