@@ -44,6 +44,7 @@ from pycam.doas.model import SO2, IntensityModel, LineShapeSpec, ReferenceArrays
 from pycam.doas.retrieval import DoasRetrieval, FitResult, RetrievalSettings
 from pycam.doas.spectra import MeasuredSpectrum, check_spectrum, good_pixel_mask
 from pycam.formats.atomic import atomic_write_bytes
+from pycam.formats.names import naive_utc
 
 DEFAULT_LDF_VALUES = tuple(np.round(np.arange(0.0, 0.91, 0.05), 3))
 GRID_FORMAT_VERSION = 2
@@ -151,18 +152,12 @@ class LdfHold:
         self.window = dt.timedelta(minutes=minutes)
         self.entries: list[tuple[dt.datetime | None, float, float]] = []
 
-    @staticmethod
-    def _naive(when: dt.datetime | None) -> dt.datetime | None:
-        if when is None or when.tzinfo is None:
-            return when
-        return when.astimezone(dt.timezone.utc).replace(tzinfo=None)
-
     def add(self, when: dt.datetime | None, ldf: float, error: float) -> None:
-        self.entries.append((self._naive(when), ldf, max(error, 1e-4)))
+        self.entries.append((None if when is None else naive_utc(when), ldf, max(error, 1e-4)))
 
     def estimate(self, when: dt.datetime | None) -> tuple[float, float]:
         """(LDF, error) from the entries within the window before ``when`` (NaN, inf: none)."""
-        when = self._naive(when)
+        when = None if when is None else naive_utc(when)
         if when is not None:
             self.entries = [e for e in self.entries if e[0] is None or when - e[0] <= self.window]
             use = [e for e in self.entries if e[0] is None or e[0] <= when]

@@ -45,6 +45,7 @@ from pycam.doas.lineshape import kernel_offsets, super_gaussian, super_gaussian_
 from pycam.doas.model import SO2, LineShapeSpec, ReferenceArrays
 from pycam.doas.retrieval import QUALITY_HIGH_RESIDUAL, DoasRetrieval, FitResult, RetrievalSettings
 from pycam.doas.spectra import MeasuredSpectrum
+from pycam.formats.names import naive_utc
 
 #: Drift flag limits (relative FWEM change, absolute shift change in nm) against the reference calibration.
 FWEM_DRIFT_LIMIT = 0.05
@@ -163,7 +164,7 @@ class CalibrationHistory:
         """The newest calibration not after ``when`` (the newest of all when ``when`` is None)."""
         if when is None:
             return self.latest
-        usable = [e for e in self.entries if e.time is None or _naive(e.time) <= _naive(when)]
+        usable = [e for e in self.entries if e.time is None or naive_utc(e.time) <= naive_utc(when)]
         return usable[-1] if usable else None
 
     def append(self, calibration: InstrumentCalibration) -> InstrumentCalibration:
@@ -190,10 +191,6 @@ class CalibrationHistory:
         if self.path is None:
             raise CalibrationHistoryError("this calibration history has no file")
         return atomic_write_text(self.path, self.csv_text())
-
-
-def _naive(when: dt.datetime) -> dt.datetime:
-    return when.astimezone(dt.timezone.utc).replace(tzinfo=None) if when.tzinfo is not None else when
 
 
 def _rms(result: FitResult) -> float:
@@ -271,7 +268,7 @@ class SelfCalibratingRetrieval:
         cal = self.current
         if cal is None or self.recal is None or when is None or cal.time is None:
             return False
-        return _naive(when) - _naive(cal.time) >= self.recal
+        return naive_utc(when) - naive_utc(cal.time) >= self.recal
 
     # ------------------------------------------------------------------ fitting
     def fit(self, spectrum: MeasuredSpectrum, *, prepared: bool = False,

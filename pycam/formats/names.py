@@ -53,22 +53,28 @@ def parse_time(text: str) -> dt.datetime:
         raise FileNameError(f"bad time field {text!r}: expected {TIME_FORMAT}") from None
 
 
-def _utc(when: dt.datetime) -> dt.datetime:
+def naive_utc(when: dt.datetime) -> dt.datetime:
     """``when`` in UTC without its zone (a naive time is taken as UTC already)."""
     if when.tzinfo is not None:
         when = when.astimezone(dt.timezone.utc).replace(tzinfo=None)
     return when
 
 
+def aware_utc(when: dt.datetime) -> dt.datetime:
+    """``when`` as an aware UTC time (a naive time is taken as UTC already)."""
+    return when.replace(tzinfo=dt.timezone.utc) if when.tzinfo is None else when.astimezone(dt.timezone.utc)
+
+
+
 def format_time(when: dt.datetime) -> str:
     """``when`` as a file-name time (:data:`TIME_FORMAT`)."""
-    return _utc(when).strftime(TIME_FORMAT)
+    return naive_utc(when).strftime(TIME_FORMAT)
 
 
 def format_text_time(when: dt.datetime, *, fraction: bool = False) -> str:
     """``when`` as a text-output time (:data:`TEXT_TIME_FORMAT`); with ``fraction`` a non-zero
     microsecond part is kept as ``.ffffff``."""
-    when = _utc(when)
+    when = naive_utc(when)
     text = when.strftime(TEXT_TIME_FORMAT)
     if fraction and when.microsecond:
         text += f".{when.microsecond:06d}"
@@ -87,7 +93,7 @@ def read_time(text: str, forms: tuple[str, ...] = TIME_FORMS) -> dt.datetime | N
 
 def day_stamp(when: dt.datetime) -> str:
     """The day of ``when`` (UTC) as in emission-rate file names, ``YYYYmmdd``."""
-    return _utc(when).strftime(DAY_STAMP_FORMAT)
+    return naive_utc(when).strftime(DAY_STAMP_FORMAT)
 
 
 def check_frame_type(frame_type: str) -> str:
@@ -181,4 +187,4 @@ def parse_any(name: str) -> ImageName | SpectrumName:
 
 def day_folder(when: dt.datetime) -> str:
     """The laptop/master layout's day folder name, ``YYYY-mm-dd``."""
-    return _utc(when).date().isoformat()
+    return naive_utc(when).date().isoformat()

@@ -7,14 +7,13 @@ and reduce their results to the small display records of :mod:`pycam.gui.result_
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import math
 import time
 from typing import Any
 
 import numpy as np
 
-from pycam.formats.names import parse_time
+from pycam.formats.names import naive_utc, parse_time
 from pycam.gui.result_series import DoasDisplay, LineRate, So2Display
 from pycam.gui.ui_messages import SpectrumFrame
 
@@ -48,9 +47,7 @@ class DoasAdapter:
     def _measured(frame: SpectrumFrame):
         from pycam.doas.spectra import MeasuredSpectrum
 
-        when = frame.time                                   # UTC; the retrieval keeps naive UTC times
-        if when.tzinfo is not None:
-            when = when.astimezone(_dt.timezone.utc).replace(tzinfo=None)
+        when = naive_utc(frame.time)                        # the retrieval keeps naive UTC times
         return MeasuredSpectrum(np.asarray(frame.wavelengths, float), np.asarray(frame.counts, float),
                                 source=frame.filename, integration_ms=frame.integration_ms, coadd=frame.coadd,
                                 frame_type=frame.frame_type, time=when)

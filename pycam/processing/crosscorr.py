@@ -109,17 +109,21 @@ def _refine_lag(up: np.ndarray, down: np.ndarray, k: int, max_lag: int, step: fl
     return best_off, best_r
 
 
+def _seconds(times: Sequence[dt.datetime] | np.ndarray) -> np.ndarray:
+    """Sample times in seconds: datetimes from the first one, numbers as given."""
+    if isinstance(times[0], dt.datetime):
+        t0 = times[0]
+        return np.array([(t - t0).total_seconds() for t in times], float)
+    return np.asarray(times, float)
+
+
 def cross_correlation_velocity(times: Sequence[dt.datetime] | np.ndarray, ica_up: Sequence[float],
                                ica_down: Sequence[float], gap_m: float, max_lag_s: float | None = None
                                ) -> CrossCorrelation | None:
     """Velocity from two ICA series; None if they are too short or never correlate positively."""
     if len(times) < 5:
         return None
-    if isinstance(times[0], dt.datetime):
-        t0 = times[0]
-        ts = np.array([(t - t0).total_seconds() for t in times], float)
-    else:
-        ts = np.asarray(times, float)
+    ts = _seconds(times)
     up = np.asarray(ica_up, float)
     down = np.asarray(ica_down, float)
     ok = np.isfinite(up) & np.isfinite(down)
@@ -192,11 +196,7 @@ def space_time_velocity(times: Sequence[dt.datetime] | np.ndarray, profiles: np.
     prof = np.asarray(profiles, float)
     if prof.ndim != 2 or prof.shape[0] < MIN_OVERLAP + 1 or prof.shape[1] < 3:
         return None
-    if isinstance(times[0], dt.datetime):
-        t0 = times[0]
-        ts = np.array([(t - t0).total_seconds() for t in times], float)
-    else:
-        ts = np.asarray(times, float)
+    ts = _seconds(times)
     ok = np.all(np.isfinite(prof), axis=1)
     ts, prof = ts[ok], prof[ok]
     order = np.argsort(ts)

@@ -60,6 +60,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from pycam.formats.names import aware_utc
 from pycam.formats.pycam_outputs import (CalibrationRecord, CalibrationTable, read_full_calibration,
                                          write_full_calibration)
 from pycam.processing.cell_calibration import CalibrationError, PolynomialFit, eval_polynomial
@@ -169,10 +170,6 @@ def slope_against_truth(coeffs, aa, true_columns, order: int = 2, through_origin
             "rel_diff": {k: calibration[k] / truth[k] - 1 for k in calibration}}
 
 
-def _utc(t: dt.datetime) -> dt.datetime:
-    return t.replace(tzinfo=dt.timezone.utc) if t.tzinfo is None else t.astimezone(dt.timezone.utc)
-
-
 class DoasCalibration:
     """Weighted polynomial AA -> column calibration on a sliding window of DOAS samples."""
 
@@ -222,7 +219,7 @@ class DoasCalibration:
         for t, a, c, e in zip(times, aa, cd, err):
             if not (np.isfinite(a) and np.isfinite(c) and np.isfinite(e) and e > 0):
                 continue
-            t = _utc(t)
+            t = aware_utc(t)
             i = bisect.bisect_right(self._times, t)
             self._times.insert(i, t)
             self._aa.insert(i, float(a))
@@ -240,7 +237,7 @@ class DoasCalibration:
         return list(self._times), np.array(self._aa), np.array(self._cd), np.array(self._err)
 
     def drop_older_than(self, cutoff: dt.datetime) -> None:
-        i = bisect.bisect_left(self._times, _utc(cutoff))
+        i = bisect.bisect_left(self._times, aware_utc(cutoff))
         del self._times[:i], self._aa[:i], self._cd[:i], self._err[:i]
 
     # --- fitting -------------------------------------------------------------------------
@@ -250,13 +247,13 @@ class DoasCalibration:
             raise CalibrationError(f"DOAS calibration needs at least {self.min_samples} samples, "
                                    f"has {len(self._times)}")
         fit = fit_calibration(self._aa, self._cd, self._err, self.order, self.through_origin,
-                              _utc(time) if time else self._times[-1])
+                              aware_utc(time) if time else self._times[-1])
         self.fits.append(fit)
         return fit
 
     def update(self, now: dt.datetime) -> CalibrationFit | None:
         """Apply the sliding window at ``now`` and refit if due; returns the new fit or None."""
-        now = _utc(now)
+        now = aware_utc(now)
         if self.remove_doas_mins is not None:
             self.drop_older_than(now - dt.timedelta(minutes=self.remove_doas_mins))
         due = not self.fits or (self.doas_fov_recal_mins is not None and
@@ -277,7 +274,7 @@ class DoasCalibration:
             raise CalibrationError("DOAS calibration has not been fitted yet")
         if time is None:
             return self.fits[-1]
-        return _fit_at(self.fits, _utc(time))
+        return _fit_at(self.fits, aware_utc(time))
 
     @property
     def column_error(self) -> float:
@@ -345,7 +342,7 @@ class PreloadedCalibration:
         return self.fits[-1].column_error
 
     def column_from_aa(self, aa, out: np.ndarray | None = None, time: dt.datetime | None = None):
-        fit = self.fits[-1] if time is None else _fit_at(self.fits, _utc(time))
+        fit = self.fits[-1] if time is None else _fit_at(self.fits, aware_utc(time))
         if np.isscalar(aa):
             return float(np.polyval(fit.coeffs[::-1], aa))
         return eval_polynomial(fit.coeffs, aa, out)

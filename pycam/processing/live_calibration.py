@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from pycam.formats.names import aware_utc
 from pycam.processing.doas_calibration import DoasCalibration
 
 #: Live defaults: searches need this many matched samples, confirmed within this many px.
@@ -85,7 +86,7 @@ class CalibrationStatus:
     def age_s(self, now: dt.datetime) -> float:
         if self.fitted_at is None:
             return float("nan")
-        return (_utc(now) - _utc(self.fitted_at)).total_seconds()
+        return (aware_utc(now) - aware_utc(self.fitted_at)).total_seconds()
 
     def text(self, now: dt.datetime | None = None) -> str:
         if not self.calibrated:
@@ -106,10 +107,6 @@ class CalibrationStatus:
         if not self.calibrated:
             return np.full(np.shape(aa), np.nan) if np.ndim(aa) else float("nan")
         return np.polynomial.polynomial.polyval(aa, np.asarray(self.coeffs or (self.intercept, self.slope)))
-
-
-def _utc(t: dt.datetime) -> dt.datetime:
-    return t.replace(tzinfo=dt.timezone.utc) if t.tzinfo is None else t
 
 
 def live_fov_options(min_samples: int = LIVE_MIN_SAMPLES) -> dict[str, Any]:
@@ -151,7 +148,7 @@ class LiveDoasCalibration:
         cal = DoasCalibration.from_settings(self.settings, sliding_window=False)   # the FOV calibrator windows
         cal.set_fov(found.centre_x, found.centre_y, found.radius)
         cal.add_samples(times, aa, columns, errors)
-        fitted_at = max(_utc(t) for t in times)
+        fitted_at = max(aware_utc(t) for t in times)
         fit = cal.fit(fitted_at)
         coeffs = tuple(float(c) for c in fit.coeffs)
         errs = tuple(float(e) for e in fit.coefficient_errors)

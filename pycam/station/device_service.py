@@ -69,7 +69,7 @@ class DeviceService:
         self.saturation_pixels = section["saturation_pixels"]
         spool_root = Path(spool_dir or config["storage"]["spool_dir"])
         self.spool = Spool(spool_root, self.device)
-        self.framerate = float(framerate) if framerate is not None else float(config[self.kind]["framerate"])
+        self.framerate = float(framerate) if framerate is not None else float(section["framerate"])
         self.acquiring = False
         self.stopped = threading.Event()    # set when stopping begins
         self.finished = threading.Event()   # set when stop() has completed
