@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hmac
+import logging
 import os
 import secrets
 import tomllib
@@ -410,19 +411,19 @@ RETIRED_KEYS: dict[tuple[str, str], str | None] = {
 }
 
 
-def _retire(section: str, given: dict[str, Any], fields: Mapping[str, Field]) -> None:
-    import logging
-
+def _retire(section: str, given: dict[str, Any]) -> None:
+    """Rename or drop (with a warning) the keys of ``given`` that :data:`RETIRED_KEYS` lists."""
+    log = logging.getLogger(__name__)
     for (sec, old), new in RETIRED_KEYS.items():
         if sec != section or old not in given:
             continue
         value = given.pop(old)
         if new is None:
-            logging.getLogger(__name__).warning("[%s] %s is no longer used and is ignored; remove it", section, old)
+            log.warning("[%s] %s is no longer used and is ignored; remove it", section, old)
         elif new in given:
             raise ConfigError(f"[{section}] {old} and {new} are the same setting: keep only {new}")
         else:
-            logging.getLogger(__name__).warning("[%s] %s is now called %s; please rename it", section, old, new)
+            log.warning("[%s] %s is now called %s; please rename it", section, old, new)
             given[new] = value
 
 
@@ -438,7 +439,7 @@ def validate(data: Mapping[str, Any], path: Path | None = None) -> Config:
             raise ConfigError(f"[{section}] must be a table")
     for section, fields in SCHEMA.items():
         given = dict(data.get(section, {}))
-        _retire(section, given, fields)
+        _retire(section, given)
         for key in given:
             if key not in fields:
                 raise ConfigError(f"[{section}] {key}: unknown key (known: {', '.join(fields)})")
