@@ -19,6 +19,7 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
+from pycam.formats.names import aware_utc
 from pycam.formats.spectrum import SpectrumFrame  # noqa: F401  (what SpectrometerDriver.capture returns)
 
 
@@ -57,8 +58,7 @@ def wait_until(when: dt.datetime, clock: Callable[[], dt.datetime], sleep: Calla
 
 def utc_seconds(when: dt.datetime) -> dt.datetime:
     """``when`` as an aware UTC time of whole seconds (a naive time is taken as UTC)."""
-    stamp = when.astimezone(dt.timezone.utc) if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
-    return stamp.replace(microsecond=0)
+    return aware_utc(when).replace(microsecond=0)
 
 
 class Capability(enum.Enum):
