@@ -273,6 +273,23 @@ def route(key: str, device: str, connected: tuple[str, ...] | list[str]) -> list
     return [device]
 
 
+#: start/stop keys the master stamps with one effect time for every device it forwards them to
+SYNCHRONISED_KEYS = frozenset({"STC", "SPC", "STS", "SPS"})
+#: how long the master allows a start/stop command to reach every device
+SYNC_MARGIN_S = 1.0
+#: a device ignores an effect time further ahead than this (its clock must be wrong)
+SYNC_MAX_WAIT_S = 10.0
+
+
+def effect_time(now: float) -> float:
+    """When a start or stop sent at ``now`` takes effect: the first whole second at least
+    :data:`SYNC_MARGIN_S` later.  Cameras pair A and B by the wall-clock trigger, so both
+    must take their first (and last) frame on the same trigger: a command that reached one
+    camera just before a second boundary and the other just after would otherwise leave a
+    frame without its partner."""
+    return float(math.ceil(now + SYNC_MARGIN_S))
+
+
 def parse_assignment(text: str) -> tuple[str, Any]:
     """``"SSA=1000"`` -> ``("SSA", 1000)`` with the value checked against the vocabulary."""
     if "=" not in text:

@@ -228,18 +228,27 @@ class Command(Message):
     key: str
     value: Any = None
     session: str = ""   # set by the master when it forwards a client's command
+    # set by the master on start/stop commands: the wall-clock time (UTC, seconds since the
+    # epoch) they take effect, so that every device starts and stops on the same trigger
+    at: float | None = None
 
     def header(self) -> dict:
         out = super().header()
         out["value"] = _json_value(self.value, self.key)
+        if self.at is None:
+            del out["at"]
         return out
 
     @classmethod
     def from_header(cls, d: dict, payload) -> "Command":
         rid = _get(d, "request_id", (int,))
+        at = _get(d, "at", (int, float), required=False, request_id=rid)
+        if at is not None and at <= 0:
+            raise MessageError("at", "must be a positive time (seconds since 1970)", rid)
         return cls(request_id=rid, device=_get(d, "device", (str,), request_id=rid),
                    key=_get(d, "key", (str,), request_id=rid), value=d.get("value"),
-                   session=_get(d, "session", (str,), required=False, default=""))
+                   session=_get(d, "session", (str,), required=False, default=""),
+                   at=None if at is None else float(at))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,6 +7,13 @@ period ``round(1/framerate)`` (at least 1 s), so every device fires in the same 
 camera A/B files share an identical time string.  Manual jobs (test frames, dark sets) are
 queued to the same thread and run between two triggers: a test frame requested during
 continuous capture is always taken, never dropped, and never changes anything else.
+
+Start and stop commands forwarded by the master carry an effect time (``Command.at``, see
+:func:`pycam.protocol.commands.effect_time`): the first frame is the first trigger at or after
+it, the last one the last trigger before it, on every device alike, so no frame at either end
+lacks its partner.  Stopping the service (SIGTERM, EXT) while such a stop is pending waits
+for it.  An effect time more than ``SYNC_MAX_WAIT_S`` ahead means this device's clock
+disagrees with the master's: it is logged and the command acts at once.
 """
 from __future__ import annotations
 
@@ -79,6 +86,8 @@ class DeviceService:
         # thread-safe.  Lock order: _driver_lock before _state_lock.
         self._driver_lock = threading.RLock()
         self._last_trigger: float | None = None
+        self._start_at = 0.0                 # no continuous trigger before this (a synchronised start)
+        self._stop_at: float | None = None   # a synchronised stop: capture the triggers before it
         self._recent_names: dict[str, None] = {}
         self._thread = threading.Thread(target=self._capture_loop, name=f"{self.device}-capture", daemon=True)
         self.link = DeviceLink(config, self.device, self.spool, self.handle_command,
@@ -203,6 +212,7 @@ class DeviceService:
         if self.stopped.is_set():
             self.finished.wait(60)
             return
+        self._await_pending_stop()
         self.stopped.set()
         self.acquiring = False
         self._jobs.put(_STOP)
@@ -212,6 +222,20 @@ class DeviceService:
         self.link.stop(drain_timeout=drain_timeout)
         self.close_driver()
         self.finished.set()
+
+    def _await_pending_stop(self) -> None:
+        """A synchronised stop is pending: keep capturing until it (the partner device stops
+        on the same trigger), at most SYNC_MAX_WAIT_S."""
+        with self._state_lock:
+            stop_at = self._stop_at if self.acquiring else None
+        if stop_at is None or threading.current_thread() is self._thread:
+            return
+        deadline = time.time() + vocab.SYNC_MAX_WAIT_S
+        while time.time() < min(stop_at, deadline):
+            with self._state_lock:
+                if self._stop_at is None or not self.acquiring:
+                    return
+            time.sleep(0.05)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the service has stopped completely (after stop(), EXT or a signal)."""
@@ -263,11 +287,11 @@ class DeviceService:
                     return reply(self.settings())
                 raise CommandValueError(key, f"LOG {value} is not implemented (0 ping, 1 settings)")
             if key == self.start_key:
-                self._set_acquiring(bool(value))
-                return reply(self.acquiring)
+                self._set_acquiring(bool(value), self._effect_time(cmd))
+                return reply(bool(value))
             if key == self.stop_key:
-                self._set_acquiring(not value)
-                return reply(not self.acquiring)
+                self._set_acquiring(not value, self._effect_time(cmd))
+                return reply(bool(value))
             if key == self.capture_key:
                 self._jobs.put(lambda: self._manual_capture(value))
                 return reply(value)
@@ -299,20 +323,54 @@ class DeviceService:
             return Error(key=exc.key, reason=exc.reason, request_id=cmd.request_id, device=self.device,
                          session=cmd.session)
 
-    def _set_acquiring(self, on: bool) -> None:
+    def _effect_time(self, cmd: Command) -> float | None:
+        if cmd.at is None:
+            return None
+        ahead = cmd.at - time.time()
+        if ahead > vocab.SYNC_MAX_WAIT_S:
+            log.warning("%s: %s is to take effect %.1f s from now: this device's clock differs from the "
+                        "master's; acting at once", self.device, cmd.key, ahead)
+            return None
+        return cmd.at
+
+    def _set_acquiring(self, on: bool, at: float | None = None) -> None:
+        """Start or stop continuous capture, at once or (``at``) from that wall-clock time."""
         with self._state_lock:
-            changed = on != self.acquiring
-            self.acquiring = on
-            self._jobs.put(lambda: None)   # wake the capture thread
+            if on:
+                changed = not self.acquiring
+                self._start_at = at or 0.0
+                self._stop_at = None
+                self.acquiring = True
+            elif at is not None and self.acquiring and at > time.time():
+                changed = False   # the Acquisition event follows when the stop takes effect
+                self._stop_at = at
+            else:
+                changed = self.acquiring
+                self._stop_at = None
+                self.acquiring = False
+            self._jobs.put(lambda: None)   # wake the capture thread to re-plan
         if changed:
             self.link.send_typed(events.Acquisition(acquiring=on))
+
+    def _stop_due(self, trigger: float) -> bool:
+        """True (and acquisition ends) if a synchronised stop falls at or before ``trigger``."""
+        with self._state_lock:
+            if self._stop_at is None or trigger < self._stop_at or not self.acquiring:
+                return False
+            self._stop_at = None
+            self.acquiring = False
+        self.link.send_typed(events.Acquisition(acquiring=False))
+        return True
 
     # ------------------------------------------------------------------------- capture loop
     def _capture_loop(self) -> None:
         while True:
             with self._state_lock:
                 period = period_seconds(self.framerate) if self.acquiring and not self.stopped.is_set() else None
-            trigger = next_trigger(time.time(), period, self._last_trigger) if period else None
+                start_at = self._start_at
+            trigger = next_trigger(max(time.time(), start_at), period, self._last_trigger) if period else None
+            if trigger is not None and self._stop_due(trigger):
+                continue
             timeout = None if trigger is None else max(0.0, trigger - time.time())
             try:
                 job = self._jobs.get(timeout=timeout)

@@ -181,8 +181,9 @@ class Master:
 
     def _send_own(self, key: str, value: Any, devices: tuple[str, ...]) -> list[str]:
         told = []
+        at = vocab.effect_time(time.time()) if key in vocab.SYNCHRONISED_KEYS else None
         for device in devices:
-            if self._forward(device, key, value, MASTER_SESSION, next(self._ids), quiet=True):
+            if self._forward(device, key, value, MASTER_SESSION, next(self._ids), quiet=True, at=at):
                 told.append(device)
         return told
 
@@ -313,12 +314,13 @@ class Master:
             peer.send(events.Routed(request_id=cmd.request_id, session=peer.session, key=cmd.key,
                                     targets=tuple(targets)).as_event(vocab.MASTER, utc_now_iso()))
         self._note_station_state(cmd.key, value)
+        at = vocab.effect_time(time.time()) if cmd.key in vocab.SYNCHRONISED_KEYS else None
         for target in targets:
             if target == vocab.MASTER:
                 self._master_command(peer.session, cmd.request_id, cmd.key, value,
                                      devices_too=cmd.device == vocab.ALL)
             else:
-                self._forward(target, cmd.key, value, peer.session, cmd.request_id)
+                self._forward(target, cmd.key, value, peer.session, cmd.request_id, at=at)
 
     def _note_station_state(self, key: str, value: Any) -> None:
         if key in ("STC", "STS") and value and not self.acquiring:
@@ -327,14 +329,15 @@ class Master:
         elif key in ("SPC", "SPS") and value:
             self.acquiring = False
 
-    def _forward(self, device: str, key: str, value: Any, session: str, their_id: int, quiet: bool = False) -> bool:
+    def _forward(self, device: str, key: str, value: Any, session: str, their_id: int, quiet: bool = False,
+                 at: float | None = None) -> bool:
         with self._lock:
             peer = self._devices.get(device)
             if peer is not None:
                 our_id = next(self._ids)
                 self._pending[our_id] = (session, their_id, device)
         if peer is None or not peer.send(Command(request_id=our_id, device=device, key=key, value=value,
-                                                 session=session)):
+                                                 session=session, at=at)):
             if peer is not None:
                 with self._lock:
                     self._pending.pop(our_id, None)
