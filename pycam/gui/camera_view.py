@@ -147,9 +147,10 @@ class CameraView(ttk.Frame):
 
     # --- display ---------------------------------------------------------------------
     def apply_display(self) -> None:
+        """Check the display options now; apply them once no background render reads the
+        figure (the colour bar shows the scale and the colour map)."""
         self.display_error.set("")
-        for image in self.images.values():
-            image.set_cmap(self.cmap_var.get())
+        limits = None
         if not self.auto_scale.get():
             try:
                 lo, hi = float(self.vmin_var.get()), float(self.vmax_var.get())
@@ -158,7 +159,14 @@ class CameraView(ttk.Frame):
             except ValueError:
                 self.display_error.set("scale: need numbers with min < max")
                 return
-            self._set_clim(lo, hi)
+            limits = (lo, hi)
+        self.plot.after_render(lambda: self._apply_display(self.cmap_var.get(), limits))
+
+    def _apply_display(self, cmap: str, limits: tuple[float, float] | None) -> None:
+        for image in self.images.values():
+            image.set_cmap(cmap)
+        if limits is not None:
+            self._set_clim(*limits)
         for band, frame in self.frames.items():
             self._update_band(band, frame)
         self.plot.request_full_draw()

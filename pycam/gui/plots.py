@@ -12,7 +12,7 @@ from __future__ import annotations
 import concurrent.futures
 import math
 import threading
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -64,6 +64,7 @@ class BlitCanvas:
         self._render_future = None
         self._render_pool = None
         self._pending_refresh = False
+        self._after_render: list[Callable[[], None]] = []
         self.render_errors: list[str] = []
         self.canvas.mpl_connect("draw_event", self._on_draw)
         self.canvas.mpl_connect("resize_event", lambda _e: self._relayout())
@@ -73,6 +74,16 @@ class BlitCanvas:
         for artist in artists:
             artist.set_animated(True)
             self._animated.append(artist)
+
+    def after_render(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` now, or, while a background render reads the figure, on the Tk thread
+        as soon as that render is back: changes to artists the render draws (colour scale,
+        colour map, the colour bar) must not happen under it (the renderer writes the norm
+        limits back and a change made meanwhile would be lost)."""
+        if self.rendering:
+            self._after_render.append(fn)
+        else:
+            fn()
 
     def request_full_draw(self, relayout: bool = False) -> None:
         """Redraw everything at the next refresh; ``relayout`` also re-runs the layout
@@ -175,12 +186,19 @@ class BlitCanvas:
         error = future.exception()
         if error is not None:  # e.g. an artist changed under the renderer: draw again here
             self.render_errors.append(f"{type(error).__name__}: {error}")
+            self._run_after_render()
             self.canvas.draw()
             return
         if self.widget.winfo_exists():
             self._blit_all()
-        if self._needs_full:  # requested while rendering
+        self._run_after_render()
+        if self._needs_full and not self.rendering:  # requested while rendering
             self.refresh()
+
+    def _run_after_render(self) -> None:
+        deferred, self._after_render = self._after_render, []
+        for fn in deferred:
+            fn()
 
     def forget_artist(self, artist) -> None:
         if artist in self._animated:

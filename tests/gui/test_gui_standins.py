@@ -207,6 +207,37 @@ def test_messages_pane_lists_replies_events_and_errors(app):
     assert error_row[1] == "CM1" and len(error_row[0]) == 8  # device and HH:MM:SS time
 
 
+def test_display_options_wait_for_a_background_render(app, monkeypatch):
+    """The renderer writes the colour-scale limits back: a change made under it was lost."""
+    import threading
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    camera = app.views["Camera"]
+    app.show_view("Camera")
+    assert pump_until(app.root, lambda: camera.plot.full_draws > 0 and not camera.plot.rendering, 20)
+    gate, real_draw = threading.Event(), FigureCanvasAgg.draw
+
+    def held_draw(canvas, *args, **kwargs):
+        if threading.current_thread() is not threading.main_thread():
+            gate.wait(10)   # the background render is held open
+        return real_draw(canvas, *args, **kwargs)
+
+    monkeypatch.setattr(FigureCanvasAgg, "draw", held_draw)
+    camera.plot.request_full_draw()
+    camera.plot.refresh()
+    assert camera.plot.rendering
+    before = camera.images["A"].get_clim()
+    camera.vmin_var.set("200")
+    camera.vmax_var.set("700")
+    camera.apply_display()
+    assert camera.images["A"].get_clim() == before and camera.plot._after_render   # not under the render
+    gate.set()
+    assert pump_until(app.root, lambda: not camera.plot.rendering and not camera.plot._after_render, 20)
+    assert camera.images["A"].get_clim() == camera.images["B"].get_clim() == (200.0, 700.0)
+    assert camera.colourbar.norm.vmin == 200.0 and not camera.plot.render_errors
+
+
 def test_camera_profile_on_click_and_display_options(app):
     from gui_drive import data_xy_to_widget
 
@@ -228,5 +259,6 @@ def test_camera_profile_on_click_and_display_options(app):
     assert "min < max" in camera.display_error.get()
     camera.vmax_var.set("900")
     camera.cmap_var.set("inferno")
-    camera.apply_display()
+    camera.apply_display()   # applied at once, or when a background render in progress is back
+    assert pump_until(app.root, lambda: not camera.plot.rendering and not camera.plot._after_render, 10)
     assert camera.images["A"].get_clim() == (500.0, 900.0) and camera.images["B"].get_cmap().name == "inferno"
