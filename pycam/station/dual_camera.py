@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 #: triggers waiting for their partner frame before being dropped (a camera that failed)
 MAX_PENDING = 16
 #: what a :class:`SyncedCamera` passes on from the driver it wraps (its ``capture`` takes no frame type)
-SYNCED_CAPABILITIES = frozenset({Capability.RUNTIME_CONTROLS, Capability.EVENTS, Capability.SENSOR_METADATA})
+SYNCED_CAPABILITIES = frozenset({Capability.RUNTIME_CONTROLS, Capability.EVENTS, Capability.SENSOR_METADATA,
+                                 Capability.FRAME_TYPES})
 
 EventSender = Callable[..., Any]  # send_event(name, **fields)
 
@@ -92,6 +93,11 @@ class SkewMonitor:
 class SyncedCamera(CameraDriver):
     """A camera driver whose every frame's metadata also goes to a :class:`SkewMonitor`."""
 
+    def __new__(cls, driver: CameraDriver, *args: Any, **kwargs: Any) -> "SyncedCamera":
+        if cls is SyncedCamera and supports(driver, Capability.FRAME_TYPES):
+            cls = _SyncedTypedCamera
+        return super().__new__(cls)
+
     def __init__(self, driver: CameraDriver, camera_index: int, monitor: SkewMonitor) -> None:
         self.inner = driver
         self.band = driver.band
@@ -121,10 +127,24 @@ class SyncedCamera(CameraDriver):
         return self.inner.set_gain(gain)
 
     def capture(self, when: dt.datetime) -> CameraFrame:
-        frame = self.inner.capture(when)
-        metadata = self.inner.last_metadata if supports(self.inner, Capability.SENSOR_METADATA) else None
-        self.monitor.report(self.band, when, dict(metadata or {}), self.camera_index)
+        return self._capture(when, "Plume")
+
+    def _capture(self, when: dt.datetime, frame_type: str) -> CameraFrame:
+        """Continuous (Plume) frames go to the skew monitor, which pairs them by trigger."""
+        extra = {"frame_type": frame_type} if Capability.FRAME_TYPES in self.capabilities else {}
+        frame = self.inner.capture(when, **extra)
+        if frame_type == "Plume":
+            metadata = self.inner.last_metadata if supports(self.inner, Capability.SENSOR_METADATA) else None
+            self.monitor.report(self.band, when, dict(metadata or {}), self.camera_index)
         return frame
+
+
+class _SyncedTypedCamera(SyncedCamera):
+    """A SyncedCamera over a driver that takes ``frame_type`` (Dark, Clear, cells...): it takes
+    it too, as the driver contract wants (declared exactly when ``capture`` accepts it)."""
+
+    def capture(self, when: dt.datetime, frame_type: str = "Plume") -> CameraFrame:
+        return self._capture(when, frame_type)
 
 
 class DualCameraStation:

@@ -110,3 +110,27 @@ def test_cli_camera_index_options(tmp_path, hw_config, capsys):
     assert "--band both takes [hardware] pair_camera_indices" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["camera", "--config", str(cfg.path), "--band", "on", "--camera-index", "9"])
+
+
+def test_synced_camera_passes_the_frame_type_on(hw_config):
+    """``pycam camera --band both``: a Dark or Clear request gives that frame, not a plume frame."""
+    import numpy as np
+
+    class Reports:
+        def __init__(self):
+            self.times = []
+
+        def report(self, band, when, metadata, camera_index):
+            self.times.append(when)
+
+    mon = Reports()
+    cfg = hw_config({"camera": {"shutter_us": 20_000}})
+    cam = SyncedCamera(SimCamera(cfg, "on"), 0, mon)
+    cam.open()
+    try:
+        plume = cam.capture(T0, frame_type="Plume")
+        dark = cam.capture(T0 + dt.timedelta(seconds=1), frame_type="Dark")
+    finally:
+        cam.close()
+    assert float(np.mean(dark.pixels)) < 0.5 * float(np.mean(plume.pixels))
+    assert mon.times == [T0]   # only the plume frame went to the skew monitor
