@@ -15,7 +15,9 @@ Handshake (rules in pycam.protocol.session; every later frame carries the sessio
 
 Commands and answers:
   * :class:`Command` ``request_id``, ``device`` (``CM1``/``CM2``/``SPC``/``master``/``all``),
-    ``key`` (three-letter, see commands.py), ``value`` (typed).
+    ``key`` (three-letter, see commands.py), ``value`` (typed); ``at`` (optional, set by the
+    master on start/stop keys it forwards to devices): the UTC time, in seconds since the
+    epoch, the command takes effect (``commands.effect_time``).
   * :class:`Reply` the answer of one device to one command: ``device`` is who answered,
     ``value`` the value now in force (for ``LOG 1``: a dict of all settings).
     ``session`` + ``request_id`` identify the request (``session`` is the asking client's
