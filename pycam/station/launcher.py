@@ -18,6 +18,7 @@ process exited cleanly).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -242,19 +243,23 @@ def start_simulated_station(config_path, data_dir=None, framerate=None, extra_en
     return station
 
 
-def free_loopback_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_loopback_ports(n: int) -> list[int]:
+    """``n`` distinct TCP ports on 127.0.0.1 that were free a moment ago (all held open while
+    they are chosen: one at a time, the system may hand out the same port twice)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
 
 
 def write_station_config(path: Path, *, data_dir: Path, spool_dir: Path, framerate: float | None = None,
                          overrides: Mapping[str, Mapping] | None = None) -> Path:
     """Write a loopback station config with a fresh secret and free ports (mode 600)."""
+    device_port, client_port = free_loopback_ports(2)
     values: dict[str, dict] = {
-        "network": {"master_host": "127.0.0.1", "bind_host": "127.0.0.1", "device_port": free_loopback_port(),
-                    "client_port": free_loopback_port(), "reconnect_max_s": 2.0},
+        "network": {"master_host": "127.0.0.1", "bind_host": "127.0.0.1", "device_port": device_port,
+                    "client_port": client_port, "reconnect_max_s": 2.0},
         "storage": {"data_dir": str(Path(data_dir).resolve()), "spool_dir": str(Path(spool_dir).resolve())},
     }
     if framerate is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from helpers.net import free_port
+from helpers.net import free_ports
 
 
 def write_station_toml(path: Path, overrides: dict | None = None, *, secret: str | None = None) -> Path:
@@ -14,8 +14,9 @@ def write_station_toml(path: Path, overrides: dict | None = None, *, secret: str
 
     path = Path(path)
     root = path.parent
+    device_port, client_port = free_ports(2)
     values = {
-        "network": {"device_port": free_port(), "client_port": free_port(), "reconnect_max_s": 1.0},
+        "network": {"device_port": device_port, "client_port": client_port, "reconnect_max_s": 1.0},
         "storage": {"data_dir": str(root / "data"), "spool_dir": str(root / "spool")},
         "usb_config": {"usb_file": str(root / "usb" / "pycam_config.json"), "work_dir": str(root / "work")},
         "hardware": {"dslr_output_dir": str(root / "dslr")},

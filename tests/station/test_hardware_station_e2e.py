@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers.net import free_port
+from helpers.net import free_ports
 from helpers.station_config import write_station_toml
 from helpers.waiting import wait_for
 
@@ -67,7 +67,7 @@ def complete_seconds(data_dir: Path) -> dict[str, set[str]]:
 
 
 def run_station(root: Path, kind: str, events: list | None = None) -> Path:
-    ports, secret = (free_port(), free_port()), generate_secret()
+    ports, secret = tuple(free_ports(2)), generate_secret()
     root.mkdir(parents=True)
     config = load_config(write_config(root / "station.toml", ports, secret))
     master = Master(config, fsync=False)

@@ -174,10 +174,10 @@ def test_a_master_restarted_outside_the_daily_window_stops_the_resumed_acquisiti
 
 def test_metrics_port_in_the_config_serves_prometheus_text(tmp_path):
     from pycam.config import load_config
-    from pycam.station.launcher import free_loopback_port
+    from pycam.station.launcher import free_loopback_ports
     from pycam.station.housekeeping import MasterHousekeeping
 
-    port = free_loopback_port()
+    (port,) = free_loopback_ports(1)
     path = write_station_config(tmp_path / "s.toml", data_dir=tmp_path / "d", spool_dir=tmp_path / "s",
                                 overrides={"master": {"metrics_port": port}})
     config = load_config(path)

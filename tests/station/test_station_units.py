@@ -95,3 +95,12 @@ def test_trigger_times_are_wall_clock_multiples():
     assert next_trigger(1004.0, 4, None) == 1004.0
     assert next_trigger(1004.0, 4, 1004.0) == 1008.0      # never the same slot twice
     assert next_trigger(1003.9, 1, None) == 1004.0
+
+
+def test_free_loopback_ports_are_distinct():
+    """Chosen one at a time, two ports could coincide (a config with client_port == device_port
+    is refused, so a demo or a test station failed to start now and then)."""
+    from pycam.station.launcher import free_loopback_ports
+
+    ports = free_loopback_ports(64)
+    assert len(set(ports)) == 64 and all(1024 <= p <= 65535 for p in ports)
