@@ -4,8 +4,20 @@ pytest-xvfb starts the virtual display, 1366x768x24 (the smallest laptop layout 
 set in pyproject.toml); the helpers that drive widgets are in ``gui_drive``."""
 from __future__ import annotations
 
+import gc
+
 import pytest
 from gui_drive import pump_until
+
+
+@pytest.fixture(autouse=True)
+def _collect_tk_garbage_on_the_main_thread():
+    """After each GUI test, free its Tk objects here: left to the cyclic collector they may be
+    freed on whatever thread allocates next (a render or link thread of the next test), where
+    Tk refuses ("main thread is not in main loop"), and freeing a whole interpreter off the
+    main thread aborts the process."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture

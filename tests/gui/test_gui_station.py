@@ -6,6 +6,7 @@ tests run in file order.  Screenshots of every view go to ``artifacts/``.
 """
 from __future__ import annotations
 
+import gc
 import math
 import time
 
@@ -40,6 +41,8 @@ def app(station, tmp_path_factory):
     assert pump_until(root, lambda: application.ready and application.link.state == "connected", 60)
     yield application
     application.quit()
+    del application, root
+    gc.collect()   # free the Tk objects on the main thread (see conftest)
 
 
 @pytest.mark.timeout(480)
