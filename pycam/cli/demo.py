@@ -62,12 +62,15 @@ class _Progress:
         self.images = {"on": set(), "off": set()}
         self.spectra = 0
         self.errors: list[str] = []
+        self.folders: set[Path] = set()   # where this run's plume files are stored
         self.lock = threading.Lock()
 
     def on_message(self, msg) -> None:
         if isinstance(msg, Event) and msg.name == "file_stored" and msg.fields.get("frame_type") == "Plume":
             name = str(msg.fields.get("filename", ""))
             with self.lock:
+                if msg.fields.get("path"):
+                    self.folders.add(Path(str(msg.fields["path"])).parent)
                 if msg.fields.get("data_type") == "spectrum":
                     self.spectra += 1
                 elif "_fltrA_" in name:
@@ -80,9 +83,23 @@ class _Progress:
 
     def summary(self) -> str:
         with self.lock:
-            pairs = len(self.images["on"] & self.images["off"])
-            return (f"{pairs} A/B pairs, {len(self.images['on'])} A, {len(self.images['off'])} B, "
-                    f"{self.spectra} spectra stored")
+            return _summary_line(self.images["on"], self.images["off"], self.spectra)
+
+    def final_summary(self) -> str:
+        """Counted on disk in this run's folders: the last frames are delivered while the devices
+        stop, after this client has gone (counting events would miss them)."""
+        with self.lock:
+            folders = sorted(self.folders)
+        if not folders:
+            return self.summary()
+        files = [f for folder in folders for f in folder.glob("*_Plume.*") if not f.name.startswith(".")]
+        on = {f.name.split("_")[0] for f in files if "_fltrA_" in f.name and f.suffix == ".png"}
+        off = {f.name.split("_")[0] for f in files if "_fltrB_" in f.name and f.suffix == ".png"}
+        return _summary_line(on, off, sum(f.suffix == ".npy" for f in files))
+
+
+def _summary_line(on: set, off: set, spectra: int) -> str:
+    return f"{len(on & off)} A/B pairs, {len(on)} A, {len(off)} B, {spectra} spectra stored"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -168,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
                       file=sys.stderr)
             if crashed and not code:
                 code = 1   # a child crashed: the demo failed
-        print(f"demo: {progress.summary()} in {data_dir}", flush=True)
+        print(f"demo: {progress.final_summary()} in {data_dir}", flush=True)
         config_path.unlink(missing_ok=True)
         state.remove()
         if _remove_if_empty(spool_dir) and clean:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -84,7 +85,9 @@ def test_demo_headless_leaves_complete_pairs_and_exits(tmp_path):
     assert not temporaries(data)
     assert not demo_config.exists()            # the pointer is removed when the demo ends
     assert not list(scratch.iterdir())         # spool and logs of a clean run are removed
-    assert "A/B pairs" in result.stdout
+    final = re.search(r"demo: (\d+) A/B pairs, (\d+) A, (\d+) B, (\d+) spectra stored in", result.stdout)
+    assert final, result.stdout   # the closing line counts what is on disk, the last frames included
+    assert [int(x) for x in final.groups()] == [len(a), len(a), len(b), len(spectra)], result.stdout
 
 
 def test_ext_to_all_shuts_everything_down_after_delivery(tmp_path):
