@@ -14,7 +14,7 @@ from pycam.protocol.messages import Event
 from pycam.station.offline_events import OfflineEvents
 from pycam.station.resend import ResendBackoff
 from pycam.station.storage_state import StorageState
-from pycam.station.supervision import DemoState, pid_alive
+from pycam.station.supervision import DemoState, cmdline, pid_alive
 
 
 class Clock:
@@ -86,11 +86,21 @@ def test_storage_state_reports_each_change_once():
     assert state.paused_reason() is None
 
 
+def _started(args: list[str]) -> subprocess.Popen:
+    """Popen returns as soon as the child's exec begins; its /proc command line is empty for a
+    moment after that (seen in about 4 % of starts), and the demo state reads that line."""
+    proc = subprocess.Popen(args)
+    deadline = time.monotonic() + 10
+    while not cmdline(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return proc
+
+
 def test_stale_demo_state_is_cleared_and_a_live_demo_is_not(tmp_path):
     config = tmp_path / "demo.toml"
     config.write_text("# demo config\n")
-    leftover = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", str(config)])
-    unrelated = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    leftover = _started([sys.executable, "-c", "import time; time.sleep(120)", str(config)])
+    unrelated = _started([sys.executable, "-c", "import time; time.sleep(120)"])
     try:
         dead = subprocess.Popen([sys.executable, "-c", "pass"])
         dead.wait()
@@ -106,7 +116,7 @@ def test_stale_demo_state_is_cleared_and_a_live_demo_is_not(tmp_path):
         assert not config.exists() and not state.path.exists()
         assert state.clear_stale() == []
         # a demo whose pid is alive and is a demo is "running"
-        demo_like = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "demo"])
+        demo_like = _started([sys.executable, "-c", "import time; time.sleep(120)", "demo"])
         try:
             state.path.write_text(json.dumps({"pid": demo_like.pid, "children": {}}))
             assert state.running_pid() == demo_like.pid
